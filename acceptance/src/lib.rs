@@ -1,0 +1,300 @@
+//! Shared helpers for the end-to-end suite: locating real Terraform CLIs, building the provider,
+//! and running Terraform commands in throwaway working directories with `dev_overrides`.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use anyhow::{Context as _, bail};
+use serde_json::Value as Json;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// Builds the provider binary once per test process and returns the directory holding it.
+pub fn provider_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--package", "batchai", "--bin", "terraform-provider-batchai"])
+            .current_dir(repo())
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "building terraform-provider-batchai failed"
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo().join("target"));
+        target.join("debug")
+    })
+}
+
+/// The provider binary itself.
+pub fn provider_binary() -> PathBuf {
+    provider_dir().join("terraform-provider-batchai")
+}
+
+/// A Terraform (or OpenTofu) CLI to test with.
+#[derive(Debug, Clone)]
+pub struct Cli {
+    pub path: PathBuf,
+    /// `1.15.5`, `1.0.3`, ...
+    pub version: String,
+    pub tofu: bool,
+}
+
+impl Cli {
+    /// True for versions at least `major.minor`.
+    pub fn at_least(&self, major: u32, minor: u32) -> bool {
+        let mut parts = self.version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        (a, b) >= (major, minor)
+    }
+}
+
+impl std::fmt::Display for Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = if self.tofu { "tofu" } else { "terraform" };
+        write!(f, "{name} {} ({})", self.version, self.path.display())
+    }
+}
+
+fn cli_version(path: &Path) -> Option<Cli> {
+    let out = Command::new(path)
+        .args(["version", "-json"])
+        .env("TF_CLI_CONFIG_FILE", "/dev/null")
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let json: Json = serde_json::from_slice(&out.stdout).ok()?;
+    let version = json.get("terraform_version")?.as_str()?.to_owned();
+    let tofu = String::from_utf8_lossy(&out.stdout).contains("tofu")
+        || path.file_name().is_some_and(|n| n.to_string_lossy().contains("tofu"));
+    Some(Cli {
+        path: path.to_path_buf(),
+        version,
+        tofu,
+    })
+}
+
+/// Every CLI to test against: `TF_ACC_TERRAFORM_PATH` (a PATH-style list) when set; otherwise
+/// the CLIs `acceptance/tools/install_clis.py` installed plus any `terraform`/`tofu` on PATH.
+/// Fails (never skips) when there is none.
+pub fn clis() -> Vec<Cli> {
+    static CLIS: OnceLock<Vec<Cli>> = OnceLock::new();
+    CLIS.get_or_init(|| {
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Some(list) = std::env::var_os("TF_ACC_TERRAFORM_PATH") {
+            candidates.extend(std::env::split_paths(&list));
+        } else {
+            let tools = repo().join("acceptance/.tools/bin");
+            if let Ok(entries) = std::fs::read_dir(&tools) {
+                let mut found: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+                found.sort();
+                candidates.extend(found);
+            }
+            if let Some(path) = std::env::var_os("PATH") {
+                for dir in std::env::split_paths(&path) {
+                    for name in ["terraform", "tofu"] {
+                        let p = dir.join(name);
+                        if p.is_file() {
+                            candidates.push(p);
+                        }
+                    }
+                }
+            }
+        }
+        let mut clis: Vec<Cli> = Vec::new();
+        for path in candidates {
+            if let Some(cli) = cli_version(&path) {
+                if !clis.iter().any(|c| c.version == cli.version && c.tofu == cli.tofu) {
+                    clis.push(cli);
+                }
+            }
+        }
+        assert!(
+            !clis.is_empty(),
+            "no Terraform CLI found: run `python3 acceptance/tools/install_clis.py` or set TF_ACC_TERRAFORM_PATH"
+        );
+        clis
+    })
+    .clone()
+}
+
+/// The newest CLI found, for tests that need only one.
+pub fn newest_cli() -> Cli {
+    let mut all = clis();
+    all.sort_by_key(|c| {
+        c.version
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    });
+    all.pop().unwrap_or_else(|| panic!("no Terraform CLI"))
+}
+
+/// A throwaway Terraform working directory wired to the freshly built provider.
+#[derive(Debug)]
+pub struct Workspace {
+    pub cli: Cli,
+    pub dir: tempfile::TempDir,
+    /// The local platform root the configurations use.
+    pub root: PathBuf,
+    cli_config: PathBuf,
+    extra_env: Vec<(String, String)>,
+}
+
+impl Workspace {
+    pub fn new(cli: &Cli) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("tfacc").tempdir()?;
+        let root = dir.path().join("root");
+        let cli_config = dir.path().join("terraformrc");
+        std::fs::write(
+            &cli_config,
+            format!(
+                "provider_installation {{\n  dev_overrides {{\n    \"registry.terraform.io/batchai/batchai\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
+                provider_dir().display()
+            ),
+        )?;
+        Ok(Self {
+            cli: cli.clone(),
+            dir,
+            root,
+            cli_config,
+            extra_env: Vec::new(),
+        })
+    }
+
+    /// Another working directory sharing this one's platform root (for imports).
+    pub fn sibling(&self) -> anyhow::Result<Self> {
+        let mut other = Self::new(&self.cli)?;
+        other.root = self.root.clone();
+        Ok(other)
+    }
+
+    pub fn env(&mut self, key: &str, value: &str) {
+        self.extra_env.push((key.to_owned(), value.to_owned()));
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `main.tf`: the provider block pointing at this workspace's root, then `body`.
+    pub fn write_config(&self, body: &str) -> anyhow::Result<()> {
+        let header = format!(
+            "terraform {{\n  required_providers {{\n    batchai = {{\n      source = \"batchai/batchai\"\n    }}\n  }}\n}}\n\nprovider \"batchai\" {{\n  local {{\n    root = \"{}\"\n  }}\n}}\n\n",
+            self.root.display()
+        );
+        std::fs::write(self.dir.path().join("main.tf"), header + body)?;
+        Ok(())
+    }
+
+    /// Runs the CLI with `args` and returns its output, whatever the exit status.
+    pub fn run(&self, args: &[&str]) -> anyhow::Result<Output> {
+        let mut cmd = Command::new(&self.cli.path);
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("CHECKPOINT_DISABLE", "1")
+            .env_remove("TF_LOG")
+            .env_remove("TF_REATTACH_PROVIDERS");
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        let out = cmd
+            .output()
+            .with_context(|| format!("run {} {args:?}", self.cli))?;
+        Ok(out)
+    }
+
+    /// Runs the CLI and fails with its output unless it exits 0.
+    pub fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.run(args)?;
+        if !out.status.success() {
+            bail!(
+                "{} {args:?} failed ({}):\n{}\n{}",
+                self.cli,
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `init` where the CLI supports it alongside `dev_overrides`; older CLIs try to reach the
+    /// registry for the overridden provider, and with overrides in effect init is not needed.
+    pub fn init(&self) -> anyhow::Result<()> {
+        if self.cli.at_least(1, 15) || self.cli.tofu {
+            self.ok(&["init", "-input=false", "-no-color"])?;
+        }
+        Ok(())
+    }
+
+    pub fn apply(&self) -> anyhow::Result<String> {
+        self.ok(&["apply", "-auto-approve", "-input=false", "-no-color"])
+    }
+
+    /// `plan -detailed-exitcode`: 0 = no changes, 2 = changes; anything else fails.
+    pub fn plan_exit_code(&self) -> anyhow::Result<i32> {
+        let out = self.run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"])?;
+        match out.status.code() {
+            Some(code @ (0 | 2)) => Ok(code),
+            _ => bail!(
+                "{} plan failed ({}):\n{}\n{}",
+                self.cli,
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+
+    /// Saves a plan and returns `terraform show -json` of it.
+    pub fn plan_json(&self) -> anyhow::Result<Json> {
+        self.ok(&["plan", "-out=tfplan", "-input=false", "-no-color"])?;
+        let text = self.ok(&["show", "-json", "tfplan"])?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// `terraform show -json` of the current state.
+    pub fn state_json(&self) -> anyhow::Result<Json> {
+        let text = self.ok(&["show", "-json"])?;
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+/// The state values of the resource at `address` in `terraform show -json` output.
+pub fn resource_values<'a>(state: &'a Json, address: &str) -> Option<&'a Json> {
+    state
+        .pointer("/values/root_module/resources")?
+        .as_array()?
+        .iter()
+        .find(|r| r.get("address").and_then(Json::as_str) == Some(address))?
+        .get("values")
+}
+
+/// The planned actions for `address` in a `show -json` plan, e.g. `["delete", "create"]`.
+pub fn planned_actions(plan: &Json, address: &str) -> Vec<String> {
+    plan.get("resource_changes")
+        .and_then(Json::as_array)
+        .and_then(|changes| {
+            changes
+                .iter()
+                .find(|c| c.get("address").and_then(Json::as_str) == Some(address))
+        })
+        .and_then(|c| c.pointer("/change/actions"))
+        .and_then(Json::as_array)
+        .map(|a| a.iter().filter_map(Json::as_str).map(str::to_owned).collect())
+        .unwrap_or_default()
+}

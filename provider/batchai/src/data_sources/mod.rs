@@ -1,0 +1,2 @@
+//! Data sources of the provider.
+pub mod file_server;

@@ -1,0 +1,28 @@
+//! Entry point of `terraform-provider-batchai`: serves the provider to Terraform, or with
+//! `--debug` to a developer who attaches Terraform through `TF_REATTACH_PROVIDERS`.
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = match args.first().map(String::as_str) {
+        None => tfplug::Mode::Plugin,
+        Some("--debug" | "-debug") => tfplug::Mode::Debug,
+        Some("--version" | "version") => {
+            eprintln!("terraform-provider-batchai {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!(
+                "terraform-provider-batchai: unknown argument {other:?}\n\nusage: terraform-provider-batchai [--debug | --version]"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match batchai::run(mode) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("terraform-provider-batchai: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

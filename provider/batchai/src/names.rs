@@ -1,0 +1,60 @@
+//! Validated names and identifiers shared by the resources.
+use std::fmt;
+
+/// A Batch AI resource name: 1 to 64 letters, digits, `-` or `_`, as the service accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() || text.len() > 64 {
+            return Err(format!(
+                "{text:?} has {} characters; a name has 1 to 64",
+                text.chars().count()
+            ));
+        }
+        if let Some(bad) = text
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(format!(
+                "{text:?} contains {bad:?}; a name may contain only letters, digits, '-' and '_'"
+            ));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_rules() {
+        let long = "a".repeat(64);
+        let too_long = "a".repeat(65);
+        let cases: [(&str, bool); 8] = [
+            ("data", true),
+            ("data-1_B", true),
+            (&long, true),
+            ("", false),
+            (&too_long, false),
+            ("with space", false),
+            ("dot.name", false),
+            ("ünï", false),
+        ];
+        for (input, ok) in cases {
+            assert_eq!(Name::parse(input).is_ok(), ok, "{input:?}");
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! Managed resources of the provider.
+pub mod file_server;
