@@ -29,7 +29,9 @@ pub use value::{Number, Type, Value};
 /// Protocol messages and a gRPC client, for in-process protocol tests of providers built on
 /// this crate. Not for resource code.
 pub mod testing {
+    pub use crate::generated::health as health_proto;
     pub use crate::generated::health::health_client::HealthClient;
+    pub use crate::generated::plugin as plugin_proto;
     pub use crate::generated::plugin::grpc_controller_client::GrpcControllerClient;
     pub use crate::generated::tfplugin6 as proto;
     pub use crate::generated::tfplugin6::provider_client::ProviderClient;

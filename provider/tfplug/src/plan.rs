@@ -17,6 +17,7 @@ pub fn default_plan(
     proposed: &Value,
     config: &Value,
 ) -> (Value, Vec<AttributePath>) {
+    let proposed = &null_write_only(&schema.block, proposed);
     if prior.is_null() {
         return (
             unknown_computed(&schema.block, proposed, config),
@@ -31,6 +32,38 @@ pub fn default_plan(
         // A replacement creates a new object, so everything it computes will be new too.
         (unknown_computed(&schema.block, proposed, config), replace)
     }
+}
+
+/// Write-only values reach the provider in configuration only; plans and states hold null.
+fn null_write_only(block: &Block, value: &Value) -> Value {
+    let Some(attrs) = object(value) else {
+        return value.clone();
+    };
+    let mut out = attrs.clone();
+    for a in &block.attributes {
+        if a.write_only {
+            out.insert(a.name.clone(), Value::Null);
+        }
+    }
+    for b in &block.blocks {
+        if let Some(v) = out.get(&b.type_name) {
+            let nulled = match (b.nesting, v) {
+                (Nesting::Single | Nesting::Group, v) => null_write_only(&b.block, v),
+                (Nesting::List, Value::List(items)) => {
+                    Value::List(items.iter().map(|i| null_write_only(&b.block, i)).collect())
+                }
+                (Nesting::Map, Value::Map(items)) => Value::Map(
+                    items
+                        .iter()
+                        .map(|(k, i)| (k.clone(), null_write_only(&b.block, i)))
+                        .collect(),
+                ),
+                (_, v) => v.clone(),
+            };
+            out.insert(b.type_name.clone(), nulled);
+        }
+    }
+    Value::Object(out)
 }
 
 fn object(value: &Value) -> Option<&BTreeMap<String, Value>> {

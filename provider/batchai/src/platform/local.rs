@@ -53,7 +53,13 @@ impl LocalPlatform {
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(PlatformError::AlreadyExists { name });
+                if dir.join("export").is_dir() {
+                    return Err(PlatformError::AlreadyExists { name });
+                }
+                // The export was removed outside Terraform and Read reported the file server
+                // gone; what is left is a stale record, so the name is free to claim again.
+                std::fs::remove_dir_all(&dir).map_err(io)?;
+                std::fs::create_dir(&dir).map_err(io)?;
             }
             Err(e) => return Err(io(e)),
         }
@@ -201,6 +207,8 @@ mod tests {
         assert_eq!(platform.get_sync(&s.name).ok().flatten(), Some(created.clone()));
         std::fs::remove_dir_all(&created.mount_point).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(platform.get_sync(&s.name).ok().flatten(), None, "drift: export removed");
+        let recreated = platform.create_sync(&s).unwrap_or_else(|e| panic!("{e}"));
+        assert!(Path::new(&recreated.mount_point).is_dir(), "re-created after drift");
         platform.delete_sync(&s.name).unwrap_or_else(|e| panic!("{e}"));
         assert!(!platform.file_server_dir("data").exists());
         platform.delete_sync(&s.name).unwrap_or_else(|e| panic!("{e}"));

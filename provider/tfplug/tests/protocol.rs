@@ -1,0 +1,635 @@
+//! Protocol-level tests: the real tonic server in process, a gRPC client over a unix socket, and
+//! a small test provider, for the edge cases Terraform rarely produces on its own.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tfplug::testing::proto as pb;
+use tfplug::testing::{GrpcControllerClient, HealthClient, ProviderClient};
+use tfplug::value::{Type, Value, msgpack};
+use tfplug::{
+    ApplyRequest, ApplyResult, Attribute, Block, BoxFuture, ClientCapabilities, ConfigureRequest,
+    Context, DataSource, Diagnostic, Diagnostics, NestedBlock, ObjectNesting, Plan, PlanRequest,
+    Provider, ReadResult, Resource, Schema,
+};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::{Channel, Endpoint};
+
+/// A resource whose behaviour is steered by its `name`: `slow` sleeps, `panic` panics,
+/// `bad-plan` breaks the plan rules, `bad-apply` breaks the apply rules.
+struct Thing {
+    applies: Arc<AtomicUsize>,
+}
+
+fn thing_schema() -> Schema {
+    Schema::new(
+        1,
+        Block::new(
+            vec![
+                Attribute::computed("id", Type::String),
+                Attribute::required("name", Type::String).force_new(),
+                Attribute::optional("size", Type::Number),
+                Attribute::optional("secret_wo", Type::String).write_only(),
+                Attribute::computed("info", Type::String).nested(
+                    ObjectNesting::Single,
+                    vec![Attribute::computed("path", Type::String)],
+                ),
+            ],
+            vec![NestedBlock::optional_single(
+                "opts",
+                Block::new(vec![Attribute::optional("flag", Type::Bool)], vec![]),
+            )],
+        ),
+    )
+}
+
+fn set(value: &mut Value, name: &str, v: Value) {
+    if let Value::Object(m) = value {
+        m.insert(name.to_owned(), v);
+    }
+}
+
+impl Resource<()> for Thing {
+    fn type_name(&self) -> &'static str {
+        "test_thing"
+    }
+
+    fn schema(&self) -> Schema {
+        thing_schema()
+    }
+
+    fn validate(&self, config: &Value, _c: ClientCapabilities) -> Diagnostics {
+        if config.get_attr("name").and_then(Value::as_str) == Some("panic-validate") {
+            panic!("validation exploded");
+        }
+        Diagnostics::new()
+    }
+
+    fn modify_plan(&self, request: &PlanRequest<'_>, plan: &mut Plan) -> Result<(), Diagnostics> {
+        if request.config.get_attr("name").and_then(Value::as_str) == Some("bad-plan") {
+            set(&mut plan.planned, "name", Value::string("changed"));
+        }
+        Ok(())
+    }
+
+    fn create<'a>(&'a self, _c: &'a (), ctx: &'a Context, r: ApplyRequest<'a>) -> BoxFuture<'a, ApplyResult> {
+        Box::pin(async move {
+            self.applies.fetch_add(1, Ordering::SeqCst);
+            let name = r.planned.get_attr("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+            if name.starts_with("slow-") {
+                // Every concurrent apply waits until all ten have started: served one at a
+                // time, the first would wait for the others forever (bounded here).
+                let all_started = async {
+                    while self.applies.load(Ordering::SeqCst) < 10 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                };
+                tokio::select! {
+                    () = all_started => {}
+                    () = tokio::time::sleep(Duration::from_secs(20)) => {
+                        return ApplyResult::failed(Diagnostic::error("applies ran one at a time", ""));
+                    }
+                    () = ctx.stopped() => return ApplyResult::failed(Diagnostic::error("stopped", "")),
+                }
+            }
+            if name == "very-slow" {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+            if name == "panic" {
+                panic!("create exploded");
+            }
+            let mut state = r.planned.clone();
+            set(&mut state, "id", Value::string(format!("id-{name}")));
+            set(
+                &mut state,
+                "info",
+                Value::Object([("path".to_owned(), Value::string("/x"))].into()),
+            );
+            if name == "bad-apply" {
+                set(&mut state, "size", Value::number(999));
+            }
+            ApplyResult::ok(state)
+        })
+    }
+
+    fn read<'a>(&'a self, _c: &'a (), _x: &'a Context, s: &'a Value, p: &'a [u8]) -> BoxFuture<'a, Result<Option<ReadResult>, Diagnostics>> {
+        Box::pin(async move {
+            Ok(Some(ReadResult {
+                state: s.clone(),
+                private: p.to_vec(),
+            }))
+        })
+    }
+
+    fn delete<'a>(&'a self, _c: &'a (), _x: &'a Context, _s: &'a Value, _p: &'a [u8]) -> BoxFuture<'a, Result<(), Diagnostics>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn upgrade(&self, version: i64, raw: &serde_json::Value, current: &Type) -> Result<Value, Diagnostics> {
+        // Version 0 called the `size` attribute `capacity`.
+        let mut raw = raw.clone();
+        if version == 0 {
+            if let Some(obj) = raw.as_object_mut() {
+                let capacity = obj.remove("capacity").unwrap_or(serde_json::Value::Null);
+                obj.insert("size".into(), capacity);
+            }
+        }
+        tfplug::value::json::from_json(&raw, current)
+            .map_err(|e| Diagnostic::error("bad state", e.to_string()).into())
+    }
+}
+
+struct Echo;
+
+impl DataSource<()> for Echo {
+    fn type_name(&self) -> &'static str {
+        "test_echo"
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(
+            0,
+            Block::new(
+                vec![
+                    Attribute::required("input", Type::Number),
+                    Attribute::computed("output", Type::Number),
+                ],
+                vec![],
+            ),
+        )
+    }
+
+    fn read<'a>(&'a self, _c: &'a (), _x: &'a Context, config: &'a Value) -> BoxFuture<'a, Result<Value, Diagnostics>> {
+        Box::pin(async move {
+            let mut out = config.clone();
+            let input = config.get_attr("input").cloned().unwrap_or(Value::Null);
+            set(&mut out, "output", input);
+            Ok(out)
+        })
+    }
+}
+
+struct TestProvider {
+    applies: Arc<AtomicUsize>,
+}
+
+impl Provider for TestProvider {
+    type Client = ();
+
+    fn type_name(&self) -> &'static str {
+        "test"
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(0, Block::default())
+    }
+
+    fn configure<'a>(&'a self, _r: ConfigureRequest<'a>) -> BoxFuture<'a, Result<(), Diagnostics>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn resources(&self) -> Vec<Box<dyn Resource<()>>> {
+        vec![Box::new(Thing {
+            applies: self.applies.clone(),
+        })]
+    }
+
+    fn data_sources(&self) -> Vec<Box<dyn DataSource<()>>> {
+        vec![Box::new(Echo)]
+    }
+}
+
+struct Harness {
+    client: ProviderClient<Channel>,
+    channel: Channel,
+    applies: Arc<AtomicUsize>,
+    shutdown: Arc<tokio::sync::Notify>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("p.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let applies = Arc::new(AtomicUsize::new(0));
+    let shutdown = Arc::new(tokio::sync::Notify::new());
+    let router = tfplug::serve::router(
+        tfplug::ProviderService::new(TestProvider {
+            applies: applies.clone(),
+        }),
+        shutdown.clone(),
+    );
+    tokio::spawn(router.serve_with_incoming(UnixListenerStream::new(listener)));
+    let channel = Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move { UnixStream::connect(socket).await.map(TokioIo::new) }
+        }))
+        .await
+        .unwrap();
+    let mut client = ProviderClient::new(channel.clone());
+    let response = client
+        .configure_provider(pb::configure_provider::Request {
+            terraform_version: "1.15.5".into(),
+            config: Some(dv(&Value::Object(Default::default()), &Type::object::<[(&str, Type); 0], &str>([]))),
+            client_capabilities: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(response.diagnostics.is_empty(), "{:?}", response.diagnostics);
+    Harness {
+        client,
+        channel,
+        applies,
+        shutdown,
+        _dir: dir,
+    }
+}
+
+fn thing_type() -> Type {
+    tfplug::server::resource_schema::<()>(&Thing {
+        applies: Arc::default(),
+    })
+    .implied_type()
+}
+
+fn dv(value: &Value, ty: &Type) -> pb::DynamicValue {
+    pb::DynamicValue {
+        msgpack: msgpack::encode(value, ty).unwrap(),
+        json: Vec::new(),
+    }
+}
+
+fn undv(dv: Option<pb::DynamicValue>, ty: &Type) -> Value {
+    let dv = dv.unwrap_or_default();
+    if dv.msgpack.is_empty() {
+        return Value::Null;
+    }
+    msgpack::decode(&dv.msgpack, ty).unwrap()
+}
+
+fn thing(name: Value, size: Value) -> Value {
+    Value::Object(
+        [
+            ("id".to_owned(), Value::Null),
+            ("name".to_owned(), name),
+            ("size".to_owned(), size),
+            ("secret_wo".to_owned(), Value::Null),
+            ("info".to_owned(), Value::Null),
+            ("opts".to_owned(), Value::Null),
+        ]
+        .into(),
+    )
+}
+
+impl Harness {
+    async fn plan(&mut self, config: &Value) -> pb::plan_resource_change::Response {
+        let ty = thing_type();
+        self.client
+            .plan_resource_change(pb::plan_resource_change::Request {
+                type_name: "test_thing".into(),
+                prior_state: Some(dv(&Value::Null, &ty)),
+                proposed_new_state: Some(dv(config, &ty)),
+                config: Some(dv(config, &ty)),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn create(&mut self, config: &Value) -> pb::apply_resource_change::Response {
+        let ty = thing_type();
+        let plan = self.plan(config).await;
+        assert!(plan.diagnostics.is_empty(), "{:?}", plan.diagnostics);
+        self.client
+            .apply_resource_change(pb::apply_resource_change::Request {
+                type_name: "test_thing".into(),
+                prior_state: Some(dv(&Value::Null, &ty)),
+                planned_state: plan.planned_state,
+                config: Some(dv(config, &ty)),
+                planned_private: plan.planned_private,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+fn summaries(diags: &[pb::Diagnostic]) -> Vec<String> {
+    diags.iter().map(|d| format!("{}: {}", d.summary, d.detail)).collect()
+}
+
+#[tokio::test]
+async fn schema_uses_nested_type_without_type_and_sets_capabilities() {
+    let mut h = start().await;
+    let schema = h
+        .client
+        .get_provider_schema(pb::get_provider_schema::Request {})
+        .await
+        .unwrap()
+        .into_inner();
+    let caps = schema.server_capabilities.unwrap();
+    assert!(caps.plan_destroy && caps.get_provider_schema_optional);
+    let thing = &schema.resource_schemas["test_thing"];
+    assert_eq!(thing.version, 1);
+    let block = thing.block.as_ref().unwrap();
+    let info = block.attributes.iter().find(|a| a.name == "info").unwrap();
+    assert!(info.nested_type.is_some() && info.r#type.is_empty());
+    assert!(!block.block_types.iter().any(|b| b.type_name == "timeouts"));
+    let functions = h
+        .client
+        .get_functions(pb::get_functions::Request {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(functions.functions.is_empty() && functions.diagnostics.is_empty());
+}
+
+#[tokio::test]
+async fn unknown_values_in_config_plan_as_unknown() {
+    let mut h = start().await;
+    let ty = thing_type();
+    let config = thing(Value::string("a"), Value::unknown());
+    let validate = h
+        .client
+        .validate_resource_config(pb::validate_resource_config::Request {
+            type_name: "test_thing".into(),
+            config: Some(dv(&config, &ty)),
+            client_capabilities: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(validate.diagnostics.is_empty());
+    let plan = h.plan(&config).await;
+    assert!(plan.diagnostics.is_empty(), "{:?}", summaries(&plan.diagnostics));
+    let planned = undv(plan.planned_state, &ty);
+    assert!(planned.get_attr("size").unwrap().is_unknown());
+    assert!(planned.get_attr("id").unwrap().is_unknown());
+    assert!(planned.get_attr("opts").unwrap().is_null(), "a null block stays null");
+}
+
+#[tokio::test]
+async fn big_numbers_survive_plan_and_apply() {
+    let mut h = start().await;
+    let ty = thing_type();
+    let big = tfplug::Number::parse("1180591620717411303424").unwrap();
+    let applied = h.create(&thing(Value::string("big"), Value::Number(big.clone()))).await;
+    assert!(applied.diagnostics.is_empty(), "{:?}", summaries(&applied.diagnostics));
+    let state = undv(applied.new_state, &ty);
+    assert_eq!(state.get_attr("size"), Some(&Value::Number(big)));
+    assert_eq!(state.get_attr("id").and_then(Value::as_str), Some("id-big"));
+}
+
+#[tokio::test]
+async fn state_from_an_older_schema_version_is_upgraded() {
+    let mut h = start().await;
+    let ty = thing_type();
+    let raw = serde_json::json!({"id": "x", "name": "old", "capacity": 7, "secret_wo": null, "info": null, "opts": null});
+    let response = h
+        .client
+        .upgrade_resource_state(pb::upgrade_resource_state::Request {
+            type_name: "test_thing".into(),
+            version: 0,
+            raw_state: Some(pb::RawState {
+                json: serde_json::to_vec_pretty(&raw).unwrap(),
+                flatmap: Default::default(),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(response.diagnostics.is_empty(), "{:?}", summaries(&response.diagnostics));
+    let state = undv(response.upgraded_state, &ty);
+    assert_eq!(state.get_attr("size"), Some(&Value::number(7)));
+
+    let newer = h
+        .client
+        .upgrade_resource_state(pb::upgrade_resource_state::Request {
+            type_name: "test_thing".into(),
+            version: 9,
+            raw_state: Some(pb::RawState {
+                json: b"{}".to_vec(),
+                flatmap: Default::default(),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(summaries(&newer.diagnostics)[0].contains("newer provider version"));
+}
+
+#[tokio::test]
+async fn concurrent_rpcs_run_in_parallel() {
+    let h = start().await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let mut client = ProviderClient::new(h.channel.clone());
+        tasks.push(tokio::spawn(async move {
+            let ty = thing_type();
+            let config = thing(Value::string(format!("slow-{i}")), Value::Null);
+            let plan = client
+                .plan_resource_change(pb::plan_resource_change::Request {
+                    type_name: "test_thing".into(),
+                    prior_state: Some(dv(&Value::Null, &ty)),
+                    proposed_new_state: Some(dv(&config, &ty)),
+                    config: Some(dv(&config, &ty)),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            client
+                .apply_resource_change(pb::apply_resource_change::Request {
+                    type_name: "test_thing".into(),
+                    prior_state: Some(dv(&Value::Null, &ty)),
+                    planned_state: plan.planned_state,
+                    config: Some(dv(&config, &ty)),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert!(r.diagnostics.is_empty(), "{:?}", summaries(&r.diagnostics));
+    }
+    assert_eq!(h.applies.load(Ordering::SeqCst), 10);
+}
+
+#[tokio::test]
+async fn stop_provider_interrupts_a_slow_apply() {
+    let mut h = start().await;
+    let mut stopper = ProviderClient::new(h.channel.clone());
+    let stop = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stopper.stop_provider(pb::stop_provider::Request {}).await.unwrap();
+    });
+    let applied = h.create(&thing(Value::string("very-slow"), Value::Null)).await;
+    stop.await.unwrap();
+    let text = summaries(&applied.diagnostics).join("\n");
+    assert!(text.contains("operation interrupted"), "{text}");
+}
+
+#[tokio::test]
+async fn a_panic_becomes_an_internal_error_and_the_server_keeps_serving() {
+    let mut h = start().await;
+    let applied = h.create(&thing(Value::string("panic"), Value::Null)).await;
+    let text = summaries(&applied.diagnostics).join("\n");
+    assert!(text.contains("internal-error") && text.contains("create exploded"), "{text}");
+    let ok = h.create(&thing(Value::string("after"), Value::Null)).await;
+    assert!(ok.diagnostics.is_empty(), "{:?}", summaries(&ok.diagnostics));
+}
+
+#[tokio::test]
+async fn plan_and_apply_invariants_are_enforced() {
+    let mut h = start().await;
+    let plan = h.plan(&thing(Value::string("bad-plan"), Value::Null)).await;
+    let text = summaries(&plan.diagnostics).join("\n");
+    assert!(text.contains("differs from its configuration"), "{text}");
+    assert_eq!(
+        plan.diagnostics[0].attribute.as_ref().map(|p| p.steps.len()),
+        Some(1),
+        "the diagnostic points at the attribute"
+    );
+    let applied = h.create(&thing(Value::string("bad-apply"), Value::number(1))).await;
+    let text = summaries(&applied.diagnostics).join("\n");
+    assert!(text.contains("differs from the planned value"), "{text}");
+}
+
+#[tokio::test]
+async fn write_only_attributes_need_a_capable_client() {
+    let mut h = start().await;
+    let ty = thing_type();
+    let mut config = thing(Value::string("w"), Value::Null);
+    set(&mut config, "secret_wo", Value::string("hunter2"));
+    for (allowed, want_error) in [(false, true), (true, false)] {
+        let response = h
+            .client
+            .validate_resource_config(pb::validate_resource_config::Request {
+                type_name: "test_thing".into(),
+                config: Some(dv(&config, &ty)),
+                client_capabilities: Some(pb::ClientCapabilities {
+                    deferral_allowed: false,
+                    write_only_attributes_allowed: allowed,
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(!response.diagnostics.is_empty(), want_error, "allowed={allowed}");
+    }
+    let plan = h.plan(&config).await;
+    let planned = undv(plan.planned_state, &ty);
+    assert!(planned.get_attr("secret_wo").unwrap().is_null(), "write-only values are planned null");
+}
+
+#[tokio::test]
+async fn validation_panics_and_unknown_types_are_diagnostics() {
+    let mut h = start().await;
+    let ty = thing_type();
+    let response = h
+        .client
+        .validate_resource_config(pb::validate_resource_config::Request {
+            type_name: "test_thing".into(),
+            config: Some(dv(&thing(Value::string("panic-validate"), Value::Null), &ty)),
+            client_capabilities: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(summaries(&response.diagnostics)[0].contains("internal-error"));
+    let unknown = h
+        .client
+        .validate_resource_config(pb::validate_resource_config::Request {
+            type_name: "test_nope".into(),
+            config: None,
+            client_capabilities: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(summaries(&unknown.diagnostics)[0].contains("unknown resource type"));
+    let garbage = h
+        .client
+        .validate_resource_config(pb::validate_resource_config::Request {
+            type_name: "test_thing".into(),
+            config: Some(pb::DynamicValue {
+                msgpack: vec![0xdd, 0xff, 0xff, 0xff, 0xff],
+                json: Vec::new(),
+            }),
+            client_capabilities: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(summaries(&garbage.diagnostics)[0].contains("cannot decode"));
+}
+
+#[tokio::test]
+async fn data_source_destroy_plan_health_and_shutdown() {
+    let mut h = start().await;
+    let ty = Type::object([("input", Type::Number), ("output", Type::Number)]);
+    let config = Value::Object(
+        [
+            ("input".to_owned(), Value::number(42)),
+            ("output".to_owned(), Value::Null),
+        ]
+        .into(),
+    );
+    let read = h
+        .client
+        .read_data_source(pb::read_data_source::Request {
+            type_name: "test_echo".into(),
+            config: Some(dv(&config, &ty)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(undv(read.state, &ty).get_attr("output"), Some(&Value::number(42)));
+
+    // Destroy plans (plan_destroy) come with null proposed state and config.
+    let thing_ty = thing_type();
+    let prior = thing(Value::string("gone"), Value::Null);
+    let destroy = h
+        .client
+        .plan_resource_change(pb::plan_resource_change::Request {
+            type_name: "test_thing".into(),
+            prior_state: Some(dv(&prior, &thing_ty)),
+            proposed_new_state: Some(pb::DynamicValue { msgpack: vec![0xc0], json: vec![] }),
+            config: Some(pb::DynamicValue { msgpack: vec![0xc0], json: vec![] }),
+            prior_private: b"private".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(destroy.diagnostics.is_empty());
+    assert_eq!(undv(destroy.planned_state, &thing_ty), Value::Null);
+    assert_eq!(destroy.planned_private, b"private");
+
+    let mut health = HealthClient::new(h.channel.clone());
+    let status = health
+        .check(tfplug::testing::health_proto::HealthCheckRequest { service: "plugin".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.status, 1, "SERVING");
+
+    let notified = h.shutdown.clone();
+    let waiter = tokio::spawn(async move { notified.notified().await });
+    let mut controller = GrpcControllerClient::new(h.channel.clone());
+    controller.shutdown(tfplug::testing::plugin_proto::Empty {}).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+}
