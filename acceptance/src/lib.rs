@@ -21,7 +21,14 @@ pub fn provider_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "--package", "batchai", "--bin", "terraform-provider-batchai"])
+            .args([
+                "build",
+                "--quiet",
+                "--package",
+                "batchai",
+                "--bin",
+                "terraform-provider-batchai",
+            ])
             .current_dir(repo())
             .status();
         assert!(
@@ -52,7 +59,10 @@ pub struct Cli {
 impl Cli {
     /// True for versions at least `major.minor`.
     pub fn at_least(&self, major: u32, minor: u32) -> bool {
-        let mut parts = self.version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let mut parts = self
+            .version
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
         let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
         (a, b) >= (major, minor)
     }
@@ -77,7 +87,9 @@ fn cli_version(path: &Path) -> Option<Cli> {
     let json: Json = serde_json::from_slice(&out.stdout).ok()?;
     let version = json.get("terraform_version")?.as_str()?.to_owned();
     let tofu = String::from_utf8_lossy(&out.stdout).contains("tofu")
-        || path.file_name().is_some_and(|n| n.to_string_lossy().contains("tofu"));
+        || path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("tofu"));
     Some(Cli {
         path: path.to_path_buf(),
         version,
@@ -114,11 +126,10 @@ pub fn clis() -> Vec<Cli> {
         }
         let mut clis: Vec<Cli> = Vec::new();
         for path in candidates {
-            if let Some(cli) = cli_version(&path) {
-                if !clis.iter().any(|c| c.version == cli.version && c.tofu == cli.tofu) {
+            if let Some(cli) = cli_version(&path)
+                && !clis.iter().any(|c| c.version == cli.version && c.tofu == cli.tofu) {
                     clis.push(cli);
                 }
-            }
         }
         assert!(
             !clis.is_empty(),
@@ -295,6 +306,11 @@ pub fn planned_actions(plan: &Json, address: &str) -> Vec<String> {
         })
         .and_then(|c| c.pointer("/change/actions"))
         .and_then(Json::as_array)
-        .map(|a| a.iter().filter_map(Json::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Json::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }

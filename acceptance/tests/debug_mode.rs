@@ -22,7 +22,8 @@ fn terraform_attaches_to_a_debug_server() {
             break;
         }
     }
-    let reattach = reattach.unwrap_or_else(|| panic!("debug mode printed no TF_REATTACH_PROVIDERS"));
+    let reattach =
+        reattach.unwrap_or_else(|| panic!("debug mode printed no TF_REATTACH_PROVIDERS"));
     let parsed: serde_json::Value = serde_json::from_str(&reattach).unwrap_or_default();
     assert_eq!(
         parsed.pointer("/registry.terraform.io~1batchai~1batchai/Test"),
@@ -40,14 +41,22 @@ fn terraform_attaches_to_a_debug_server() {
         anyhow::ensure!(ws.plan_exit_code()? == 2, "expected changes");
         ws.apply()?;
         let state = ws.state_json()?;
-        anyhow::ensure!(resource_values(&state, "batchai_file_server.d").is_some(), "{state}");
+        anyhow::ensure!(
+            resource_values(&state, "batchai_file_server.d").is_some(),
+            "{state}"
+        );
         anyhow::ensure!(ws.plan_exit_code()? == 0, "second plan not empty");
         ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
         Ok(())
     })();
 
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
     let status = child.wait();
     result.unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(status.is_ok_and(|s| s.success()), "debug server did not exit cleanly on SIGINT");
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "debug server did not exit cleanly on SIGINT"
+    );
 }

@@ -38,7 +38,10 @@ fn for_every_cli(test: impl Fn(&Cli) -> anyhow::Result<()>) {
 }
 
 fn str_at<'a>(values: &'a Json, pointer: &str) -> &'a str {
-    values.pointer(pointer).and_then(Json::as_str).unwrap_or_default()
+    values
+        .pointer(pointer)
+        .and_then(Json::as_str)
+        .unwrap_or_default()
 }
 
 #[test]
@@ -58,27 +61,66 @@ fn lifecycle_import_drift_and_destroy() {
 
         let state = ws.state_json()?;
         let values = resource_values(&state, "batchai_file_server.data").context("no state")?;
-        anyhow::ensure!(str_at(values, "/id") == "local/fileServers/data", "id: {values}");
-        anyhow::ensure!(values.get("capacity_gb") == Some(&Json::from(20)), "capacity: {values}");
-        anyhow::ensure!(str_at(values, "/data_disks/0/caching_type") == "none" || str_at(values, "/data_disks/caching_type") == "none", "caching_type default: {values}");
-        anyhow::ensure!(str_at(values, "/provisioning_state") == "succeeded", "state: {values}");
+        anyhow::ensure!(
+            str_at(values, "/id") == "local/fileServers/data",
+            "id: {values}"
+        );
+        anyhow::ensure!(
+            values.get("capacity_gb") == Some(&Json::from(20)),
+            "capacity: {values}"
+        );
+        anyhow::ensure!(
+            str_at(values, "/data_disks/0/caching_type") == "none"
+                || str_at(values, "/data_disks/caching_type") == "none",
+            "caching_type default: {values}"
+        );
+        anyhow::ensure!(
+            str_at(values, "/provisioning_state") == "succeeded",
+            "state: {values}"
+        );
         let export = str_at(values, "/mount_settings/mount_point").to_owned();
         anyhow::ensure!(Path::new(&export).is_dir(), "export {export} missing");
-        anyhow::ensure!(export.starts_with(&*ws.root.to_string_lossy()), "export outside root");
+        anyhow::ensure!(
+            export.starts_with(&*ws.root.to_string_lossy()),
+            "export outside root"
+        );
 
         anyhow::ensure!(ws.plan_exit_code()? == 0, "second plan is not empty");
 
         // Import the same object into a second, empty state.
         let other = ws.sibling()?;
-        other.write_config(&file_server("data", "Standard_D2s_v3").replace("  timeouts {\n    create = \"2m\"\n  }\n", ""))?;
+        other.write_config(
+            &file_server("data", "Standard_D2s_v3")
+                .replace("  timeouts {\n    create = \"2m\"\n  }\n", ""),
+        )?;
         other.init()?;
-        other.ok(&["import", "-no-color", "batchai_file_server.data", "local/fileServers/data"])?;
+        other.ok(&[
+            "import",
+            "-no-color",
+            "batchai_file_server.data",
+            "local/fileServers/data",
+        ])?;
         let imported = other.state_json()?;
-        let values = resource_values(&imported, "batchai_file_server.data").context("not imported")?;
-        anyhow::ensure!(str_at(values, "/mount_settings/mount_point") == export, "import: {values}");
-        anyhow::ensure!(other.plan_exit_code()? == 0, "plan after import is not empty");
-        let missing = other.run(&["import", "-no-color", "batchai_file_server.other", "local/fileServers/nope"])?;
-        anyhow::ensure!(!missing.status.success(), "importing a missing file server succeeded");
+        let values =
+            resource_values(&imported, "batchai_file_server.data").context("not imported")?;
+        anyhow::ensure!(
+            str_at(values, "/mount_settings/mount_point") == export,
+            "import: {values}"
+        );
+        anyhow::ensure!(
+            other.plan_exit_code()? == 0,
+            "plan after import is not empty"
+        );
+        let missing = other.run(&[
+            "import",
+            "-no-color",
+            "batchai_file_server.other",
+            "local/fileServers/nope",
+        ])?;
+        anyhow::ensure!(
+            !missing.status.success(),
+            "importing a missing file server succeeded"
+        );
 
         // A change of a force-new argument replaces, and the plan says why.
         ws.write_config(&file_server("data", "Standard_D4s_v3"))?;
@@ -89,7 +131,10 @@ fn lifecycle_import_drift_and_destroy() {
         );
         if cli.at_least(1, 2) {
             let text = plan.to_string();
-            anyhow::ensure!(text.contains("\"replace_paths\":[[\"vm_size\"]]"), "replace_paths: {text}");
+            anyhow::ensure!(
+                text.contains("\"replace_paths\":[[\"vm_size\"]]"),
+                "replace_paths: {text}"
+            );
         }
         ws.write_config(&file_server("data", "Standard_D2s_v3"))?;
 
@@ -105,10 +150,15 @@ fn lifecycle_import_drift_and_destroy() {
 
         ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
         anyhow::ensure!(!Path::new(&export).exists(), "export left behind");
-        let leftovers: Vec<_> = std::fs::read_dir(ws.root.join("fileservers"))?.flatten().collect();
+        let leftovers: Vec<_> = std::fs::read_dir(ws.root.join("fileservers"))?
+            .flatten()
+            .collect();
         anyhow::ensure!(leftovers.is_empty(), "left behind: {leftovers:?}");
         let state = ws.state_json()?;
-        anyhow::ensure!(resource_values(&state, "batchai_file_server.data").is_none(), "still in state");
+        anyhow::ensure!(
+            resource_values(&state, "batchai_file_server.data").is_none(),
+            "still in state"
+        );
         Ok(())
     });
 }
@@ -127,8 +177,14 @@ fn configuration_errors_point_at_the_attribute() {
             .and_then(Json::as_array)
             .and_then(|d| d.first())
             .context("no diagnostic")?;
-        anyhow::ensure!(str_at(diag, "/summary") == "invalid file server name", "{diag}");
-        anyhow::ensure!(str_at(diag, "/detail").contains("letters, digits"), "{diag}");
+        anyhow::ensure!(
+            str_at(diag, "/summary") == "invalid file server name",
+            "{diag}"
+        );
+        anyhow::ensure!(
+            str_at(diag, "/detail").contains("letters, digits"),
+            "{diag}"
+        );
         // Terraform resolved our attribute path to the `name` line of main.tf.
         anyhow::ensure!(str_at(diag, "/range/filename") == "main.tf", "{diag}");
         anyhow::ensure!(str_at(diag, "/snippet/code").contains("name"), "{diag}");
@@ -139,7 +195,10 @@ fn configuration_errors_point_at_the_attribute() {
         let out = ws.run(&["validate", "-json", "-no-color"])?;
         let report: Json = serde_json::from_slice(&out.stdout)?;
         let text = report.to_string();
-        anyhow::ensure!(text.contains("invalid timeout") && text.contains("create"), "{text}");
+        anyhow::ensure!(
+            text.contains("invalid timeout") && text.contains("create"),
+            "{text}"
+        );
         Ok(())
     });
 }
@@ -185,6 +244,12 @@ fn served_schema_matches_the_committed_schema() {
     let got = served
         .pointer("/provider_schemas/registry.terraform.io~1batchai~1batchai")
         .cloned();
-    assert!(want.is_some(), "schemas/batchai.json has no provider schema");
-    assert_eq!(got, want, "{cli} serves a schema that differs from schemas/batchai.json");
+    assert!(
+        want.is_some(),
+        "schemas/batchai.json has no provider schema"
+    );
+    assert_eq!(
+        got, want,
+        "{cli} serves a schema that differs from schemas/batchai.json"
+    );
 }

@@ -3,11 +3,17 @@
 //! - `quickstart`: build the provider and apply `examples/quickstart` with a real Terraform CLI;
 //! - `test`: everything CI checks (format, lints, unit, protocol and end-to-end tests);
 //! - `gen`: regenerate `schemas/` and `docs/` from the provider's schema and `examples/`;
+//! - `bench`: handshake latency, schema round trips and msgpack throughput (release build);
 //! - `protogen` (with `--features protogen`): regenerate the gRPC stubs from `proto/`.
+// A developer tool: printing results to stdout is its job.
+#![allow(clippy::print_stdout)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
+
+mod bench;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -15,10 +21,14 @@ fn main() -> anyhow::Result<()> {
         Some("quickstart") => quickstart(&args[1..]),
         Some("test") => test(),
         Some("gen") => generate(),
+        Some("bench") => bench::bench(),
+        Some("bench-release") => {
+            bench::bench_release(Path::new(args.get(1).map_or("", String::as_str)))
+        }
         #[cfg(feature = "protogen")]
         Some("protogen") => protogen(),
         _ => bail!(
-            "usage: cargo xtask <quickstart [destroy] | test | gen>\n       cargo protogen"
+            "usage: cargo xtask <quickstart [destroy] | test | gen | bench>\n       cargo protogen"
         ),
     }
 }
@@ -71,7 +81,14 @@ fn test() -> anyhow::Result<()> {
     let clis = install_clis()?;
     eprintln!("xtask: Terraform CLIs: {clis:?}");
     run(cargo().args(["fmt", "--all", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     run(cargo().args(["build", "--package", "batchai", "--bins"]))?;
     run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
 }
@@ -115,7 +132,13 @@ fn find_terraform() -> anyhow::Result<PathBuf> {
 }
 
 fn quickstart(args: &[String]) -> anyhow::Result<()> {
-    run(cargo().args(["build", "--package", "batchai", "--bin", "terraform-provider-batchai"]))?;
+    run(cargo().args([
+        "build",
+        "--package",
+        "batchai",
+        "--bin",
+        "terraform-provider-batchai",
+    ]))?;
     let repo = repo();
     let bin_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -155,7 +178,10 @@ fn protogen() -> anyhow::Result<()> {
     let proto_dir = root.join("provider/tfplug/proto");
     let out = root.join("provider/tfplug/src/generated");
     std::fs::create_dir_all(&out)?;
-    let fds = protox::compile(["tfplugin6.proto", "plugin.proto", "health.proto"], [&proto_dir])?;
+    let fds = protox::compile(
+        ["tfplugin6.proto", "plugin.proto", "health.proto"],
+        [&proto_dir],
+    )?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

@@ -2,7 +2,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tfplug::{Attribute, AttributePath, Block, Diagnostic, Diagnostics, NestedBlock, Schema, Type, Value};
+use tfplug::{
+    Attribute, AttributePath, Block, Diagnostic, Diagnostics, NestedBlock, Schema, Type, Value,
+};
 
 use crate::Client;
 use crate::platform::local::LocalPlatform;
@@ -43,16 +45,16 @@ fn configured_root(config: &Value) -> Option<&Value> {
 
 pub fn validate(config: &Value) -> Diagnostics {
     let mut diags = Diagnostics::new();
-    if let Some(root) = configured_root(config).and_then(Value::as_str) {
-        if root.trim().is_empty() {
-            diags.push(
-                Diagnostic::error(
-                    "empty local root",
-                    "local.root must name a directory; remove it to use the default",
-                )
-                .at(root_path()),
-            );
-        }
+    if let Some(root) = configured_root(config).and_then(Value::as_str)
+        && root.trim().is_empty()
+    {
+        diags.push(
+            Diagnostic::error(
+                "empty local root",
+                "local.root must name a directory; remove it to use the default",
+            )
+            .at(root_path()),
+        );
     }
     diags
 }
@@ -110,11 +112,17 @@ pub fn configure(config: &Value) -> Result<Client, Diagnostics> {
 
 fn check_writable(root: &Path) -> Result<(), String> {
     std::fs::create_dir_all(root).map_err(|e| {
-        format!("cannot create {}: {e}; choose a directory you can write to", root.display())
+        format!(
+            "cannot create {}: {e}; choose a directory you can write to",
+            root.display()
+        )
     })?;
     let probe = root.join(format!(".write-probe-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(|e| {
-        format!("{} is not writable: {e}; choose a directory you can write to", root.display())
+        format!(
+            "{} is not writable: {e}; choose a directory you can write to",
+            root.display()
+        )
     })?;
     let _ = std::fs::remove_file(probe);
     Ok(())

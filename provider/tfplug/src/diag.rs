@@ -31,7 +31,12 @@ impl AttributePath {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self(names.into_iter().map(|n| PathStep::Attribute(n.into())).collect())
+        Self(
+            names
+                .into_iter()
+                .map(|n| PathStep::Attribute(n.into()))
+                .collect(),
+        )
     }
 
     #[must_use]
@@ -212,7 +217,12 @@ mod tests {
         let cases = [
             (AttributePath::root(), "(root)"),
             (AttributePath::attrs(["local", "root"]), "local.root"),
-            (AttributePath::attrs(["data_disks"]).index(0).attr("disk_count"), "data_disks[0].disk_count"),
+            (
+                AttributePath::attrs(["data_disks"])
+                    .index(0)
+                    .attr("disk_count"),
+                "data_disks[0].disk_count",
+            ),
             (AttributePath::attrs(["tags"]).key("a"), "tags[\"a\"]"),
         ];
         for (path, want) in cases {

@@ -125,15 +125,18 @@ impl Visit for JsonVisitor {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.fields.push((field.name().to_owned(), Json::from(value)));
+        self.fields
+            .push((field.name().to_owned(), Json::from(value)));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.fields.push((field.name().to_owned(), Json::from(value)));
+        self.fields
+            .push((field.name().to_owned(), Json::from(value)));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.fields.push((field.name().to_owned(), Json::from(value)));
+        self.fields
+            .push((field.name().to_owned(), Json::from(value)));
     }
 }
 

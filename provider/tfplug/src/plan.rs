@@ -25,7 +25,13 @@ pub fn default_plan(
         );
     }
     let mut replace = Vec::new();
-    collect_replacements(&schema.block, prior, proposed, &AttributePath::root(), &mut replace);
+    collect_replacements(
+        &schema.block,
+        prior,
+        proposed,
+        &AttributePath::root(),
+        &mut replace,
+    );
     if replace.is_empty() {
         (proposed.clone(), replace)
     } else {
@@ -85,8 +91,10 @@ fn unknown_computed(block: &Block, proposed: &Value, config: &Value) -> Value {
         }
     }
     for b in &block.blocks {
-        let (Some(p), Some(c)) = (proposed_attrs.get(&b.type_name), config.get_attr(&b.type_name))
-        else {
+        let (Some(p), Some(c)) = (
+            proposed_attrs.get(&b.type_name),
+            config.get_attr(&b.type_name),
+        ) else {
             continue;
         };
         let planned = match (b.nesting, p, c) {
@@ -138,7 +146,13 @@ fn collect_replacements(
             && !before.is_null()
             && !after.is_null()
         {
-            collect_replacements(&b.block, before, after, &path.clone().attr(&b.type_name), out);
+            collect_replacements(
+                &b.block,
+                before,
+                after,
+                &path.clone().attr(&b.type_name),
+                out,
+            );
         }
     }
 }
@@ -147,7 +161,14 @@ fn collect_replacements(
 /// attributes equal the configuration (or the prior state), write-only attributes are null.
 pub fn check_plan(schema: &Schema, prior: &Value, config: &Value, planned: &Value) -> Diagnostics {
     let mut diags = Diagnostics::new();
-    check_plan_block(&schema.block, prior, config, planned, &AttributePath::root(), &mut diags);
+    check_plan_block(
+        &schema.block,
+        prior,
+        config,
+        planned,
+        &AttributePath::root(),
+        &mut diags,
+    );
     diags
 }
 
@@ -195,8 +216,10 @@ fn check_plan_block(
             (Nesting::Single | Nesting::Group, p, c) => {
                 if p.is_null() != c.is_null() {
                     diags.push(
-                        Diagnostic::internal(format!("the planned block {at} differs from configuration"))
-                            .at(at),
+                        Diagnostic::internal(format!(
+                            "the planned block {at} differs from configuration"
+                        ))
+                        .at(at),
                     );
                 } else {
                     check_plan_block(&b.block, before, c, p, &at, diags);
@@ -269,15 +292,13 @@ fn compatible(planned: &Value, new: &Value, path: &AttributePath, diags: &mut Di
                 compatible(pv, nv, &path.clone().key(k), diags);
             }
         }
-        (p, n) if p.is_wholly_known() => {
-            if p != n {
-                diags.push(
-                    Diagnostic::internal(format!(
-                        "the applied value of {path} differs from the planned value"
-                    ))
-                    .at(path.clone()),
-                );
-            }
+        (p, n) if p.is_wholly_known() && p != n => {
+            diags.push(
+                Diagnostic::internal(format!(
+                    "the applied value of {path} differs from the planned value"
+                ))
+                .at(path.clone()),
+            );
         }
         // Partially known sets and dynamics cannot be correlated element by element here.
         _ => {}
@@ -299,17 +320,24 @@ mod tests {
                     Attribute::required("name", Type::String).force_new(),
                     Attribute::optional("note", Type::String),
                 ],
-                vec![NestedBlock::optional_single(
-                    "disk",
-                    Block::new(vec![Attribute::required("size", Type::Number)], vec![]),
-                )
-                .force_new()],
+                vec![
+                    NestedBlock::optional_single(
+                        "disk",
+                        Block::new(vec![Attribute::required("size", Type::Number)], vec![]),
+                    )
+                    .force_new(),
+                ],
             ),
         )
     }
 
     fn obj(pairs: &[(&str, Value)]) -> Value {
-        Value::Object(pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect())
+        Value::Object(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -390,7 +418,11 @@ mod tests {
                 case.name
             );
             assert_eq!(replace, case.want_replace, "{}", case.name);
-            assert!(check_plan(&s, &case.prior, &case.config, &planned).is_empty(), "{}", case.name);
+            assert!(
+                check_plan(&s, &case.prior, &case.config, &planned).is_empty(),
+                "{}",
+                case.name
+            );
         }
     }
 

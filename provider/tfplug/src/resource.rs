@@ -236,11 +236,10 @@ pub trait Resource<C>: Send + Sync {
     ) -> BoxFuture<'a, Result<Value, Diagnostics>> {
         let name = self.type_name();
         Box::pin(async move {
-            Err(Diagnostic::error(
-                "import not supported",
-                format!("{name} cannot be imported"),
+            Err(
+                Diagnostic::error("import not supported", format!("{name} cannot be imported"))
+                    .into(),
             )
-            .into())
         })
     }
 

@@ -396,7 +396,11 @@ impl Schema {
             errors.push("schema version must not be negative".to_owned());
         }
         validate_block(&self.block, "", &mut errors);
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -424,10 +428,14 @@ fn validate_block(block: &Block, prefix: &str, errors: &mut Vec<String>) {
             ));
         }
         if !seen.insert(b.type_name.as_str()) {
-            errors.push(format!("{path}: name is used by both an attribute and a block"));
+            errors.push(format!(
+                "{path}: name is used by both an attribute and a block"
+            ));
         }
         if b.min_items < 0 || b.max_items < 0 {
-            errors.push(format!("{path}: min_items and max_items must not be negative"));
+            errors.push(format!(
+                "{path}: min_items and max_items must not be negative"
+            ));
         }
         match b.nesting {
             Nesting::Single => {
@@ -439,7 +447,9 @@ fn validate_block(block: &Block, prefix: &str, errors: &mut Vec<String>) {
             }
             Nesting::Group => {
                 if b.min_items != 0 || b.max_items != 0 {
-                    errors.push(format!("{path}: group blocks cannot have min_items or max_items"));
+                    errors.push(format!(
+                        "{path}: group blocks cannot have min_items or max_items"
+                    ));
                 }
             }
             Nesting::List | Nesting::Set => {
@@ -454,7 +464,9 @@ fn validate_block(block: &Block, prefix: &str, errors: &mut Vec<String>) {
             }
             Nesting::Map => {
                 if b.min_items != 0 || b.max_items != 0 {
-                    errors.push(format!("{path}: map blocks cannot have min_items or max_items"));
+                    errors.push(format!(
+                        "{path}: map blocks cannot have min_items or max_items"
+                    ));
                 }
             }
         }

@@ -138,7 +138,9 @@ pub async fn serve<P: Provider>(provider: P, options: ServeOptions) -> Result<()
     }
     tracing::info!(socket = %socket.display(), tls = tls.is_some(), "serving tfplugin6");
 
-    let served = router.serve_with_incoming_shutdown(incoming, stop_signal).await;
+    let served = router
+        .serve_with_incoming_shutdown(incoming, stop_signal)
+        .await;
     let _ = std::fs::remove_dir_all(&dir);
     served.map_err(ServeError::from)
 }
@@ -153,7 +155,9 @@ pub fn router<P: Provider>(
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     tonic::transport::Server::builder()
         .add_service(provider)
-        .add_service(ppb::grpc_controller_server::GrpcControllerServer::new(Controller { shutdown }))
+        .add_service(ppb::grpc_controller_server::GrpcControllerServer::new(
+            Controller { shutdown },
+        ))
         .add_service(ppb::grpc_stdio_server::GrpcStdioServer::new(Stdio))
         .add_service(hpb::health_server::HealthServer::new(Health))
 }
@@ -318,7 +322,10 @@ struct Controller {
 
 #[tonic::async_trait]
 impl ppb::grpc_controller_server::GrpcController for Controller {
-    async fn shutdown(&self, _request: Request<ppb::Empty>) -> Result<Response<ppb::Empty>, Status> {
+    async fn shutdown(
+        &self,
+        _request: Request<ppb::Empty>,
+    ) -> Result<Response<ppb::Empty>, Status> {
         tracing::debug!("shutdown requested by Terraform");
         self.shutdown.notify_one();
         Ok(Response::new(ppb::Empty {}))
@@ -348,9 +355,8 @@ struct Health;
 
 #[tonic::async_trait]
 impl hpb::health_server::Health for Health {
-    type WatchStream = futures_util::stream::Once<
-        std::future::Ready<Result<hpb::HealthCheckResponse, Status>>,
-    >;
+    type WatchStream =
+        futures_util::stream::Once<std::future::Ready<Result<hpb::HealthCheckResponse, Status>>>;
 
     async fn check(
         &self,
@@ -365,11 +371,11 @@ impl hpb::health_server::Health for Health {
         &self,
         _request: Request<hpb::HealthCheckRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        Ok(Response::new(futures_util::stream::once(std::future::ready(Ok(
-            hpb::HealthCheckResponse {
+        Ok(Response::new(futures_util::stream::once(
+            std::future::ready(Ok(hpb::HealthCheckResponse {
                 status: hpb::health_check_response::ServingStatus::Serving as i32,
-            },
-        )))))
+            })),
+        )))
     }
 }
 

@@ -167,11 +167,10 @@ impl<P: Provider> ProviderService<P> {
     }
 
     fn client(&self) -> Result<Arc<P::Client>, Diagnostics> {
-        let guard = self
-            .inner
-            .client
-            .read()
-            .map_err(|_| Diagnostics::from(Diagnostic::internal("the client lock is poisoned")))?;
+        let guard =
+            self.inner.client.read().map_err(|_| {
+                Diagnostics::from(Diagnostic::internal("the client lock is poisoned"))
+            })?;
         guard.clone().ok_or_else(|| {
             Diagnostic::internal("a resource operation arrived before ConfigureProvider").into()
         })
@@ -217,7 +216,11 @@ fn capabilities() -> pb::ServerCapabilities {
 
 /// Runs a handler so that a panic becomes an `internal-error:` diagnostic and `StopProvider`
 /// interrupts it; the process keeps serving either way.
-async fn guarded<T, F>(stop: &watch::Sender<bool>, operation: &str, fut: F) -> Result<T, Diagnostics>
+async fn guarded<T, F>(
+    stop: &watch::Sender<bool>,
+    operation: &str,
+    fut: F,
+) -> Result<T, Diagnostics>
 where
     F: Future<Output = Result<T, Diagnostics>>,
 {
@@ -400,17 +403,23 @@ fn attribute_to_proto(a: &Attribute) -> pb::schema::Attribute {
 }
 
 /// Write-only attributes that are set, for the check against clients that would store them.
-fn set_write_only_paths(block: &Block, value: &Value, path: &AttributePath, out: &mut Vec<AttributePath>) {
+fn set_write_only_paths(
+    block: &Block,
+    value: &Value,
+    path: &AttributePath,
+    out: &mut Vec<AttributePath>,
+) {
     for a in &block.attributes {
         if a.write_only && value.get_attr(&a.name).is_some_and(|v| !v.is_null()) {
             out.push(path.clone().attr(&a.name));
         }
     }
     for b in &block.blocks {
-        if let Some(v) = value.get_attr(&b.type_name) {
-            if matches!(b.nesting, Nesting::Single | Nesting::Group) && !v.is_null() {
-                set_write_only_paths(&b.block, v, &path.clone().attr(&b.type_name), out);
-            }
+        if let Some(v) = value.get_attr(&b.type_name)
+            && matches!(b.nesting, Nesting::Single | Nesting::Group)
+            && !v.is_null()
+        {
+            set_write_only_paths(&b.block, v, &path.clone().attr(&b.type_name), out);
         }
     }
 }
@@ -421,16 +430,16 @@ fn validate_timeouts(config: &Value) -> Diagnostics {
         return diags;
     };
     for op in Operation::ALL {
-        if let Some(text) = block.get_attr(op.name()).and_then(Value::as_str) {
-            if let Err(e) = timeouts::parse_duration(text) {
-                diags.push(
-                    Diagnostic::error(
-                        "invalid timeout",
-                        format!("{e}; write a duration such as \"30s\", \"10m\" or \"1h30m\""),
-                    )
-                    .at(AttributePath::attrs(["timeouts", op.name()])),
-                );
-            }
+        if let Some(text) = block.get_attr(op.name()).and_then(Value::as_str)
+            && let Err(e) = timeouts::parse_duration(text)
+        {
+            diags.push(
+                Diagnostic::error(
+                    "invalid timeout",
+                    format!("{e}; write a duration such as \"30s\", \"10m\" or \"1h30m\""),
+                )
+                .at(AttributePath::attrs(["timeouts", op.name()])),
+            );
         }
     }
     diags
@@ -457,13 +466,17 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 .inner
                 .data_sources
                 .keys()
-                .map(|n| pb::get_metadata::DataSourceMetadata { type_name: n.clone() })
+                .map(|n| pb::get_metadata::DataSourceMetadata {
+                    type_name: n.clone(),
+                })
                 .collect(),
             resources: self
                 .inner
                 .resources
                 .keys()
-                .map(|n| pb::get_metadata::ResourceMetadata { type_name: n.clone() })
+                .map(|n| pb::get_metadata::ResourceMetadata {
+                    type_name: n.clone(),
+                })
                 .collect(),
         }))
     }
@@ -488,7 +501,11 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
     ) -> RpcResult<pb::validate_provider_config::Response> {
         let req = request.into_inner();
         let result = guarded(&self.inner.stop, "ValidateProviderConfig", async {
-            let config = decode(req.config.as_ref(), &self.inner.provider_type, "provider configuration")?;
+            let config = decode(
+                req.config.as_ref(),
+                &self.inner.provider_type,
+                "provider configuration",
+            )?;
             Ok(self.inner.provider.validate(&config))
         })
         .await;
@@ -586,7 +603,11 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             Ok(upgraded)
         })
         .await;
-        let entry_ty = self.inner.resources.get(&req.type_name).map(|e| e.ty.clone());
+        let entry_ty = self
+            .inner
+            .resources
+            .get(&req.type_name)
+            .map(|e| e.ty.clone());
         let (upgraded_state, diagnostics) = match (result, entry_ty) {
             (Ok(state), Some(ty)) => match encode(&state, &ty, "upgraded state") {
                 Ok(dv) => (Some(dv), Diagnostics::new()),
@@ -609,7 +630,11 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         // A debug-mode server is reused across commands; a stop belongs to the previous one.
         self.inner.stop.send_replace(false);
         let result = guarded(&self.inner.stop, "ConfigureProvider", async {
-            let config = decode(req.config.as_ref(), &self.inner.provider_type, "provider configuration")?;
+            let config = decode(
+                req.config.as_ref(),
+                &self.inner.provider_type,
+                "provider configuration",
+            )?;
             let client = self
                 .inner
                 .provider
@@ -618,11 +643,9 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                     terraform_version: &req.terraform_version,
                 })
                 .await?;
-            let mut slot = self
-                .inner
-                .client
-                .write()
-                .map_err(|_| Diagnostics::from(Diagnostic::internal("the client lock is poisoned")))?;
+            let mut slot = self.inner.client.write().map_err(|_| {
+                Diagnostics::from(Diagnostic::internal("the client lock is poisoned"))
+            })?;
             *slot = Some(Arc::new(client));
             Ok(())
         })
@@ -644,8 +667,8 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 return Ok((null_value(), req.private.clone()));
             }
             let client = self.client()?;
-            let timeout = timeouts::configured(&state, Operation::Read)
-                .or(entry.timeouts.map(|t| t.read));
+            let timeout =
+                timeouts::configured(&state, Operation::Read).or(entry.timeouts.map(|t| t.read));
             let ctx = self.context(timeout);
             let read = with_timeout(
                 timeout,
@@ -698,7 +721,8 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                     private: req.prior_private.clone(),
                 });
             }
-            let (planned, requires_replace) = default_plan(&entry.schema, &prior, &proposed, &config);
+            let (planned, requires_replace) =
+                default_plan(&entry.schema, &prior, &proposed, &config);
             let mut plan = Plan {
                 planned,
                 requires_replace,
@@ -759,7 +783,9 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 with_timeout(
                     timeout,
                     format!("deleting {type_name}"),
-                    entry.resource.delete(&client, &ctx, &prior, &req.planned_private),
+                    entry
+                        .resource
+                        .delete(&client, &ctx, &prior, &req.planned_private),
                 )
                 .await?;
                 return Ok((null_value(), Vec::new(), Diagnostics::new()));
@@ -786,7 +812,10 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 };
                 Ok::<_, Diagnostics>(result)
             };
-            let what = format!("{} {type_name}", if creating { "creating" } else { "updating" });
+            let what = format!(
+                "{} {type_name}",
+                if creating { "creating" } else { "updating" }
+            );
             let result = with_timeout(timeout, what, fut).await?;
             let mut diagnostics = result.diagnostics;
             let Some(state) = result.state else {

@@ -129,7 +129,11 @@ mod tests {
             ("2d", 172_800.0),
         ];
         for (text, secs) in ok {
-            assert_eq!(parse_duration(text), Ok(Duration::from_secs_f64(secs)), "{text}");
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs_f64(secs)),
+                "{text}"
+            );
         }
         for bad in ["", "10", "m", "10x", "1h-3m", "999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");

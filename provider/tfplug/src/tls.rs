@@ -39,7 +39,9 @@ pub fn server_tls(client_cert_pem: &str) -> Result<ServerTls, TlsError> {
     params
         .distinguished_name
         .push(rcgen::DnType::OrganizationName, "batchai");
-    params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
     let cert = params.self_signed(&key)?;
     let certificate_der = cert.der().to_vec();
 

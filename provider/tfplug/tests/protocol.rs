@@ -76,10 +76,20 @@ impl Resource<()> for Thing {
         Ok(())
     }
 
-    fn create<'a>(&'a self, _c: &'a (), ctx: &'a Context, r: ApplyRequest<'a>) -> BoxFuture<'a, ApplyResult> {
+    fn create<'a>(
+        &'a self,
+        _c: &'a (),
+        ctx: &'a Context,
+        r: ApplyRequest<'a>,
+    ) -> BoxFuture<'a, ApplyResult> {
         Box::pin(async move {
             self.applies.fetch_add(1, Ordering::SeqCst);
-            let name = r.planned.get_attr("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let name = r
+                .planned
+                .get_attr("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             if name.starts_with("slow-") {
                 // Every concurrent apply waits until all ten have started: served one at a
                 // time, the first would wait for the others forever (bounded here).
@@ -116,7 +126,13 @@ impl Resource<()> for Thing {
         })
     }
 
-    fn read<'a>(&'a self, _c: &'a (), _x: &'a Context, s: &'a Value, p: &'a [u8]) -> BoxFuture<'a, Result<Option<ReadResult>, Diagnostics>> {
+    fn read<'a>(
+        &'a self,
+        _c: &'a (),
+        _x: &'a Context,
+        s: &'a Value,
+        p: &'a [u8],
+    ) -> BoxFuture<'a, Result<Option<ReadResult>, Diagnostics>> {
         Box::pin(async move {
             Ok(Some(ReadResult {
                 state: s.clone(),
@@ -125,18 +141,29 @@ impl Resource<()> for Thing {
         })
     }
 
-    fn delete<'a>(&'a self, _c: &'a (), _x: &'a Context, _s: &'a Value, _p: &'a [u8]) -> BoxFuture<'a, Result<(), Diagnostics>> {
+    fn delete<'a>(
+        &'a self,
+        _c: &'a (),
+        _x: &'a Context,
+        _s: &'a Value,
+        _p: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), Diagnostics>> {
         Box::pin(async { Ok(()) })
     }
 
-    fn upgrade(&self, version: i64, raw: &serde_json::Value, current: &Type) -> Result<Value, Diagnostics> {
+    fn upgrade(
+        &self,
+        version: i64,
+        raw: &serde_json::Value,
+        current: &Type,
+    ) -> Result<Value, Diagnostics> {
         // Version 0 called the `size` attribute `capacity`.
         let mut raw = raw.clone();
-        if version == 0 {
-            if let Some(obj) = raw.as_object_mut() {
-                let capacity = obj.remove("capacity").unwrap_or(serde_json::Value::Null);
-                obj.insert("size".into(), capacity);
-            }
+        if version == 0
+            && let Some(obj) = raw.as_object_mut()
+        {
+            let capacity = obj.remove("capacity").unwrap_or(serde_json::Value::Null);
+            obj.insert("size".into(), capacity);
         }
         tfplug::value::json::from_json(&raw, current)
             .map_err(|e| Diagnostic::error("bad state", e.to_string()).into())
@@ -163,7 +190,12 @@ impl DataSource<()> for Echo {
         )
     }
 
-    fn read<'a>(&'a self, _c: &'a (), _x: &'a Context, config: &'a Value) -> BoxFuture<'a, Result<Value, Diagnostics>> {
+    fn read<'a>(
+        &'a self,
+        _c: &'a (),
+        _x: &'a Context,
+        config: &'a Value,
+    ) -> BoxFuture<'a, Result<Value, Diagnostics>> {
         Box::pin(async move {
             let mut out = config.clone();
             let input = config.get_attr("input").cloned().unwrap_or(Value::Null);
@@ -236,13 +268,20 @@ async fn start() -> Harness {
     let response = client
         .configure_provider(pb::configure_provider::Request {
             terraform_version: "1.15.5".into(),
-            config: Some(dv(&Value::Object(Default::default()), &Type::object::<[(&str, Type); 0], &str>([]))),
+            config: Some(dv(
+                &Value::Object(Default::default()),
+                &Type::object::<[(&str, Type); 0], &str>([]),
+            )),
             client_capabilities: None,
         })
         .await
         .unwrap()
         .into_inner();
-    assert!(response.diagnostics.is_empty(), "{:?}", response.diagnostics);
+    assert!(
+        response.diagnostics.is_empty(),
+        "{:?}",
+        response.diagnostics
+    );
     Harness {
         client,
         channel,
@@ -324,7 +363,10 @@ impl Harness {
 }
 
 fn summaries(diags: &[pb::Diagnostic]) -> Vec<String> {
-    diags.iter().map(|d| format!("{}: {}", d.summary, d.detail)).collect()
+    diags
+        .iter()
+        .map(|d| format!("{}: {}", d.summary, d.detail))
+        .collect()
 }
 
 #[tokio::test]
@@ -370,11 +412,18 @@ async fn unknown_values_in_config_plan_as_unknown() {
         .into_inner();
     assert!(validate.diagnostics.is_empty());
     let plan = h.plan(&config).await;
-    assert!(plan.diagnostics.is_empty(), "{:?}", summaries(&plan.diagnostics));
+    assert!(
+        plan.diagnostics.is_empty(),
+        "{:?}",
+        summaries(&plan.diagnostics)
+    );
     let planned = undv(plan.planned_state, &ty);
     assert!(planned.get_attr("size").unwrap().is_unknown());
     assert!(planned.get_attr("id").unwrap().is_unknown());
-    assert!(planned.get_attr("opts").unwrap().is_null(), "a null block stays null");
+    assert!(
+        planned.get_attr("opts").unwrap().is_null(),
+        "a null block stays null"
+    );
 }
 
 #[tokio::test]
@@ -382,8 +431,14 @@ async fn big_numbers_survive_plan_and_apply() {
     let mut h = start().await;
     let ty = thing_type();
     let big = tfplug::Number::parse("1180591620717411303424").unwrap();
-    let applied = h.create(&thing(Value::string("big"), Value::Number(big.clone()))).await;
-    assert!(applied.diagnostics.is_empty(), "{:?}", summaries(&applied.diagnostics));
+    let applied = h
+        .create(&thing(Value::string("big"), Value::Number(big.clone())))
+        .await;
+    assert!(
+        applied.diagnostics.is_empty(),
+        "{:?}",
+        summaries(&applied.diagnostics)
+    );
     let state = undv(applied.new_state, &ty);
     assert_eq!(state.get_attr("size"), Some(&Value::Number(big)));
     assert_eq!(state.get_attr("id").and_then(Value::as_str), Some("id-big"));
@@ -407,7 +462,11 @@ async fn state_from_an_older_schema_version_is_upgraded() {
         .await
         .unwrap()
         .into_inner();
-    assert!(response.diagnostics.is_empty(), "{:?}", summaries(&response.diagnostics));
+    assert!(
+        response.diagnostics.is_empty(),
+        "{:?}",
+        summaries(&response.diagnostics)
+    );
     let state = undv(response.upgraded_state, &ty);
     assert_eq!(state.get_attr("size"), Some(&Value::number(7)));
 
@@ -473,9 +532,14 @@ async fn stop_provider_interrupts_a_slow_apply() {
     let mut stopper = ProviderClient::new(h.channel.clone());
     let stop = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        stopper.stop_provider(pb::stop_provider::Request {}).await.unwrap();
+        stopper
+            .stop_provider(pb::stop_provider::Request {})
+            .await
+            .unwrap();
     });
-    let applied = h.create(&thing(Value::string("very-slow"), Value::Null)).await;
+    let applied = h
+        .create(&thing(Value::string("very-slow"), Value::Null))
+        .await;
     stop.await.unwrap();
     let text = summaries(&applied.diagnostics).join("\n");
     assert!(text.contains("operation interrupted"), "{text}");
@@ -486,9 +550,16 @@ async fn a_panic_becomes_an_internal_error_and_the_server_keeps_serving() {
     let mut h = start().await;
     let applied = h.create(&thing(Value::string("panic"), Value::Null)).await;
     let text = summaries(&applied.diagnostics).join("\n");
-    assert!(text.contains("internal-error") && text.contains("create exploded"), "{text}");
+    assert!(
+        text.contains("internal-error") && text.contains("create exploded"),
+        "{text}"
+    );
     let ok = h.create(&thing(Value::string("after"), Value::Null)).await;
-    assert!(ok.diagnostics.is_empty(), "{:?}", summaries(&ok.diagnostics));
+    assert!(
+        ok.diagnostics.is_empty(),
+        "{:?}",
+        summaries(&ok.diagnostics)
+    );
 }
 
 #[tokio::test]
@@ -498,11 +569,16 @@ async fn plan_and_apply_invariants_are_enforced() {
     let text = summaries(&plan.diagnostics).join("\n");
     assert!(text.contains("differs from its configuration"), "{text}");
     assert_eq!(
-        plan.diagnostics[0].attribute.as_ref().map(|p| p.steps.len()),
+        plan.diagnostics[0]
+            .attribute
+            .as_ref()
+            .map(|p| p.steps.len()),
         Some(1),
         "the diagnostic points at the attribute"
     );
-    let applied = h.create(&thing(Value::string("bad-apply"), Value::number(1))).await;
+    let applied = h
+        .create(&thing(Value::string("bad-apply"), Value::number(1)))
+        .await;
     let text = summaries(&applied.diagnostics).join("\n");
     assert!(text.contains("differs from the planned value"), "{text}");
 }
@@ -527,11 +603,18 @@ async fn write_only_attributes_need_a_capable_client() {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(!response.diagnostics.is_empty(), want_error, "allowed={allowed}");
+        assert_eq!(
+            !response.diagnostics.is_empty(),
+            want_error,
+            "allowed={allowed}"
+        );
     }
     let plan = h.plan(&config).await;
     let planned = undv(plan.planned_state, &ty);
-    assert!(planned.get_attr("secret_wo").unwrap().is_null(), "write-only values are planned null");
+    assert!(
+        planned.get_attr("secret_wo").unwrap().is_null(),
+        "write-only values are planned null"
+    );
 }
 
 #[tokio::test]
@@ -542,7 +625,10 @@ async fn validation_panics_and_unknown_types_are_diagnostics() {
         .client
         .validate_resource_config(pb::validate_resource_config::Request {
             type_name: "test_thing".into(),
-            config: Some(dv(&thing(Value::string("panic-validate"), Value::Null), &ty)),
+            config: Some(dv(
+                &thing(Value::string("panic-validate"), Value::Null),
+                &ty,
+            )),
             client_capabilities: None,
         })
         .await
@@ -597,7 +683,10 @@ async fn data_source_destroy_plan_health_and_shutdown() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(undv(read.state, &ty).get_attr("output"), Some(&Value::number(42)));
+    assert_eq!(
+        undv(read.state, &ty).get_attr("output"),
+        Some(&Value::number(42))
+    );
 
     // Destroy plans (plan_destroy) come with null proposed state and config.
     let thing_ty = thing_type();
@@ -607,8 +696,14 @@ async fn data_source_destroy_plan_health_and_shutdown() {
         .plan_resource_change(pb::plan_resource_change::Request {
             type_name: "test_thing".into(),
             prior_state: Some(dv(&prior, &thing_ty)),
-            proposed_new_state: Some(pb::DynamicValue { msgpack: vec![0xc0], json: vec![] }),
-            config: Some(pb::DynamicValue { msgpack: vec![0xc0], json: vec![] }),
+            proposed_new_state: Some(pb::DynamicValue {
+                msgpack: vec![0xc0],
+                json: vec![],
+            }),
+            config: Some(pb::DynamicValue {
+                msgpack: vec![0xc0],
+                json: vec![],
+            }),
             prior_private: b"private".to_vec(),
             ..Default::default()
         })
@@ -621,7 +716,9 @@ async fn data_source_destroy_plan_health_and_shutdown() {
 
     let mut health = HealthClient::new(h.channel.clone());
     let status = health
-        .check(tfplug::testing::health_proto::HealthCheckRequest { service: "plugin".into() })
+        .check(tfplug::testing::health_proto::HealthCheckRequest {
+            service: "plugin".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -630,6 +727,12 @@ async fn data_source_destroy_plan_health_and_shutdown() {
     let notified = h.shutdown.clone();
     let waiter = tokio::spawn(async move { notified.notified().await });
     let mut controller = GrpcControllerClient::new(h.channel.clone());
-    controller.shutdown(tfplug::testing::plugin_proto::Empty {}).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+    controller
+        .shutdown(tfplug::testing::plugin_proto::Empty {})
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap();
 }

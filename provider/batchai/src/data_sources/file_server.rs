@@ -8,7 +8,9 @@ use tfplug::{
 
 use crate::Client;
 use crate::names::Name;
-use crate::resources::file_server::{common_computed_attributes, file_server_id, mount_settings_attribute};
+use crate::resources::file_server::{
+    common_computed_attributes, file_server_id, mount_settings_attribute,
+};
 
 /// The `batchai_file_server` data source.
 #[derive(Debug)]
@@ -38,18 +40,24 @@ struct DataDisks {
 fn schema() -> Schema {
     let mut attributes = vec![
         Attribute::computed("id", Type::String).description("The file server's ID."),
-        Attribute::required("name", Type::String).description("Name of the file server to look up."),
-        Attribute::computed("vm_size", Type::String).description("Azure VM size of the file server."),
+        Attribute::required("name", Type::String)
+            .description("Name of the file server to look up."),
+        Attribute::computed("vm_size", Type::String)
+            .description("Azure VM size of the file server."),
         Attribute::computed("subnet_id", Type::String)
             .description("ARM ID of the subnet, if the file server was put in one."),
         Attribute::computed("data_disks", Type::String)
             .nested(
                 ObjectNesting::Single,
                 vec![
-                    Attribute::computed("disk_count", Type::Number).description("Number of data disks."),
-                    Attribute::computed("disk_size_gb", Type::Number).description("Size of each data disk in GB."),
-                    Attribute::computed("storage_account_type", Type::String).description("Disk type."),
-                    Attribute::computed("caching_type", Type::String).description("Host caching of the data disks."),
+                    Attribute::computed("disk_count", Type::Number)
+                        .description("Number of data disks."),
+                    Attribute::computed("disk_size_gb", Type::Number)
+                        .description("Size of each data disk in GB."),
+                    Attribute::computed("storage_account_type", Type::String)
+                        .description("Disk type."),
+                    Attribute::computed("caching_type", Type::String)
+                        .description("Host caching of the data disks."),
                 ],
             )
             .description("The file server's data disks."),
@@ -76,10 +84,12 @@ impl DataSource<Client> for FileServerDataSource {
 
     fn validate(&self, config: &Value) -> Diagnostics {
         let mut diags = Diagnostics::new();
-        if let Some(name) = config.get_attr("name").and_then(Value::as_str) {
-            if let Err(e) = Name::parse(name) {
-                diags.push(Diagnostic::error("invalid file server name", e).at(AttributePath::attrs(["name"])));
-            }
+        if let Some(name) = config.get_attr("name").and_then(Value::as_str)
+            && let Err(e) = Name::parse(name)
+        {
+            diags.push(
+                Diagnostic::error("invalid file server name", e).at(AttributePath::attrs(["name"])),
+            );
         }
         diags
     }
@@ -92,9 +102,13 @@ impl DataSource<Client> for FileServerDataSource {
     ) -> BoxFuture<'a, Result<Value, Diagnostics>> {
         Box::pin(async move {
             let ty = schema().implied_type();
-            let name_text = config.get_attr("name").and_then(Value::as_str).unwrap_or_default();
-            let name = Name::parse(name_text)
-                .map_err(|e| Diagnostic::error("invalid file server name", e).at(AttributePath::attrs(["name"])))?;
+            let name_text = config
+                .get_attr("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let name = Name::parse(name_text).map_err(|e| {
+                Diagnostic::error("invalid file server name", e).at(AttributePath::attrs(["name"]))
+            })?;
             let status = client
                 .get_file_server(&name)
                 .await
@@ -102,7 +116,10 @@ impl DataSource<Client> for FileServerDataSource {
                 .ok_or_else(|| {
                     Diagnostic::error(
                         "file server not found",
-                        format!("no file server named {name:?} exists on the {} platform", client.name()),
+                        format!(
+                            "no file server named {name:?} exists on the {} platform",
+                            client.name()
+                        ),
                     )
                     .at(AttributePath::attrs(["name"]))
                 })?;

@@ -154,7 +154,10 @@ impl Platform for LocalPlatform {
         Box::pin(async move { self.get_sync(name) })
     }
 
-    fn delete_file_server<'a>(&'a self, name: &'a Name) -> BoxFuture<'a, Result<(), PlatformError>> {
+    fn delete_file_server<'a>(
+        &'a self,
+        name: &'a Name,
+    ) -> BoxFuture<'a, Result<(), PlatformError>> {
         Box::pin(async move { self.delete_sync(name) })
     }
 }
@@ -172,7 +175,10 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -203,15 +209,32 @@ mod tests {
         let s = spec("data");
         let created = platform.create_sync(&s).unwrap_or_else(|e| panic!("{e}"));
         assert!(Path::new(&created.mount_point).is_dir());
-        assert!(matches!(platform.create_sync(&s), Err(PlatformError::AlreadyExists { .. })));
-        assert_eq!(platform.get_sync(&s.name).ok().flatten(), Some(created.clone()));
+        assert!(matches!(
+            platform.create_sync(&s),
+            Err(PlatformError::AlreadyExists { .. })
+        ));
+        assert_eq!(
+            platform.get_sync(&s.name).ok().flatten(),
+            Some(created.clone())
+        );
         std::fs::remove_dir_all(&created.mount_point).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(platform.get_sync(&s.name).ok().flatten(), None, "drift: export removed");
+        assert_eq!(
+            platform.get_sync(&s.name).ok().flatten(),
+            None,
+            "drift: export removed"
+        );
         let recreated = platform.create_sync(&s).unwrap_or_else(|e| panic!("{e}"));
-        assert!(Path::new(&recreated.mount_point).is_dir(), "re-created after drift");
-        platform.delete_sync(&s.name).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            Path::new(&recreated.mount_point).is_dir(),
+            "re-created after drift"
+        );
+        platform
+            .delete_sync(&s.name)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(!platform.file_server_dir("data").exists());
-        platform.delete_sync(&s.name).unwrap_or_else(|e| panic!("{e}"));
+        platform
+            .delete_sync(&s.name)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[test]
@@ -224,7 +247,11 @@ mod tests {
         let text = std::fs::read_to_string(&record).unwrap_or_default();
         std::fs::write(&record, text.replace("\"format\": 1", "\"format\": 99"))
             .unwrap_or_else(|e| panic!("{e}"));
-        let err = platform.get_sync(&s.name).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = platform
+            .get_sync(&s.name)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("upgrade the provider"), "{err}");
     }
 }

@@ -10,7 +10,9 @@ use crate::resources::file_server::FileServerSpec;
 /// A platform failure, naming the operation and the resource.
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
-    #[error("create file server {name}: a file server with this name already exists (import it with `terraform import` or choose another name)")]
+    #[error(
+        "create file server {name}: a file server with this name already exists (import it with `terraform import` or choose another name)"
+    )]
     AlreadyExists { name: String },
     #[error("{operation} file server {name}: {source}")]
     Io {
@@ -56,5 +58,6 @@ pub trait Platform: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<Option<FileServerStatus>, PlatformError>>;
 
     /// Deleting a file server that is already gone succeeds.
-    fn delete_file_server<'a>(&'a self, name: &'a Name) -> BoxFuture<'a, Result<(), PlatformError>>;
+    fn delete_file_server<'a>(&'a self, name: &'a Name)
+    -> BoxFuture<'a, Result<(), PlatformError>>;
 }

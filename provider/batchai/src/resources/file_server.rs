@@ -170,9 +170,8 @@ fn schema() -> Schema {
                 .description("Number of data disks striped together (RAID 0), 1 to 64."),
             Attribute::required("disk_size_gb", Type::Number)
                 .description("Size of each data disk in GB, 1 to 32767."),
-            Attribute::required("storage_account_type", Type::String).description(
-                "Disk type: `Standard_LRS`, `StandardSSD_LRS` or `Premium_LRS`.",
-            ),
+            Attribute::required("storage_account_type", Type::String)
+                .description("Disk type: `Standard_LRS`, `StandardSSD_LRS` or `Premium_LRS`."),
             Attribute::optional_computed("caching_type", Type::String).description(
                 "Host caching of the data disks: `none` (the default), `readonly` or `readwrite`.",
             ),
@@ -197,18 +196,24 @@ fn schema() -> Schema {
     )
     .description("The administrator account on the file server VM.");
     let ssh = Block::new(
-        vec![Attribute::optional("public_ips_to_allow", Type::list(Type::String)).description(
-            "Public IP addresses or CIDR ranges allowed to reach the file server over SSH. \
+        vec![
+            Attribute::optional("public_ips_to_allow", Type::list(Type::String)).description(
+                "Public IP addresses or CIDR ranges allowed to reach the file server over SSH. \
              None by default.",
+            ),
+        ],
+        vec![NestedBlock::required_single(
+            "user_account_settings",
+            user_account,
         )],
-        vec![NestedBlock::required_single("user_account_settings", user_account)],
     )
     .description(
         "SSH access to the file server VM. Used on the azure platform; recorded but unused on \
          the local platform. Changing it forces replacement.",
     );
 
-    let mut attributes = vec![
+    let mut attributes =
+        vec![
         Attribute::computed("id", Type::String)
             .description("The file server's ID, `local/fileServers/<name>` on the local platform."),
         Attribute::required("name", Type::String).force_new().description(
@@ -271,18 +276,23 @@ fn must_be_one_of(path: AttributePath, value: &str, allowed: &[&str], what: &str
 /// Checks what is known of a configuration; unknown parts are checked again at apply.
 pub(crate) fn validate_config(config: &Value) -> Diagnostics {
     let mut diags = Diagnostics::new();
-    if let Some(name) = config.get_attr("name").and_then(Value::as_str) {
-        if let Err(e) = Name::parse(name) {
-            diags.push(Diagnostic::error("invalid file server name", e).at(AttributePath::attrs(["name"])));
-        }
+    if let Some(name) = config.get_attr("name").and_then(Value::as_str)
+        && let Err(e) = Name::parse(name)
+    {
+        diags.push(
+            Diagnostic::error("invalid file server name", e).at(AttributePath::attrs(["name"])),
+        );
     }
-    if let Some(size) = config.get_attr("vm_size").and_then(Value::as_str) {
-        if size.trim().is_empty() {
-            diags.push(
-                Diagnostic::error("empty vm_size", "set vm_size to an Azure VM size such as \"Standard_D2s_v3\"")
-                    .at(AttributePath::attrs(["vm_size"])),
-            );
-        }
+    if let Some(size) = config.get_attr("vm_size").and_then(Value::as_str)
+        && size.trim().is_empty()
+    {
+        diags.push(
+            Diagnostic::error(
+                "empty vm_size",
+                "set vm_size to an Azure VM size such as \"Standard_D2s_v3\"",
+            )
+            .at(AttributePath::attrs(["vm_size"])),
+        );
     }
     if let Some(disks) = config.get_attr("data_disks").filter(|d| !d.is_null()) {
         let at = |name: &str| AttributePath::attrs(["data_disks", name]);
@@ -300,15 +310,27 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
                 }
             }
         }
-        if let Some(t) = disks.get_attr("storage_account_type").and_then(Value::as_str) {
-            if !STORAGE_ACCOUNT_TYPES.contains(&t) {
-                diags.push(must_be_one_of(at("storage_account_type"), t, &STORAGE_ACCOUNT_TYPES, "storage account type"));
-            }
+        if let Some(t) = disks
+            .get_attr("storage_account_type")
+            .and_then(Value::as_str)
+            && !STORAGE_ACCOUNT_TYPES.contains(&t)
+        {
+            diags.push(must_be_one_of(
+                at("storage_account_type"),
+                t,
+                &STORAGE_ACCOUNT_TYPES,
+                "storage account type",
+            ));
         }
-        if let Some(t) = disks.get_attr("caching_type").and_then(Value::as_str) {
-            if !CACHING_TYPES.contains(&t) {
-                diags.push(must_be_one_of(at("caching_type"), t, &CACHING_TYPES, "caching type"));
-            }
+        if let Some(t) = disks.get_attr("caching_type").and_then(Value::as_str)
+            && !CACHING_TYPES.contains(&t)
+        {
+            diags.push(must_be_one_of(
+                at("caching_type"),
+                t,
+                &CACHING_TYPES,
+                "caching type",
+            ));
         }
     }
     diags
@@ -316,18 +338,30 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
 
 /// Builds the validated spec from a wholly known configuration.
 fn spec_from(model: &Model) -> Result<FileServerSpec, Diagnostics> {
-    let missing = |what: &str| Diagnostics::from(Diagnostic::internal(format!("{what} is missing")));
-    let name = Name::parse(model.name.as_deref().unwrap_or_default())
-        .map_err(|e| Diagnostic::error("invalid file server name", e).at(AttributePath::attrs(["name"])))?;
-    let disks = model.data_disks.as_ref().ok_or_else(|| missing("data_disks"))?;
+    let missing =
+        |what: &str| Diagnostics::from(Diagnostic::internal(format!("{what} is missing")));
+    let name = Name::parse(model.name.as_deref().unwrap_or_default()).map_err(|e| {
+        Diagnostic::error("invalid file server name", e).at(AttributePath::attrs(["name"]))
+    })?;
+    let disks = model
+        .data_disks
+        .as_ref()
+        .ok_or_else(|| missing("data_disks"))?;
     Ok(FileServerSpec {
         name,
         vm_size: model.vm_size.clone().unwrap_or_default(),
         data_disks: DataDisks {
-            disk_count: disks.disk_count.ok_or_else(|| missing("data_disks.disk_count"))?,
-            disk_size_gb: disks.disk_size_gb.ok_or_else(|| missing("data_disks.disk_size_gb"))?,
+            disk_count: disks
+                .disk_count
+                .ok_or_else(|| missing("data_disks.disk_count"))?,
+            disk_size_gb: disks
+                .disk_size_gb
+                .ok_or_else(|| missing("data_disks.disk_size_gb"))?,
             storage_account_type: disks.storage_account_type.clone().unwrap_or_default(),
-            caching_type: disks.caching_type.clone().unwrap_or_else(|| "none".to_owned()),
+            caching_type: disks
+                .caching_type
+                .clone()
+                .unwrap_or_else(|| "none".to_owned()),
         },
         ssh_configuration: model.ssh_configuration.as_ref().map(|ssh| {
             let user = ssh.user_account_settings.clone().unwrap_or_default();
@@ -416,12 +450,11 @@ impl Resource<Client> for FileServerResource {
             .config
             .get_attr("data_disks")
             .and_then(|d| d.get_attr("caching_type"));
-        if configured.is_some_and(Value::is_null) {
-            if let Value::Object(attrs) = &mut plan.planned {
-                if let Some(Value::Object(disks)) = attrs.get_mut("data_disks") {
-                    disks.insert("caching_type".to_owned(), Value::string("none"));
-                }
-            }
+        if configured.is_some_and(Value::is_null)
+            && let Value::Object(attrs) = &mut plan.planned
+            && let Some(Value::Object(disks)) = attrs.get_mut("data_disks")
+        {
+            disks.insert("caching_type".to_owned(), Value::string("none"));
         }
         Ok(())
     }
@@ -437,7 +470,10 @@ impl Resource<Client> for FileServerResource {
                 let ty = type_of();
                 let model: Model = decode(request.config, &ty)?;
                 let spec = spec_from(&model)?;
-                let status = client.create_file_server(&spec).await.map_err(platform_error)?;
+                let status = client
+                    .create_file_server(&spec)
+                    .await
+                    .map_err(platform_error)?;
                 encode(&model_from(&status, Some(&model)), &ty)
             };
             match run.await {
@@ -459,7 +495,11 @@ impl Resource<Client> for FileServerResource {
             let prior: Model = decode(state, &ty)?;
             let name = Name::parse(prior.name.as_deref().unwrap_or_default())
                 .map_err(|e| Diagnostic::internal(format!("stored name is invalid: {e}")))?;
-            let Some(status) = client.get_file_server(&name).await.map_err(platform_error)? else {
+            let Some(status) = client
+                .get_file_server(&name)
+                .await
+                .map_err(platform_error)?
+            else {
                 return Ok(None);
             };
             Ok(Some(ReadResult {
@@ -480,7 +520,10 @@ impl Resource<Client> for FileServerResource {
             let prior: Model = decode(prior, &type_of())?;
             let name = Name::parse(prior.name.as_deref().unwrap_or_default())
                 .map_err(|e| Diagnostic::internal(format!("stored name is invalid: {e}")))?;
-            client.delete_file_server(&name).await.map_err(platform_error)
+            client
+                .delete_file_server(&name)
+                .await
+                .map_err(platform_error)
         })
     }
 
@@ -492,11 +535,17 @@ impl Resource<Client> for FileServerResource {
     ) -> BoxFuture<'a, Result<Value, Diagnostics>> {
         Box::pin(async move {
             let name = parse_id(id).map_err(|e| Diagnostic::error("invalid import ID", e))?;
-            let status = client.get_file_server(&name).await.map_err(platform_error)?;
+            let status = client
+                .get_file_server(&name)
+                .await
+                .map_err(platform_error)?;
             let Some(status) = status else {
                 return Err(Diagnostic::error(
                     "file server not found",
-                    format!("import file server {id}: no such file server on the {} platform", client.name()),
+                    format!(
+                        "import file server {id}: no such file server on the {} platform",
+                        client.name()
+                    ),
                 )
                 .into());
             };
@@ -546,9 +595,18 @@ mod tests {
     fn validation_points_at_the_attribute() {
         let cases: Vec<(Value, Option<Vec<&str>>)> = vec![
             (config("data", 2, "Standard_LRS", Value::Null), None),
-            (config("bad name", 2, "Standard_LRS", Value::Null), Some(vec!["name"])),
-            (config("data", 0, "Standard_LRS", Value::Null), Some(vec!["data_disks", "disk_count"])),
-            (config("data", 2, "Fast", Value::Null), Some(vec!["data_disks", "storage_account_type"])),
+            (
+                config("bad name", 2, "Standard_LRS", Value::Null),
+                Some(vec!["name"]),
+            ),
+            (
+                config("data", 0, "Standard_LRS", Value::Null),
+                Some(vec!["data_disks", "disk_count"]),
+            ),
+            (
+                config("data", 2, "Fast", Value::Null),
+                Some(vec!["data_disks", "storage_account_type"]),
+            ),
             (
                 config("data", 2, "Standard_LRS", Value::string("always")),
                 Some(vec!["data_disks", "caching_type"]),
@@ -560,7 +618,10 @@ mod tests {
             match want {
                 None => assert!(!diags.has_errors(), "{diags}"),
                 Some(path) => {
-                    assert_eq!(diags.0.first().and_then(|d| d.path.clone()), Some(AttributePath::attrs(path)));
+                    assert_eq!(
+                        diags.0.first().and_then(|d| d.path.clone()),
+                        Some(AttributePath::attrs(path))
+                    );
                 }
             }
         }

@@ -309,3 +309,257 @@ fn elements_from_json<'t>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn num(s: &str) -> Value {
+        Value::Number(Number::parse(s).unwrap())
+    }
+
+    fn obj<const N: usize>(entries: [(&str, Value); N]) -> Value {
+        Value::Object(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn values_round_trip_through_exact_json_text() {
+        let cases = [
+            (Value::Null, Type::String, "null"),
+            (Value::Null, Type::Dynamic, "null"),
+            (Value::string("a\"b"), Type::String, r#""a\"b""#),
+            (Value::number(-7), Type::Number, "-7"),
+            (num("0.1"), Type::Number, "0.1"),
+            (
+                num("1180591620717411303424"),
+                Type::Number,
+                "1180591620717411303424",
+            ),
+            (
+                num("-0.000000000000000000012345"),
+                Type::Number,
+                "-0.000000000000000000012345",
+            ),
+            (Value::bool(false), Type::Bool, "false"),
+            (
+                Value::List(vec![Value::string("a"), Value::Null]),
+                Type::list(Type::String),
+                r#"["a",null]"#,
+            ),
+            (
+                Value::Set(vec![Value::number(1)]),
+                Type::set(Type::Number),
+                "[1]",
+            ),
+            (
+                Value::Map(
+                    [
+                        ("z".to_owned(), Value::bool(true)),
+                        ("a".to_owned(), Value::Null),
+                    ]
+                    .into(),
+                ),
+                Type::map(Type::Bool),
+                r#"{"a":null,"z":true}"#,
+            ),
+            (
+                obj([("name", Value::string("n")), ("size", Value::Null)]),
+                Type::object([("size", Type::Number), ("name", Type::String)]),
+                r#"{"name":"n","size":null}"#,
+            ),
+            (
+                Value::Tuple(vec![Value::string("x"), Value::number(2)]),
+                Type::Tuple(vec![Type::String, Type::Number]),
+                r#"["x",2]"#,
+            ),
+            (
+                Value::Dynamic(Type::String, Box::new(Value::string("x"))),
+                Type::Dynamic,
+                r#"{"value":"x","type":"string"}"#,
+            ),
+            (
+                Value::Dynamic(Type::list(Type::Number), Box::new(Value::Null)),
+                Type::Dynamic,
+                r#"{"value":null,"type":["list","number"]}"#,
+            ),
+            (
+                obj([(
+                    "d",
+                    Value::Dynamic(
+                        Type::object([("a", Type::Dynamic)]),
+                        Box::new(obj([(
+                            "a",
+                            Value::Dynamic(Type::Bool, Box::new(Value::bool(true))),
+                        )])),
+                    ),
+                )]),
+                Type::object([("d", Type::Dynamic)]),
+                r#"{"d":{"value":{"a":{"value":true,"type":"bool"}},"type":["object",{"a":"dynamic"}]}}"#,
+            ),
+        ];
+        for (value, ty, text) in cases {
+            let json = to_json(&value, &ty).unwrap();
+            assert_eq!(json.to_string(), text, "{value:?}");
+            assert_eq!(
+                from_json_bytes(text.as_bytes(), &ty).unwrap(),
+                value,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn reading_is_lenient_like_go_cty() {
+        let ty = Type::object([
+            ("name", Type::String),
+            ("count", Type::Number),
+            ("enabled", Type::Bool),
+            ("added_later", Type::list(Type::String)),
+            ("blob", Type::Dynamic),
+        ]);
+        // Terraform stores state pretty-printed, and attributes added to the schema since the
+        // state was written are absent.
+        let state = br#"{
+  "name": 42,
+  "count": "1.50e1",
+  "enabled": "true",
+  "blob": {
+    "type": ["map", "number"],
+    "value": {"x": 1.0}
+  }
+}"#;
+        let value = from_json_bytes(state, &ty).unwrap();
+        assert_eq!(
+            value,
+            obj([
+                ("name", Value::string("42")),
+                ("count", Value::number(15)),
+                ("enabled", Value::bool(true)),
+                ("added_later", Value::Null),
+                (
+                    "blob",
+                    Value::Dynamic(
+                        Type::map(Type::Number),
+                        Box::new(Value::Map([("x".to_owned(), Value::number(1))].into())),
+                    )
+                ),
+            ])
+        );
+        assert_eq!(
+            from_json_bytes(b"true", &Type::String).unwrap(),
+            Value::string("true")
+        );
+        assert_eq!(
+            from_json_bytes(b"1e400", &Type::Number)
+                .unwrap()
+                .as_number()
+                .unwrap()
+                .to_string()
+                .len(),
+            401
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_an_error() {
+        let obj_ty = Type::object([("a", Type::list(Type::Number))]);
+        let cases: Vec<(&str, Type, &str)> = vec![
+            (
+                r#"{"a":[1],"zzz":2}"#,
+                obj_ty.clone(),
+                "unsupported attribute \"zzz\"",
+            ),
+            (
+                r#"{"a":[1,"x"]}"#,
+                obj_ty.clone(),
+                "invalid json value at .a[1]: invalid number",
+            ),
+            (
+                r#"{"a":{}}"#,
+                obj_ty,
+                "at .a: list required, got json object",
+            ),
+            ("[1]", Type::Number, "number required, got json array"),
+            (r#""yes""#, Type::Bool, "bool required, got string \"yes\""),
+            (
+                "[1,2]",
+                Type::Tuple(vec![Type::Number]),
+                "tuple of 1 elements required, got 2",
+            ),
+            (r#"{"value":1}"#, Type::Dynamic, "missing type"),
+            (r#"{"type":"number"}"#, Type::Dynamic, "missing value"),
+            (
+                r#"{"type":"number","value":1,"x":1}"#,
+                Type::Dynamic,
+                "invalid key \"x\"",
+            ),
+            (
+                r#"{"type":"numbr","value":1}"#,
+                Type::Dynamic,
+                "invalid type",
+            ),
+            ("5", Type::Dynamic, "dynamic required, got json number"),
+            (
+                r#"{"k":[]}"#,
+                Type::map(Type::String),
+                "at [\"k\"]: string required",
+            ),
+            ("[1", Type::list(Type::Number), "EOF"),
+            ("1 2", Type::Number, "trailing"),
+        ];
+        for (text, ty, want) in cases {
+            let err = from_json_bytes(text.as_bytes(), &ty).unwrap_err();
+            assert!(
+                err.to_string().contains(want),
+                "{text}: {err} does not mention {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_without_a_json_form_are_errors() {
+        let cases = [
+            (
+                Value::unknown(),
+                Type::String,
+                "unknown values cannot be represented",
+            ),
+            (
+                Value::List(vec![Value::unknown()]),
+                Type::list(Type::String),
+                "at [0]: unknown",
+            ),
+            (num("inf"), Type::Number, "infinity"),
+            (
+                Value::string("x"),
+                Type::Dynamic,
+                "must be wrapped in Value::Dynamic",
+            ),
+            (
+                obj([]),
+                Type::object([("a", Type::Bool)]),
+                "attribute \"a\" is required",
+            ),
+            (
+                obj([("b", Value::Null)]),
+                Type::object([("a", Type::Bool)]),
+                "unsupported attribute \"b\"",
+            ),
+            (Value::bool(true), Type::String, "string required, got bool"),
+        ];
+        for (value, ty, want) in cases {
+            let err = to_json(&value, &ty).unwrap_err();
+            assert!(
+                err.to_string().contains(want),
+                "{err} does not mention {want:?}"
+            );
+        }
+    }
+}

@@ -625,3 +625,313 @@ impl fmt::Display for PathStep<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn obj<const N: usize>(entries: [(&str, Value); N]) -> Value {
+        Value::Object(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn type_json_round_trips() {
+        let cases = [
+            (Type::String, r#""string""#),
+            (Type::Number, r#""number""#),
+            (Type::Bool, r#""bool""#),
+            (Type::Dynamic, r#""dynamic""#),
+            (Type::list(Type::String), r#"["list","string"]"#),
+            (Type::set(Type::Number), r#"["set","number"]"#),
+            (Type::map(Type::Bool), r#"["map","bool"]"#),
+            (
+                Type::object([("b", Type::list(Type::Dynamic)), ("a", Type::Number)]),
+                r#"["object",{"a":"number","b":["list","dynamic"]}]"#,
+            ),
+            (
+                Type::object(Vec::<(String, Type)>::new()),
+                r#"["object",{}]"#,
+            ),
+            (
+                Type::Tuple(vec![Type::String, Type::map(Type::Number)]),
+                r#"["tuple",["string",["map","number"]]]"#,
+            ),
+            (Type::Tuple(vec![]), r#"["tuple",[]]"#),
+        ];
+        for (ty, text) in cases {
+            assert_eq!(String::from_utf8(ty.to_json_bytes()).unwrap(), text);
+            assert_eq!(
+                Type::from_json_bytes(text.as_bytes()).unwrap(),
+                ty,
+                "{text}"
+            );
+            assert_eq!(Type::from_json(&ty.to_json()).unwrap(), ty);
+        }
+    }
+
+    #[test]
+    fn type_json_ignores_optional_attribute_lists() {
+        let ty = Type::from_json_bytes(br#"["object",{"a":"string","b":"number"},["b"]]"#).unwrap();
+        assert_eq!(ty, Type::object([("a", Type::String), ("b", Type::Number)]));
+    }
+
+    #[test]
+    fn malformed_type_json_is_an_error() {
+        for text in [
+            r#""strin""#,
+            r#"["list"]"#,
+            r#"["list","string","x"]"#,
+            r#"["object",[]]"#,
+            r#"["object",{"a":"string"},["a"],1]"#,
+            r#"["tuple",{}]"#,
+            r#"["tuple","string","x"]"#,
+            r#"["foo","string"]"#,
+            r#"[]"#,
+            r#"[1,"string"]"#,
+            "5",
+            "null",
+            "{}",
+            "not json",
+        ] {
+            let err = Type::from_json_bytes(text.as_bytes()).unwrap_err();
+            assert!(matches!(err, ValueError::Type(_)), "{text}: {err:?}");
+            assert!(err.to_string().starts_with("invalid type: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn type_display_is_terraform_syntax() {
+        let ty = Type::object([
+            ("b", Type::list(Type::String)),
+            ("a", Type::Number),
+            ("c", Type::Tuple(vec![Type::String, Type::Bool])),
+            ("d", Type::map(Type::set(Type::Dynamic))),
+        ]);
+        assert_eq!(
+            ty.to_string(),
+            "object({a=number,b=list(string),c=tuple([string,bool]),d=map(set(dynamic))})"
+        );
+        assert!(ty.has_dynamic());
+        assert!(!Type::object([("a", Type::list(Type::String))]).has_dynamic());
+        assert!(Type::Tuple(vec![Type::Bool, Type::Dynamic]).has_dynamic());
+    }
+
+    #[test]
+    fn conformance_checks_shape_and_names_the_path() {
+        let disks = Type::object([(
+            "data_disks",
+            Type::list(Type::object([("disk_count", Type::Number)])),
+        )]);
+        let ok = [
+            (Value::Null, Type::String),
+            (Value::unknown(), Type::object([("a", Type::String)])),
+            (Value::string("x"), Type::Dynamic),
+            (
+                Value::Dynamic(
+                    Type::list(Type::Bool),
+                    Box::new(Value::List(vec![Value::bool(true)])),
+                ),
+                Type::Dynamic,
+            ),
+            (
+                obj([(
+                    "data_disks",
+                    Value::List(vec![obj([("disk_count", Value::Null)])]),
+                )]),
+                disks.clone(),
+            ),
+            (
+                Value::Tuple(vec![Value::Null, Value::unknown()]),
+                Type::Tuple(vec![Type::Bool, Type::Number]),
+            ),
+        ];
+        for (value, ty) in ok {
+            value.conforms_to(&ty).unwrap();
+        }
+        let bad = [
+            (
+                obj([(
+                    "data_disks",
+                    Value::List(vec![obj([("disk_count", Value::string("2"))])]),
+                )]),
+                disks.clone(),
+                "at .data_disks[0].disk_count: number required, got string",
+            ),
+            (
+                obj([("data_disks", Value::List(vec![obj([])]))]),
+                disks.clone(),
+                "at .data_disks[0]: attribute \"disk_count\" is required",
+            ),
+            (
+                obj([("data_disks", Value::Null), ("extra", Value::Null)]),
+                disks,
+                "unsupported attribute \"extra\"",
+            ),
+            (
+                Value::Map([("k\"ey".to_owned(), Value::bool(true))].into()),
+                Type::map(Type::String),
+                "at [\"k\\\"ey\"]: string required, got bool",
+            ),
+            (
+                Value::Tuple(vec![Value::Null]),
+                Type::Tuple(vec![Type::Bool, Type::Number]),
+                "tuple of 2 elements required, got 1",
+            ),
+            (
+                Value::Dynamic(Type::String, Box::new(Value::string("x"))),
+                Type::String,
+                "string required, got dynamically-typed value",
+            ),
+            (
+                Value::Dynamic(Type::String, Box::new(Value::bool(true))),
+                Type::Dynamic,
+                "string required, got bool",
+            ),
+            (
+                Value::List(vec![]),
+                Type::set(Type::String),
+                "set required, got list",
+            ),
+        ];
+        for (value, ty, want) in bad {
+            let err = value.conforms_to(&ty).unwrap_err();
+            assert_eq!(err.to_string(), want);
+        }
+    }
+
+    #[test]
+    fn accessors_look_through_dynamic_wrappers() {
+        let inner = obj([
+            ("name", Value::string("n")),
+            ("size", Value::number(3)),
+            ("on", Value::bool(true)),
+        ]);
+        let dynamic = Value::Dynamic(
+            Type::object([
+                ("name", Type::String),
+                ("size", Type::Number),
+                ("on", Type::Bool),
+            ]),
+            Box::new(inner.clone()),
+        );
+        for v in [&inner, &dynamic] {
+            assert_eq!(v.get_attr("name").and_then(Value::as_str), Some("n"));
+            assert_eq!(
+                v.get_attr("size")
+                    .and_then(Value::as_number)
+                    .and_then(Number::as_i64),
+                Some(3)
+            );
+            assert_eq!(v.get_attr("on").and_then(Value::as_bool), Some(true));
+            assert_eq!(v.get_attr("missing"), None);
+        }
+        assert!(Value::Dynamic(Type::String, Box::new(Value::Null)).is_null());
+        assert!(Value::Dynamic(Type::String, Box::new(Value::unknown())).is_unknown());
+        assert!(!Value::Dynamic(Type::String, Box::new(Value::unknown())).is_wholly_known());
+        let partly = Value::List(vec![
+            Value::Null,
+            Value::Map([("k".to_owned(), Value::unknown())].into()),
+        ]);
+        assert!(!partly.is_unknown());
+        assert!(!partly.is_wholly_known());
+        let nulled = partly.unknown_as_null();
+        assert!(nulled.is_wholly_known());
+        assert_eq!(
+            nulled,
+            Value::List(vec![
+                Value::Null,
+                Value::Map([("k".to_owned(), Value::Null)].into())
+            ])
+        );
+        assert_eq!(Value::number(5u32), Value::Number(Number::from_u64(5)));
+        assert_eq!(Value::string("a").as_bool(), None);
+    }
+
+    #[test]
+    fn refinements_keep_only_what_applies() {
+        assert!(Refinements::default().is_empty());
+        let r = Refinements {
+            not_null: true,
+            string_prefix: Some("p".to_owned()),
+            number_lower: Some((Number::parse("-inf").unwrap(), true)),
+            number_upper: Some((Number::from(9), false)),
+            length_lower: Some(0),
+            length_upper: Some(5),
+        };
+        assert!(!r.is_empty());
+        let only_not_null = Refinements {
+            not_null: true,
+            ..Refinements::default()
+        };
+        assert_eq!(r.applicable_to(&Type::Bool), only_not_null);
+        assert_eq!(r.applicable_to(&Type::Dynamic), Refinements::default());
+        assert_eq!(
+            r.applicable_to(&Type::String),
+            Refinements {
+                string_prefix: Some("p".to_owned()),
+                ..only_not_null.clone()
+            }
+        );
+        assert_eq!(
+            r.applicable_to(&Type::Number),
+            Refinements {
+                number_upper: Some((Number::from(9), false)),
+                ..only_not_null.clone()
+            }
+        );
+        assert_eq!(
+            r.applicable_to(&Type::map(Type::Bool)),
+            Refinements {
+                length_upper: Some(5),
+                ..only_not_null
+            }
+        );
+    }
+
+    /// Builds a value nested `depth` levels deep in the given kind of container.
+    fn nested(depth: usize, kind: usize) -> (Type, Value) {
+        let mut ty = Type::String;
+        let mut value = Value::string("x");
+        for _ in 0..depth {
+            (ty, value) = match kind {
+                0 => (Type::list(ty), Value::List(vec![value])),
+                1 => (Type::map(ty), Value::Map([("k".to_owned(), value)].into())),
+                2 => (Type::object([("k", ty)]), obj([("k", value)])),
+                3 => (Type::Tuple(vec![ty]), Value::Tuple(vec![value])),
+                _ => (Type::Dynamic, Value::Dynamic(ty, Box::new(value))),
+            };
+        }
+        (ty, value)
+    }
+
+    #[test]
+    fn maximum_nesting_fits_in_a_small_stack() {
+        // Providers run on tokio worker threads with 2 MiB stacks; half of that must be enough
+        // at the deepest nesting the codecs accept, even without optimisation.
+        let worker = std::thread::Builder::new().stack_size(1 << 20).spawn(|| {
+            for kind in 0..5 {
+                // A dynamic type's JSON is nested too, and serde_json stops at 128 levels.
+                let depth = if kind == 4 { 120 } else { MAX_DEPTH - 2 };
+                let (ty, value) = nested(depth, kind);
+                value.conforms_to(&ty).unwrap();
+                let bytes = msgpack::encode(&value, &ty).unwrap();
+                assert_eq!(msgpack::decode(&bytes, &ty).unwrap(), value);
+                let json = json::to_json(&value, &ty).unwrap();
+                assert_eq!(json::from_json(&json, &ty).unwrap(), value);
+
+                let (ty, value) = nested(MAX_DEPTH + 10, kind);
+                assert!(value.conforms_to(&ty).is_err());
+                assert!(msgpack::encode(&value, &ty).is_err());
+                assert!(json::to_json(&value, &ty).is_err());
+            }
+        });
+        worker.unwrap().join().unwrap();
+    }
+}

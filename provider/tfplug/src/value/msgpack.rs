@@ -295,14 +295,6 @@ fn decode_value(r: &mut Reader<'_>, ty: &Type, depth: usize) -> Result<Value, Va
     }
     let token = r.token()?;
     match (ty, token) {
-        (_, Token::Nil) => Ok(Value::Null),
-        (_, Token::Ext(code, payload)) => {
-            let payload_at = r.offset().saturating_sub(payload.len());
-            decode_unknown(code, payload, payload_at, ty)
-        }
-        (Type::String, Token::Str(b) | Token::Bin(b)) => utf8(b, at).map(Value::String),
-        (Type::Number, t) => decode_number(t, at),
-        (Type::Bool, Token::Bool(b)) => Ok(Value::Bool(b)),
         (Type::List(et), Token::Array(n)) => {
             decode_elements(r, std::iter::repeat_n(et.as_ref(), n), depth).map(Value::List)
         }
@@ -318,6 +310,30 @@ fn decode_value(r: &mut Reader<'_>, ty: &Type, depth: usize) -> Result<Value, Va
         (Type::Map(et), Token::Map(n)) => decode_map(r, et, n, depth),
         (Type::Object(attrs), Token::Map(n)) => decode_object(r, attrs, n, at, depth),
         (Type::Dynamic, Token::Array(n)) => decode_dynamic(r, n, at, depth),
+        _ => decode_leaf(r, token, ty, at),
+    }
+}
+
+/// Decodes the items that hold no nested values, and reports mismatches.
+#[inline(never)]
+fn decode_leaf(
+    r: &Reader<'_>,
+    token: Token<'_>,
+    ty: &Type,
+    at: usize,
+) -> Result<Value, ValueError> {
+    match (ty, token) {
+        (_, Token::Nil) => Ok(Value::Null),
+        (_, Token::Ext(code, payload)) => {
+            let payload_at = r.offset().saturating_sub(payload.len());
+            decode_unknown(code, payload, payload_at, ty)
+        }
+        (Type::String, Token::Str(b) | Token::Bin(b)) => utf8(b, at).map(Value::String),
+        (Type::Number, t) => match token_number(t, at) {
+            Some(n) => n.map(Value::Number),
+            None => Err(mismatch_error(ty, t, at)),
+        },
+        (Type::Bool, Token::Bool(b)) => Ok(Value::Bool(b)),
         (_, t) => Err(mismatch_error(ty, t, at)),
     }
 }
@@ -339,14 +355,6 @@ fn mismatch_error(ty: &Type, token: Token<'_>, at: usize) -> ValueError {
 #[inline(never)]
 fn tuple_length_error(at: usize, want: usize, got: usize) -> ValueError {
     error_at(at, format!("tuple of {want} elements required, got {got}"))
-}
-
-#[inline(never)]
-fn decode_number(token: Token<'_>, at: usize) -> Result<Value, ValueError> {
-    match token_number(token, at) {
-        Some(n) => n.map(Value::Number),
-        None => Err(mismatch_error(&Type::Number, token, at)),
-    }
 }
 
 #[inline(never)]
@@ -644,13 +652,12 @@ fn write_len(
     codes: [Option<u8>; 3],
     what: &str,
 ) -> Result<(), ValueError> {
-    if let Some((base, max)) = fix {
-        if len <= max {
-            if let Ok(b) = u8::try_from(len) {
-                out.push(base | b);
-                return Ok(());
-            }
-        }
+    if let Some((base, max)) = fix
+        && len <= max
+        && let Ok(b) = u8::try_from(len)
+    {
+        out.push(base | b);
+        return Ok(());
     }
     if let (Some(code), Ok(b)) = (codes[0], u8::try_from(len)) {
         out.push(code);
@@ -813,19 +820,11 @@ fn encode_value(
     }
     let depth = depth + 1;
     match (ty, value) {
-        (_, Value::Null) => out.push(0xc0),
-        (_, Value::Unknown(refinements)) => write_unknown(out, &refinements.applicable_to(ty))?,
         (Type::Dynamic, Value::Dynamic(concrete, inner)) => {
-            out.push(0x92);
-            write_bin(out, &concrete.to_json_bytes())?;
-            encode_value(out, inner, concrete, depth)?;
+            encode_dynamic(out, concrete, inner, depth)
         }
-        (Type::Dynamic, other) => return Err(unwrapped_dynamic_error(other)),
-        (Type::String, Value::String(s)) => write_str(out, s)?,
-        (Type::Number, Value::Number(n)) => write_number(out, n)?,
-        (Type::Bool, Value::Bool(b)) => out.push(if *b { 0xc3 } else { 0xc2 }),
         (Type::List(et), Value::List(vs)) | (Type::Set(et), Value::Set(vs)) => {
-            encode_elements(out, vs, std::iter::repeat_n(et.as_ref(), vs.len()), depth)?;
+            encode_elements(out, vs, std::iter::repeat_n(et.as_ref(), vs.len()), depth)
         }
         (Type::Tuple(ets), Value::Tuple(vs)) => {
             if ets.len() != vs.len() {
@@ -834,15 +833,39 @@ fn encode_value(
                     vs.len(),
                 )));
             }
-            encode_elements(out, vs, ets.iter(), depth)?;
+            encode_elements(out, vs, ets.iter(), depth)
         }
-        (Type::Map(et), Value::Map(entries)) => encode_map(out, entries, et, depth)?,
-        (Type::Object(attrs), Value::Object(entries)) => {
-            encode_object(out, entries, attrs, depth)?;
-        }
+        (Type::Map(et), Value::Map(entries)) => encode_map(out, entries, et, depth),
+        (Type::Object(attrs), Value::Object(entries)) => encode_object(out, entries, attrs, depth),
+        _ => encode_leaf(out, value, ty),
+    }
+}
+
+/// Encodes the values that hold no nested values, and reports mismatches.
+#[inline(never)]
+fn encode_leaf(out: &mut Vec<u8>, value: &Value, ty: &Type) -> Result<(), ValueError> {
+    match (ty, value) {
+        (_, Value::Null) => out.push(0xc0),
+        (_, Value::Unknown(refinements)) => write_unknown(out, &refinements.applicable_to(ty))?,
+        (Type::Dynamic, other) => return Err(unwrapped_dynamic_error(other)),
+        (Type::String, Value::String(s)) => write_str(out, s)?,
+        (Type::Number, Value::Number(n)) => write_number(out, n)?,
+        (Type::Bool, Value::Bool(b)) => out.push(if *b { 0xc3 } else { 0xc2 }),
         (_, other) => return Err(value_mismatch_error(ty, other)),
     }
     Ok(())
+}
+
+#[inline(never)]
+fn encode_dynamic(
+    out: &mut Vec<u8>,
+    concrete: &Type,
+    inner: &Value,
+    depth: usize,
+) -> Result<(), ValueError> {
+    out.push(0x92);
+    write_bin(out, &concrete.to_json_bytes())?;
+    encode_value(out, inner, concrete, depth)
 }
 
 #[inline(never)]
@@ -1013,13 +1036,18 @@ mod tests {
             (num("0.1"), Type::Number, hex("cb 3f b9 99 99 99 99 99 9a")),
             (num("inf"), Type::Number, hex("cb 7f f0 00 00 00 00 00 00")),
             (num("-inf"), Type::Number, hex("cb ff f0 00 00 00 00 00 00")),
-            // 2^70 is exactly an f64, so it is written as one, as go-cty does.
+            // 2^70 is an f64, but go-cty reads an f64 as its shortest text (1180591620717411300000),
+            // which is a different number, so the exact value travels as decimal text.
             (
                 num("1180591620717411303424"),
                 Type::Number,
+                [vec![0xb6], b"1180591620717411303424".to_vec()].concat(),
+            ),
+            (
+                num("1180591620717411300000"),
+                Type::Number,
                 hex("cb 44 50 00 00 00 00 00 00"),
             ),
-            // 2^70 + 1 is not, so it travels as decimal text.
             (
                 num("1180591620717411303425"),
                 Type::Number,
@@ -1271,7 +1299,7 @@ mod tests {
             (hex("c7 03 0c 81 01 c3"), Type::String, Value::Null),
             // Bounds may be decimal text, and non-informative refinements are normalised away.
             (
-                hex("c7 0c 0c 83 03 92 a3 31 65 32 c2 05 00 01 c2"),
+                hex("c7 11 0c 83 03 92 a3 31 65 32 c2 04 92 a3 69 6e 66 c3 01 c2"),
                 Type::Number,
                 refined(Refinements {
                     not_null: true,
@@ -1280,7 +1308,7 @@ mod tests {
                 }),
             ),
             (
-                hex("c7 06 0c 82 05 00 02 a0"),
+                hex("c7 03 0c 81 05 00"),
                 Type::set(Type::Bool),
                 Value::unknown(),
             ),
@@ -1308,7 +1336,7 @@ mod tests {
             (Type::Bool, "c7 03 0c 81 01 c2"),
             (Type::object([("a", Type::String)]), "c7 03 0c 81 01 c2"),
             (Type::Tuple(vec![]), "c7 03 0c 81 01 c2"),
-            (Type::String, "c7 08 0c 82 01 c2 02 a3 70 72 65"),
+            (Type::String, "d7 0c 82 01 c2 02 a3 70 72 65"),
             (Type::Number, "c7 0b 0c 83 01 c2 03 92 01 c3 04 92 02 c3"),
             (Type::set(Type::Number), "c7 07 0c 83 01 c2 05 03 06 04"),
             // cty cannot refine an unknown of unknown type at all.
@@ -1542,6 +1570,12 @@ mod tests {
                 "truncated refinements",
                 hex("c7 03 0c 82 01 c2"),
                 Type::String,
+                "exceeds",
+            ),
+            (
+                "truncated bound",
+                hex("c7 05 0c 81 03 92 cb 00"),
+                Type::Number,
                 "unexpected end",
             ),
             ("oversized refinements", big_ext, Type::String, "too large"),
@@ -1562,12 +1596,12 @@ mod tests {
             Type::list(Type::object([("disk_count", Type::Number)])),
         )]);
         let bytes =
-            hex("81 aa 64 61 74 61 5f 64 69 73 6b 73 91 81 aa 64 69 73 6b 5f 63 6f 75 6e 74 a1 78");
+            hex("81 aa 64 61 74 61 5f 64 69 73 6b 73 91 81 aa 64 69 73 6b 5f 63 6f 75 6e 74 c3");
         let err = decode(&bytes, &ty).unwrap_err();
         assert_eq!(err.path(), ".data_disks[0].disk_count");
         assert_eq!(
             err.to_string(),
-            "invalid msgpack at byte 25 at .data_disks[0].disk_count: number required, got msgpack str"
+            "invalid msgpack at byte 25 at .data_disks[0].disk_count: number required, got msgpack bool"
         );
         let value = obj([(
             "data_disks",
@@ -1653,7 +1687,9 @@ mod tests {
         let mut payload = vec![0x81, 0x09];
         payload.extend(std::iter::repeat_n(0x91, 1000));
         payload.push(0xc0);
-        let mut bytes = hex("c9 00 00 03 ec 0c");
+        let mut bytes = vec![0xc9];
+        bytes.extend(u32::try_from(payload.len()).unwrap().to_be_bytes());
+        bytes.push(0x0c);
         bytes.extend(&payload);
         assert_eq!(decode(&bytes, &Type::String).unwrap(), Value::unknown());
     }

@@ -9,7 +9,8 @@ use super::ValueError;
 /// How many zeros an exponent may add when it is expanded into plain decimal text.
 ///
 /// The limit stops inputs such as `1e999999999` from turning a few bytes into gigabytes,
-/// while leaving room for every finite `f64` (whose longest expansion is about 770 digits).
+/// while leaving ample room for every finite `f64` (whose longest shortest-form text is about
+/// 330 characters).
 const MAX_EXPONENT_PADDING: i64 = 10_000;
 
 /// Arbitrary-precision decimal number, kept as its canonical decimal text.

@@ -1,0 +1,212 @@
+//! `cargo xtask bench`: whole-process and in-process measurements of the protocol layer.
+//!
+//! Timings are printed, never asserted: these machines are shared and noisy. The bench re-runs
+//! itself as a release build so the in-process figures mean something.
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+/// Entry point from `cargo xtask bench`: builds in release mode and runs the measurements.
+pub fn bench() -> anyhow::Result<()> {
+    crate::run(crate::cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "batchai",
+        "--package",
+        "xtask",
+    ]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::repo().join("target"));
+    let status = Command::new(target.join("release/xtask"))
+        .args([
+            "bench-release",
+            &target
+                .join("release/terraform-provider-batchai")
+                .to_string_lossy(),
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("bench failed");
+    }
+    Ok(())
+}
+
+fn stats(mut samples: Vec<Duration>) -> String {
+    samples.sort();
+    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "median {:.2} ms, p10 {:.2} ms, p90 {:.2} ms (n={})",
+        pick(0.5).as_secs_f64() * 1e3,
+        pick(0.1).as_secs_f64() * 1e3,
+        pick(0.9).as_secs_f64() * 1e3,
+        samples.len()
+    )
+}
+
+/// Runs inside the release build of xtask.
+pub fn bench_release(binary: &Path) -> anyhow::Result<()> {
+    println!(
+        "handshake (AutoMTLS, process start to handshake line): {}",
+        handshake(binary, true, 50)?
+    );
+    println!("handshake (plaintext): {}", handshake(binary, false, 50)?);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    println!(
+        "GetProviderSchema round trip: {}",
+        runtime.block_on(schema_round_trip(binary, 500))?
+    );
+    msgpack_throughput()?;
+    Ok(())
+}
+
+/// A client certificate shaped like Terraform's: ECDSA P-521, self-signed CA, `localhost`.
+fn terraform_like_client_cert() -> anyhow::Result<String> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512)?;
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()])?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    Ok(params.self_signed(&key)?.pem())
+}
+
+fn handshake(binary: &Path, tls: bool, runs: usize) -> anyhow::Result<String> {
+    let pem = terraform_like_client_cert()?;
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let mut cmd = Command::new(binary);
+        cmd.env("TF_PLUGIN_MAGIC_COOKIE", tfplug::serve::MAGIC_COOKIE_VALUE)
+            .env("PLUGIN_PROTOCOL_VERSIONS", "5,6")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if tls {
+            cmd.env("PLUGIN_CLIENT_CERT", &pem);
+        } else {
+            cmd.env_remove("PLUGIN_CLIENT_CERT");
+        }
+        let started = Instant::now();
+        let mut child = cmd.spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut line)?;
+        samples.push(started.elapsed());
+        let _ = child.kill();
+        let _ = child.wait();
+        if !line.starts_with("1|6|unix|") {
+            bail!("unexpected handshake line {line:?}");
+        }
+    }
+    Ok(stats(samples))
+}
+
+async fn schema_round_trip(binary: &Path, runs: usize) -> anyhow::Result<String> {
+    use tfplug::testing::{ProviderClient, proto};
+    let mut child = Command::new(binary)
+        .env("TF_PLUGIN_MAGIC_COOKIE", tfplug::serve::MAGIC_COOKIE_VALUE)
+        .env("PLUGIN_PROTOCOL_VERSIONS", "6")
+        .env_remove("PLUGIN_CLIENT_CERT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut line)?;
+    let socket = line
+        .split('|')
+        .nth(3)
+        .context("no socket in handshake")?
+        .to_owned();
+    let channel = tonic::transport::Endpoint::try_from("http://[::]:1")?
+        .connect_with_connector(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move {
+                tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map(hyper_util::rt::TokioIo::new)
+            }
+        }))
+        .await?;
+    let mut client = ProviderClient::new(channel).max_decoding_message_size(256 << 20);
+    let mut samples = Vec::with_capacity(runs);
+    let mut size = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let response = client
+            .get_provider_schema(proto::get_provider_schema::Request {})
+            .await?;
+        samples.push(started.elapsed());
+        size = prost::Message::encoded_len(response.get_ref());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(format!("{} ({size} bytes)", stats(samples)))
+}
+
+fn msgpack_throughput() -> anyhow::Result<()> {
+    use tfplug::value::{Type, Value, msgpack};
+    // A large state: 20 000 nodes with a handful of attributes each, like a big cluster.
+    let node = Type::object([
+        ("id", Type::String),
+        ("state", Type::String),
+        ("gpus", Type::Number),
+        ("heartbeat", Type::String),
+        ("labels", Type::map(Type::String)),
+    ]);
+    let ty = Type::object([("nodes", Type::list(node)), ("name", Type::String)]);
+    let nodes = (0..20_000)
+        .map(|i| {
+            Value::Object(
+                [
+                    ("id".to_owned(), Value::string(format!("node-{i:05}"))),
+                    ("state".to_owned(), Value::string("idle")),
+                    ("gpus".to_owned(), Value::number(i64::from(i % 8))),
+                    (
+                        "heartbeat".to_owned(),
+                        Value::string("2026-11-27T00:00:00Z"),
+                    ),
+                    (
+                        "labels".to_owned(),
+                        Value::Map([("pool".to_owned(), Value::string("a100"))].into()),
+                    ),
+                ]
+                .into(),
+            )
+        })
+        .collect();
+    let value = Value::Object(
+        [
+            ("nodes".to_owned(), Value::List(nodes)),
+            ("name".to_owned(), Value::string("big")),
+        ]
+        .into(),
+    );
+    let bytes = msgpack::encode(&value, &ty)?;
+    let mb = bytes.len() as f64 / 1e6;
+    let runs = 20;
+    let mut enc = Vec::new();
+    let mut dec = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let b = msgpack::encode(&value, &ty)?;
+        enc.push(t.elapsed());
+        let t = Instant::now();
+        let v = msgpack::decode(&b, &ty)?;
+        dec.push(t.elapsed());
+        if v != value {
+            bail!("msgpack round trip changed the value");
+        }
+    }
+    enc.sort();
+    dec.sort();
+    let rate = |d: Duration| mb / d.as_secs_f64();
+    println!(
+        "msgpack on a {mb:.1} MB state: encode {:.0} MB/s, decode {:.0} MB/s (median of {runs})",
+        rate(enc[runs / 2]),
+        rate(dec[runs / 2])
+    );
+    Ok(())
+}
