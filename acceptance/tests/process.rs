@@ -15,7 +15,11 @@ fn run_by_hand_it_explains_itself_and_exits_1() {
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty(), "stdout must stay empty: {:?}", out.stdout);
+    assert!(
+        out.stdout.is_empty(),
+        "stdout must stay empty: {:?}",
+        out.stdout
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("plugin for Terraform"), "{stderr}");
 }
@@ -40,17 +44,26 @@ fn handshake_then_sigint_is_ignored_and_sigterm_ends_it() {
         .unwrap_or_else(|e| panic!("{e}"));
     let mut stdout = BufReader::new(child.stdout.take().unwrap_or_else(|| panic!("no stdout")));
     let mut line = String::new();
-    stdout.read_line(&mut line).unwrap_or_else(|e| panic!("{e}"));
+    stdout
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("{e}"));
     let fields: Vec<&str> = line.trim_end().split('|').collect();
     assert_eq!(fields.len(), 6, "{line:?}");
     assert_eq!(&fields[..3], ["1", "6", "unix"]);
     assert_eq!(fields[4], "grpc");
-    assert!(std::path::Path::new(fields[3]).exists(), "socket {}", fields[3]);
+    assert!(
+        std::path::Path::new(fields[3]).exists(),
+        "socket {}",
+        fields[3]
+    );
 
     let pid = child.id().to_string();
     let _ = Command::new("kill").args(["-INT", &pid]).status();
     std::thread::sleep(Duration::from_millis(300));
-    assert!(alive(child.id()), "SIGINT must not end the provider; Terraform sends StopProvider");
+    assert!(
+        alive(child.id()),
+        "SIGINT must not end the provider; Terraform sends StopProvider"
+    );
 
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -67,8 +80,14 @@ fn handshake_then_sigint_is_ignored_and_sigterm_ends_it() {
     assert!(status.is_some(), "SIGTERM did not end the provider");
     let mut rest = String::new();
     let _ = stdout.read_to_string(&mut rest);
-    assert!(rest.is_empty(), "nothing but the handshake goes to stdout: {rest:?}");
-    assert!(!std::path::Path::new(fields[3]).exists(), "socket left behind");
+    assert!(
+        rest.is_empty(),
+        "nothing but the handshake goes to stdout: {rest:?}"
+    );
+    assert!(
+        !std::path::Path::new(fields[3]).exists(),
+        "socket left behind"
+    );
 }
 
 #[test]
@@ -77,7 +96,9 @@ fn provider_logs_reach_terraforms_log_over_automtls() {
     ws.env("TF_LOG_PROVIDER", "debug");
     ws.write_config("").unwrap_or_else(|e| panic!("{e:#}"));
     ws.init().unwrap_or_else(|e| panic!("{e:#}"));
-    let out = ws.run(&["plan", "-no-color"]).unwrap_or_else(|e| panic!("{e:#}"));
+    let out = ws
+        .run(&["plan", "-no-color"])
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let log = String::from_utf8_lossy(&out.stderr);
     // go-plugin parsed our hclog JSON line: message and fields arrive as its own log entry,
     // and `tls=true` shows Terraform connected with AutoMTLS.
@@ -85,7 +106,13 @@ fn provider_logs_reach_terraforms_log_over_automtls() {
         .lines()
         .find(|l| l.contains("serving tfplugin6"))
         .unwrap_or_else(|| panic!("no provider log line in Terraform's log:\n{log}"));
-    assert!(line.contains("provider.terraform-provider-batchai"), "{line}");
+    assert!(
+        line.contains("provider.terraform-provider-batchai"),
+        "{line}"
+    );
     assert!(line.contains("tls=true"), "{line}");
-    assert!(!line.contains("@message"), "the JSON was not parsed: {line}");
+    assert!(
+        !line.contains("@message"),
+        "the JSON was not parsed: {line}"
+    );
 }

@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use tfplug::model::encode;
 use tfplug::{
     Attribute, AttributePath, Block, BoxFuture, Context, DataSource, Diagnostic, Diagnostics,
-    ObjectNesting, Schema, Type, Value,
+    Schema, Type, Value,
 };
 
 use crate::Client;
@@ -46,22 +46,20 @@ fn schema() -> Schema {
             .description("Azure VM size of the file server."),
         Attribute::computed("subnet_id", Type::String)
             .description("ARM ID of the subnet, if the file server was put in one."),
-        Attribute::computed("data_disks", Type::String)
-            .nested(
-                ObjectNesting::Single,
-                vec![
-                    Attribute::computed("disk_count", Type::Number)
-                        .description("Number of data disks."),
-                    Attribute::computed("disk_size_gb", Type::Number)
-                        .description("Size of each data disk in GB."),
-                    Attribute::computed("storage_account_type", Type::String)
-                        .description("Disk type."),
-                    Attribute::computed("caching_type", Type::String)
-                        .description("Host caching of the data disks."),
-                ],
-            )
-            .description("The file server's data disks."),
-        mount_settings_attribute("How clusters reach the file server's export."),
+        Attribute::computed(
+            "data_disks",
+            Type::object([
+                ("disk_count", Type::Number),
+                ("disk_size_gb", Type::Number),
+                ("storage_account_type", Type::String),
+                ("caching_type", Type::String),
+            ]),
+        )
+        .description(
+            "The file server's data disks: `disk_count`, `disk_size_gb`, \
+             `storage_account_type` and `caching_type`.",
+        ),
+        mount_settings_attribute(),
     ];
     attributes.extend(common_computed_attributes());
     Schema::new(

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use tfplug::model::{decode, encode};
 use tfplug::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, BoxFuture, ClientCapabilities,
-    Context, Diagnostic, Diagnostics, NestedBlock, ObjectNesting, Plan, PlanRequest, ReadResult,
-    Resource, Schema, TimeoutDefaults, Type, Value,
+    Context, Diagnostic, Diagnostics, NestedBlock, Plan, PlanRequest, ReadResult, Resource, Schema,
+    TimeoutDefaults, Type, Value,
 };
 
 use crate::Client;
@@ -131,22 +131,22 @@ pub fn parse_id(id: &str) -> Result<Name, String> {
     Name::parse(name)
 }
 
-pub(crate) fn mount_settings_attribute(description: &str) -> Attribute {
-    Attribute::computed("mount_settings", Type::String)
-        .nested(
-            ObjectNesting::Single,
-            vec![
-                Attribute::computed("mount_point", Type::String).description(
-                    "Where nodes mount the export from: a directory on the local platform, \
-                     the NFS export path on Azure.",
-                ),
-                Attribute::computed("file_server_internal_ip", Type::String)
-                    .description("The file server's private IP address (`127.0.0.1` locally)."),
-                Attribute::computed("file_server_public_ip", Type::String)
-                    .description("The file server's public IP address (`127.0.0.1` locally)."),
-            ],
-        )
-        .description(description)
+/// `mount_settings` is an object-typed attribute rather than nested attributes: Terraform 1.0
+/// serves nested attributes in state but cannot reference their fields in expressions.
+pub(crate) fn mount_settings_attribute() -> Attribute {
+    Attribute::computed(
+        "mount_settings",
+        Type::object([
+            ("mount_point", Type::String),
+            ("file_server_internal_ip", Type::String),
+            ("file_server_public_ip", Type::String),
+        ]),
+    )
+    .description(
+        "How clusters reach the file server's export: `mount_point` (a directory on the local \
+         platform, the NFS export path on Azure), `file_server_internal_ip` and \
+         `file_server_public_ip` (both `127.0.0.1` on the local platform).",
+    )
 }
 
 pub(crate) fn common_computed_attributes() -> Vec<Attribute> {
@@ -228,7 +228,7 @@ fn schema() -> Schema {
             "ARM ID of the virtual network subnet to put the file server in. Recorded on the \
              local platform. Changing it forces replacement.",
         ),
-        mount_settings_attribute("How clusters reach the file server's export."),
+        mount_settings_attribute(),
     ];
     attributes.extend(common_computed_attributes());
     Schema::new(
