@@ -36,11 +36,7 @@ pub fn render(page: &Page<'_>) -> String {
         Kind::DataSource => "Data Source",
     };
     let description = page.schema.block.description.trim();
-    let summary = description
-        .split(". ")
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('.');
+    let summary = first_sentence(description);
     let title = match page.kind {
         Kind::Provider => format!("{} Provider", page.name),
         _ => format!("{} {kind} - {}", page.name, page.provider),
@@ -97,6 +93,23 @@ pub fn render(page: &Page<'_>) -> String {
         let _ = writeln!(out, "```shell\n{}\n```", import.trim_end());
     }
     out
+}
+
+/// The first sentence, for the page's front matter: up to the first `. ` outside code spans
+/// (so `{ ... }` in backticks does not end it).
+fn first_sentence(text: &str) -> &str {
+    let mut in_code = false;
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'`' => in_code = !in_code,
+            b'.' if !in_code && bytes.get(i + 1).is_none_or(|n| *n == b' ' || *n == b'\n') => {
+                return &text[..i];
+            }
+            _ => {}
+        }
+    }
+    text.trim_end_matches('.')
 }
 
 enum Nested {
@@ -238,6 +251,19 @@ fn render_block(
 mod tests {
     use super::*;
     use crate::schema::NestedBlock;
+
+    #[test]
+    fn first_sentence_skips_code_spans() {
+        let cases = [
+            ("One. Two.", "One"),
+            ("Mounts (`a { ... }`). More.", "Mounts (`a { ... }`)"),
+            ("No period", "No period"),
+            ("Ends here.", "Ends here"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(first_sentence(text), want, "{text}");
+        }
+    }
 
     #[test]
     fn renders_sections_and_nested_anchors() {
