@@ -46,7 +46,10 @@ impl Provider for BatchAi {
     }
 
     fn resources(&self) -> Vec<Box<dyn Resource<Client>>> {
-        vec![Box::new(resources::file_server::FileServerResource)]
+        vec![
+            Box::new(resources::cluster::ClusterResource),
+            Box::new(resources::file_server::FileServerResource),
+        ]
     }
 
     fn data_sources(&self) -> Vec<Box<dyn DataSource<Client>>> {
@@ -71,5 +74,33 @@ pub fn run(mode: tfplug::Mode) -> anyhow::Result<()> {
             mode,
         },
     ))?;
+    Ok(())
+}
+
+/// Runs the node agent: `agent --root DIR --cluster NAME --node ID`.
+pub fn run_agent(args: &[String]) -> anyhow::Result<()> {
+    let mut root = None;
+    let mut cluster = None;
+    let mut node = None;
+    let mut iter = args.iter();
+    while let Some(flag) = iter.next() {
+        let value = iter.next().cloned();
+        match flag.as_str() {
+            "--root" => root = value,
+            "--cluster" => cluster = value,
+            "--node" => node = value,
+            other => anyhow::bail!("unknown agent argument {other:?}"),
+        }
+    }
+    tfplug::logging::init_hclog_at(tfplug::logging::LevelFilter::INFO);
+    let exe = std::env::current_exe()?;
+    agent::run_node(agent::NodeArgs {
+        root: root
+            .ok_or_else(|| anyhow::anyhow!("agent needs --root"))?
+            .into(),
+        cluster: cluster.ok_or_else(|| anyhow::anyhow!("agent needs --cluster"))?,
+        node: node.ok_or_else(|| anyhow::anyhow!("agent needs --node"))?,
+        exe,
+    })?;
     Ok(())
 }

@@ -184,6 +184,18 @@ pub trait Resource<C>: Send + Sync {
         Ok(())
     }
 
+    /// Read-only checks of a plan against the platform (references to objects that must exist),
+    /// so mistakes surface at plan time with the attribute path instead of failing at apply.
+    /// Runs after planning; must not change anything.
+    fn check_plan<'a>(
+        &'a self,
+        _client: &'a C,
+        _ctx: &'a Context,
+        _planned: &'a Value,
+    ) -> BoxFuture<'a, Diagnostics> {
+        Box::pin(async { Diagnostics::new() })
+    }
+
     fn create<'a>(
         &'a self,
         client: &'a C,

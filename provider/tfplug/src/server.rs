@@ -738,6 +738,17 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             if violations.has_errors() {
                 return Err(violations);
             }
+            if !plan.planned.is_null() {
+                let client = self.client()?;
+                let ctx = self.context(entry.timeouts.map(|t| t.read));
+                let problems = entry
+                    .resource
+                    .check_plan(&client, &ctx, &plan.planned)
+                    .await;
+                if problems.has_errors() {
+                    return Err(problems);
+                }
+            }
             Ok(plan)
         })
         .await;

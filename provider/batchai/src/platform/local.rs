@@ -25,11 +25,19 @@ struct Record {
 #[derive(Debug, Clone)]
 pub struct LocalPlatform {
     root: PathBuf,
+    /// The provider binary, started as `agent` for every node.
+    exe: PathBuf,
 }
 
 impl LocalPlatform {
     pub fn new(root: PathBuf) -> Self {
-        Self { root }
+        let exe =
+            std::env::current_exe().unwrap_or_else(|_| PathBuf::from("terraform-provider-batchai"));
+        Self { root, exe }
+    }
+
+    pub(crate) fn exe(&self) -> &Path {
+        &self.exe
     }
 
     pub fn root(&self) -> &Path {
@@ -44,6 +52,7 @@ impl LocalPlatform {
         let name = spec.name.to_string();
         let io = |source| PlatformError::Io {
             operation: "create",
+            kind: "file server",
             name: name.clone(),
             source,
         };
@@ -54,7 +63,10 @@ impl LocalPlatform {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 if dir.join("export").is_dir() {
-                    return Err(PlatformError::AlreadyExists { name });
+                    return Err(PlatformError::AlreadyExists {
+                        kind: "file server",
+                        name,
+                    });
                 }
                 // The export was removed outside Terraform and Read reported the file server
                 // gone; what is left is a stale record, so the name is free to claim again.
@@ -97,6 +109,7 @@ impl LocalPlatform {
             Err(source) => {
                 return Err(PlatformError::Io {
                     operation: "read",
+                    kind: "file server",
                     name: name.to_string(),
                     source,
                 });
@@ -104,6 +117,7 @@ impl LocalPlatform {
         };
         let corrupt = |reason: String| PlatformError::Corrupt {
             operation: "read",
+            kind: "file server",
             name: name.to_string(),
             reason,
         };
@@ -128,6 +142,7 @@ impl LocalPlatform {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(PlatformError::Io {
                 operation: "delete",
+                kind: "file server",
                 name: name.to_string(),
                 source,
             }),
@@ -159,6 +174,36 @@ impl Platform for LocalPlatform {
         name: &'a Name,
     ) -> BoxFuture<'a, Result<(), PlatformError>> {
         Box::pin(async move { self.delete_sync(name) })
+    }
+
+    fn create_cluster<'a>(
+        &'a self,
+        spec: &'a control::records::ClusterSpec,
+        resource: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<super::ClusterView, PlatformError>> {
+        Box::pin(super::local_cluster::create(self, spec, resource))
+    }
+
+    fn get_cluster<'a>(
+        &'a self,
+        name: &'a Name,
+    ) -> BoxFuture<'a, Result<Option<super::ClusterView>, PlatformError>> {
+        Box::pin(async move { super::local_cluster::get(self, name) })
+    }
+
+    fn update_cluster_scale<'a>(
+        &'a self,
+        name: &'a Name,
+        scale: &'a control::records::Scale,
+        resource: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<super::ClusterView, PlatformError>> {
+        Box::pin(super::local_cluster::update_scale(
+            self, name, scale, resource,
+        ))
+    }
+
+    fn delete_cluster<'a>(&'a self, name: &'a Name) -> BoxFuture<'a, Result<(), PlatformError>> {
+        Box::pin(super::local_cluster::delete(self, name))
     }
 }
 

@@ -1,29 +1,41 @@
 //! The platforms resources run on, behind one trait: `local` (this machine) now, `azure` later.
 pub mod local;
+mod local_cluster;
 
 use serde::{Deserialize, Serialize};
 use tfplug::BoxFuture;
 
+use control::records::{ClusterSpec, NodeRecord, Scale};
+
 use crate::names::Name;
 use crate::resources::file_server::FileServerSpec;
 
-/// A platform failure, naming the operation and the resource.
+/// A platform failure, naming the operation, the kind of object and its name.
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
     #[error(
-        "create file server {name}: a file server with this name already exists (import it with `terraform import` or choose another name)"
+        "create {kind} {name}: a {kind} with this name already exists (import it with `terraform import` or choose another name)"
     )]
-    AlreadyExists { name: String },
-    #[error("{operation} file server {name}: {source}")]
+    AlreadyExists { kind: &'static str, name: String },
+    #[error("{operation} {kind} {name}: {source}")]
     Io {
         operation: &'static str,
+        kind: &'static str,
         name: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("{operation} file server {name}: its record is unreadable: {reason}")]
+    #[error("{operation} {kind} {name}: its record is unreadable: {reason}")]
     Corrupt {
         operation: &'static str,
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
+    #[error("{operation} {kind} {name}: {reason}")]
+    Failed {
+        operation: &'static str,
+        kind: &'static str,
         name: String,
         reason: String,
     },
@@ -60,4 +72,42 @@ pub trait Platform: Send + Sync + std::fmt::Debug {
     /// Deleting a file server that is already gone succeeds.
     fn delete_file_server<'a>(&'a self, name: &'a Name)
     -> BoxFuture<'a, Result<(), PlatformError>>;
+
+    /// Creates a cluster and returns once every node is idle or unusable. `resource` is the
+    /// resource's configuration without secrets, kept for import.
+    fn create_cluster<'a>(
+        &'a self,
+        spec: &'a ClusterSpec,
+        resource: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<ClusterView, PlatformError>>;
+
+    /// `Ok(None)` when the cluster does not exist (or was removed outside Terraform).
+    fn get_cluster<'a>(
+        &'a self,
+        name: &'a Name,
+    ) -> BoxFuture<'a, Result<Option<ClusterView>, PlatformError>>;
+
+    /// Changes the scale settings in place and returns once the node count has converged.
+    fn update_cluster_scale<'a>(
+        &'a self,
+        name: &'a Name,
+        scale: &'a Scale,
+        resource: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<ClusterView, PlatformError>>;
+
+    /// Drains and stops every node and removes the cluster. Deleting a missing cluster succeeds.
+    fn delete_cluster<'a>(&'a self, name: &'a Name) -> BoxFuture<'a, Result<(), PlatformError>>;
+}
+
+/// A cluster as the platform sees it.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    pub spec: ClusterSpec,
+    pub nodes: Vec<NodeRecord>,
+    /// The resource configuration stored at creation (without secrets).
+    pub resource: serde_json::Value,
+    /// RFC 3339.
+    pub creation_time: String,
+    /// The node count the cluster is converging to.
+    pub desired_node_count: u32,
 }

@@ -1,0 +1,252 @@
+//! Starting and stopping node processes. On the local platform a node is an agent process of
+//! this same binary, in its own session with its output in files under the node's directory, so
+//! it outlives the Terraform command that started it and never holds Terraform's pipes open.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use control::records::{self, ClusterSpec, NodeRecord, NodeState, keys};
+use control::{Condition, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::AgentError;
+
+/// How a platform adds nodes to a cluster and reaps lost ones.
+pub trait Launcher: Send + Sync + std::fmt::Debug {
+    /// Starts `count` new nodes: their records first (so no scheduler launches them twice),
+    /// then their processes. Returns the new node IDs.
+    fn launch(
+        &self,
+        store: &dyn Store,
+        spec: &ClusterSpec,
+        count: u32,
+    ) -> Result<Vec<String>, AgentError>;
+
+    /// Makes sure a node that is gone from the store is gone from the machine too.
+    fn reap(&self, record: &NodeRecord);
+}
+
+/// Sends `signal` to a process group (a node and everything it started).
+#[allow(unsafe_code)]
+pub fn signal_group(pgid: u32, signal: i32) {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) takes plain integers and has no memory-safety preconditions.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+/// Sends `signal` to one process.
+#[allow(unsafe_code)]
+pub fn signal_process(pid: u32, signal: i32) {
+    let Ok(pid) = i32::try_from(pid) else {
+        return;
+    };
+    if pid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) takes plain integers and has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// True while `pid` is a live agent process for `node` (checked by command line, so a reused
+/// PID is never mistaken for the node).
+pub fn is_node_process(pid: u32, node: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // A zombie has exited; only its parent's wait is missing.
+    let zombie = stat
+        .rsplit(')')
+        .next()
+        .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+    !zombie && cmdline.split(|b| *b == 0).any(|arg| arg == node.as_bytes())
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Counter {
+    format: u32,
+    next: u64,
+}
+
+/// Reserves `count` node numbers for a cluster with compare-and-swap.
+fn reserve_ids(store: &dyn Store, cluster: &str, count: u32) -> Result<Vec<String>, AgentError> {
+    let key = format!("clusters/{cluster}/counter");
+    loop {
+        let current = store.get(&key)?;
+        let (mut counter, condition) = match &current {
+            Some(v) => (
+                records::decode::<Counter>("node counter", &v.data)?,
+                Condition::IfMatch(v.etag.clone()),
+            ),
+            None => (Counter::default(), Condition::IfNoneExists),
+        };
+        let first = counter.next;
+        counter.next += u64::from(count);
+        counter.format = records::FORMAT;
+        match store.put(&key, &records::encode(&counter), condition, None) {
+            Ok(_) => {
+                return Ok((first..counter.next).map(|n| format!("node-{n}")).collect());
+            }
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The local platform's launcher: nodes are `<exe> agent` processes on this machine.
+#[derive(Debug, Clone)]
+pub struct LocalLauncher {
+    /// The provider binary, which doubles as the agent.
+    pub exe: PathBuf,
+    /// The local platform root: `store/` and `clusters/` live below it.
+    pub root: PathBuf,
+}
+
+impl LocalLauncher {
+    pub fn store_dir(root: &Path) -> PathBuf {
+        root.join("store")
+    }
+
+    pub fn node_dir(root: &Path, cluster: &str, node: &str) -> PathBuf {
+        root.join("clusters").join(cluster).join(node)
+    }
+
+    pub fn cluster_dir(root: &Path, cluster: &str) -> PathBuf {
+        root.join("clusters").join(cluster)
+    }
+
+    fn spawn(&self, cluster: &str, node: &str) -> Result<u32, AgentError> {
+        let dir = Self::node_dir(&self.root, cluster, node);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| AgentError::io("create node directory", &dir, e))?;
+        let log_path = dir.join("agent.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| AgentError::io("open agent log", &log_path, e))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| AgentError::io("open agent log", &log_path, e))?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("agent")
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--cluster")
+            .arg(cluster)
+            .arg("--node")
+            .arg(node)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            // Terraform's environment must not leak into nodes: they are not plugins.
+            .env_remove("TF_PLUGIN_MAGIC_COOKIE")
+            .env_remove("PLUGIN_CLIENT_CERT");
+        detach(&mut cmd);
+        let child = cmd
+            .spawn()
+            .map_err(|e| AgentError::io("start node agent", &self.exe, e))?;
+        Ok(child.id())
+    }
+}
+
+/// Starts the child in a new session: no controlling terminal, its own process group, so
+/// Ctrl-C in Terraform's terminal never reaches nodes and a node's group can be signalled whole.
+#[allow(unsafe_code)]
+fn detach(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+impl Launcher for LocalLauncher {
+    fn launch(
+        &self,
+        store: &dyn Store,
+        spec: &ClusterSpec,
+        count: u32,
+    ) -> Result<Vec<String>, AgentError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let ids = reserve_ids(store, &spec.name, count)?;
+        let now = records::now_ms();
+        for id in &ids {
+            let record = NodeRecord {
+                format: records::FORMAT,
+                id: id.clone(),
+                cluster: spec.name.clone(),
+                state: NodeState::Launching,
+                pid: None,
+                gpus: Vec::new(),
+                launched_at_ms: now,
+                last_heartbeat_ms: 0,
+                errors: Vec::new(),
+                drain_requested: false,
+            };
+            store.put(
+                &keys::node(&spec.name, id),
+                &records::encode(&record),
+                Condition::IfNoneExists,
+                None,
+            )?;
+        }
+        for id in &ids {
+            let pid = self.spawn(&spec.name, id)?;
+            record_pid(store, &spec.name, id, pid)?;
+        }
+        Ok(ids)
+    }
+
+    fn reap(&self, record: &NodeRecord) {
+        if let Some(pid) = record.pid {
+            if is_node_process(pid, &record.id) {
+                signal_group(pid, libc::SIGKILL);
+            }
+        }
+        let dir = Self::node_dir(&self.root, &record.cluster, &record.id);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Records the PID of a just-started node unless its agent already did.
+fn record_pid(store: &dyn Store, cluster: &str, node: &str, pid: u32) -> Result<(), AgentError> {
+    let key = keys::node(cluster, node);
+    loop {
+        let Some(current) = store.get(&key)? else {
+            return Ok(());
+        };
+        let mut record: NodeRecord = records::decode("node record", &current.data)?;
+        if record.pid.is_some() {
+            return Ok(());
+        }
+        record.pid = Some(pid);
+        match store.put(
+            &key,
+            &records::encode(&record),
+            Condition::IfMatch(current.etag),
+            None,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_conflict() => continue,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The node agent: runs on every node of a cluster, prepares it (mounts, setup task), reports
+//! its state by heartbeat, and (on one node, elected by lease) schedules and scales the cluster.
+//! It knows nothing about Terraform; it talks to the provider only through the control store.
+pub mod gpu;
+pub mod launcher;
+pub mod node;
+pub mod scheduler;
+pub mod setup;
+
+use std::time::Duration;
+
+pub use launcher::{Launcher, LocalLauncher};
+pub use node::{NodeArgs, run_node};
+
+/// How often a node heartbeats and the scheduler ticks.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A node whose last heartbeat is older than this is lost.
+pub const STALE_AFTER_MS: u64 = 10_000;
+/// A launched node that has not heartbeated within this is lost.
+pub const LAUNCH_GRACE_MS: u64 = 30_000;
+/// The scheduler lease: the shortest a store grants, so a dead scheduler is replaced quickly.
+pub const SCHEDULER_LEASE: Duration = control::store::MIN_LEASE;
+
+/// Failures of the agent and of the scheduling functions the provider shares.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Store(#[from] control::StoreError),
+    #[error(transparent)]
+    Record(#[from] control::records::RecordError),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node {node}: {reason}")]
+    Node { node: String, reason: String },
+}
+
+impl AgentError {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl AsRef<std::path::Path>,
+        source: std::io::Error,
+    ) -> Self {
+        Self::Io {
+            op,
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}

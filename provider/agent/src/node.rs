@@ -1,0 +1,261 @@
+//! The agent's main loop on one node: register, prepare (mounts, setup task), heartbeat, take
+//! part in the scheduler election, and drain on request or SIGTERM.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use control::records::{
+    self, ClusterSpec, DeallocationOption, NodeError, NodeRecord, NodeState, keys,
+};
+use control::{Condition, DirStore, LeaseId, Store, StoreError};
+
+use crate::launcher::LocalLauncher;
+use crate::{AgentError, HEARTBEAT, SCHEDULER_LEASE, gpu, scheduler, setup};
+
+/// What the agent is started with (`terraform-provider-batchai agent --root R --cluster C --node N`).
+#[derive(Debug, Clone)]
+pub struct NodeArgs {
+    /// The local platform root.
+    pub root: PathBuf,
+    pub cluster: String,
+    pub node: String,
+    /// This binary, to start sibling nodes when this node schedules.
+    pub exe: PathBuf,
+}
+
+/// What draining does with running work, per the cluster's `node_deallocation_option`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainAction {
+    /// Stop the work and put it back in the queue.
+    StopAndRequeue,
+    /// Stop the work and mark it terminated.
+    StopAndTerminate,
+    /// Let the work finish, take nothing new.
+    WaitForCompletion,
+}
+
+pub fn drain_action(option: DeallocationOption) -> DrainAction {
+    match option {
+        DeallocationOption::Requeue => DrainAction::StopAndRequeue,
+        DeallocationOption::Terminate => DrainAction::StopAndTerminate,
+        DeallocationOption::Waitforjobcompletion => DrainAction::WaitForCompletion,
+    }
+}
+
+/// Applies `change` to this node's record with compare-and-swap. `None` once the record is gone
+/// (the node was removed and must exit).
+fn update_record(
+    store: &dyn Store,
+    key: &str,
+    change: impl Fn(&mut NodeRecord),
+) -> Result<Option<NodeRecord>, AgentError> {
+    loop {
+        let Some(current) = store.get(key)? else {
+            return Ok(None);
+        };
+        let mut record: NodeRecord = records::decode("node record", &current.data)?;
+        change(&mut record);
+        match store.put(
+            key,
+            &records::encode(&record),
+            Condition::IfMatch(current.etag),
+            None,
+        ) {
+            Ok(_) => return Ok(Some(record)),
+            Err(e) if e.is_conflict() => continue,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits up to `duration`, returning early when `stop` is set.
+fn sleep_unless(stop: &AtomicBool, duration: Duration) {
+    let deadline = Instant::now() + duration;
+    while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(25).min(deadline - Instant::now()));
+    }
+}
+
+/// The scheduler role: held while this node owns the cluster's scheduler lease.
+struct Election {
+    key: String,
+    lease: Option<LeaseId>,
+}
+
+impl Election {
+    fn tick(&mut self, store: &dyn Store) {
+        match &self.lease {
+            Some(id) => {
+                if let Err(e) = store.renew_lease(&self.key, id) {
+                    tracing::warn!(error = %e, "lost the scheduler lease");
+                    self.lease = None;
+                }
+            }
+            None => {
+                // The lease needs a value to hang on; whoever creates it first is fine.
+                match store.put(&self.key, b"{}", Condition::IfNoneExists, None) {
+                    Ok(_) => {}
+                    Err(e) if e.is_conflict() || matches!(e, StoreError::LeaseHeld { .. }) => {}
+                    Err(e) => tracing::warn!(error = %e, "create the scheduler key"),
+                }
+                match store.acquire_lease(&self.key, SCHEDULER_LEASE) {
+                    Ok(id) => {
+                        tracing::info!("became the cluster's scheduler");
+                        self.lease = Some(id);
+                    }
+                    Err(StoreError::LeaseHeld { .. }) => {}
+                    Err(e) => tracing::warn!(error = %e, "acquire the scheduler lease"),
+                }
+            }
+        }
+    }
+
+    fn release(&mut self, store: &dyn Store) {
+        if let Some(id) = self.lease.take() {
+            let _ = store.release_lease(&self.key, &id);
+        }
+    }
+}
+
+/// Runs a node until it is drained, removed or stopped.
+pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| AgentError::io("install signal handler", "SIGTERM", e))?;
+    }
+    let store = DirStore::open(LocalLauncher::store_dir(&args.root))?;
+    let launcher = LocalLauncher {
+        exe: args.exe.clone(),
+        root: args.root.clone(),
+    };
+    let key = keys::node(&args.cluster, &args.node);
+    let owner = format!("{}/{}", args.cluster, args.node);
+    let node_dir = LocalLauncher::node_dir(&args.root, &args.cluster, &args.node);
+    let mount_root = node_dir.join("mounts");
+
+    let Some(spec) = store.get(&keys::spec(&args.cluster))? else {
+        return Err(AgentError::Node {
+            node: args.node.clone(),
+            reason: "its cluster does not exist".to_owned(),
+        });
+    };
+    let spec: ClusterSpec = records::decode("cluster spec", &spec.data)?;
+
+    let available = std::env::var("BATCHAI_LOCAL_GPU_COUNT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(gpu::detect_gpus);
+    let gpus = gpu::allocate(&store, &owner, available, spec.gpus_per_node)?;
+    let pid = std::process::id();
+    let registered = update_record(&store, &key, |r| {
+        r.state = NodeState::Preparing;
+        r.pid = Some(pid);
+        r.gpus = gpus.clone();
+        r.last_heartbeat_ms = records::now_ms();
+    })?;
+    if registered.is_none() {
+        let _ = gpu::release(&store, &owner);
+        return Err(AgentError::Node {
+            node: args.node.clone(),
+            reason: "its record was removed before it started".to_owned(),
+        });
+    }
+    tracing::info!(node = %args.node, gpus = ?gpus, "registered");
+
+    let env = setup::node_environment(&spec, &args.node, &mount_root, &gpus);
+    let prepared = setup::realise_mounts(&spec.mounts, &mount_root)
+        .and_then(|()| setup::run_setup_task(&spec, &args.node, &node_dir, &env, &stop));
+    let state = match &prepared {
+        Ok(()) => NodeState::Idle,
+        Err(error) => {
+            tracing::error!(node = %args.node, error = %error.message, "preparation failed");
+            NodeState::Unusable
+        }
+    };
+    let error: Option<NodeError> = prepared.err();
+    update_record(&store, &key, |r| {
+        r.state = state;
+        r.last_heartbeat_ms = records::now_ms();
+        if let Some(e) = &error {
+            r.errors.push(e.clone());
+        }
+    })?;
+
+    let mut election = Election {
+        key: keys::scheduler(&args.cluster),
+        lease: None,
+    };
+    let result = heartbeat_loop(&store, &launcher, &args, &key, &stop, &mut election);
+    election.release(&store);
+    leave(
+        &store,
+        &key,
+        &owner,
+        drain_action(spec.scale.deallocation()),
+    );
+    result
+}
+
+fn heartbeat_loop(
+    store: &dyn Store,
+    launcher: &LocalLauncher,
+    args: &NodeArgs,
+    key: &str,
+    stop: &AtomicBool,
+    election: &mut Election,
+) -> Result<(), AgentError> {
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            tracing::info!(node = %args.node, "SIGTERM: draining");
+            return Ok(());
+        }
+        let record = update_record(store, key, |r| r.last_heartbeat_ms = records::now_ms())?;
+        let Some(record) = record else {
+            tracing::info!(node = %args.node, "record removed: leaving");
+            return Ok(());
+        };
+        if record.drain_requested {
+            tracing::info!(node = %args.node, "drain requested by the scheduler");
+            return Ok(());
+        }
+        election.tick(store);
+        if election.lease.is_some() {
+            if let Err(e) = scheduler::reconcile(store, launcher, &args.cluster) {
+                tracing::warn!(error = %e, "scheduling pass failed");
+            }
+        }
+        sleep_unless(stop, HEARTBEAT);
+    }
+}
+
+/// Leaves the cluster: with no work running, every deallocation option ends the same way, so
+/// the node marks itself leaving, frees its GPUs and removes its record.
+fn leave(store: &dyn Store, key: &str, owner: &str, action: DrainAction) {
+    tracing::info!(?action, "leaving");
+    let _ = update_record(store, key, |r| r.state = NodeState::Leaving);
+    let _ = gpu::release(store, owner);
+    let _ = store.delete(key, Condition::Always, None);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_actions_follow_the_deallocation_option() {
+        let cases = [
+            (DeallocationOption::Requeue, DrainAction::StopAndRequeue),
+            (DeallocationOption::Terminate, DrainAction::StopAndTerminate),
+            (
+                DeallocationOption::Waitforjobcompletion,
+                DrainAction::WaitForCompletion,
+            ),
+        ];
+        for (option, action) in cases {
+            assert_eq!(drain_action(option), action);
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The scheduler: run by whichever node holds the cluster's scheduler lease (and by the provider
+//! when it changes a cluster), it reaps lost nodes and converges the node count on what the
+//! scale settings ask for. Decisions are pure functions; `reconcile` does the I/O.
+use control::records::{self, ClusterSpec, ClusterStatus, NodeRecord, NodeState, Scale, keys};
+use control::{Condition, Store};
+
+use crate::{AgentError, LAUNCH_GRACE_MS, Launcher, STALE_AFTER_MS};
+
+/// The node count to converge on, and the updated time of last activity.
+///
+/// Manual scale asks for its target. Auto-scale follows demand (queued plus running work)
+/// between its bounds, keeps its current size while there is none, and shrinks to the minimum
+/// once the cluster has been idle for `idle_timeout`.
+pub fn desired_count(
+    scale: &Scale,
+    status: &ClusterStatus,
+    demand: u32,
+    now_ms: u64,
+) -> (u32, u64) {
+    match scale {
+        Scale::Manual {
+            target_node_count, ..
+        } => (*target_node_count, status.last_active_ms),
+        Scale::Auto {
+            minimum_node_count: min,
+            maximum_node_count: max,
+            idle_timeout_secs,
+            ..
+        } => {
+            if demand > 0 {
+                let want = demand
+                    .clamp(*min, *max)
+                    .max(status.desired_node_count.min(*max));
+                return (want, now_ms);
+            }
+            let idle_for = now_ms.saturating_sub(status.last_active_ms);
+            if idle_for >= idle_timeout_secs.saturating_mul(1000) {
+                (*min, status.last_active_ms)
+            } else {
+                (
+                    status.desired_node_count.clamp(*min, *max),
+                    status.last_active_ms,
+                )
+            }
+        }
+    }
+}
+
+/// Which nodes to remove when shrinking by `count`: useless ones first (unusable), then idle,
+/// then those still starting, busy ones last; newest first within each group.
+pub fn pick_for_removal(nodes: &[&NodeRecord], count: usize) -> Vec<String> {
+    let rank = |state: NodeState| match state {
+        NodeState::Unusable => 0,
+        NodeState::Idle => 1,
+        NodeState::Launching | NodeState::Preparing => 2,
+        NodeState::Running => 3,
+        NodeState::Leaving => 4,
+    };
+    let number = |id: &str| {
+        id.rsplit('-')
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let mut sorted: Vec<&&NodeRecord> = nodes.iter().collect();
+    sorted.sort_by(|a, b| {
+        rank(a.state)
+            .cmp(&rank(b.state))
+            .then(number(&b.id).cmp(&number(&a.id)))
+    });
+    sorted
+        .into_iter()
+        .take(count)
+        .map(|n| n.id.clone())
+        .collect()
+}
+
+/// What one reconciliation did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub desired: u32,
+    pub launched: Vec<String>,
+    pub drained: Vec<String>,
+    pub reaped: Vec<String>,
+}
+
+/// Reads every node record of a cluster with its ETag.
+pub fn nodes(
+    store: &dyn Store,
+    cluster: &str,
+) -> Result<Vec<(NodeRecord, control::ETag)>, AgentError> {
+    let mut out = Vec::new();
+    for key in store.list(&keys::nodes_prefix(cluster))? {
+        if let Some(v) = store.get(&key)? {
+            out.push((records::decode("node record", &v.data)?, v.etag));
+        }
+    }
+    Ok(out)
+}
+
+/// Demand for nodes from queued and running work. Jobs arrive with the job scheduler; until
+/// then a cluster has none.
+fn demand(_store: &dyn Store, _cluster: &str) -> Result<u32, AgentError> {
+    Ok(0)
+}
+
+/// One pass of the scheduler over a cluster.
+pub fn reconcile(
+    store: &dyn Store,
+    launcher: &dyn Launcher,
+    cluster: &str,
+) -> Result<Outcome, AgentError> {
+    let Some(spec) = store.get(&keys::spec(cluster))? else {
+        return Ok(Outcome::default());
+    };
+    let spec: ClusterSpec = records::decode("cluster spec", &spec.data)?;
+    if spec.deleting {
+        return Ok(Outcome::default());
+    }
+    let now = records::now_ms();
+    let mut outcome = Outcome::default();
+
+    let mut live = Vec::new();
+    for (node, etag) in nodes(store, cluster)? {
+        if node.is_lost(now, STALE_AFTER_MS, LAUNCH_GRACE_MS) {
+            // Compare-and-swap: a node that heartbeats right now keeps its record.
+            match store.delete(
+                &keys::node(cluster, &node.id),
+                Condition::IfMatch(etag),
+                None,
+            ) {
+                Ok(()) => {
+                    tracing::warn!(node = %node.id, "node lost: no heartbeat; replacing it");
+                    let _ = crate::gpu::release(store, &format!("{cluster}/{}", node.id));
+                    launcher.reap(&node);
+                    outcome.reaped.push(node.id);
+                }
+                Err(e) if e.is_conflict() || e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+            continue;
+        }
+        if !node.drain_requested && node.state != NodeState::Leaving {
+            live.push(node);
+        }
+    }
+
+    let status_key = keys::status(cluster);
+    let (status, status_condition) = match store.get(&status_key)? {
+        Some(v) => (
+            records::decode::<ClusterStatus>("cluster status", &v.data)?,
+            Condition::IfMatch(v.etag),
+        ),
+        None => (ClusterStatus::default(), Condition::IfNoneExists),
+    };
+    let (desired, last_active) = desired_count(&spec.scale, &status, demand(store, cluster)?, now);
+    outcome.desired = desired;
+
+    let count = u32::try_from(live.len()).unwrap_or(u32::MAX);
+    if count < desired {
+        outcome.launched = launcher.launch(store, &spec, desired - count)?;
+    } else if count > desired {
+        let refs: Vec<&NodeRecord> = live.iter().collect();
+        for id in pick_for_removal(&refs, (count - desired) as usize) {
+            if request_drain(store, cluster, &id)? {
+                outcome.drained.push(id);
+            }
+        }
+    }
+
+    if status.desired_node_count != desired
+        || status.last_active_ms != last_active
+        || status.format == 0
+    {
+        let new = ClusterStatus {
+            format: records::FORMAT,
+            desired_node_count: desired,
+            last_active_ms: last_active,
+        };
+        match store.put(&status_key, &records::encode(&new), status_condition, None) {
+            Ok(_) => {}
+            // Someone else (the provider changing scale settings) wrote it; next tick decides.
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(outcome)
+}
+
+/// Asks a node to drain and leave. False if the node is already gone.
+pub fn request_drain(store: &dyn Store, cluster: &str, node: &str) -> Result<bool, AgentError> {
+    let key = keys::node(cluster, node);
+    loop {
+        let Some(current) = store.get(&key)? else {
+            return Ok(false);
+        };
+        let mut record: NodeRecord = records::decode("node record", &current.data)?;
+        record.drain_requested = true;
+        match store.put(
+            &key,
+            &records::encode(&record),
+            Condition::IfMatch(current.etag),
+            None,
+        ) {
+            Ok(_) => return Ok(true),
+            Err(e) if e.is_conflict() => continue,
+            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::records::DeallocationOption;
+
+    fn auto(min: u32, max: u32) -> Scale {
+        Scale::Auto {
+            minimum_node_count: min,
+            maximum_node_count: max,
+            initial_node_count: 0,
+            idle_timeout_secs: 60,
+        }
+    }
+
+    fn status(desired: u32, last_active_ms: u64) -> ClusterStatus {
+        ClusterStatus {
+            format: 1,
+            desired_node_count: desired,
+            last_active_ms,
+        }
+    }
+
+    #[test]
+    fn desired_counts() {
+        let manual = Scale::Manual {
+            target_node_count: 3,
+            node_deallocation_option: DeallocationOption::Requeue,
+        };
+        let cases = [
+            ("manual", manual, status(1, 0), 0, 100_000, 3),
+            ("auto-demand", auto(0, 4), status(0, 0), 2, 100_000, 2),
+            (
+                "auto-demand-capped",
+                auto(0, 4),
+                status(0, 0),
+                9,
+                100_000,
+                4,
+            ),
+            (
+                "auto-demand-raises-to-min",
+                auto(2, 4),
+                status(0, 0),
+                1,
+                100_000,
+                2,
+            ),
+            (
+                "auto-idle-keeps-size",
+                auto(0, 4),
+                status(3, 90_000),
+                0,
+                100_000,
+                3,
+            ),
+            (
+                "auto-idle-timeout",
+                auto(0, 4),
+                status(3, 10_000),
+                0,
+                100_000,
+                0,
+            ),
+            (
+                "auto-idle-timeout-min",
+                auto(1, 4),
+                status(3, 10_000),
+                0,
+                100_000,
+                1,
+            ),
+            (
+                "auto-clamps-initial",
+                auto(1, 2),
+                status(5, 90_000),
+                0,
+                100_000,
+                2,
+            ),
+        ];
+        for (name, scale, st, demand, now, want) in cases {
+            assert_eq!(desired_count(&scale, &st, demand, now).0, want, "{name}");
+        }
+    }
+
+    fn node(id: &str, state: NodeState) -> NodeRecord {
+        NodeRecord {
+            format: 1,
+            id: id.into(),
+            cluster: "c".into(),
+            state,
+            pid: None,
+            gpus: vec![],
+            launched_at_ms: 0,
+            last_heartbeat_ms: 0,
+            errors: vec![],
+            drain_requested: false,
+        }
+    }
+
+    #[test]
+    fn removal_prefers_useless_then_idle_then_newest() {
+        let nodes = [
+            node("node-1", NodeState::Running),
+            node("node-2", NodeState::Idle),
+            node("node-3", NodeState::Idle),
+            node("node-10", NodeState::Unusable),
+            node("node-4", NodeState::Preparing),
+        ];
+        let refs: Vec<&NodeRecord> = nodes.iter().collect();
+        assert_eq!(pick_for_removal(&refs, 3), ["node-10", "node-3", "node-2"]);
+        assert_eq!(
+            pick_for_removal(&refs, 5).last().map(String::as_str),
+            Some("node-1")
+        );
+    }
+}

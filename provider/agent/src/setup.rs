@@ -1,0 +1,262 @@
+//! Preparing a node: realising mounts under `AZ_BATCHAI_MOUNT_ROOT` and running the cluster's
+//! setup task with the Batch AI environment, logs kept where users look for them.
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use control::records::{ClusterSpec, Mount, MountSource, NodeError};
+
+/// Checks that a relative mount path stays below the mount root.
+pub fn check_relative_path(path: &str) -> Result<(), String> {
+    let p = Path::new(path);
+    if path.is_empty() {
+        return Err("the path is empty".to_owned());
+    }
+    if p.is_absolute() {
+        return Err(format!(
+            "{path:?} is absolute; give a path relative to the mount root"
+        ));
+    }
+    if p.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(format!(
+            "{path:?} contains `..` or `.`; it must stay below the mount root"
+        ));
+    }
+    Ok(())
+}
+
+/// Where a node's setup task writes stdout and stderr: below the configured prefix, a segment
+/// unique to this cluster incarnation, then the node.
+pub fn setup_log_dir(spec: &ClusterSpec, node_dir: &Path, node: &str) -> PathBuf {
+    match spec
+        .setup_task
+        .as_ref()
+        .and_then(|t| t.std_out_err_path_prefix.as_deref())
+    {
+        Some(prefix) => Path::new(prefix)
+            .join(&spec.name)
+            .join(&spec.uid)
+            .join(node),
+        None => node_dir.join("setup"),
+    }
+}
+
+fn node_error(code: &str, message: String, details: &[(&str, String)]) -> NodeError {
+    NodeError {
+        code: code.to_owned(),
+        message,
+        details: details
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    }
+}
+
+/// Creates every mount below `mount_root`. Directory sources become symlinks; command sources
+/// run `mount_command <path>` as Batch AI did.
+pub fn realise_mounts(mounts: &[Mount], mount_root: &Path) -> Result<(), NodeError> {
+    std::fs::create_dir_all(mount_root).map_err(|e| {
+        node_error(
+            "MountFailed",
+            format!("create mount root {}: {e}", mount_root.display()),
+            &[],
+        )
+    })?;
+    for mount in mounts {
+        check_relative_path(&mount.relative_mount_path)
+            .map_err(|e| node_error("MountFailed", e, &[]))?;
+        let target = mount_root.join(&mount.relative_mount_path);
+        if let Some(parent) = target.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        match &mount.source {
+            MountSource::Directory { path } => {
+                if !Path::new(path).is_dir() {
+                    return Err(node_error(
+                        "MountFailed",
+                        format!(
+                            "mount {}: source directory {path} does not exist",
+                            mount.relative_mount_path
+                        ),
+                        &[],
+                    ));
+                }
+                // Re-running after a node restart finds the link already there.
+                let _ = std::fs::remove_file(&target);
+                std::os::unix::fs::symlink(path, &target).map_err(|e| {
+                    node_error(
+                        "MountFailed",
+                        format!(
+                            "mount {}: link {} to {path}: {e}",
+                            mount.relative_mount_path,
+                            target.display()
+                        ),
+                        &[],
+                    )
+                })?;
+            }
+            MountSource::Command { mount_command } => {
+                let _ = std::fs::create_dir_all(&target);
+                let out = Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("{mount_command} \"$1\""))
+                    .arg("mount")
+                    .arg(&target)
+                    .stdin(Stdio::null())
+                    .output()
+                    .map_err(|e| {
+                        node_error("MountFailed", format!("run mount command: {e}"), &[])
+                    })?;
+                if !out.status.success() {
+                    return Err(node_error(
+                        "MountFailed",
+                        format!(
+                            "mount {}: `{mount_command}` failed with {}",
+                            mount.relative_mount_path, out.status
+                        ),
+                        &[("stderr", tail(&String::from_utf8_lossy(&out.stderr), 10))],
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The last `lines` lines of `text`.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The environment every process on a node sees (setup task and, later, jobs).
+pub fn node_environment(
+    spec: &ClusterSpec,
+    node: &str,
+    mount_root: &Path,
+    gpus: &[u32],
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert(
+        "AZ_BATCHAI_MOUNT_ROOT".to_owned(),
+        mount_root.display().to_string(),
+    );
+    env.insert("AZ_BATCHAI_CLUSTER_NAME".to_owned(), spec.name.clone());
+    env.insert("AZ_BATCHAI_NODE_ID".to_owned(), node.to_owned());
+    env.insert("AZ_BATCHAI_NUM_GPUS".to_owned(), gpus.len().to_string());
+    let devices: Vec<String> = gpus.iter().map(u32::to_string).collect();
+    // An empty list hides every GPU, which is right for a node that was given none.
+    env.insert("CUDA_VISIBLE_DEVICES".to_owned(), devices.join(","));
+    env
+}
+
+/// Runs the setup task; on failure the error names the exit code, the log files and the last
+/// lines of stderr.
+pub fn run_setup_task(
+    spec: &ClusterSpec,
+    node: &str,
+    node_dir: &Path,
+    env: &BTreeMap<String, String>,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<(), NodeError> {
+    let Some(task) = &spec.setup_task else {
+        return Ok(());
+    };
+    let log_dir = setup_log_dir(spec, node_dir, node);
+    std::fs::create_dir_all(&log_dir).map_err(|e| {
+        node_error(
+            "SetupTaskFailed",
+            format!("create log directory {}: {e}", log_dir.display()),
+            &[],
+        )
+    })?;
+    let stdout_path = log_dir.join("stdout.txt");
+    let stderr_path = log_dir.join("stderr.txt");
+    let open = |p: &Path| {
+        std::fs::File::create(p).map_err(|e| {
+            node_error(
+                "SetupTaskFailed",
+                format!("create {}: {e}", p.display()),
+                &[],
+            )
+        })
+    };
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(&task.command_line)
+        .current_dir(node_dir)
+        .envs(env)
+        .envs(&task.environment_variables)
+        .envs(&task.secrets)
+        .env("AZ_BATCHAI_STDOUTERR_DIR", &log_dir)
+        .stdin(Stdio::null())
+        .stdout(open(&stdout_path)?)
+        .stderr(open(&stderr_path)?);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| node_error("SetupTaskFailed", format!("start the setup task: {e}"), &[]))?;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            crate::launcher::signal_group(child.id(), libc::SIGKILL);
+            let _ = child.wait();
+            return Err(node_error(
+                "SetupTaskFailed",
+                "the node was stopped during its setup task".to_owned(),
+                &[],
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let code = status
+        .code()
+        .map_or_else(|| format!("signal {status}"), |c| c.to_string());
+    Err(node_error(
+        "SetupTaskFailed",
+        format!(
+            "the setup task failed with exit code {code}; its output is in {} and {}",
+            stdout_path.display(),
+            stderr_path.display()
+        ),
+        &[
+            ("exit_code", code.clone()),
+            ("stdout_path", stdout_path.display().to_string()),
+            ("stderr_path", stderr_path.display().to_string()),
+            ("stderr_tail", tail(&stderr, 10)),
+        ],
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_must_stay_below_the_root() {
+        let cases = [
+            ("data", true),
+            ("a/b", true),
+            ("", false),
+            ("/abs", false),
+            ("../up", false),
+            ("a/../../b", false),
+            ("./a", false),
+        ];
+        for (path, ok) in cases {
+            assert_eq!(check_relative_path(path).is_ok(), ok, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc", 2), "b\nc");
+        assert_eq!(tail("a", 5), "a");
+    }
+}

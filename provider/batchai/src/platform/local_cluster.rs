@@ -1,0 +1,378 @@
+//! Clusters on the local platform: nodes are agent processes of this binary, state lives in the
+//! directory store under `<root>/store`, node directories under `<root>/clusters/<name>/`.
+use std::time::Duration;
+
+use agent::launcher::{LocalLauncher, is_node_process, signal_group};
+use agent::{Launcher as _, scheduler};
+use control::records::{self, ClusterSpec, ClusterStatus, NodeRecord, NodeState, Scale, keys};
+use control::{Condition, DirStore, Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+use super::local::LocalPlatform;
+use super::{ClusterView, PlatformError};
+use crate::names::Name;
+
+const KIND: &str = "cluster";
+/// How often waits look at the store again.
+const POLL: Duration = Duration::from_millis(25);
+/// How long stopping nodes may take before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// What the provider keeps beside the spec: the configuration, for import.
+#[derive(Debug, Serialize, Deserialize)]
+struct ResourceRecord {
+    format: u32,
+    creation_time: String,
+    resource: serde_json::Value,
+}
+
+fn resource_key(cluster: &str) -> String {
+    format!("clusters/{cluster}/resource")
+}
+
+fn failed(operation: &'static str, name: &str, reason: impl ToString) -> PlatformError {
+    PlatformError::Failed {
+        operation,
+        kind: KIND,
+        name: name.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn open_store(
+    platform: &LocalPlatform,
+    operation: &'static str,
+    name: &str,
+) -> Result<DirStore, PlatformError> {
+    DirStore::open(LocalLauncher::store_dir(platform.root()))
+        .map_err(|e| failed(operation, name, e))
+}
+
+fn launcher(platform: &LocalPlatform) -> LocalLauncher {
+    LocalLauncher {
+        exe: platform.exe().to_path_buf(),
+        root: platform.root().to_path_buf(),
+    }
+}
+
+/// The node count a new cluster starts with.
+fn initial_count(scale: &Scale) -> u32 {
+    match scale {
+        Scale::Manual {
+            target_node_count, ..
+        } => *target_node_count,
+        Scale::Auto {
+            minimum_node_count,
+            maximum_node_count,
+            initial_node_count,
+            ..
+        } => (*initial_node_count).clamp(*minimum_node_count, *maximum_node_count),
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+pub(super) async fn create(
+    platform: &LocalPlatform,
+    spec: &ClusterSpec,
+    resource: &serde_json::Value,
+) -> Result<ClusterView, PlatformError> {
+    let name = spec.name.as_str();
+    let store = open_store(platform, "create", name)?;
+    match store.put(
+        &keys::spec(name),
+        &records::encode(spec),
+        Condition::IfNoneExists,
+        None,
+    ) {
+        Ok(_) => {}
+        Err(e) if e.is_conflict() => {
+            return Err(PlatformError::AlreadyExists {
+                kind: KIND,
+                name: name.to_owned(),
+            });
+        }
+        Err(e) => return Err(failed("create", name, e)),
+    }
+    let record = ResourceRecord {
+        format: records::FORMAT,
+        creation_time: now_rfc3339(),
+        resource: resource.clone(),
+    };
+    store
+        .put(
+            &resource_key(name),
+            &records::encode(&record),
+            Condition::Always,
+            None,
+        )
+        .map_err(|e| failed("create", name, e))?;
+    let desired = initial_count(&spec.scale);
+    let status = ClusterStatus {
+        format: records::FORMAT,
+        desired_node_count: desired,
+        last_active_ms: records::now_ms(),
+    };
+    store
+        .put(
+            &keys::status(name),
+            &records::encode(&status),
+            Condition::Always,
+            None,
+        )
+        .map_err(|e| failed("create", name, e))?;
+    launcher(platform)
+        .launch(&store, spec, desired)
+        .map_err(|e| failed("create", name, e))?;
+    wait_until_settled(platform, &store, name, "create").await
+}
+
+/// Waits until the node count matches the desired count and every node has finished
+/// preparing (idle, running or unusable), reconciling whenever no agent holds the scheduler
+/// lease (a cluster with no nodes has no scheduler of its own).
+async fn wait_until_settled(
+    platform: &LocalPlatform,
+    store: &DirStore,
+    name: &str,
+    operation: &'static str,
+) -> Result<ClusterView, PlatformError> {
+    let launcher = launcher(platform);
+    loop {
+        reconcile_if_unscheduled(store, &launcher, name).map_err(|e| failed(operation, name, e))?;
+        let view = read(store, name).map_err(|e| failed(operation, name, e))?;
+        let Some(view) = view else {
+            return Err(failed(
+                operation,
+                name,
+                "the cluster was deleted while waiting for it",
+            ));
+        };
+        let settled = view.nodes.iter().all(|n| {
+            !n.drain_requested
+                && matches!(
+                    n.state,
+                    NodeState::Idle | NodeState::Running | NodeState::Unusable
+                )
+        });
+        let count = u32::try_from(view.nodes.len()).unwrap_or(u32::MAX);
+        if settled && count == view.desired_node_count {
+            return Ok(view);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Runs one scheduling pass when no node is the scheduler, holding the lease meanwhile so two
+/// schedulers never act at once.
+fn reconcile_if_unscheduled(
+    store: &DirStore,
+    launcher: &LocalLauncher,
+    name: &str,
+) -> Result<(), agent::AgentError> {
+    let key = keys::scheduler(name);
+    match store.put(&key, b"{}", Condition::IfNoneExists, None) {
+        Ok(_) => {}
+        Err(e) if e.is_conflict() || matches!(e, StoreError::LeaseHeld { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let lease = match store.acquire_lease(&key, agent::SCHEDULER_LEASE) {
+        Ok(lease) => lease,
+        Err(StoreError::LeaseHeld { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let result = scheduler::reconcile(store, launcher, name);
+    let _ = store.release_lease(&key, &lease);
+    result.map(|_| ())
+}
+
+fn read(store: &DirStore, name: &str) -> Result<Option<ClusterView>, agent::AgentError> {
+    let Some(spec) = store.get(&keys::spec(name))? else {
+        return Ok(None);
+    };
+    let spec: ClusterSpec = records::decode("cluster spec", &spec.data)?;
+    let nodes: Vec<NodeRecord> = scheduler::nodes(store, name)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let resource = match store.get(&resource_key(name))? {
+        Some(v) => records::decode::<ResourceRecord>("cluster resource", &v.data)?,
+        None => ResourceRecord {
+            format: records::FORMAT,
+            creation_time: String::new(),
+            resource: serde_json::Value::Null,
+        },
+    };
+    let status = match store.get(&keys::status(name))? {
+        Some(v) => records::decode::<ClusterStatus>("cluster status", &v.data)?,
+        None => ClusterStatus::default(),
+    };
+    Ok(Some(ClusterView {
+        spec,
+        nodes,
+        resource: resource.resource,
+        creation_time: resource.creation_time,
+        desired_node_count: status.desired_node_count,
+    }))
+}
+
+pub(super) fn get(
+    platform: &LocalPlatform,
+    name: &Name,
+) -> Result<Option<ClusterView>, PlatformError> {
+    let store = open_store(platform, "read", name.as_str())?;
+    let view = read(&store, name.as_str()).map_err(|e| failed("read", name.as_str(), e))?;
+    // A cluster being deleted is as good as gone.
+    Ok(view.filter(|v| !v.spec.deleting))
+}
+
+pub(super) async fn update_scale(
+    platform: &LocalPlatform,
+    name: &Name,
+    scale: &Scale,
+    resource: &serde_json::Value,
+) -> Result<ClusterView, PlatformError> {
+    let name = name.as_str();
+    let store = open_store(platform, "update", name)?;
+    loop {
+        let Some(current) = store
+            .get(&keys::spec(name))
+            .map_err(|e| failed("update", name, e))?
+        else {
+            return Err(failed("update", name, "the cluster does not exist"));
+        };
+        let mut spec: ClusterSpec = records::decode("cluster spec", &current.data)
+            .map_err(|e| failed("update", name, e))?;
+        spec.scale = scale.clone();
+        match store.put(
+            &keys::spec(name),
+            &records::encode(&spec),
+            Condition::IfMatch(current.etag),
+            None,
+        ) {
+            Ok(_) => break,
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(failed("update", name, e)),
+        }
+    }
+    if let Some(v) = store
+        .get(&resource_key(name))
+        .map_err(|e| failed("update", name, e))?
+    {
+        let mut record: ResourceRecord =
+            records::decode("cluster resource", &v.data).map_err(|e| failed("update", name, e))?;
+        record.resource = resource.clone();
+        store
+            .put(
+                &resource_key(name),
+                &records::encode(&record),
+                Condition::Always,
+                None,
+            )
+            .map_err(|e| failed("update", name, e))?;
+    }
+    // Switching scale modes starts from the new settings' initial size; staying in auto-scale
+    // keeps the current size within the new bounds.
+    let status = ClusterStatus {
+        format: records::FORMAT,
+        desired_node_count: initial_count(scale),
+        last_active_ms: records::now_ms(),
+    };
+    store
+        .put(
+            &keys::status(name),
+            &records::encode(&status),
+            Condition::Always,
+            None,
+        )
+        .map_err(|e| failed("update", name, e))?;
+    wait_until_settled(platform, &store, name, "update").await
+}
+
+pub(super) async fn delete(platform: &LocalPlatform, name: &Name) -> Result<(), PlatformError> {
+    let name = name.as_str();
+    let store = open_store(platform, "delete", name)?;
+    // Mark the cluster deleting first, so no scheduler launches replacements meanwhile.
+    loop {
+        let Some(current) = store
+            .get(&keys::spec(name))
+            .map_err(|e| failed("delete", name, e))?
+        else {
+            break;
+        };
+        let mut spec: ClusterSpec = records::decode("cluster spec", &current.data)
+            .map_err(|e| failed("delete", name, e))?;
+        spec.deleting = true;
+        match store.put(
+            &keys::spec(name),
+            &records::encode(&spec),
+            Condition::IfMatch(current.etag),
+            None,
+        ) {
+            Ok(_) => break,
+            Err(e) if e.is_conflict() => continue,
+            Err(e) if e.is_not_found() => break,
+            Err(e) => return Err(failed("delete", name, e)),
+        }
+    }
+    let nodes: Vec<NodeRecord> = scheduler::nodes(&store, name)
+        .map_err(|e| failed("delete", name, e))?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let pids: Vec<(u32, String)> = nodes
+        .iter()
+        .filter_map(|n| n.pid.map(|p| (p, n.id.clone())))
+        .collect();
+    for (pid, node) in &pids {
+        if is_node_process(*pid, node) {
+            // The agent drains per the cluster's node_deallocation_option, then exits.
+            signal_group(*pid, libc::SIGTERM);
+        }
+    }
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    while pids.iter().any(|(pid, node)| is_node_process(*pid, node)) {
+        if tokio::time::Instant::now() > deadline {
+            for (pid, node) in &pids {
+                if is_node_process(*pid, node) {
+                    tracing::warn!(node, pid, "node did not stop in time; killing it");
+                    signal_group(*pid, libc::SIGKILL);
+                }
+            }
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    for node in &nodes {
+        let _ = agent::gpu::release(&store, &format!("{name}/{}", node.id));
+    }
+    let _ = store.break_lease(&keys::scheduler(name));
+    for key in store
+        .list(&keys::cluster_prefix(name))
+        .map_err(|e| failed("delete", name, e))?
+    {
+        match store.delete(&key, Condition::Always, None) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(failed("delete", name, e)),
+        }
+    }
+    let dir = LocalLauncher::cluster_dir(platform.root(), name);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(failed(
+            "delete",
+            name,
+            format!("remove {}: {e}", dir.display()),
+        )),
+    }
+}

@@ -1,0 +1,293 @@
+//! The records provider and agents exchange through the store, their keys, and the versioned
+//! envelope that lets an old agent tell a record is newer than it understands.
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The record format this build writes and the newest it reads.
+pub const FORMAT: u32 = 1;
+
+/// A record could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("decode {what}: {source}")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "decode {what}: format {found} is newer than this build understands ({FORMAT}); upgrade the provider"
+    )]
+    TooNew { what: &'static str, found: u32 },
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    format: u32,
+}
+
+/// Decodes a record, refusing formats newer than [`FORMAT`].
+pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, RecordError> {
+    let envelope: Envelope =
+        serde_json::from_slice(bytes).map_err(|source| RecordError::Json { what, source })?;
+    if envelope.format > FORMAT {
+        return Err(RecordError::TooNew {
+            what,
+            found: envelope.format,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(|source| RecordError::Json { what, source })
+}
+
+/// Encodes a record; records carry their own `format` field.
+pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    serde_json::to_vec_pretty(record).unwrap_or_default()
+}
+
+/// Milliseconds since the Unix epoch: the clock every process on a platform shares.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+/// Store keys. All cluster state lives under `clusters/<name>/`.
+pub mod keys {
+    pub fn cluster_prefix(cluster: &str) -> String {
+        format!("clusters/{cluster}/")
+    }
+    pub fn spec(cluster: &str) -> String {
+        format!("clusters/{cluster}/spec")
+    }
+    pub fn status(cluster: &str) -> String {
+        format!("clusters/{cluster}/status")
+    }
+    /// The key whose lease elects the cluster's scheduler.
+    pub fn scheduler(cluster: &str) -> String {
+        format!("clusters/{cluster}/scheduler")
+    }
+    pub fn nodes_prefix(cluster: &str) -> String {
+        format!("clusters/{cluster}/nodes/")
+    }
+    pub fn node(cluster: &str, node: &str) -> String {
+        format!("clusters/{cluster}/nodes/{node}")
+    }
+    /// The machine-wide GPU allocation of the local platform.
+    pub const GPU_ALLOCATIONS: &str = "local/gpus";
+}
+
+/// What happens to work on a node that is removed (Batch AI's `nodeDeallocationOption`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DeallocationOption {
+    /// Stop running work and give it back to the queue.
+    #[default]
+    Requeue,
+    /// Stop running work and mark it terminated.
+    Terminate,
+    /// Let running work finish; accept nothing new.
+    Waitforjobcompletion,
+}
+
+impl DeallocationOption {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "requeue" => Some(Self::Requeue),
+            "terminate" => Some(Self::Terminate),
+            "waitforjobcompletion" => Some(Self::Waitforjobcompletion),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requeue => "requeue",
+            Self::Terminate => "terminate",
+            Self::Waitforjobcompletion => "waitforjobcompletion",
+        }
+    }
+}
+
+/// How many nodes a cluster has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scale {
+    Manual {
+        target_node_count: u32,
+        node_deallocation_option: DeallocationOption,
+    },
+    Auto {
+        minimum_node_count: u32,
+        maximum_node_count: u32,
+        initial_node_count: u32,
+        /// Seconds without queued or running work before the cluster shrinks to its minimum.
+        idle_timeout_secs: u64,
+    },
+}
+
+impl Scale {
+    pub fn deallocation(&self) -> DeallocationOption {
+        match self {
+            Self::Manual {
+                node_deallocation_option,
+                ..
+            } => *node_deallocation_option,
+            Self::Auto { .. } => DeallocationOption::Requeue,
+        }
+    }
+}
+
+/// The cluster's setup task, run on every node before it becomes idle (and again after the node
+/// restarts, so it must be idempotent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupTask {
+    pub command_line: String,
+    pub environment_variables: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, String>,
+    /// Where stdout/stderr go; a per-cluster unique segment is added below it.
+    pub std_out_err_path_prefix: Option<String>,
+}
+
+/// Where a mount's content comes from on the local platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum MountSource {
+    /// A directory on this machine (a file server's export or a host directory).
+    Directory { path: String },
+    /// A command that mounts at the path appended to it (`unmanaged_file_system`).
+    Command { mount_command: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// Below `$AZ_BATCHAI_MOUNT_ROOT`; validated not to escape it.
+    pub relative_mount_path: String,
+    pub source: MountSource,
+}
+
+/// The cluster as its agents need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    pub format: u32,
+    pub name: String,
+    /// Unique per creation: separates the logs of a re-created cluster from the old one's.
+    pub uid: String,
+    pub vm_size: String,
+    pub vm_priority: String,
+    pub scale: Scale,
+    pub setup_task: Option<SetupTask>,
+    pub mounts: Vec<Mount>,
+    pub gpus_per_node: u32,
+    /// Set first when the cluster is destroyed: schedulers stop launching nodes.
+    #[serde(default)]
+    pub deleting: bool,
+}
+
+/// The lifecycle of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Its process is being started; no heartbeat yet.
+    Launching,
+    /// Mounting and running the setup task.
+    Preparing,
+    Idle,
+    Running,
+    /// Setup failed (see `errors`); it takes no work.
+    Unusable,
+    /// Draining before it goes away.
+    Leaving,
+}
+
+/// A problem on a node, surfaced in the cluster's `errors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeError {
+    pub code: String,
+    pub message: String,
+    pub details: BTreeMap<String, String>,
+}
+
+/// A node, written by its agent (heartbeats, state) and by schedulers (drain requests).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub format: u32,
+    pub id: String,
+    pub cluster: String,
+    pub state: NodeState,
+    /// The agent's process on the local platform.
+    pub pid: Option<u32>,
+    pub gpus: Vec<u32>,
+    pub launched_at_ms: u64,
+    /// Zero until the agent's first heartbeat.
+    pub last_heartbeat_ms: u64,
+    pub errors: Vec<NodeError>,
+    /// Set by the scheduler to remove the node; the agent drains and deletes its record.
+    #[serde(default)]
+    pub drain_requested: bool,
+}
+
+impl NodeRecord {
+    /// A node is lost when its agent stopped heartbeating (or never started).
+    pub fn is_lost(&self, now_ms: u64, stale_after_ms: u64, launch_grace_ms: u64) -> bool {
+        if self.last_heartbeat_ms == 0 {
+            now_ms.saturating_sub(self.launched_at_ms) > launch_grace_ms
+        } else {
+            now_ms.saturating_sub(self.last_heartbeat_ms) > stale_after_ms
+        }
+    }
+}
+
+/// What the scheduler decided, for the provider to report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ClusterStatus {
+    pub format: u32,
+    /// The node count the scheduler is converging to.
+    pub desired_node_count: u32,
+    /// When work was last queued or running (auto-scale idle timeout starts here).
+    pub last_active_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_formats_are_refused() {
+        let bytes = br#"{"format": 99, "desired_node_count": 1, "last_active_ms": 0}"#;
+        let err = decode::<ClusterStatus>("cluster status", bytes).err();
+        assert!(matches!(err, Some(RecordError::TooNew { found: 99, .. })));
+        let ok = br#"{"format": 1, "desired_node_count": 3, "last_active_ms": 0}"#;
+        let status: Option<ClusterStatus> = decode("cluster status", ok).ok();
+        assert_eq!(status.map(|s| s.desired_node_count), Some(3));
+    }
+
+    #[test]
+    fn lost_nodes() {
+        let mut node = NodeRecord {
+            format: FORMAT,
+            id: "n".into(),
+            cluster: "c".into(),
+            state: NodeState::Launching,
+            pid: None,
+            gpus: vec![],
+            launched_at_ms: 1_000,
+            last_heartbeat_ms: 0,
+            errors: vec![],
+            drain_requested: false,
+        };
+        let cases = [
+            (0, 5_000, false),
+            (0, 40_000, true),
+            (30_000, 35_000, false),
+            (30_000, 45_000, true),
+        ];
+        for (heartbeat, now, lost) in cases {
+            node.last_heartbeat_ms = heartbeat;
+            assert_eq!(node.is_lost(now, 10_000, 30_000), lost, "{heartbeat} {now}");
+        }
+    }
+}
