@@ -161,14 +161,25 @@ impl LocalLauncher {
 
 /// Starts the child in a new session: no controlling terminal, its own process group, so
 /// Ctrl-C in Terraform's terminal never reaches nodes and a node's group can be signalled whole.
+///
+/// It also closes every inherited descriptor above stderr. Terraform hands its plugins
+/// descriptors without close-on-exec (Terraform 1.0's panicwrap pipes, for one); a node that
+/// kept them would hold Terraform's pipes open and make it wait for EOF forever.
 #[allow(unsafe_code)]
 fn detach(cmd: &mut Command) {
     use std::os::unix::process::CommandExt as _;
-    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent.
+    // SAFETY: only async-signal-safe calls (setsid, close_range, close) run between fork and
+    // exec, and they touch no memory of the parent.
     unsafe {
         cmd.pre_exec(|| {
             if libc::setsid() == -1 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+                // Kernels before 5.9 lack close_range.
+                for fd in 3..4096 {
+                    libc::close(fd);
+                }
             }
             Ok(())
         });
@@ -215,10 +226,10 @@ impl Launcher for LocalLauncher {
     }
 
     fn reap(&self, record: &NodeRecord) {
-        if let Some(pid) = record.pid {
-            if is_node_process(pid, &record.id) {
-                signal_group(pid, libc::SIGKILL);
-            }
+        if let Some(pid) = record.pid
+            && is_node_process(pid, &record.id)
+        {
+            signal_group(pid, libc::SIGKILL);
         }
         let dir = Self::node_dir(&self.root, &record.cluster, &record.id);
         let _ = std::fs::remove_dir_all(dir);

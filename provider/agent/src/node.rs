@@ -222,10 +222,10 @@ fn heartbeat_loop(
             return Ok(());
         }
         election.tick(store);
-        if election.lease.is_some() {
-            if let Err(e) = scheduler::reconcile(store, launcher, &args.cluster) {
-                tracing::warn!(error = %e, "scheduling pass failed");
-            }
+        if election.lease.is_some()
+            && let Err(e) = scheduler::reconcile(store, launcher, &args.cluster)
+        {
+            tracing::warn!(error = %e, "scheduling pass failed");
         }
         sleep_unless(stop, HEARTBEAT);
     }

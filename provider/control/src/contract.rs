@@ -3,6 +3,18 @@
 //!
 //! Each check takes a fresh, empty store and panics with a message naming what failed. Run them
 //! one test each so they run in parallel: `lease_expiry_allows_takeover` sleeps past `MIN_LEASE`.
+//! Or all in one:
+//!
+//! ```no_run
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let stores = AtomicUsize::new(0);
+//! control::contract::run_all(&|| {
+//!     let root = dir.path().join(stores.fetch_add(1, Ordering::Relaxed).to_string());
+//!     Box::new(control::DirStore::open(root).unwrap())
+//! });
+//! ```
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::thread;

@@ -19,6 +19,10 @@
 //! Lease expiry is absolute wall-clock milliseconds since the Unix epoch, which every process on
 //! the machine shares. Segments longer than the file system allows (255 bytes on most) fail with
 //! an I/O error although `validate_key` accepts them.
+//!
+//! Logs are weaker than Azure append blobs in two ways: a reader may see part of an append still
+//! in progress (bytes once visible never change, so reading on from its offset yields the rest),
+//! and a process killed mid-append may leave part of its data behind.
 use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
@@ -41,7 +45,7 @@ const LOCK_STRIPES: u64 = 1024;
 /// Headers are a few hundred bytes; a larger length means the file is not a value file.
 const MAX_HEADER: usize = 64 * 1024;
 
-/// Which lock namespace a key is in, so a log and a value of the same name do not share a lock.
+/// Which namespace a locked key is in: a log and a value of the same name are different keys.
 #[derive(Clone, Copy)]
 enum Space {
     Value = 0,

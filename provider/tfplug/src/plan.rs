@@ -18,6 +18,7 @@ pub fn default_plan(
     config: &Value,
 ) -> (Value, Vec<AttributePath>) {
     let proposed = &null_write_only(&schema.block, proposed);
+    let proposed = &single_blocks_follow_config(&schema.block, proposed, config);
     if prior.is_null() {
         return (
             unknown_computed(&schema.block, proposed, config),
@@ -38,6 +39,32 @@ pub fn default_plan(
         // A replacement creates a new object, so everything it computes will be new too.
         (unknown_computed(&schema.block, proposed, config), replace)
     }
+}
+
+/// A single nested block is present in the plan exactly when it is in the configuration.
+/// Terraform before 1.3 proposes the prior block when the configuration removes it, then
+/// rejects that same proposal as a plan that disagrees with configuration.
+fn single_blocks_follow_config(block: &Block, proposed: &Value, config: &Value) -> Value {
+    let Some(attrs) = object(proposed) else {
+        return proposed.clone();
+    };
+    let mut out = attrs.clone();
+    for b in &block.blocks {
+        if b.nesting != Nesting::Single {
+            continue;
+        }
+        let c = config.get_attr(&b.type_name).unwrap_or(&Value::Null);
+        let p = out.get(&b.type_name).cloned().unwrap_or(Value::Null);
+        let fixed = if c.is_null() {
+            Value::Null
+        } else if p.is_null() {
+            c.clone()
+        } else {
+            single_blocks_follow_config(&b.block, &p, c)
+        };
+        out.insert(b.type_name.clone(), fixed);
+    }
+    Value::Object(out)
 }
 
 /// Write-only values reach the provider in configuration only; plans and states hold null.
@@ -424,6 +451,32 @@ mod tests {
                 case.name
             );
         }
+    }
+
+    #[test]
+    fn a_removed_single_block_is_planned_null() {
+        let s = schema();
+        let disk = obj(&[("size", Value::number(1))]);
+        let prior = obj(&[
+            ("id", Value::string("x")),
+            ("name", Value::string("a")),
+            ("note", Value::Null),
+            ("disk", disk.clone()),
+        ]);
+        let config = obj(&[
+            ("id", Value::Null),
+            ("name", Value::string("a")),
+            ("note", Value::Null),
+            ("disk", Value::Null),
+        ]);
+        // Terraform 1.0 proposes the prior block although the configuration removed it.
+        let mut proposed = prior.clone();
+        if let Value::Object(m) = &mut proposed {
+            m.insert("note".into(), Value::Null);
+        }
+        let (planned, _) = default_plan(&s, &prior, &proposed, &config);
+        assert_eq!(planned.get_attr("disk"), Some(&Value::Null));
+        assert!(check_plan(&s, &prior, &config, &planned).is_empty());
     }
 
     #[test]

@@ -301,13 +301,10 @@ pub(super) async fn delete(platform: &LocalPlatform, name: &Name) -> Result<(), 
     let name = name.as_str();
     let store = open_store(platform, "delete", name)?;
     // Mark the cluster deleting first, so no scheduler launches replacements meanwhile.
-    loop {
-        let Some(current) = store
-            .get(&keys::spec(name))
-            .map_err(|e| failed("delete", name, e))?
-        else {
-            break;
-        };
+    while let Some(current) = store
+        .get(&keys::spec(name))
+        .map_err(|e| failed("delete", name, e))?
+    {
         let mut spec: ClusterSpec = records::decode("cluster spec", &current.data)
             .map_err(|e| failed("delete", name, e))?;
         spec.deleting = true;

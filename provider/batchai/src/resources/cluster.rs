@@ -396,7 +396,7 @@ fn schema() -> Schema {
         Attribute::computed("creation_time", Type::String)
             .description("When the cluster was created (RFC 3339)."),
     ];
-    attributes.sort_by(|a, b| a.computed.cmp(&b.computed));
+    attributes.sort_by_key(|a| a.computed);
     Schema::new(
         0,
         Block::new(
@@ -450,23 +450,21 @@ fn count_at(config: &Value, path: &[&str]) -> Option<i64> {
 /// Configuration checks without I/O; unknown values are skipped and checked again at apply.
 pub(crate) fn validate_config(config: &Value) -> Diagnostics {
     let mut diags = Diagnostics::new();
-    if let Some(name) = config.get_attr("name").and_then(Value::as_str) {
-        if let Err(e) = Name::parse(name) {
-            diags.push(
-                Diagnostic::error("invalid cluster name", e).at(AttributePath::attrs(["name"])),
-            );
-        }
+    if let Some(name) = config.get_attr("name").and_then(Value::as_str)
+        && let Err(e) = Name::parse(name)
+    {
+        diags.push(Diagnostic::error("invalid cluster name", e).at(AttributePath::attrs(["name"])));
     }
-    if let Some(p) = config.get_attr("vm_priority").and_then(Value::as_str) {
-        if !["dedicated", "lowpriority"].contains(&p) {
-            diags.push(
-                Diagnostic::error(
-                    "invalid vm_priority",
-                    format!("{p:?} is not a VM priority; use \"dedicated\" or \"lowpriority\""),
-                )
-                .at(AttributePath::attrs(["vm_priority"])),
-            );
-        }
+    if let Some(p) = config.get_attr("vm_priority").and_then(Value::as_str)
+        && !["dedicated", "lowpriority"].contains(&p)
+    {
+        diags.push(
+            Diagnostic::error(
+                "invalid vm_priority",
+                format!("{p:?} is not a VM priority; use \"dedicated\" or \"lowpriority\""),
+            )
+            .at(AttributePath::attrs(["vm_priority"])),
+        );
     }
     if let Some(scale) = config
         .get_attr("scale_settings")
@@ -490,19 +488,19 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
             &["scale_settings", "auto_scale", "maximum_node_count"],
             &["scale_settings", "auto_scale", "initial_node_count"],
         ] {
-            if let Some(n) = count_at(config, &path[1..]).or_else(|| count_at(scale, &path[1..])) {
-                if !(0..=1000).contains(&n) {
-                    diags.push(
-                        Diagnostic::error(
-                            "invalid node count",
-                            format!(
-                                "{} is {n}; node counts are whole numbers from 0 to 1000",
-                                path[2]
-                            ),
-                        )
-                        .at(at(path)),
-                    );
-                }
+            if let Some(n) = count_at(config, &path[1..]).or_else(|| count_at(scale, &path[1..]))
+                && !(0..=1000).contains(&n)
+            {
+                diags.push(
+                    Diagnostic::error(
+                        "invalid node count",
+                        format!(
+                            "{} is {n}; node counts are whole numbers from 0 to 1000",
+                            path[2]
+                        ),
+                    )
+                    .at(at(path)),
+                );
             }
         }
         if let (Some(min), Some(max)) = (
@@ -542,31 +540,29 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
             .get_attr("manual")
             .and_then(|m| m.get_attr("node_deallocation_option"))
             .and_then(Value::as_str)
+            && DeallocationOption::parse(option).is_none()
         {
-            if DeallocationOption::parse(option).is_none() {
-                diags.push(
+            diags.push(
                     Diagnostic::error(
                         "invalid node_deallocation_option",
                         format!("{option:?} is not a deallocation option; use \"requeue\", \"terminate\" or \"waitforjobcompletion\""),
                     )
                     .at(at(&["scale_settings", "manual", "node_deallocation_option"])),
                 );
-            }
         }
         if let Some(timeout) = scale
             .get_attr("auto_scale")
             .and_then(|m| m.get_attr("idle_timeout"))
             .and_then(Value::as_str)
+            && let Err(e) = tfplug::timeouts::parse_duration(timeout)
         {
-            if let Err(e) = tfplug::timeouts::parse_duration(timeout) {
-                diags.push(
-                    Diagnostic::error(
-                        "invalid idle_timeout",
-                        format!("{e}; write a duration such as \"10m\""),
-                    )
-                    .at(at(&["scale_settings", "auto_scale", "idle_timeout"])),
-                );
-            }
+            diags.push(
+                Diagnostic::error(
+                    "invalid idle_timeout",
+                    format!("{e}; write a duration such as \"10m\""),
+                )
+                .at(at(&["scale_settings", "auto_scale", "idle_timeout"])),
+            );
         }
     }
     if let Some(mounts) = config.get_attr("mount_volumes").filter(|m| !m.is_null()) {
@@ -581,16 +577,16 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
                 continue;
             };
             for (i, item) in items.iter().enumerate() {
-                if let Some(path) = item.get_attr("relative_mount_path").and_then(Value::as_str) {
-                    if let Err(e) = agent::setup::check_relative_path(path) {
-                        diags.push(
-                            Diagnostic::error("invalid relative_mount_path", e).at(
-                                AttributePath::attrs(["mount_volumes", kind])
-                                    .index(i64::try_from(i).unwrap_or(0))
-                                    .attr("relative_mount_path"),
-                            ),
-                        );
-                    }
+                if let Some(path) = item.get_attr("relative_mount_path").and_then(Value::as_str)
+                    && let Err(e) = agent::setup::check_relative_path(path)
+                {
+                    diags.push(
+                        Diagnostic::error("invalid relative_mount_path", e).at(
+                            AttributePath::attrs(["mount_volumes", kind])
+                                .index(i64::try_from(i).unwrap_or(0))
+                                .attr("relative_mount_path"),
+                        ),
+                    );
                 }
             }
         }

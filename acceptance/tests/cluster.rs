@@ -1,0 +1,383 @@
+//! End to end: real Terraform CLIs drive `batchai_cluster` on the local platform: nodes with a
+//! file server mounted and a setup task, in-place scaling, auto-scale, a node killed with
+//! SIGKILL, a failing setup task, and a destroy that leaves no process and no directory behind.
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+use batchai_acceptance::{Cli, Workspace, clis, newest_cli, planned_actions, resource_values};
+use control::records::{self, NodeRecord, NodeState, keys};
+use control::{DirStore, Store as _};
+use serde_json::Value as Json;
+
+const FILE_SERVER: &str = r#"resource "batchai_file_server" "data" {
+  name    = "data"
+  vm_size = "Standard_D2s_v3"
+  data_disks {
+    disk_count           = 1
+    disk_size_gb         = 10
+    storage_account_type = "Standard_LRS"
+  }
+}
+"#;
+
+fn cluster(scale: &str, setup: &str, logs: &Path) -> String {
+    format!(
+        r#"{FILE_SERVER}
+resource "batchai_cluster" "gpu" {{
+  name    = "gpu"
+  vm_size = "Standard_NC6"
+  scale_settings {{
+    {scale}
+  }}
+  setup_task {{
+    command_line            = "{setup}"
+    environment_variables   = {{ GREETING = "hello" }}
+    std_out_err_path_prefix = "{logs}"
+  }}
+  mount_volumes {{
+    file_server {{
+      file_server_id      = batchai_file_server.data.id
+      relative_mount_path = "data"
+    }}
+  }}
+}}
+"#,
+        logs = logs.display()
+    )
+}
+
+const SETUP: &str = "echo $GREETING from $AZ_BATCHAI_NODE_ID; touch $AZ_BATCHAI_MOUNT_ROOT/data/$AZ_BATCHAI_NODE_ID";
+
+fn nodes(root: &Path) -> anyhow::Result<Vec<NodeRecord>> {
+    let store = DirStore::open(root.join("store"))?;
+    let mut out = Vec::new();
+    for key in store.list(&keys::nodes_prefix("gpu"))? {
+        if let Some(v) = store.get(&key)? {
+            out.push(records::decode("node record", &v.data)?);
+        }
+    }
+    Ok(out)
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie has exited; it only waits for its parent.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or_default()
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+fn wait_for(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check()? {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    anyhow::bail!("timed out waiting for {what}")
+}
+
+fn node_count(state: &Json) -> u64 {
+    resource_values(state, "batchai_cluster.gpu")
+        .and_then(|v| v.get("current_node_count"))
+        .and_then(Json::as_u64)
+        .unwrap_or(u64::MAX)
+}
+
+fn lifecycle(cli: &Cli) -> anyhow::Result<()> {
+    let ws = Workspace::new(cli)?;
+    let logs = ws.path().join("logs");
+    ws.write_config(&cluster("manual { target_node_count = 2 }", SETUP, &logs))?;
+    ws.init()?;
+    ws.apply()?;
+
+    let state = ws.state_json()?;
+    let values = resource_values(&state, "batchai_cluster.gpu").context("no cluster in state")?;
+    ensure!(
+        values.get("current_node_count") == Some(&Json::from(2)),
+        "{values}"
+    );
+    ensure!(
+        values.pointer("/node_state_counts/idle") == Some(&Json::from(2)),
+        "{values}"
+    );
+    ensure!(
+        values.get("allocation_state") == Some(&Json::from("steady")),
+        "{values}"
+    );
+    let export = ws.root.join("fileservers/data/export");
+    let nodes_now = nodes(&ws.root)?;
+    ensure!(nodes_now.len() == 2, "{nodes_now:?}");
+    for node in &nodes_now {
+        // The setup task ran on the node, wrote through the mount into the file server...
+        ensure!(
+            export.join(&node.id).exists(),
+            "setup task of {} did not write to the mount",
+            node.id
+        );
+        // ...and its stdout is under the prefix, in a per-cluster segment.
+        let found = walk(&logs)
+            .into_iter()
+            .find(|p| p.ends_with(format!("{}/stdout.txt", node.id)))
+            .with_context(|| format!("no setup log for {}", node.id))?;
+        let text = std::fs::read_to_string(&found)?;
+        ensure!(text.trim() == format!("hello from {}", node.id), "{text:?}");
+    }
+    ensure!(ws.plan_exit_code()? == 0, "plan after create is not empty");
+
+    // Scaling changes the cluster in place.
+    for target in [3, 1] {
+        ws.write_config(&cluster(
+            &format!("manual {{ target_node_count = {target} }}"),
+            SETUP,
+            &logs,
+        ))?;
+        let plan = ws.plan_json()?;
+        ensure!(
+            planned_actions(&plan, "batchai_cluster.gpu") == ["update"],
+            "scaling to {target}: {plan}"
+        );
+        ws.apply()?;
+        ensure!(
+            node_count(&ws.state_json()?) == target,
+            "not {target} nodes"
+        );
+        let live: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
+        ensure!(live.len() == target as usize, "{live:?}");
+        ensure!(
+            ws.plan_exit_code()? == 0,
+            "plan after scaling to {target} is not empty"
+        );
+    }
+
+    // Auto-scale: starts at its initial size, then shrinks to the minimum when idle. The live
+    // count is computed only, so it never produces a diff.
+    ws.write_config(&cluster(
+        "auto_scale {\n      minimum_node_count = 0\n      maximum_node_count = 3\n      initial_node_count = 2\n      idle_timeout       = \"3s\"\n    }",
+        SETUP,
+        &logs,
+    ))?;
+    let plan = ws.plan_json()?;
+    ensure!(
+        planned_actions(&plan, "batchai_cluster.gpu") == ["update"],
+        "switch to auto-scale: {plan}"
+    );
+    ws.apply()?;
+    ensure!(
+        node_count(&ws.state_json()?) == 2,
+        "auto-scale did not start with 2 nodes"
+    );
+    let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
+    wait_for("auto-scale to shrink to 0", Duration::from_secs(30), || {
+        Ok(nodes(&ws.root)?.is_empty())
+    })?;
+    wait_for("idle nodes to exit", Duration::from_secs(10), || {
+        Ok(pids.iter().all(|p| !alive(*p)))
+    })?;
+    let plan = ws.plan_json()?;
+    let actions = planned_actions(&plan, "batchai_cluster.gpu");
+    ensure!(
+        actions == ["no-op"] || actions.is_empty(),
+        "auto-scaled count produced a diff: {actions:?}"
+    );
+    ws.ok(&["apply", "-refresh-only", "-auto-approve", "-no-color"])?;
+    ensure!(
+        node_count(&ws.state_json()?) == 0,
+        "refresh did not see 0 nodes"
+    );
+
+    // Back to a fixed size, then destroy: every node process ends and nothing is left.
+    ws.write_config(&cluster("manual { target_node_count = 2 }", SETUP, &logs))?;
+    ws.apply()?;
+    let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
+    ensure!(
+        pids.len() == 2 && pids.iter().all(|p| alive(*p)),
+        "{pids:?}"
+    );
+    ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
+    ensure!(
+        pids.iter().all(|p| !alive(*p)),
+        "node processes survived destroy: {pids:?}"
+    );
+    ensure!(
+        !ws.root.join("clusters/gpu").exists(),
+        "cluster directory left behind"
+    );
+    ensure!(nodes(&ws.root)?.is_empty(), "node records left behind");
+    let store = DirStore::open(ws.root.join("store"))?;
+    ensure!(
+        store.list(&keys::cluster_prefix("gpu"))?.is_empty(),
+        "cluster keys left behind"
+    );
+    Ok(())
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn create_mount_scale_autoscale_and_destroy() {
+    let mut failures = Vec::new();
+    for cli in clis() {
+        eprintln!("--- {cli}");
+        if let Err(e) = lifecycle(&cli) {
+            failures.push(format!("{cli}: {e:#}"));
+        }
+    }
+    assert!(failures.is_empty(), "failed:\n{}", failures.join("\n\n"));
+}
+
+#[test]
+fn a_killed_node_is_replaced_and_the_cluster_converges() {
+    let run = || -> anyhow::Result<()> {
+        let ws = Workspace::new(&newest_cli())?;
+        let logs = ws.path().join("logs");
+        ws.write_config(&cluster("manual { target_node_count = 2 }", SETUP, &logs))?;
+        ws.init()?;
+        ws.apply()?;
+        let before = nodes(&ws.root)?;
+        let victim = before.first().context("no node")?.clone();
+        let pid = victim.pid.context("no pid")?;
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()?;
+        // Lost after the heartbeat goes stale (10 s); a scheduler lease held by the victim
+        // expires after 15 s. Either way the survivor replaces it.
+        wait_for(
+            "the cluster to converge on 2 idle nodes",
+            Duration::from_secs(60),
+            || {
+                let now = nodes(&ws.root)?;
+                Ok(now.len() == 2
+                    && now.iter().all(|n| n.state == NodeState::Idle)
+                    && now.iter().all(|n| n.id != victim.id))
+            },
+        )?;
+        ensure!(!alive(pid), "the killed node is still running");
+        ensure!(
+            ws.plan_exit_code()? == 0,
+            "plan after convergence is not empty"
+        );
+        let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
+        ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
+        ensure!(
+            pids.iter().all(|p| !alive(*p)),
+            "node processes survived destroy: {pids:?}"
+        );
+        Ok(())
+    };
+    run().unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+#[test]
+fn a_failing_setup_task_is_a_diagnostic_and_nothing_leaks() {
+    let run = || -> anyhow::Result<()> {
+        let ws = Workspace::new(&newest_cli())?;
+        let logs = ws.path().join("logs");
+        ws.write_config(&cluster(
+            "manual { target_node_count = 1 }",
+            "echo cannot install drivers >&2; exit 3",
+            &logs,
+        ))?;
+        ws.init()?;
+        let out = ws.run(&["apply", "-auto-approve", "-no-color"])?;
+        ensure!(
+            !out.status.success(),
+            "apply succeeded despite the failing setup task"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(stderr.contains("setup task failed"), "{stderr}");
+        ensure!(stderr.contains("exit code 3"), "{stderr}");
+        ensure!(stderr.contains("cannot install drivers"), "{stderr}");
+        ensure!(
+            stderr.contains("stderr.txt"),
+            "the log path is missing: {stderr}"
+        );
+        // Saved and tainted, so nothing is forgotten and the next apply replaces it.
+        let plan = ws.plan_json()?;
+        ensure!(
+            planned_actions(&plan, "batchai_cluster.gpu") == ["delete", "create"],
+            "{plan}"
+        );
+        let state = ws.state_json()?;
+        let values =
+            resource_values(&state, "batchai_cluster.gpu").context("cluster not in state")?;
+        ensure!(
+            values.pointer("/node_state_counts/unusable") == Some(&Json::from(1)),
+            "{values}"
+        );
+        ensure!(
+            values.to_string().contains("SetupTaskFailed"),
+            "errors missing: {values}"
+        );
+        let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
+        ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
+        ensure!(
+            pids.iter().all(|p| !alive(*p)),
+            "node processes survived destroy: {pids:?}"
+        );
+        ensure!(
+            !ws.root.join("clusters/gpu").exists(),
+            "cluster directory left behind"
+        );
+        Ok(())
+    };
+    run().unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+#[test]
+fn plan_time_diagnostics_point_at_the_attribute() {
+    let run = || -> anyhow::Result<()> {
+        let ws = Workspace::new(&newest_cli())?;
+        let logs = ws.path().join("logs");
+        let bad_path = cluster("manual { target_node_count = 1 }", SETUP, &logs).replace(
+            "relative_mount_path = \"data\"",
+            "relative_mount_path = \"../escape\"",
+        );
+        ws.write_config(&bad_path)?;
+        ws.init()?;
+        let out = ws.run(&["validate", "-json", "-no-color"])?;
+        let report: Json = serde_json::from_slice(&out.stdout)?;
+        let text = report.to_string();
+        ensure!(
+            text.contains("invalid relative_mount_path") && text.contains("relative_mount_path"),
+            "{text}"
+        );
+
+        let missing = cluster("manual { target_node_count = 1 }", SETUP, &logs)
+            .replace("batchai_file_server.data.id", "\"local/fileServers/nope\"");
+        ws.write_config(&missing)?;
+        let out = ws.run(&["plan", "-no-color"])?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && stderr.contains("file server not found"),
+            "{stderr}"
+        );
+        ensure!(stderr.contains("file_server_id"), "{stderr}");
+        Ok(())
+    };
+    run().unwrap_or_else(|e| panic!("{e:#}"));
+}
