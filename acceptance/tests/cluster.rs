@@ -381,3 +381,86 @@ fn plan_time_diagnostics_point_at_the_attribute() {
     };
     run().unwrap_or_else(|e| panic!("{e:#}"));
 }
+
+#[test]
+fn gpus_are_disjoint_import_works_and_drift_recreates() {
+    let run = || -> anyhow::Result<()> {
+        let mut ws = Workspace::new(&newest_cli())?;
+        // Pretend the machine has 4 GPUs; Standard_NC12 nodes get 2 each.
+        ws.env("BATCHAI_LOCAL_GPU_COUNT", "4");
+        let logs = ws.path().join("logs");
+        let setup = "echo $AZ_BATCHAI_NUM_GPUS/$CUDA_VISIBLE_DEVICES > $AZ_BATCHAI_MOUNT_ROOT/data/$AZ_BATCHAI_NODE_ID.gpus";
+        let config = cluster("manual { target_node_count = 2 }", setup, &logs)
+            .replace("Standard_NC6", "Standard_NC12");
+        ws.write_config(&config)?;
+        ws.init()?;
+        ws.apply()?;
+        let export = ws.root.join("fileservers/data/export");
+        let mut seen = Vec::new();
+        for node in nodes(&ws.root)? {
+            let text = std::fs::read_to_string(export.join(format!("{}.gpus", node.id)))?;
+            let (count, devices) = text.trim().split_once('/').context("bad gpu report")?;
+            ensure!(count == "2", "{}: {text}", node.id);
+            ensure!(node.gpus.len() == 2, "{node:?}");
+            for d in devices.split(',') {
+                ensure!(!seen.contains(&d.to_owned()), "GPU {d} given to two nodes");
+                seen.push(d.to_owned());
+            }
+        }
+        ensure!(seen.len() == 4, "{seen:?}");
+
+        // Import the cluster into another state: the plan is empty.
+        let other = ws.sibling()?;
+        other.write_config(&config)?;
+        other.init()?;
+        other.ok(&[
+            "import",
+            "-no-color",
+            "batchai_file_server.data",
+            "local/fileServers/data",
+        ])?;
+        other.ok(&[
+            "import",
+            "-no-color",
+            "batchai_cluster.gpu",
+            "local/clusters/gpu",
+        ])?;
+        ensure!(
+            other.plan_exit_code()? == 0,
+            "plan after import is not empty"
+        );
+
+        // Drift: the cluster is removed behind Terraform's back; the next plan re-creates it.
+        let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
+        for pid in &pids {
+            std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()?;
+        }
+        let store = DirStore::open(ws.root.join("store"))?;
+        for key in store.list(&keys::cluster_prefix("gpu"))? {
+            let _ = store.delete(&key, control::Condition::Always, None);
+        }
+        let _ = store.put(
+            "local/gpus",
+            b"{\"format\":1,\"held\":{}}",
+            control::Condition::Always,
+            None,
+        );
+        let plan = ws.plan_json()?;
+        ensure!(
+            planned_actions(&plan, "batchai_cluster.gpu") == ["create"],
+            "drift: {plan}"
+        );
+        ws.apply()?;
+        ensure!(node_count(&ws.state_json()?) == 2, "not re-created");
+        let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
+        ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
+        ensure!(
+            pids.iter().all(|p| !alive(*p)),
+            "node processes survived destroy: {pids:?}"
+        );
+        Ok(())
+    };
+    run().unwrap_or_else(|e| panic!("{e:#}"));
+}

@@ -63,6 +63,7 @@ pub fn bench_release(binary: &Path) -> anyhow::Result<()> {
         runtime.block_on(schema_round_trip(binary, 500))?
     );
     msgpack_throughput()?;
+    cluster_bench(binary)?;
     Ok(())
 }
 
@@ -209,4 +210,102 @@ fn msgpack_throughput() -> anyhow::Result<()> {
         rate(dec[runs / 2])
     );
     Ok(())
+}
+
+/// Time from create to every node idle for 1, 8 and 32 local nodes, then the idle agents'
+/// memory and CPU.
+pub fn cluster_bench(binary: &Path) -> anyhow::Result<()> {
+    use batchai::platform::Platform as _;
+    use control::records::{ClusterSpec, DeallocationOption, FORMAT, Scale};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let dir = std::env::temp_dir().join(format!("batchai-bench-{}", std::process::id()));
+    let platform = batchai::platform::local::LocalPlatform::with_agent_binary(
+        dir.clone(),
+        binary.to_path_buf(),
+    );
+    for nodes in [1u32, 8, 32] {
+        let name = format!("bench{nodes}");
+        let spec = ClusterSpec {
+            format: FORMAT,
+            name: name.clone(),
+            uid: format!("bench-{nodes}"),
+            vm_size: "Standard_D2s_v3".into(),
+            vm_priority: "dedicated".into(),
+            scale: Scale::Manual {
+                target_node_count: nodes,
+                node_deallocation_option: DeallocationOption::Requeue,
+            },
+            setup_task: None,
+            mounts: Vec::new(),
+            gpus_per_node: 0,
+            deleting: false,
+        };
+        let started = Instant::now();
+        let view = runtime
+            .block_on(platform.create_cluster(&spec, &serde_json::Value::Null))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let elapsed = started.elapsed();
+        let pids: Vec<u32> = view.nodes.iter().filter_map(|n| n.pid).collect();
+        println!(
+            "cluster of {nodes:>2} nodes: create to all idle {:.0} ms",
+            elapsed.as_secs_f64() * 1e3
+        );
+        if nodes == 8 {
+            // Let start-up settle, then sample RSS and CPU over a quiet window.
+            std::thread::sleep(Duration::from_secs(3));
+            let cpu_before: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+            let window = Duration::from_secs(20);
+            std::thread::sleep(window);
+            let cpu_after: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+            let rss: Vec<u64> = pids.iter().map(|p| rss_kib(*p)).collect();
+            let max_rss = rss.iter().max().copied().unwrap_or(0);
+            let ticks_per_s = 100.0; // USER_HZ on Linux
+            let per_agent = (cpu_after - cpu_before) as f64
+                / ticks_per_s
+                / window.as_secs_f64()
+                / pids.len().max(1) as f64
+                * 100.0;
+            println!(
+                "idle agent: max RSS {:.1} MiB over {} agents, CPU {per_agent:.2}% of one core each (20 s window)",
+                max_rss as f64 / 1024.0,
+                pids.len()
+            );
+        }
+        let name = batchai::names::Name::parse(&name).map_err(anyhow::Error::msg)?;
+        runtime
+            .block_on(platform.delete_cluster(&name))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    // Fields after the command: state is [0]; utime and stime are [11] and [12].
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(11) + get(12)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }

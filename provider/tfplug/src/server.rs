@@ -226,25 +226,34 @@ where
 {
     let mut stopped = stop.subscribe();
     let run = AssertUnwindSafe(fut).catch_unwind();
-    tokio::select! {
-        result = run => match result {
-            Ok(result) => result,
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_owned());
-                tracing::error!(operation, panic = %message, "handler panicked");
-                Err(Diagnostic::internal(format!("{operation} panicked: {message}")).into())
+    tokio::pin!(run);
+    let outcome = tokio::select! {
+        result = &mut run => result,
+        () = async { drop(stopped.wait_for(|s| *s).await) } => {
+            // Resources see the stop through `Context::stopped` too; give them a moment to
+            // wind down and report what they already created before the call is abandoned.
+            match tokio::time::timeout(STOP_GRACE, &mut run).await {
+                Ok(result) => result,
+                Err(_) => return Err(Diagnostic::error(
+                    "operation interrupted",
+                    format!("{operation} was cancelled because Terraform asked the provider to stop"),
+                ).into()),
             }
-        },
-        _ = stopped.wait_for(|s| *s) => Err(Diagnostic::error(
-            "operation interrupted",
-            format!("{operation} was cancelled because Terraform asked the provider to stop"),
-        ).into()),
-    }
+        }
+    };
+    outcome.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        tracing::error!(operation, panic = %message, "handler panicked");
+        Err(Diagnostic::internal(format!("{operation} panicked: {message}")).into())
+    })
 }
+
+/// How long a stopped operation may take to return its partial result.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 async fn with_timeout<T>(
     timeout: Option<std::time::Duration>,

@@ -36,6 +36,12 @@ impl LocalPlatform {
         Self { root, exe }
     }
 
+    /// A platform whose nodes run `exe agent ...` (benchmarks and tools that are not the
+    /// provider binary themselves).
+    pub fn with_agent_binary(root: PathBuf, exe: PathBuf) -> Self {
+        Self { root, exe }
+    }
+
     pub(crate) fn exe(&self) -> &Path {
         &self.exe
     }

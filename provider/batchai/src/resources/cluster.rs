@@ -987,7 +987,7 @@ impl Resource<Client> for ClusterResource {
     fn create<'a>(
         &'a self,
         client: &'a Client,
-        _ctx: &'a Context,
+        ctx: &'a Context,
         request: ApplyRequest<'a>,
     ) -> BoxFuture<'a, ApplyResult> {
         Box::pin(async move {
@@ -1001,7 +1001,33 @@ impl Resource<Client> for ClusterResource {
                 Ok(s) => s,
                 Err(d) => return ApplyResult::failed(d),
             };
-            let view = match client.create_cluster(&spec, &resource_record(&model)).await {
+            // Stop and timeout are handled here rather than by dropping the call, so a cluster
+            // that is partly up is saved to state (and destroyed or replaced) instead of leaked.
+            let budget = ctx
+                .timeout
+                .map(|t| t.saturating_sub(Duration::from_secs(1)));
+            let record = resource_record(&model);
+            let created = tokio::select! {
+                r = client.create_cluster(&spec, &record) => r,
+                () = async {
+                    match budget {
+                        Some(b) => tokio::time::sleep(b).await,
+                        None => std::future::pending().await,
+                    }
+                } => Err(PlatformError::Failed {
+                    operation: "create",
+                    kind: "cluster",
+                    name: spec.name.clone(),
+                    reason: "its nodes did not all become idle within the create timeout; raise timeouts.create or check the setup task".to_owned(),
+                }),
+                () = ctx.stopped() => Err(PlatformError::Failed {
+                    operation: "create",
+                    kind: "cluster",
+                    name: spec.name.clone(),
+                    reason: "interrupted (Terraform asked the provider to stop); the cluster is kept in state so it can be destroyed or replaced".to_owned(),
+                }),
+            };
+            let view = match created {
                 Ok(v) => v,
                 Err(e) => {
                     // The cluster may exist partly (nodes started); keep it in state so it is

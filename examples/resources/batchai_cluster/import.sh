@@ -1,0 +1,3 @@
+# A cluster is imported by its ID, `local/clusters/<name>` on the local platform.
+# Setup task secrets and the admin password are never read back; set them again in configuration.
+terraform import batchai_cluster.gpu local/clusters/gpu
