@@ -74,7 +74,7 @@ fn update_record(
 fn sleep_unless(stop: &AtomicBool, duration: Duration) {
     let deadline = Instant::now() + duration;
     while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(25).min(deadline - Instant::now()));
+        std::thread::sleep(Duration::from_millis(100).min(deadline - Instant::now()));
     }
 }
 

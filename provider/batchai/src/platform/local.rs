@@ -222,7 +222,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-fn now_rfc3339() -> String {
+/// The current time as Terraform attributes show it (RFC 3339, whole seconds, UTC).
+pub(super) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()

@@ -8,7 +8,7 @@ use control::records::{self, ClusterSpec, ClusterStatus, NodeRecord, NodeState, 
 use control::{Condition, DirStore, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
-use super::local::LocalPlatform;
+use super::local::{LocalPlatform, now_rfc3339};
 use super::{ClusterView, PlatformError};
 use crate::names::Name;
 
@@ -68,17 +68,6 @@ fn initial_count(scale: &Scale) -> u32 {
             ..
         } => (*initial_node_count).clamp(*minimum_node_count, *maximum_node_count),
     }
-}
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 pub(super) async fn create(

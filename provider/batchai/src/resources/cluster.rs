@@ -876,12 +876,7 @@ impl Resource<Client> for ClusterResource {
     }
 
     fn timeouts(&self) -> Option<TimeoutDefaults> {
-        Some(TimeoutDefaults {
-            create: Duration::from_secs(30 * 60),
-            read: Duration::from_secs(5 * 60),
-            update: Duration::from_secs(30 * 60),
-            delete: Duration::from_secs(30 * 60),
-        })
+        Some(super::DEFAULT_TIMEOUTS)
     }
 
     fn validate(&self, config: &Value, _capabilities: ClientCapabilities) -> Diagnostics {
@@ -1072,8 +1067,7 @@ impl Resource<Client> for ClusterResource {
         Box::pin(async move {
             let ty = type_of();
             let prior: Model = decode(state, &ty)?;
-            let name = Name::parse(prior.name.as_deref().unwrap_or_default())
-                .map_err(|e| Diagnostic::internal(format!("stored name is invalid: {e}")))?;
+            let name = super::stored_name(prior.name.as_deref())?;
             let Some(view) = client.get_cluster(&name).await.map_err(platform_error)? else {
                 return Ok(None);
             };
@@ -1126,8 +1120,7 @@ impl Resource<Client> for ClusterResource {
     ) -> BoxFuture<'a, Result<(), Diagnostics>> {
         Box::pin(async move {
             let prior: Model = decode(prior, &type_of())?;
-            let name = Name::parse(prior.name.as_deref().unwrap_or_default())
-                .map_err(|e| Diagnostic::internal(format!("stored name is invalid: {e}")))?;
+            let name = super::stored_name(prior.name.as_deref())?;
             client.delete_cluster(&name).await.map_err(platform_error)
         })
     }

@@ -1,7 +1,5 @@
 //! `batchai_file_server`: shared NFS storage (on Azure a VM with RAID-0 data disks; on the local
 //! platform a directory exported under the provider's root).
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use tfplug::model::{decode, encode};
 use tfplug::{
@@ -432,12 +430,7 @@ impl Resource<Client> for FileServerResource {
     }
 
     fn timeouts(&self) -> Option<TimeoutDefaults> {
-        Some(TimeoutDefaults {
-            create: Duration::from_secs(30 * 60),
-            read: Duration::from_secs(5 * 60),
-            update: Duration::from_secs(30 * 60),
-            delete: Duration::from_secs(30 * 60),
-        })
+        Some(super::DEFAULT_TIMEOUTS)
     }
 
     fn validate(&self, config: &Value, _capabilities: ClientCapabilities) -> Diagnostics {
@@ -493,8 +486,7 @@ impl Resource<Client> for FileServerResource {
         Box::pin(async move {
             let ty = type_of();
             let prior: Model = decode(state, &ty)?;
-            let name = Name::parse(prior.name.as_deref().unwrap_or_default())
-                .map_err(|e| Diagnostic::internal(format!("stored name is invalid: {e}")))?;
+            let name = super::stored_name(prior.name.as_deref())?;
             let Some(status) = client
                 .get_file_server(&name)
                 .await
@@ -518,8 +510,7 @@ impl Resource<Client> for FileServerResource {
     ) -> BoxFuture<'a, Result<(), Diagnostics>> {
         Box::pin(async move {
             let prior: Model = decode(prior, &type_of())?;
-            let name = Name::parse(prior.name.as_deref().unwrap_or_default())
-                .map_err(|e| Diagnostic::internal(format!("stored name is invalid: {e}")))?;
+            let name = super::stored_name(prior.name.as_deref())?;
             client
                 .delete_file_server(&name)
                 .await
