@@ -337,7 +337,9 @@ fn schema() -> Schema {
         block(
             vec![Attribute::optional("gpus_per_node", Type::Number).description(
             "GPUs each node gets (disjoint, through `CUDA_VISIBLE_DEVICES`). Defaults to what \
-             `vm_size` has on Azure; nodes get fewer when the machine runs out.",
+             `vm_size` has on Azure; nodes get fewer when the machine runs out. The machine's \
+             GPUs are counted with `nvidia-smi -L`; `BATCHAI_LOCAL_GPU_COUNT` in the \
+             provider's environment overrides the count.",
         )],
             vec![],
             "Settings that only apply on the local platform. Changing them forces replacement.",
