@@ -4,6 +4,7 @@
 pub mod gpu;
 pub mod launcher;
 pub mod node;
+pub mod placement;
 pub mod scheduler;
 pub mod setup;
 

@@ -2,6 +2,7 @@
 //! and the store they live in. This is the only format that crosses process boundaries.
 pub mod contract;
 pub mod dir;
+pub mod duration;
 pub mod records;
 pub mod store;
 

@@ -1,0 +1,139 @@
+//! Durations as users write them for job limits: Batch AI's `[d.]hh:mm:ss`, ISO 8601
+//! (`P1DT2H30M`, `PT90S`) and Go style (`1h30m`, `90s`). Shared so the provider validates
+//! exactly what agents enforce.
+use std::time::Duration;
+
+/// Parses any of the three notations; the error says what is accepted.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    let parsed = if s.starts_with('P') || s.starts_with('p') {
+        parse_iso8601(s)
+    } else if s.contains(':') {
+        parse_timespan(s)
+    } else {
+        parse_go(s)
+    };
+    parsed.ok_or_else(|| {
+        format!(
+            "{text:?} is not a duration; write \"1.12:00:00\" (d.hh:mm:ss), \"P1DT12H\" (ISO 8601) or \"36h\""
+        )
+    })
+}
+
+/// `[d.]hh:mm:ss[.fff]`, as .NET's TimeSpan and Batch AI's `maxWallClockTime`.
+fn parse_timespan(s: &str) -> Option<Duration> {
+    let (days, clock) = match s.split_once('.') {
+        Some((d, rest)) if rest.contains(':') => (d.parse::<u64>().ok()?, rest),
+        _ => (0, s),
+    };
+    let parts: Vec<&str> = clock.split(':').collect();
+    let [h, m, sec] = parts.as_slice() else {
+        return None;
+    };
+    let hours: u64 = h.parse().ok()?;
+    let minutes: u64 = m.parse().ok()?;
+    let seconds: f64 = sec.parse().ok()?;
+    if minutes >= 60 || !(0.0..60.0).contains(&seconds) {
+        return None;
+    }
+    let whole = days
+        .checked_mul(86_400)?
+        .checked_add(hours.checked_mul(3600)?)?
+        .checked_add(minutes * 60)?;
+    Some(Duration::from_secs(whole) + Duration::from_secs_f64(seconds))
+}
+
+/// `PnDTnHnMnS` (weeks `nW` too); years and months are refused as ambiguous.
+fn parse_iso8601(s: &str) -> Option<Duration> {
+    let body = &s[1..];
+    let (date, time) = match body.split_once(['T', 't']) {
+        Some((d, t)) => (d, Some(t)),
+        None => (body, None),
+    };
+    let mut total = 0f64;
+    let mut any = false;
+    for (part, units) in [
+        (date, &[('W', 604_800.0), ('D', 86_400.0)][..]),
+        (
+            time.unwrap_or(""),
+            &[('H', 3600.0), ('M', 60.0), ('S', 1.0)][..],
+        ),
+    ] {
+        let mut rest = part;
+        while !rest.is_empty() {
+            let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+            let value: f64 = rest[..end].parse().ok()?;
+            let unit = rest[end..].chars().next()?.to_ascii_uppercase();
+            let seconds = units.iter().find(|(u, _)| *u == unit)?.1;
+            total += value * seconds;
+            any = true;
+            rest = &rest[end + 1..];
+        }
+    }
+    if time == Some("") || !any || !total.is_finite() {
+        return None;
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+/// Go-style `1h30m`, `90s`, `2d`.
+fn parse_go(s: &str) -> Option<Duration> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        if end == 0 {
+            return None;
+        }
+        let value: f64 = rest[..end].parse().ok()?;
+        rest = &rest[end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_end] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            _ => return None,
+        };
+        total += value * seconds;
+        rest = &rest[unit_end..];
+    }
+    total.is_finite().then(|| Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notations() {
+        let ok = [
+            ("7.00:00:00", 7 * 86_400),
+            ("01:30:00", 5400),
+            ("1.12:00:00", 129_600),
+            ("00:00:45", 45),
+            ("P7D", 7 * 86_400),
+            ("PT1H30M", 5400),
+            ("P1DT12H", 129_600),
+            ("P1W", 604_800),
+            ("PT90S", 90),
+            ("1h30m", 5400),
+            ("90s", 90),
+            ("2d", 172_800),
+        ];
+        for (text, secs) in ok {
+            assert_eq!(parse(text), Ok(Duration::from_secs(secs)), "{text}");
+        }
+        for bad in [
+            "", "soon", "1:2", "01:60:00", "P", "PT", "P1Y", "10", "1x", "-1h",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}
