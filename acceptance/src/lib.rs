@@ -161,6 +161,8 @@ pub struct Workspace {
     pub root: PathBuf,
     cli_config: PathBuf,
     extra_env: Vec<(String, String)>,
+    /// Whether this workspace created `root` (a sibling shares it and must not clean it up).
+    owns_root: bool,
 }
 
 impl Workspace {
@@ -181,6 +183,7 @@ impl Workspace {
             root,
             cli_config,
             extra_env: Vec::new(),
+            owns_root: true,
         })
     }
 
@@ -188,6 +191,7 @@ impl Workspace {
     pub fn sibling(&self) -> anyhow::Result<Self> {
         let mut other = Self::new(&self.cli)?;
         other.root = self.root.clone();
+        other.owns_root = false;
         Ok(other)
     }
 
@@ -313,4 +317,38 @@ pub fn planned_actions(plan: &Json, address: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+impl Drop for Workspace {
+    /// A failed test may leave node agents running; they must not outlive it.
+    fn drop(&mut self) {
+        if self.owns_root {
+            kill_agents_under(&self.root);
+        }
+    }
+}
+
+/// Kills every node agent process whose `--root` is `root`.
+pub fn kill_agents_under(root: &Path) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let root = root.to_string_lossy().into_owned();
+    for entry in entries.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_agent = args.iter().any(|a| *a == b"agent");
+        let under_root = args
+            .windows(2)
+            .any(|w| w[0] == b"--root" && w[1] == root.as_bytes());
+        if is_agent && under_root {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    }
 }
