@@ -232,6 +232,26 @@ impl Workspace {
         Ok(out)
     }
 
+    /// Starts the CLI with `args` without waiting, output discarded (for interrupting it).
+    pub fn spawn(&self, args: &[&str]) -> anyhow::Result<std::process::Child> {
+        let mut cmd = Command::new(&self.cli.path);
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("CHECKPOINT_DISABLE", "1")
+            .env_remove("TF_LOG")
+            .env_remove("TF_REATTACH_PROVIDERS")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd.spawn()
+            .with_context(|| format!("start {} {args:?}", self.cli))
+    }
+
     /// Runs the CLI and fails with its output unless it exits 0.
     pub fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = self.run(args)?;

@@ -464,3 +464,82 @@ fn gpus_are_disjoint_import_works_and_drift_recreates() {
     };
     run().unwrap_or_else(|e| panic!("{e:#}"));
 }
+
+#[test]
+fn ctrl_c_during_create_keeps_the_partial_cluster_in_state() {
+    let run = || -> anyhow::Result<()> {
+        let ws = Workspace::new(&newest_cli())?;
+        let logs = ws.path().join("logs");
+        ws.write_config(&cluster(
+            "manual { target_node_count = 2 }",
+            "sleep 60",
+            &logs,
+        ))?;
+        ws.init()?;
+        let mut apply = ws.spawn(&["apply", "-auto-approve", "-no-color"])?;
+        wait_for(
+            "nodes to start their setup task",
+            Duration::from_secs(60),
+            || {
+                let now = nodes(&ws.root)?;
+                Ok(now.len() == 2 && now.iter().all(|n| n.state == NodeState::Preparing))
+            },
+        )?;
+        // What Ctrl-C does: Terraform gets SIGINT and asks the provider to stop.
+        std::process::Command::new("kill")
+            .args(["-INT", &apply.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = apply.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = apply.kill();
+                anyhow::bail!("terraform did not stop after SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        ensure!(!status.success(), "an interrupted apply reported success");
+        // The half-created cluster is in state, so destroy can find and stop its nodes.
+        let listed = ws.ok(&["state", "list"])?;
+        ensure!(
+            listed.contains("batchai_cluster.gpu"),
+            "cluster missing from state: {listed}"
+        );
+        let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
+        ensure!(!pids.is_empty(), "no nodes to clean up");
+        ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
+        ensure!(
+            pids.iter().all(|p| !alive(*p)),
+            "node processes survived destroy: {pids:?}"
+        );
+        Ok(())
+    };
+    run().unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+#[test]
+fn a_setup_task_longer_than_the_heartbeat_timeout_is_not_mistaken_for_a_lost_node() {
+    let run = || -> anyhow::Result<()> {
+        let ws = Workspace::new(&newest_cli())?;
+        let logs = ws.path().join("logs");
+        // Longer than the 10 s after which a silent node counts as lost.
+        ws.write_config(&cluster(
+            "manual { target_node_count = 1 }",
+            "sleep 13; echo done",
+            &logs,
+        ))?;
+        ws.init()?;
+        ws.apply()?;
+        let now = nodes(&ws.root)?;
+        ensure!(
+            now.len() == 1 && now[0].id == "node-0",
+            "the node was replaced during setup: {now:?}"
+        );
+        ensure!(now[0].state == NodeState::Idle, "{now:?}");
+        ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
+        Ok(())
+    };
+    run().unwrap_or_else(|e| panic!("{e:#}"));
+}

@@ -55,6 +55,48 @@ pub fn signal_process(pid: u32, signal: i32) {
     }
 }
 
+/// Sends `signal` to every process in session `sid`: a node agent leads its own session, so
+/// this reaches the agent and everything it started, including setup tasks and work that run
+/// in process groups of their own.
+pub fn signal_session(sid: u32, signal: i32) {
+    if sid <= 1 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // Fields after the command: state, ppid, pgrp, session.
+        let session = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(3))
+            .and_then(|s| s.parse::<u32>().ok());
+        if session == Some(sid) {
+            signal_process(pid, signal);
+        }
+    }
+}
+
+/// True when `pid` is held by a running (not zombie) process.
+fn is_other_live_process(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
 /// True while `pid` is a live agent process for `node` (checked by command line, so a reused
 /// PID is never mistaken for the node).
 pub fn is_node_process(pid: u32, node: &str) -> bool {
@@ -152,10 +194,16 @@ impl LocalLauncher {
             .env_remove("TF_PLUGIN_MAGIC_COOKIE")
             .env_remove("PLUGIN_CLIENT_CERT");
         detach(&mut cmd);
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .map_err(|e| AgentError::io("start node agent", &self.exe, e))?;
-        Ok(child.id())
+        let pid = child.id();
+        // Whoever launched the node reaps it when it exits, so long-lived schedulers do not
+        // collect zombies. The node itself is independent of this process.
+        let _ = std::thread::Builder::new()
+            .name(format!("reap-{node}"))
+            .spawn(move || child.wait());
+        Ok(pid)
     }
 }
 
@@ -226,10 +274,12 @@ impl Launcher for LocalLauncher {
     }
 
     fn reap(&self, record: &NodeRecord) {
-        if let Some(pid) = record.pid
-            && is_node_process(pid, &record.id)
-        {
-            signal_group(pid, libc::SIGKILL);
+        if let Some(pid) = record.pid {
+            // A dead agent's session can outlive it (a setup task in its own process group).
+            // Its ID still names that session unless another live process has taken the PID.
+            if is_node_process(pid, &record.id) || !is_other_live_process(pid) {
+                signal_session(pid, libc::SIGKILL);
+            }
         }
         let dir = Self::node_dir(&self.root, &record.cluster, &record.id);
         let _ = std::fs::remove_dir_all(dir);
@@ -259,5 +309,50 @@ fn record_pid(store: &dyn Store, cluster: &str, node: &str, pid: u32) -> Result<
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alive(pid: u32) -> bool {
+        is_other_live_process(pid)
+    }
+
+    #[test]
+    fn a_dead_leaders_session_is_still_reachable() {
+        // A session leader that started a child in its own process group, then died.
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("sleep 300 & echo $!; exec sleep 300")
+            .stdout(Stdio::piped());
+        detach(&mut cmd);
+        let mut leader = cmd.spawn().unwrap_or_else(|e| panic!("{e}"));
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(
+                leader.stdout.take().unwrap_or_else(|| panic!("no stdout")),
+            ),
+            &mut line,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let child: u32 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        let sid = leader.id();
+        signal_process(sid, libc::SIGKILL);
+        let _ = leader.wait();
+        assert!(alive(child), "the child should outlive its leader");
+        signal_session(sid, libc::SIGKILL);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while alive(child) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            !alive(child),
+            "signal_session did not reach the orphaned child"
+        );
     }
 }

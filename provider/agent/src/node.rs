@@ -166,8 +166,32 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
     tracing::info!(node = %args.node, gpus = ?gpus, "registered");
 
     let env = setup::node_environment(&spec, &args.node, &mount_root, &gpus);
+    // Setup tasks may take minutes; the node keeps heartbeating meanwhile so it is not taken
+    // for lost, and a drain request or removal stops the setup task.
+    let preparing = Arc::new(AtomicBool::new(true));
+    let heartbeat = {
+        let store = store.clone();
+        let key = key.clone();
+        let preparing = preparing.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while preparing.load(Ordering::SeqCst) {
+                match update_record(&store, &key, |r| r.last_heartbeat_ms = records::now_ms()) {
+                    Ok(Some(r)) if !r.drain_requested => {}
+                    Ok(_) => stop.store(true, Ordering::SeqCst),
+                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                }
+                let next = Instant::now() + HEARTBEAT;
+                while preparing.load(Ordering::SeqCst) && Instant::now() < next {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
+    };
     let prepared = setup::realise_mounts(&spec.mounts, &mount_root)
         .and_then(|()| setup::run_setup_task(&spec, &args.node, &node_dir, &env, &stop));
+    preparing.store(false, Ordering::SeqCst);
+    let _ = heartbeat.join();
     let state = match &prepared {
         Ok(()) => NodeState::Idle,
         Err(error) => {

@@ -2,7 +2,7 @@
 //! directory store under `<root>/store`, node directories under `<root>/clusters/<name>/`.
 use std::time::Duration;
 
-use agent::launcher::{LocalLauncher, is_node_process, signal_group};
+use agent::launcher::{LocalLauncher, is_node_process, signal_group, signal_session};
 use agent::{Launcher as _, scheduler};
 use control::records::{self, ClusterSpec, ClusterStatus, NodeRecord, NodeState, Scale, keys};
 use control::{Condition, DirStore, Store, StoreError};
@@ -330,7 +330,7 @@ pub(super) async fn delete(platform: &LocalPlatform, name: &Name) -> Result<(), 
             for (pid, node) in &pids {
                 if is_node_process(*pid, node) {
                     tracing::warn!(node, pid, "node did not stop in time; killing it");
-                    signal_group(*pid, libc::SIGKILL);
+                    signal_session(*pid, libc::SIGKILL);
                 }
             }
             break;
