@@ -120,8 +120,10 @@ pub async fn serve<P: Provider>(provider: P, options: ServeOptions) -> Result<()
     let stop_signal = {
         let shutdown = shutdown.clone();
         let debug = options.mode == Mode::Debug;
+        let socket_dir = dir.clone();
+        let signals = Signals::install();
         async move {
-            wait_for_exit(shutdown, debug).await;
+            wait_for_exit(shutdown, debug, socket_dir, signals).await;
         }
     };
 
@@ -162,13 +164,36 @@ pub fn router<P: Provider>(
         .add_service(hpb::health_server::HealthServer::new(Health))
 }
 
+/// Signal handlers, installed before the handshake line: a Ctrl-C that reaches the process group
+/// right after Terraform starts the provider must not find the default action (exit) in place.
+struct Signals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+}
+
 /// SIGINT is ignored (Ctrl-C reaches the whole process group and Terraform follows it with
 /// StopProvider); the process ends on the controller's Shutdown or on SIGTERM. In debug mode a
 /// developer's Ctrl-C ends it.
-async fn wait_for_exit(shutdown: Arc<Notify>, debug: bool) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt()).ok();
-    let mut terminate = signal(SignalKind::terminate()).ok();
+async fn wait_for_exit(
+    shutdown: Arc<Notify>,
+    debug: bool,
+    socket_dir: PathBuf,
+    mut signals: Signals,
+) {
+    let Signals {
+        interrupt,
+        terminate,
+    } = &mut signals;
     loop {
         tokio::select! {
             () = shutdown.notified() => break,
@@ -183,8 +208,10 @@ async fn wait_for_exit(shutdown: Arc<Notify>, debug: bool) {
     }
     // Give the Shutdown response a moment to reach Terraform, then stop even if a client keeps
     // its connection open: go-plugin SIGKILLs after 2 s otherwise.
-    tokio::spawn(async {
+    tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(250)).await;
+        // The graceful path removes the socket too; this covers a shutdown that took longer.
+        let _ = std::fs::remove_dir_all(&socket_dir);
         std::process::exit(0);
     });
 }
