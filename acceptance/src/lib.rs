@@ -140,6 +140,18 @@ pub fn clis() -> Vec<Cli> {
     .clone()
 }
 
+/// Runs `test` against every CLI and fails with every CLI's error, not just the first.
+pub fn for_every_cli(test: impl Fn(&Cli) -> anyhow::Result<()>) {
+    let mut failures = Vec::new();
+    for cli in clis() {
+        eprintln!("--- {cli}");
+        if let Err(e) = test(&cli) {
+            failures.push(format!("{cli}: {e:#}"));
+        }
+    }
+    assert!(failures.is_empty(), "failed:\n{}", failures.join("\n\n"));
+}
+
 /// The newest CLI found, for tests that need only one.
 pub fn newest_cli() -> Cli {
     let mut all = clis();

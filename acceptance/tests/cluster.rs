@@ -5,7 +5,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use batchai_acceptance::{Cli, Workspace, clis, newest_cli, planned_actions, resource_values};
+use batchai_acceptance::{
+    Cli, Workspace, for_every_cli, newest_cli, planned_actions, resource_values,
+};
 use control::records::{self, NodeRecord, NodeState, keys};
 use control::{DirStore, Store as _};
 use serde_json::Value as Json;
@@ -205,6 +207,21 @@ fn lifecycle(cli: &Cli) -> anyhow::Result<()> {
         pids.len() == 2 && pids.iter().all(|p| alive(*p)),
         "{pids:?}"
     );
+    destroy_and_check_nothing_left(&ws)?;
+    ensure!(nodes(&ws.root)?.is_empty(), "node records left behind");
+    let store = DirStore::open(ws.root.join("store"))?;
+    ensure!(
+        store.list(&keys::cluster_prefix("gpu"))?.is_empty(),
+        "cluster keys left behind"
+    );
+    Ok(())
+}
+
+/// Destroys everything and checks that every node process the cluster had has ended and that
+/// no cluster directory is left. Returns the PIDs it checked.
+fn destroy_and_check_nothing_left(ws: &Workspace) -> anyhow::Result<Vec<u32>> {
+    let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
+    ensure!(!pids.is_empty(), "no node processes to check");
     ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
     ensure!(
         pids.iter().all(|p| !alive(*p)),
@@ -214,13 +231,7 @@ fn lifecycle(cli: &Cli) -> anyhow::Result<()> {
         !ws.root.join("clusters/gpu").exists(),
         "cluster directory left behind"
     );
-    ensure!(nodes(&ws.root)?.is_empty(), "node records left behind");
-    let store = DirStore::open(ws.root.join("store"))?;
-    ensure!(
-        store.list(&keys::cluster_prefix("gpu"))?.is_empty(),
-        "cluster keys left behind"
-    );
-    Ok(())
+    Ok(pids)
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -240,306 +251,256 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn create_mount_scale_autoscale_and_destroy() {
-    let mut failures = Vec::new();
-    for cli in clis() {
-        eprintln!("--- {cli}");
-        if let Err(e) = lifecycle(&cli) {
-            failures.push(format!("{cli}: {e:#}"));
-        }
-    }
-    assert!(failures.is_empty(), "failed:\n{}", failures.join("\n\n"));
+    for_every_cli(lifecycle);
 }
 
 #[test]
-fn a_killed_node_is_replaced_and_the_cluster_converges() {
-    let run = || -> anyhow::Result<()> {
-        let ws = Workspace::new(&newest_cli())?;
-        let logs = ws.path().join("logs");
-        ws.write_config(&cluster("manual { target_node_count = 2 }", SETUP, &logs))?;
-        ws.init()?;
-        ws.apply()?;
-        let before = nodes(&ws.root)?;
-        let victim = before.first().context("no node")?.clone();
-        let pid = victim.pid.context("no pid")?;
+fn a_killed_node_is_replaced_and_the_cluster_converges() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let logs = ws.path().join("logs");
+    ws.write_config(&cluster("manual { target_node_count = 2 }", SETUP, &logs))?;
+    ws.init()?;
+    ws.apply()?;
+    let before = nodes(&ws.root)?;
+    let victim = before.first().context("no node")?.clone();
+    let pid = victim.pid.context("no pid")?;
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()?;
+    // Lost after the heartbeat goes stale (10 s); a scheduler lease held by the victim
+    // expires after 15 s. Either way the survivor replaces it.
+    wait_for(
+        "the cluster to converge on 2 idle nodes",
+        Duration::from_secs(60),
+        || {
+            let now = nodes(&ws.root)?;
+            Ok(now.len() == 2
+                && now.iter().all(|n| n.state == NodeState::Idle)
+                && now.iter().all(|n| n.id != victim.id))
+        },
+    )?;
+    ensure!(!alive(pid), "the killed node is still running");
+    ensure!(
+        ws.plan_exit_code()? == 0,
+        "plan after convergence is not empty"
+    );
+    destroy_and_check_nothing_left(&ws)?;
+    Ok(())
+}
+
+#[test]
+fn a_failing_setup_task_is_a_diagnostic_and_nothing_leaks() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let logs = ws.path().join("logs");
+    ws.write_config(&cluster(
+        "manual { target_node_count = 1 }",
+        "echo cannot install drivers >&2; exit 3",
+        &logs,
+    ))?;
+    ws.init()?;
+    let out = ws.run(&["apply", "-auto-approve", "-no-color"])?;
+    ensure!(
+        !out.status.success(),
+        "apply succeeded despite the failing setup task"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(stderr.contains("setup task failed"), "{stderr}");
+    ensure!(stderr.contains("exit code 3"), "{stderr}");
+    ensure!(stderr.contains("cannot install drivers"), "{stderr}");
+    ensure!(
+        stderr.contains("stderr.txt"),
+        "the log path is missing: {stderr}"
+    );
+    // Saved and tainted, so nothing is forgotten and the next apply replaces it.
+    let plan = ws.plan_json()?;
+    ensure!(
+        planned_actions(&plan, "batchai_cluster.gpu") == ["delete", "create"],
+        "{plan}"
+    );
+    let state = ws.state_json()?;
+    let values = resource_values(&state, "batchai_cluster.gpu").context("cluster not in state")?;
+    ensure!(
+        values.pointer("/node_state_counts/unusable") == Some(&Json::from(1)),
+        "{values}"
+    );
+    ensure!(
+        values.to_string().contains("SetupTaskFailed"),
+        "errors missing: {values}"
+    );
+    destroy_and_check_nothing_left(&ws)?;
+    Ok(())
+}
+
+#[test]
+fn plan_time_diagnostics_point_at_the_attribute() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let logs = ws.path().join("logs");
+    let bad_path = cluster("manual { target_node_count = 1 }", SETUP, &logs).replace(
+        "relative_mount_path = \"data\"",
+        "relative_mount_path = \"../escape\"",
+    );
+    ws.write_config(&bad_path)?;
+    ws.init()?;
+    let out = ws.run(&["validate", "-json", "-no-color"])?;
+    let report: Json = serde_json::from_slice(&out.stdout)?;
+    let text = report.to_string();
+    ensure!(
+        text.contains("invalid relative_mount_path") && text.contains("relative_mount_path"),
+        "{text}"
+    );
+
+    let missing = cluster("manual { target_node_count = 1 }", SETUP, &logs)
+        .replace("batchai_file_server.data.id", "\"local/fileServers/nope\"");
+    ws.write_config(&missing)?;
+    let out = ws.run(&["plan", "-no-color"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && stderr.contains("file server not found"),
+        "{stderr}"
+    );
+    ensure!(stderr.contains("file_server_id"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn gpus_are_disjoint_import_works_and_drift_recreates() -> anyhow::Result<()> {
+    let mut ws = Workspace::new(&newest_cli())?;
+    // Pretend the machine has 4 GPUs; Standard_NC12 nodes get 2 each.
+    ws.env("BATCHAI_LOCAL_GPU_COUNT", "4");
+    let logs = ws.path().join("logs");
+    let setup = "echo $AZ_BATCHAI_NUM_GPUS/$CUDA_VISIBLE_DEVICES > $AZ_BATCHAI_MOUNT_ROOT/data/$AZ_BATCHAI_NODE_ID.gpus";
+    let config = cluster("manual { target_node_count = 2 }", setup, &logs)
+        .replace("Standard_NC6", "Standard_NC12");
+    ws.write_config(&config)?;
+    ws.init()?;
+    ws.apply()?;
+    let export = ws.root.join("fileservers/data/export");
+    let mut seen = Vec::new();
+    for node in nodes(&ws.root)? {
+        let text = std::fs::read_to_string(export.join(format!("{}.gpus", node.id)))?;
+        let (count, devices) = text.trim().split_once('/').context("bad gpu report")?;
+        ensure!(count == "2", "{}: {text}", node.id);
+        ensure!(node.gpus.len() == 2, "{node:?}");
+        for d in devices.split(',') {
+            ensure!(!seen.contains(&d.to_owned()), "GPU {d} given to two nodes");
+            seen.push(d.to_owned());
+        }
+    }
+    ensure!(seen.len() == 4, "{seen:?}");
+
+    // Import the cluster into another state: the plan is empty.
+    let other = ws.sibling()?;
+    other.write_config(&config)?;
+    other.init()?;
+    other.ok(&[
+        "import",
+        "-no-color",
+        "batchai_file_server.data",
+        "local/fileServers/data",
+    ])?;
+    other.ok(&[
+        "import",
+        "-no-color",
+        "batchai_cluster.gpu",
+        "local/clusters/gpu",
+    ])?;
+    ensure!(
+        other.plan_exit_code()? == 0,
+        "plan after import is not empty"
+    );
+
+    // Drift: the cluster is removed behind Terraform's back; the next plan re-creates it.
+    let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
+    for pid in &pids {
         std::process::Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status()?;
-        // Lost after the heartbeat goes stale (10 s); a scheduler lease held by the victim
-        // expires after 15 s. Either way the survivor replaces it.
-        wait_for(
-            "the cluster to converge on 2 idle nodes",
-            Duration::from_secs(60),
-            || {
-                let now = nodes(&ws.root)?;
-                Ok(now.len() == 2
-                    && now.iter().all(|n| n.state == NodeState::Idle)
-                    && now.iter().all(|n| n.id != victim.id))
-            },
-        )?;
-        ensure!(!alive(pid), "the killed node is still running");
-        ensure!(
-            ws.plan_exit_code()? == 0,
-            "plan after convergence is not empty"
-        );
-        let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
-        ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
-        ensure!(
-            pids.iter().all(|p| !alive(*p)),
-            "node processes survived destroy: {pids:?}"
-        );
-        Ok(())
-    };
-    run().unwrap_or_else(|e| panic!("{e:#}"));
+    }
+    let store = DirStore::open(ws.root.join("store"))?;
+    for key in store.list(&keys::cluster_prefix("gpu"))? {
+        let _ = store.delete(&key, control::Condition::Always, None);
+    }
+    let _ = store.put(
+        "local/gpus",
+        b"{\"format\":1,\"held\":{}}",
+        control::Condition::Always,
+        None,
+    );
+    let plan = ws.plan_json()?;
+    ensure!(
+        planned_actions(&plan, "batchai_cluster.gpu") == ["create"],
+        "drift: {plan}"
+    );
+    ws.apply()?;
+    ensure!(node_count(&ws.state_json()?) == 2, "not re-created");
+    destroy_and_check_nothing_left(&ws)?;
+    Ok(())
 }
 
 #[test]
-fn a_failing_setup_task_is_a_diagnostic_and_nothing_leaks() {
-    let run = || -> anyhow::Result<()> {
-        let ws = Workspace::new(&newest_cli())?;
-        let logs = ws.path().join("logs");
-        ws.write_config(&cluster(
-            "manual { target_node_count = 1 }",
-            "echo cannot install drivers >&2; exit 3",
-            &logs,
-        ))?;
-        ws.init()?;
-        let out = ws.run(&["apply", "-auto-approve", "-no-color"])?;
-        ensure!(
-            !out.status.success(),
-            "apply succeeded despite the failing setup task"
-        );
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        ensure!(stderr.contains("setup task failed"), "{stderr}");
-        ensure!(stderr.contains("exit code 3"), "{stderr}");
-        ensure!(stderr.contains("cannot install drivers"), "{stderr}");
-        ensure!(
-            stderr.contains("stderr.txt"),
-            "the log path is missing: {stderr}"
-        );
-        // Saved and tainted, so nothing is forgotten and the next apply replaces it.
-        let plan = ws.plan_json()?;
-        ensure!(
-            planned_actions(&plan, "batchai_cluster.gpu") == ["delete", "create"],
-            "{plan}"
-        );
-        let state = ws.state_json()?;
-        let values =
-            resource_values(&state, "batchai_cluster.gpu").context("cluster not in state")?;
-        ensure!(
-            values.pointer("/node_state_counts/unusable") == Some(&Json::from(1)),
-            "{values}"
-        );
-        ensure!(
-            values.to_string().contains("SetupTaskFailed"),
-            "errors missing: {values}"
-        );
-        let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
-        ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
-        ensure!(
-            pids.iter().all(|p| !alive(*p)),
-            "node processes survived destroy: {pids:?}"
-        );
-        ensure!(
-            !ws.root.join("clusters/gpu").exists(),
-            "cluster directory left behind"
-        );
-        Ok(())
-    };
-    run().unwrap_or_else(|e| panic!("{e:#}"));
-}
-
-#[test]
-fn plan_time_diagnostics_point_at_the_attribute() {
-    let run = || -> anyhow::Result<()> {
-        let ws = Workspace::new(&newest_cli())?;
-        let logs = ws.path().join("logs");
-        let bad_path = cluster("manual { target_node_count = 1 }", SETUP, &logs).replace(
-            "relative_mount_path = \"data\"",
-            "relative_mount_path = \"../escape\"",
-        );
-        ws.write_config(&bad_path)?;
-        ws.init()?;
-        let out = ws.run(&["validate", "-json", "-no-color"])?;
-        let report: Json = serde_json::from_slice(&out.stdout)?;
-        let text = report.to_string();
-        ensure!(
-            text.contains("invalid relative_mount_path") && text.contains("relative_mount_path"),
-            "{text}"
-        );
-
-        let missing = cluster("manual { target_node_count = 1 }", SETUP, &logs)
-            .replace("batchai_file_server.data.id", "\"local/fileServers/nope\"");
-        ws.write_config(&missing)?;
-        let out = ws.run(&["plan", "-no-color"])?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        ensure!(
-            !out.status.success() && stderr.contains("file server not found"),
-            "{stderr}"
-        );
-        ensure!(stderr.contains("file_server_id"), "{stderr}");
-        Ok(())
-    };
-    run().unwrap_or_else(|e| panic!("{e:#}"));
-}
-
-#[test]
-fn gpus_are_disjoint_import_works_and_drift_recreates() {
-    let run = || -> anyhow::Result<()> {
-        let mut ws = Workspace::new(&newest_cli())?;
-        // Pretend the machine has 4 GPUs; Standard_NC12 nodes get 2 each.
-        ws.env("BATCHAI_LOCAL_GPU_COUNT", "4");
-        let logs = ws.path().join("logs");
-        let setup = "echo $AZ_BATCHAI_NUM_GPUS/$CUDA_VISIBLE_DEVICES > $AZ_BATCHAI_MOUNT_ROOT/data/$AZ_BATCHAI_NODE_ID.gpus";
-        let config = cluster("manual { target_node_count = 2 }", setup, &logs)
-            .replace("Standard_NC6", "Standard_NC12");
-        ws.write_config(&config)?;
-        ws.init()?;
-        ws.apply()?;
-        let export = ws.root.join("fileservers/data/export");
-        let mut seen = Vec::new();
-        for node in nodes(&ws.root)? {
-            let text = std::fs::read_to_string(export.join(format!("{}.gpus", node.id)))?;
-            let (count, devices) = text.trim().split_once('/').context("bad gpu report")?;
-            ensure!(count == "2", "{}: {text}", node.id);
-            ensure!(node.gpus.len() == 2, "{node:?}");
-            for d in devices.split(',') {
-                ensure!(!seen.contains(&d.to_owned()), "GPU {d} given to two nodes");
-                seen.push(d.to_owned());
-            }
+fn ctrl_c_during_create_keeps_the_partial_cluster_in_state() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let logs = ws.path().join("logs");
+    ws.write_config(&cluster(
+        "manual { target_node_count = 2 }",
+        "sleep 60",
+        &logs,
+    ))?;
+    ws.init()?;
+    let mut apply = ws.spawn(&["apply", "-auto-approve", "-no-color"])?;
+    wait_for(
+        "nodes to start their setup task",
+        Duration::from_secs(60),
+        || {
+            let now = nodes(&ws.root)?;
+            Ok(now.len() == 2 && now.iter().all(|n| n.state == NodeState::Preparing))
+        },
+    )?;
+    // What Ctrl-C does: Terraform gets SIGINT and asks the provider to stop.
+    std::process::Command::new("kill")
+        .args(["-INT", &apply.id().to_string()])
+        .status()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = apply.try_wait()? {
+            break status;
         }
-        ensure!(seen.len() == 4, "{seen:?}");
-
-        // Import the cluster into another state: the plan is empty.
-        let other = ws.sibling()?;
-        other.write_config(&config)?;
-        other.init()?;
-        other.ok(&[
-            "import",
-            "-no-color",
-            "batchai_file_server.data",
-            "local/fileServers/data",
-        ])?;
-        other.ok(&[
-            "import",
-            "-no-color",
-            "batchai_cluster.gpu",
-            "local/clusters/gpu",
-        ])?;
-        ensure!(
-            other.plan_exit_code()? == 0,
-            "plan after import is not empty"
-        );
-
-        // Drift: the cluster is removed behind Terraform's back; the next plan re-creates it.
-        let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
-        for pid in &pids {
-            std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status()?;
+        if Instant::now() > deadline {
+            let _ = apply.kill();
+            anyhow::bail!("terraform did not stop after SIGINT");
         }
-        let store = DirStore::open(ws.root.join("store"))?;
-        for key in store.list(&keys::cluster_prefix("gpu"))? {
-            let _ = store.delete(&key, control::Condition::Always, None);
-        }
-        let _ = store.put(
-            "local/gpus",
-            b"{\"format\":1,\"held\":{}}",
-            control::Condition::Always,
-            None,
-        );
-        let plan = ws.plan_json()?;
-        ensure!(
-            planned_actions(&plan, "batchai_cluster.gpu") == ["create"],
-            "drift: {plan}"
-        );
-        ws.apply()?;
-        ensure!(node_count(&ws.state_json()?) == 2, "not re-created");
-        let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
-        ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
-        ensure!(
-            pids.iter().all(|p| !alive(*p)),
-            "node processes survived destroy: {pids:?}"
-        );
-        Ok(())
+        std::thread::sleep(Duration::from_millis(100));
     };
-    run().unwrap_or_else(|e| panic!("{e:#}"));
+    ensure!(!status.success(), "an interrupted apply reported success");
+    // The half-created cluster is in state, so destroy can find and stop its nodes.
+    let listed = ws.ok(&["state", "list"])?;
+    ensure!(
+        listed.contains("batchai_cluster.gpu"),
+        "cluster missing from state: {listed}"
+    );
+    destroy_and_check_nothing_left(&ws)?;
+    Ok(())
 }
 
 #[test]
-fn ctrl_c_during_create_keeps_the_partial_cluster_in_state() {
-    let run = || -> anyhow::Result<()> {
-        let ws = Workspace::new(&newest_cli())?;
-        let logs = ws.path().join("logs");
-        ws.write_config(&cluster(
-            "manual { target_node_count = 2 }",
-            "sleep 60",
-            &logs,
-        ))?;
-        ws.init()?;
-        let mut apply = ws.spawn(&["apply", "-auto-approve", "-no-color"])?;
-        wait_for(
-            "nodes to start their setup task",
-            Duration::from_secs(60),
-            || {
-                let now = nodes(&ws.root)?;
-                Ok(now.len() == 2 && now.iter().all(|n| n.state == NodeState::Preparing))
-            },
-        )?;
-        // What Ctrl-C does: Terraform gets SIGINT and asks the provider to stop.
-        std::process::Command::new("kill")
-            .args(["-INT", &apply.id().to_string()])
-            .status()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = apply.try_wait()? {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = apply.kill();
-                anyhow::bail!("terraform did not stop after SIGINT");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        ensure!(!status.success(), "an interrupted apply reported success");
-        // The half-created cluster is in state, so destroy can find and stop its nodes.
-        let listed = ws.ok(&["state", "list"])?;
-        ensure!(
-            listed.contains("batchai_cluster.gpu"),
-            "cluster missing from state: {listed}"
-        );
-        let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
-        ensure!(!pids.is_empty(), "no nodes to clean up");
-        ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
-        ensure!(
-            pids.iter().all(|p| !alive(*p)),
-            "node processes survived destroy: {pids:?}"
-        );
-        Ok(())
-    };
-    run().unwrap_or_else(|e| panic!("{e:#}"));
-}
-
-#[test]
-fn a_setup_task_longer_than_the_heartbeat_timeout_is_not_mistaken_for_a_lost_node() {
-    let run = || -> anyhow::Result<()> {
-        let ws = Workspace::new(&newest_cli())?;
-        let logs = ws.path().join("logs");
-        // Longer than the 10 s after which a silent node counts as lost.
-        ws.write_config(&cluster(
-            "manual { target_node_count = 1 }",
-            "sleep 13; echo done",
-            &logs,
-        ))?;
-        ws.init()?;
-        ws.apply()?;
-        let now = nodes(&ws.root)?;
-        ensure!(
-            now.len() == 1 && now[0].id == "node-0",
-            "the node was replaced during setup: {now:?}"
-        );
-        ensure!(now[0].state == NodeState::Idle, "{now:?}");
-        ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
-        Ok(())
-    };
-    run().unwrap_or_else(|e| panic!("{e:#}"));
+fn a_setup_task_longer_than_the_heartbeat_timeout_is_not_mistaken_for_a_lost_node()
+-> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let logs = ws.path().join("logs");
+    // Longer than the 10 s after which a silent node counts as lost.
+    ws.write_config(&cluster(
+        "manual { target_node_count = 1 }",
+        "sleep 13; echo done",
+        &logs,
+    ))?;
+    ws.init()?;
+    ws.apply()?;
+    let now = nodes(&ws.root)?;
+    ensure!(
+        now.len() == 1 && now[0].id == "node-0",
+        "the node was replaced during setup: {now:?}"
+    );
+    ensure!(now[0].state == NodeState::Idle, "{now:?}");
+    ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
+    Ok(())
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use batchai_acceptance::{Cli, Workspace, clis, planned_actions, resource_values};
+use batchai_acceptance::{Workspace, for_every_cli, planned_actions, resource_values};
 use serde_json::Value as Json;
 
 fn file_server(name: &str, vm_size: &str) -> String {
@@ -24,17 +24,6 @@ fn file_server(name: &str, vm_size: &str) -> String {
 }}
 "#
     )
-}
-
-fn for_every_cli(test: impl Fn(&Cli) -> anyhow::Result<()>) {
-    let mut failures = Vec::new();
-    for cli in clis() {
-        eprintln!("--- {cli}");
-        if let Err(e) = test(&cli) {
-            failures.push(format!("{cli}: {e:#}"));
-        }
-    }
-    assert!(failures.is_empty(), "failed:\n{}", failures.join("\n\n"));
 }
 
 fn str_at<'a>(values: &'a Json, pointer: &str) -> &'a str {

@@ -136,27 +136,17 @@ pub fn allocate(
 
 /// Frees every GPU `owner` holds.
 pub fn release(store: &dyn Store, owner: &str) -> Result<(), AgentError> {
-    loop {
-        let Some(current) = store.get(keys::GPU_ALLOCATIONS)? else {
-            return Ok(());
-        };
-        let mut alloc: Allocations = control::records::decode("gpu allocations", &current.data)?;
-        let before = alloc.held.len();
-        alloc.held.retain(|_, holder| holder != owner);
-        if alloc.held.len() == before {
-            return Ok(());
-        }
-        match store.put(
-            keys::GPU_ALLOCATIONS,
-            &control::records::encode(&alloc),
-            Condition::IfMatch(current.etag),
-            None,
-        ) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_conflict() => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    control::records::update(
+        store,
+        keys::GPU_ALLOCATIONS,
+        "gpu allocations",
+        |a: &mut Allocations| {
+            let before = a.held.len();
+            a.held.retain(|_, holder| holder != owner);
+            a.held.len() != before
+        },
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

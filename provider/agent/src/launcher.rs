@@ -281,35 +281,24 @@ impl Launcher for LocalLauncher {
                 signal_session(pid, libc::SIGKILL);
             }
         }
-        let dir = Self::node_dir(&self.root, &record.cluster, &record.id);
-        let _ = std::fs::remove_dir_all(dir);
+        // The node's directory stays: its agent log and setup logs explain why it was lost.
+        // Destroying the cluster removes it.
     }
 }
 
 /// Records the PID of a just-started node unless its agent already did.
 fn record_pid(store: &dyn Store, cluster: &str, node: &str, pid: u32) -> Result<(), AgentError> {
-    let key = keys::node(cluster, node);
-    loop {
-        let Some(current) = store.get(&key)? else {
-            return Ok(());
-        };
-        let mut record: NodeRecord = records::decode("node record", &current.data)?;
-        if record.pid.is_some() {
-            return Ok(());
-        }
-        record.pid = Some(pid);
-        match store.put(
-            &key,
-            &records::encode(&record),
-            Condition::IfMatch(current.etag),
-            None,
-        ) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_conflict() => continue,
-            Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-    }
+    records::update(
+        store,
+        &keys::node(cluster, node),
+        "node record",
+        |r: &mut NodeRecord| {
+            let unset = r.pid.is_none();
+            r.pid.get_or_insert(pid);
+            unset
+        },
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ pub enum AgentError {
     Store(#[from] control::StoreError),
     #[error(transparent)]
     Record(#[from] control::records::RecordError),
+    #[error(transparent)]
+    Update(#[from] control::records::UpdateError),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,

@@ -50,24 +50,10 @@ fn update_record(
     key: &str,
     change: impl Fn(&mut NodeRecord),
 ) -> Result<Option<NodeRecord>, AgentError> {
-    loop {
-        let Some(current) = store.get(key)? else {
-            return Ok(None);
-        };
-        let mut record: NodeRecord = records::decode("node record", &current.data)?;
-        change(&mut record);
-        match store.put(
-            key,
-            &records::encode(&record),
-            Condition::IfMatch(current.etag),
-            None,
-        ) {
-            Ok(_) => return Ok(Some(record)),
-            Err(e) if e.is_conflict() => continue,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-    }
+    Ok(records::update(store, key, "node record", |r| {
+        change(r);
+        true
+    })?)
 }
 
 /// Waits up to `duration`, returning early when `stop` is set.

@@ -190,24 +190,11 @@ pub fn reconcile(
 /// Asks a node to drain and leave. False if the node is already gone.
 pub fn request_drain(store: &dyn Store, cluster: &str, node: &str) -> Result<bool, AgentError> {
     let key = keys::node(cluster, node);
-    loop {
-        let Some(current) = store.get(&key)? else {
-            return Ok(false);
-        };
-        let mut record: NodeRecord = records::decode("node record", &current.data)?;
-        record.drain_requested = true;
-        match store.put(
-            &key,
-            &records::encode(&record),
-            Condition::IfMatch(current.etag),
-            None,
-        ) {
-            Ok(_) => return Ok(true),
-            Err(e) if e.is_conflict() => continue,
-            Err(e) if e.is_not_found() => return Ok(false),
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let updated = records::update(store, &key, "node record", |r: &mut NodeRecord| {
+        r.drain_requested = true;
+        true
+    })?;
+    Ok(updated.is_some())
 }
 
 #[cfg(test)]

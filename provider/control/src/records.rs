@@ -47,6 +47,46 @@ pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     serde_json::to_vec_pretty(record).unwrap_or_default()
 }
 
+/// Reading or rewriting a record failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(transparent)]
+    Store(#[from] crate::StoreError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}
+
+/// Applies `change` to the record at `key` with compare-and-swap, retrying when another writer
+/// got there first. `change` returns false to leave the record as it is. `Ok(None)` when there
+/// is no record (or it disappears meanwhile); otherwise the record as it now stands.
+pub fn update<T: Serialize + DeserializeOwned>(
+    store: &dyn crate::Store,
+    key: &str,
+    what: &'static str,
+    mut change: impl FnMut(&mut T) -> bool,
+) -> Result<Option<T>, UpdateError> {
+    loop {
+        let Some(current) = store.get(key)? else {
+            return Ok(None);
+        };
+        let mut record: T = decode(what, &current.data)?;
+        if !change(&mut record) {
+            return Ok(Some(record));
+        }
+        match store.put(
+            key,
+            &encode(&record),
+            crate::Condition::IfMatch(current.etag),
+            None,
+        ) {
+            Ok(_) => return Ok(Some(record)),
+            Err(e) if e.is_conflict() => continue,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch: the clock every process on a platform shares.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -100,14 +140,6 @@ impl DeallocationOption {
             "terminate" => Some(Self::Terminate),
             "waitforjobcompletion" => Some(Self::Waitforjobcompletion),
             _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Requeue => "requeue",
-            Self::Terminate => "terminate",
-            Self::Waitforjobcompletion => "waitforjobcompletion",
         }
     }
 }
@@ -263,6 +295,53 @@ mod tests {
         let ok = br#"{"format": 1, "desired_node_count": 3, "last_active_ms": 0}"#;
         let status: Option<ClusterStatus> = decode("cluster status", ok).ok();
         assert_eq!(status.map(|s| s.desired_node_count), Some(3));
+    }
+
+    #[test]
+    fn update_retries_and_reports_missing_records() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = crate::DirStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let missing = update::<ClusterStatus>(&store, "status", "status", |_| true);
+        assert!(matches!(missing, Ok(None)));
+        let start = ClusterStatus {
+            format: FORMAT,
+            desired_node_count: 1,
+            last_active_ms: 0,
+        };
+        crate::Store::put(
+            &store,
+            "status",
+            &encode(&start),
+            crate::Condition::Always,
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut calls = 0;
+        let updated = update::<ClusterStatus>(&store, "status", "status", |s| {
+            calls += 1;
+            if calls == 1 {
+                // Another writer changes the record between this read and its write.
+                let other = ClusterStatus {
+                    desired_node_count: 7,
+                    ..start.clone()
+                };
+                crate::Store::put(
+                    &store,
+                    "status",
+                    &encode(&other),
+                    crate::Condition::Always,
+                    None,
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+            }
+            s.desired_node_count += 1;
+            true
+        });
+        assert_eq!(calls, 2, "a conflict must be retried on the new value");
+        assert_eq!(
+            updated.ok().flatten().map(|s| s.desired_node_count),
+            Some(8)
+        );
     }
 
     #[test]

@@ -231,43 +231,29 @@ pub(super) async fn update_scale(
 ) -> Result<ClusterView, PlatformError> {
     let name = name.as_str();
     let store = open_store(platform, "update", name)?;
-    loop {
-        let Some(current) = store
-            .get(&keys::spec(name))
-            .map_err(|e| failed("update", name, e))?
-        else {
-            return Err(failed("update", name, "the cluster does not exist"));
-        };
-        let mut spec: ClusterSpec = records::decode("cluster spec", &current.data)
-            .map_err(|e| failed("update", name, e))?;
-        spec.scale = scale.clone();
-        match store.put(
-            &keys::spec(name),
-            &records::encode(&spec),
-            Condition::IfMatch(current.etag),
-            None,
-        ) {
-            Ok(_) => break,
-            Err(e) if e.is_conflict() => continue,
-            Err(e) => return Err(failed("update", name, e)),
-        }
+    let updated = records::update(
+        &store,
+        &keys::spec(name),
+        "cluster spec",
+        |spec: &mut ClusterSpec| {
+            spec.scale = scale.clone();
+            true
+        },
+    )
+    .map_err(|e| failed("update", name, e))?;
+    if updated.is_none() {
+        return Err(failed("update", name, "the cluster does not exist"));
     }
-    if let Some(v) = store
-        .get(&resource_key(name))
-        .map_err(|e| failed("update", name, e))?
-    {
-        let mut record: ResourceRecord =
-            records::decode("cluster resource", &v.data).map_err(|e| failed("update", name, e))?;
-        record.resource = resource.clone();
-        store
-            .put(
-                &resource_key(name),
-                &records::encode(&record),
-                Condition::Always,
-                None,
-            )
-            .map_err(|e| failed("update", name, e))?;
-    }
+    records::update(
+        &store,
+        &resource_key(name),
+        "cluster resource",
+        |r: &mut ResourceRecord| {
+            r.resource = resource.clone();
+            true
+        },
+    )
+    .map_err(|e| failed("update", name, e))?;
     // Switching scale modes starts from the new settings' initial size; staying in auto-scale
     // keeps the current size within the new bounds.
     let status = ClusterStatus {
@@ -290,25 +276,16 @@ pub(super) async fn delete(platform: &LocalPlatform, name: &Name) -> Result<(), 
     let name = name.as_str();
     let store = open_store(platform, "delete", name)?;
     // Mark the cluster deleting first, so no scheduler launches replacements meanwhile.
-    while let Some(current) = store
-        .get(&keys::spec(name))
-        .map_err(|e| failed("delete", name, e))?
-    {
-        let mut spec: ClusterSpec = records::decode("cluster spec", &current.data)
-            .map_err(|e| failed("delete", name, e))?;
-        spec.deleting = true;
-        match store.put(
-            &keys::spec(name),
-            &records::encode(&spec),
-            Condition::IfMatch(current.etag),
-            None,
-        ) {
-            Ok(_) => break,
-            Err(e) if e.is_conflict() => continue,
-            Err(e) if e.is_not_found() => break,
-            Err(e) => return Err(failed("delete", name, e)),
-        }
-    }
+    records::update(
+        &store,
+        &keys::spec(name),
+        "cluster spec",
+        |spec: &mut ClusterSpec| {
+            spec.deleting = true;
+            true
+        },
+    )
+    .map_err(|e| failed("delete", name, e))?;
     let nodes: Vec<NodeRecord> = scheduler::nodes(&store, name)
         .map_err(|e| failed("delete", name, e))?
         .into_iter()
