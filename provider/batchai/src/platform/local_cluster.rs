@@ -105,10 +105,24 @@ pub(super) async fn create(
             None,
         )
         .map_err(|e| failed("create", name, e))?;
-    let desired = initial_count(&spec.scale);
+    let desired = reset_status(&store, name, &spec.scale, "create")?;
+    launcher(platform)
+        .launch(&store, spec, desired)
+        .map_err(|e| failed("create", name, e))?;
+    wait_until_settled(platform, &store, name, "create").await
+}
+
+/// Sets the cluster's desired node count to the initial size of `scale`, with activity starting
+/// now (so an auto-scale idle timeout counts from here). Returns that count.
+fn reset_status(
+    store: &DirStore,
+    name: &str,
+    scale: &Scale,
+    operation: &'static str,
+) -> Result<u32, PlatformError> {
     let status = ClusterStatus {
         format: records::FORMAT,
-        desired_node_count: desired,
+        desired_node_count: initial_count(scale),
         last_active_ms: records::now_ms(),
     };
     store
@@ -118,11 +132,8 @@ pub(super) async fn create(
             Condition::Always,
             None,
         )
-        .map_err(|e| failed("create", name, e))?;
-    launcher(platform)
-        .launch(&store, spec, desired)
-        .map_err(|e| failed("create", name, e))?;
-    wait_until_settled(platform, &store, name, "create").await
+        .map_err(|e| failed(operation, name, e))?;
+    Ok(status.desired_node_count)
 }
 
 /// Waits until the node count matches the desired count and every node has finished
@@ -254,21 +265,9 @@ pub(super) async fn update_scale(
         },
     )
     .map_err(|e| failed("update", name, e))?;
-    // Switching scale modes starts from the new settings' initial size; staying in auto-scale
-    // keeps the current size within the new bounds.
-    let status = ClusterStatus {
-        format: records::FORMAT,
-        desired_node_count: initial_count(scale),
-        last_active_ms: records::now_ms(),
-    };
-    store
-        .put(
-            &keys::status(name),
-            &records::encode(&status),
-            Condition::Always,
-            None,
-        )
-        .map_err(|e| failed("update", name, e))?;
+    // New scale settings start over from their initial size (the target for manual scale);
+    // the scheduler takes it from there.
+    reset_status(&store, name, scale, "update")?;
     wait_until_settled(platform, &store, name, "update").await
 }
 
