@@ -258,6 +258,7 @@ impl Launcher for LocalLauncher {
                 last_heartbeat_ms: 0,
                 errors: Vec::new(),
                 drain_requested: false,
+                job: None,
             };
             store.put(
                 &keys::node(&spec.name, id),

@@ -1,19 +1,25 @@
 //! The node agent: runs on every node of a cluster, prepares it (mounts, setup task), reports
 //! its state by heartbeat, and (on one node, elected by lease) schedules and scales the cluster.
 //! It knows nothing about Terraform; it talks to the provider only through the control store.
+pub mod dispatch;
+pub mod execute;
 pub mod gpu;
 pub mod launcher;
 pub mod node;
 pub mod placement;
 pub mod scheduler;
 pub mod setup;
+pub mod toolkit;
 
 use std::time::Duration;
 
 pub use launcher::{Launcher, LocalLauncher};
 pub use node::{NodeArgs, run_node};
 
-/// How often a node heartbeats and the scheduler ticks.
+/// How often a node looks for new work and the scheduler for queued jobs: the floor of dispatch
+/// latency. Both are single small reads.
+pub const TICK: Duration = Duration::from_millis(50);
+/// How often a node heartbeats and the scheduler reconciles the whole cluster.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node whose last heartbeat is older than this is lost.
 pub const STALE_AFTER_MS: u64 = 10_000;

@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use control::jobs::Assignment;
 use control::records::{
     self, ClusterSpec, DeallocationOption, NodeError, NodeRecord, NodeState, keys,
 };
 use control::{Condition, DirStore, LeaseId, Store, StoreError};
 
+use crate::execute::{Execution, NodeContext, Stop};
 use crate::launcher::LocalLauncher;
-use crate::{AgentError, HEARTBEAT, SCHEDULER_LEASE, gpu, scheduler, setup};
+use crate::{AgentError, HEARTBEAT, SCHEDULER_LEASE, TICK, gpu, scheduler, setup};
 
 /// What the agent is started with (`terraform-provider-batchai agent --root R --cluster C --node N`).
 #[derive(Debug, Clone)]
@@ -54,14 +56,6 @@ fn update_record(
         change(r);
         true
     })?)
-}
-
-/// Waits up to `duration`, returning early when `stop` is set.
-fn sleep_unless(stop: &AtomicBool, duration: Duration) {
-    let deadline = Instant::now() + duration;
-    while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(100).min(deadline - Instant::now()));
-    }
 }
 
 /// The scheduler role: held while this node owns the cluster's scheduler lease.
@@ -198,51 +192,153 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         key: keys::scheduler(&args.cluster),
         lease: None,
     };
-    let result = heartbeat_loop(&store, &launcher, &args, &key, &stop, &mut election);
-    election.release(&store);
-    leave(
+    let ctx = Arc::new(NodeContext {
+        root: args.root.clone(),
+        cluster: args.cluster.clone(),
+        node: args.node.clone(),
+        node_dir: node_dir.clone(),
+        mount_root: mount_root.clone(),
+        env,
+        exe: args.exe.clone(),
+    });
+    let action = drain_action(spec.scale.deallocation());
+    let result = node_loop(
         &store,
+        &launcher,
+        &args,
         &key,
-        &owner,
-        drain_action(spec.scale.deallocation()),
+        &stop,
+        &mut election,
+        &ctx,
+        action,
     );
+    election.release(&store);
+    leave(&store, &key, &owner, action);
     result
 }
 
-fn heartbeat_loop(
-    store: &dyn Store,
+/// Tells the scheduler to look at the queue now (a node freed up, a job was queued).
+pub fn wake_scheduler(store: &dyn Store, cluster: &str, why: &str) {
+    let _ = store.put(
+        &keys::queue_mark(cluster, why),
+        b"{}",
+        Condition::Always,
+        None,
+    );
+}
+
+/// The node's life after preparation: heartbeats, its job attempts, drain, and (while it holds
+/// the lease) the scheduler's duties. It looks for new work every [`TICK`].
+#[allow(clippy::too_many_arguments)]
+fn node_loop(
+    store: &DirStore,
     launcher: &LocalLauncher,
     args: &NodeArgs,
     key: &str,
     stop: &AtomicBool,
     election: &mut Election,
+    ctx: &Arc<NodeContext>,
+    action: DrainAction,
 ) -> Result<(), AgentError> {
+    let mut execution: Option<Execution> = None;
+    let mut last_done: Option<Assignment> = None;
+    let mut draining = false;
+    let mut removed = false;
+    let mut next_heartbeat = Instant::now();
+    let mut next_reconcile = Instant::now();
     loop {
-        if stop.load(Ordering::SeqCst) {
-            tracing::info!(node = %args.node, "SIGTERM: draining");
-            return Ok(());
+        if let Some(done) = execution.take_if(|e| e.is_finished()) {
+            let assignment = done.assignment.clone();
+            done.join();
+            update_record(store, key, |r| {
+                if r.job.as_ref() == Some(&assignment) {
+                    r.job = None;
+                }
+                if r.state == NodeState::Running {
+                    r.state = NodeState::Idle;
+                }
+            })?;
+            wake_scheduler(store, &args.cluster, &format!("~{}", args.node));
+            last_done = Some(assignment);
         }
-        let record = update_record(store, key, |r| r.last_heartbeat_ms = records::now_ms())?;
-        let Some(record) = record else {
-            tracing::info!(node = %args.node, "record removed: leaving");
-            return Ok(());
+        if stop.load(Ordering::SeqCst) && !draining {
+            tracing::info!(node = %args.node, ?action, "SIGTERM: draining");
+            draining = true;
+            // Marked so that no scheduler hands this node new work while it drains.
+            update_record(store, key, |r| r.drain_requested = true)?;
+        }
+        if draining || removed {
+            match &execution {
+                None => return Ok(()),
+                Some(e) if removed => e.stop(Stop::Requeue),
+                Some(e) => match action {
+                    DrainAction::WaitForCompletion => {}
+                    DrainAction::StopAndRequeue => e.stop(Stop::Requeue),
+                    DrainAction::StopAndTerminate => e.stop(Stop::Terminate),
+                },
+            }
+        }
+
+        let now = Instant::now();
+        let record = if removed {
+            None
+        } else if now >= next_heartbeat {
+            next_heartbeat = now + HEARTBEAT;
+            update_record(store, key, |r| r.last_heartbeat_ms = records::now_ms())?
+        } else {
+            match store.get(key)? {
+                Some(v) => Some(records::decode::<NodeRecord>("node record", &v.data)?),
+                None => None,
+            }
         };
-        if record.drain_requested {
-            tracing::info!(node = %args.node, "drain requested by the scheduler");
-            return Ok(());
+        match &record {
+            None if !removed => {
+                tracing::info!(node = %args.node, "record removed: leaving");
+                removed = true;
+                continue;
+            }
+            Some(r) if r.drain_requested && !draining => {
+                tracing::info!(node = %args.node, ?action, "drain requested by the scheduler");
+                draining = true;
+                continue;
+            }
+            _ => {}
         }
-        election.tick(store);
-        if election.lease.is_some()
-            && let Err(e) = scheduler::reconcile(store, launcher, &args.cluster)
+        if let Some(assignment) = record.as_ref().and_then(|r| r.job.clone())
+            && execution.is_none()
+            && !draining
+            && last_done.as_ref() != Some(&assignment)
         {
-            tracing::warn!(error = %e, "scheduling pass failed");
+            update_record(store, key, |r| {
+                if r.job.as_ref() == Some(&assignment) {
+                    r.state = NodeState::Running;
+                }
+            })?;
+            execution = Some(Execution::start(ctx.clone(), store.clone(), assignment));
         }
-        sleep_unless(stop, HEARTBEAT);
+
+        if !removed {
+            if now >= next_reconcile {
+                next_reconcile = now + HEARTBEAT;
+                election.tick(store);
+                if election.lease.is_some()
+                    && let Err(e) = scheduler::reconcile(store, launcher, &args.cluster)
+                {
+                    tracing::warn!(error = %e, "scheduling pass failed");
+                }
+            } else if election.lease.is_some()
+                && !store.list(&keys::queue_prefix(&args.cluster))?.is_empty()
+                && let Err(e) = scheduler::dispatch_now(store, &args.cluster)
+            {
+                tracing::warn!(error = %e, "dispatch pass failed");
+            }
+        }
+        std::thread::sleep(TICK);
     }
 }
 
-/// Leaves the cluster: with no work running, every deallocation option ends the same way, so
-/// the node marks itself leaving, frees its GPUs and removes its record.
+/// Leaves the cluster once its work is settled (finished, requeued or terminated per the
+/// deallocation option): the node marks itself leaving, frees its GPUs and removes its record.
 fn leave(store: &dyn Store, key: &str, owner: &str, action: DrainAction) {
     tracing::info!(?action, "leaving");
     let _ = update_record(store, key, |r| r.state = NodeState::Leaving);

@@ -6,13 +6,7 @@
 //! table-drive it.
 use std::collections::BTreeSet;
 
-/// Scheduling priority, as Batch AI's `schedulingPriority`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Priority {
-    Low,
-    Normal,
-    High,
-}
+pub use control::jobs::Priority;
 
 /// A job waiting for nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]

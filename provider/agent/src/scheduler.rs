@@ -82,6 +82,7 @@ pub struct Outcome {
     pub launched: Vec<String>,
     pub drained: Vec<String>,
     pub reaped: Vec<String>,
+    pub jobs: crate::dispatch::Pass,
 }
 
 /// Reads every node record of a cluster with its ETag.
@@ -96,12 +97,6 @@ pub fn nodes(
         }
     }
     Ok(out)
-}
-
-/// Demand for nodes from queued and running work. Jobs arrive with the job scheduler; until
-/// then a cluster has none.
-fn demand(_store: &dyn Store, _cluster: &str) -> Result<u32, AgentError> {
-    Ok(0)
 }
 
 /// One pass of the scheduler over a cluster.
@@ -121,6 +116,7 @@ pub fn reconcile(
     let mut outcome = Outcome::default();
 
     let mut live = Vec::new();
+    let mut present = Vec::new();
     for (node, etag) in nodes(store, cluster)? {
         if node.is_lost(now, STALE_AFTER_MS, LAUNCH_GRACE_MS) {
             // Compare-and-swap: a node that heartbeats right now keeps its record.
@@ -141,9 +137,12 @@ pub fn reconcile(
             continue;
         }
         if !node.drain_requested && node.state != NodeState::Leaving {
-            live.push(node);
+            live.push(node.clone());
         }
+        present.push(node);
     }
+    // Attempts on reaped nodes go back to the queue before demand is counted.
+    outcome.jobs = crate::dispatch::pass(store, cluster, &present, now)?;
 
     let status_key = keys::status(cluster);
     let (status, status_condition) = match store.get(&status_key)? {
@@ -153,7 +152,12 @@ pub fn reconcile(
         ),
         None => (ClusterStatus::default(), Condition::IfNoneExists),
     };
-    let (desired, last_active) = desired_count(&spec.scale, &status, demand(store, cluster)?, now);
+    let (desired, last_active) = desired_count(
+        &spec.scale,
+        &status,
+        crate::dispatch::demand(&crate::dispatch::jobs(store, cluster)?),
+        now,
+    );
     outcome.desired = desired;
 
     let count = u32::try_from(live.len()).unwrap_or(u32::MAX);
@@ -185,6 +189,18 @@ pub fn reconcile(
         }
     }
     Ok(outcome)
+}
+
+/// A dispatch pass alone, between full reconciliations: run when a queue mark says there is
+/// something to place.
+pub fn dispatch_now(store: &dyn Store, cluster: &str) -> Result<crate::dispatch::Pass, AgentError> {
+    let now = records::now_ms();
+    let present: Vec<NodeRecord> = nodes(store, cluster)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| !n.is_lost(now, STALE_AFTER_MS, LAUNCH_GRACE_MS))
+        .collect();
+    crate::dispatch::pass(store, cluster, &present, now)
 }
 
 /// Asks a node to drain and leave. False if the node is already gone.
@@ -294,6 +310,7 @@ mod tests {
             last_heartbeat_ms: 0,
             errors: vec![],
             drain_requested: false,
+            job: None,
         }
     }
 

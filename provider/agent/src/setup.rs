@@ -123,6 +123,30 @@ pub fn realise_mounts(mounts: &[Mount], mount_root: &Path) -> Result<(), NodeErr
     Ok(())
 }
 
+/// Undoes job-level mounts after a run: links are removed, command mounts unmounted (best
+/// effort: a busy mount stays and is reported in the agent log).
+pub fn release_mounts(mounts: &[Mount], mount_root: &Path) {
+    for mount in mounts {
+        let target = mount_root.join(&mount.relative_mount_path);
+        match &mount.source {
+            MountSource::Directory { .. } => {
+                let _ = std::fs::remove_file(&target);
+            }
+            MountSource::Command { .. } => {
+                let out = Command::new("umount")
+                    .arg(&target)
+                    .stdin(Stdio::null())
+                    .output();
+                if let Ok(out) = out
+                    && !out.status.success()
+                {
+                    tracing::warn!(path = %target.display(), "unmount a job mount failed");
+                }
+            }
+        }
+    }
+}
+
 /// The last `lines` lines of `text`.
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();

@@ -78,7 +78,10 @@ pub fn run(mode: tfplug::Mode) -> anyhow::Result<()> {
 }
 
 /// Runs the node agent: `agent --root DIR --cluster NAME --node ID`.
-pub fn run_agent(args: &[String]) -> anyhow::Result<()> {
+pub fn run_agent(args: &[String]) -> anyhow::Result<u8> {
+    if args.first().map(String::as_str) == Some("rsh") {
+        return run_rsh(&args[1..]);
+    }
     let mut root = None;
     let mut cluster = None;
     let mut node = None;
@@ -102,5 +105,23 @@ pub fn run_agent(args: &[String]) -> anyhow::Result<()> {
         node: node.ok_or_else(|| anyhow::anyhow!("agent needs --node"))?,
         exe,
     })?;
-    Ok(())
+    Ok(0)
+}
+
+/// `agent rsh <node> <command...>`: OpenMPI's remote shell on the local platform. `mpirun`
+/// runs it (through `plm_rsh_agent`) to start its daemon "on" another node; the job's
+/// environment tells it which platform root and cluster it is in.
+fn run_rsh(args: &[String]) -> anyhow::Result<u8> {
+    let (node, command) = args
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("agent rsh needs a node and a command"))?;
+    let root = std::env::var("BATCHAI_LOCAL_ROOT").map_err(|_| {
+        anyhow::anyhow!("agent rsh runs only inside a job (BATCHAI_LOCAL_ROOT is unset)")
+    })?;
+    let cluster = std::env::var("AZ_BATCHAI_CLUSTER_NAME").map_err(|_| {
+        anyhow::anyhow!("agent rsh runs only inside a job (AZ_BATCHAI_CLUSTER_NAME is unset)")
+    })?;
+    let code = agent::execute::rsh(std::path::Path::new(&root), &cluster, node, command)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(u8::try_from(code).unwrap_or(1))
 }

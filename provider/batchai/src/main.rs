@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         Some("--debug" | "-debug") => tfplug::Mode::Debug,
         Some("agent") => {
             return match batchai::run_agent(&args[1..]) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     eprintln!("terraform-provider-batchai agent: {e:#}");
                     ExitCode::from(1)

@@ -107,6 +107,23 @@ fn parse_go(s: &str) -> Option<Duration> {
     total.is_finite().then(|| Duration::from_secs_f64(total))
 }
 
+/// Formats milliseconds as Batch AI did (`d.hh:mm:ss`, the day part only when there is one).
+pub fn format_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let hms = format!(
+        "{:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    );
+    if days > 0 {
+        format!("{days}.{hms}")
+    } else {
+        hms
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 pub mod contract;
 pub mod dir;
 pub mod duration;
+pub mod jobs;
 pub mod records;
 pub mod store;
 

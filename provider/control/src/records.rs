@@ -116,6 +116,27 @@ pub mod keys {
     pub fn node(cluster: &str, node: &str) -> String {
         format!("clusters/{cluster}/nodes/{node}")
     }
+    pub fn jobs_prefix(cluster: &str) -> String {
+        format!("clusters/{cluster}/jobs/")
+    }
+    pub fn job_spec(cluster: &str, job: &str) -> String {
+        format!("clusters/{cluster}/jobs/{job}/spec")
+    }
+    pub fn job_status(cluster: &str, job: &str) -> String {
+        format!("clusters/{cluster}/jobs/{job}/status")
+    }
+    /// A job's secrets, apart from its spec so that listing or reading specs never sees them.
+    pub fn job_secrets(cluster: &str, job: &str) -> String {
+        format!("clusters/{cluster}/jobs/{job}/secrets")
+    }
+    /// Wake-up marks for the scheduler: one per job that has just become queued. The queue
+    /// itself is the job statuses; a lost mark only delays dispatch to the next full pass.
+    pub fn queue_prefix(cluster: &str) -> String {
+        format!("clusters/{cluster}/queue/")
+    }
+    pub fn queue_mark(cluster: &str, job: &str) -> String {
+        format!("clusters/{cluster}/queue/{job}")
+    }
     /// The machine-wide GPU allocation of the local platform.
     pub const GPU_ALLOCATIONS: &str = "local/gpus";
 }
@@ -260,6 +281,9 @@ pub struct NodeRecord {
     /// Set by the scheduler to remove the node; the agent drains and deletes its record.
     #[serde(default)]
     pub drain_requested: bool,
+    /// The job attempt this node is part of, set by the scheduler, cleared by the node.
+    #[serde(default)]
+    pub job: Option<crate::jobs::Assignment>,
 }
 
 impl NodeRecord {
@@ -357,6 +381,7 @@ mod tests {
             last_heartbeat_ms: 0,
             errors: vec![],
             drain_requested: false,
+            job: None,
         };
         let cases = [
             (0, 5_000, false),

@@ -1,6 +1,7 @@
 //! Managed resources of the provider.
 pub mod cluster;
 pub mod file_server;
+pub(crate) mod mounts;
 
 use std::time::Duration;
 

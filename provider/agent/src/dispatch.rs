@@ -1,0 +1,444 @@
+//! The scheduler's job duties: read the queue, place jobs on free nodes (gang, priority,
+//! backfill), hand each attempt to its nodes, and send back to the queue the attempts that lost
+//! a node. Every hand-over is a compare-and-swap on the job status first and the node records
+//! second, so an attempt is owned by exactly one set of nodes.
+use std::collections::{BTreeMap, BTreeSet};
+
+use control::jobs::{Assignment, JobSpec, JobState, JobStatus};
+use control::records::{self, NodeError, NodeRecord, NodeState, keys};
+use control::{Condition, Store};
+
+use crate::placement::{self, Queued, Running, Start};
+use crate::{AgentError, toolkit};
+
+/// How long a dispatched attempt may wait for its nodes to acknowledge before the scheduler
+/// considers the hand-over failed.
+const ACK_GRACE_MS: u64 = 10_000;
+
+/// A job as the scheduler sees it on one pass.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub spec: JobSpec,
+    pub status: JobStatus,
+    pub etag: control::ETag,
+}
+
+/// Every job of a cluster with its status. Jobs whose spec or status is missing (being created
+/// or deleted) are skipped.
+pub fn jobs(store: &dyn Store, cluster: &str) -> Result<Vec<Job>, AgentError> {
+    let prefix = keys::jobs_prefix(cluster);
+    let names: BTreeSet<String> = store
+        .list(&prefix)?
+        .iter()
+        .filter_map(|k| {
+            k.strip_prefix(&prefix)?
+                .split('/')
+                .next()
+                .map(str::to_owned)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for name in names {
+        let Some(status) = store.get(&keys::job_status(cluster, &name))? else {
+            continue;
+        };
+        let Some(spec) = store.get(&keys::job_spec(cluster, &name))? else {
+            continue;
+        };
+        out.push(Job {
+            spec: records::decode("job spec", &spec.data)?,
+            status: records::decode("job status", &status.data)?,
+            etag: status.etag,
+        });
+    }
+    Ok(out)
+}
+
+/// Nodes wanted by queued and running work: what auto-scale grows towards.
+pub fn demand(jobs: &[Job]) -> u32 {
+    jobs.iter()
+        .filter(|j| matches!(j.status.state, JobState::Queued | JobState::Running))
+        .map(|j| j.spec.node_count)
+        .sum()
+}
+
+/// Nodes that can take an attempt now.
+pub fn free_nodes(nodes: &[NodeRecord]) -> Vec<String> {
+    nodes
+        .iter()
+        .filter(|n| n.state == NodeState::Idle && !n.drain_requested && n.job.is_none())
+        .map(|n| n.id.clone())
+        .collect()
+}
+
+/// What a pass did, for logs and tests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub started: Vec<Start>,
+    pub requeued: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+/// One scheduling pass over a cluster's jobs, given its live node records.
+pub fn pass(
+    store: &dyn Store,
+    cluster: &str,
+    nodes: &[NodeRecord],
+    now_ms: u64,
+) -> Result<Pass, AgentError> {
+    let marks = store.list(&keys::queue_prefix(cluster))?;
+    let jobs = jobs(store, cluster)?;
+    let mut out = Pass::default();
+    let by_id: BTreeMap<&str, &NodeRecord> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+
+    let mut running = Vec::new();
+    for job in &jobs {
+        if !matches!(job.status.state, JobState::Running | JobState::Terminating) {
+            continue;
+        }
+        if let Some(problem) = lost_node(job, &by_id, now_ms) {
+            abandon(store, job, &problem, now_ms, &mut out)?;
+            continue;
+        }
+        running.push(Running {
+            nodes: job.status.nodes.clone(),
+            deadline_ms: job
+                .status
+                .start_ms
+                .unwrap_or(now_ms)
+                .saturating_add(job.spec.max_wall_clock_ms),
+        });
+    }
+
+    let queue: Vec<Queued> = jobs
+        .iter()
+        .filter(|j| j.status.state == JobState::Queued && !j.status.terminate_requested)
+        .map(|j| Queued {
+            id: j.spec.name.clone(),
+            node_count: j.spec.node_count as usize,
+            priority: j.spec.priority,
+            sequence: j.spec.created_ms,
+            max_runtime_ms: j.spec.max_wall_clock_ms,
+        })
+        .collect();
+    let free = free_nodes(nodes);
+    if !queue.is_empty() && !free.is_empty() {
+        for start in placement::place(&queue, &running, &free, now_ms) {
+            let Some(job) = jobs.iter().find(|j| j.spec.name == start.job) else {
+                continue;
+            };
+            if hand_over(store, cluster, job, &start.nodes, now_ms)? {
+                tracing::info!(job = %start.job, nodes = ?start.nodes, "dispatched");
+                out.started.push(start);
+            }
+        }
+    }
+    for mark in marks {
+        let _ = store.delete(&mark, Condition::Always, None);
+    }
+    Ok(out)
+}
+
+/// Why a running attempt can no longer finish: one of its nodes is gone, or never took it.
+fn lost_node(job: &Job, nodes: &BTreeMap<&str, &NodeRecord>, now_ms: u64) -> Option<String> {
+    let attempt = job.status.attempts;
+    for id in &job.status.nodes {
+        if job.status.reports.contains_key(id) {
+            continue;
+        }
+        let holds = |n: &&NodeRecord| {
+            n.job
+                .as_ref()
+                .is_some_and(|a| a.job == job.spec.name && a.attempt == attempt)
+        };
+        match nodes.get(id.as_str()) {
+            None => return Some(format!("node {id} was lost while running the job")),
+            Some(n) if !holds(n) => {
+                let since = job.status.start_ms.unwrap_or(0);
+                if now_ms.saturating_sub(since) > ACK_GRACE_MS {
+                    return Some(format!("node {id} is no longer running the job"));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
+/// Ends an attempt that lost a node: back to the queue, or failed when termination was asked.
+fn abandon(
+    store: &dyn Store,
+    job: &Job,
+    problem: &str,
+    now_ms: u64,
+    out: &mut Pass,
+) -> Result<(), AgentError> {
+    let key = keys::job_status(&job.spec.cluster, &job.spec.name);
+    let attempt = job.status.attempts;
+    let mut failed = false;
+    let changed = records::update(store, &key, "job status", |s: &mut JobStatus| {
+        if s.attempts != attempt || !matches!(s.state, JobState::Running | JobState::Terminating) {
+            return false;
+        }
+        if s.terminate_requested {
+            failed = true;
+            s.fail(
+                NodeError {
+                    code: "JobTerminated".to_owned(),
+                    message: format!("the job was terminated ({problem})"),
+                    details: BTreeMap::new(),
+                },
+                now_ms,
+            );
+        } else {
+            s.requeue(now_ms);
+        }
+        true
+    })?;
+    if changed.is_some() {
+        tracing::warn!(job = %job.spec.name, attempt, problem, "attempt abandoned");
+        if failed {
+            out.failed.push(job.spec.name.clone());
+        } else {
+            out.requeued.push(job.spec.name.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Reserves `count` TCP ports for a rendezvous by binding and releasing them. On the local
+/// platform every node shares this machine's port space.
+fn reserve_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .filter_map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)).ok())
+        .collect();
+    listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok().map(|a| a.port()))
+        .collect()
+}
+
+/// Hands an attempt to its nodes: the job status first (so no other scheduler can start the same
+/// attempt), then each node. If a node was taken meanwhile, the hand-over is undone.
+fn hand_over(
+    store: &dyn Store,
+    cluster: &str,
+    job: &Job,
+    nodes: &[String],
+    now_ms: u64,
+) -> Result<bool, AgentError> {
+    let ports = reserve_ports(toolkit::ports_needed(
+        &job.spec.toolkit,
+        job.spec.node_count,
+    ));
+    let mut status = job.status.clone();
+    if !status.dispatch(nodes.to_vec(), ports, now_ms) {
+        return Ok(false);
+    }
+    let key = keys::job_status(cluster, &job.spec.name);
+    match store.put(
+        &key,
+        &records::encode(&status),
+        Condition::IfMatch(job.etag.clone()),
+        None,
+    ) {
+        Ok(_) => {}
+        Err(e) if e.is_conflict() || e.is_not_found() => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    let assignment = Assignment {
+        job: job.spec.name.clone(),
+        attempt: status.attempts,
+    };
+    let mut taken = Vec::new();
+    for node in nodes {
+        let mut ok = false;
+        records::update(
+            store,
+            &keys::node(cluster, node),
+            "node record",
+            |r: &mut NodeRecord| {
+                ok = r.job.is_none() && !r.drain_requested && r.state == NodeState::Idle;
+                if ok {
+                    r.job = Some(assignment.clone());
+                }
+                ok
+            },
+        )?;
+        if !ok {
+            break;
+        }
+        taken.push(node.clone());
+    }
+    if taken.len() == nodes.len() {
+        return Ok(true);
+    }
+    tracing::warn!(job = %job.spec.name, "a node was taken during dispatch; undoing it");
+    for node in &taken {
+        records::update(
+            store,
+            &keys::node(cluster, node),
+            "node record",
+            |r: &mut NodeRecord| {
+                let mine = r.job.as_ref() == Some(&assignment);
+                if mine {
+                    r.job = None;
+                }
+                mine
+            },
+        )?;
+    }
+    records::update(store, &key, "job status", |s: &mut JobStatus| {
+        if s.attempts != assignment.attempt || s.state != JobState::Running {
+            return false;
+        }
+        s.requeue(now_ms);
+        s.attempts -= 1;
+        true
+    })?;
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::jobs::{Priority, Retry, Toolkit};
+
+    fn spec(name: &str, nodes: u32, created: u64) -> JobSpec {
+        JobSpec {
+            format: 1,
+            name: name.into(),
+            cluster: "c".into(),
+            uid: "u".into(),
+            created_ms: created,
+            node_count: nodes,
+            priority: Priority::Normal,
+            toolkit: Toolkit::CustomToolkit {
+                command_line: "true".into(),
+            },
+            job_preparation: None,
+            environment_variables: BTreeMap::new(),
+            has_secrets: false,
+            input_directories: vec![],
+            output_directories: vec![],
+            std_out_err_path_prefix: "/tmp".into(),
+            mounts: vec![],
+            max_wall_clock_ms: 60_000,
+            retry: Retry::default(),
+            container: None,
+        }
+    }
+
+    fn node(id: &str) -> NodeRecord {
+        NodeRecord {
+            format: 1,
+            id: id.into(),
+            cluster: "c".into(),
+            state: NodeState::Idle,
+            pid: None,
+            gpus: vec![],
+            launched_at_ms: 0,
+            last_heartbeat_ms: 1,
+            errors: vec![],
+            drain_requested: false,
+            job: None,
+        }
+    }
+
+    fn put<T: serde::Serialize>(store: &dyn Store, key: &str, value: &T) {
+        store
+            .put(key, &records::encode(value), Condition::Always, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn status(store: &dyn Store, job: &str) -> JobStatus {
+        let v = store
+            .get(&keys::job_status("c", job))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no status for {job}"));
+        records::decode("job status", &v.data).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn live_nodes(store: &dyn Store) -> Vec<NodeRecord> {
+        crate::scheduler::nodes(store, "c")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    #[test]
+    fn gang_dispatch_then_requeue_when_a_node_is_lost() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = control::DirStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        for n in ["node-1", "node-2", "node-3"] {
+            put(&store, &keys::node("c", n), &node(n));
+        }
+        put(&store, &keys::job_spec("c", "big"), &spec("big", 2, 1));
+        put(&store, &keys::job_status("c", "big"), &JobStatus::queued(1));
+        put(&store, &keys::job_spec("c", "huge"), &spec("huge", 4, 2));
+        put(
+            &store,
+            &keys::job_status("c", "huge"),
+            &JobStatus::queued(2),
+        );
+
+        let done = pass(&store, "c", &live_nodes(&store), 100).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(done.started.len(), 1);
+        assert_eq!(done.started[0].job, "big");
+        let big = status(&store, "big");
+        assert_eq!(
+            (big.state, big.attempts, big.nodes.len()),
+            (JobState::Running, 1, 2)
+        );
+        assert_eq!(status(&store, "huge").state, JobState::Queued);
+        let holders: Vec<String> = live_nodes(&store)
+            .into_iter()
+            .filter(|n| n.job.is_some())
+            .map(|n| n.id)
+            .collect();
+        assert_eq!(holders, big.nodes);
+
+        // One of its nodes disappears (reaped): the attempt goes back to the queue.
+        let lost = &big.nodes[0];
+        store
+            .delete(&keys::node("c", lost), Condition::Always, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let done = pass(&store, "c", &live_nodes(&store), 200).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(done.requeued, ["big"]);
+        let big = status(&store, "big");
+        assert_eq!(
+            (big.state, big.attempts, big.retries),
+            (JobState::Queued, 1, 0)
+        );
+        assert_eq!(demand(&jobs(&store, "c").unwrap_or_default()), 6);
+    }
+
+    #[test]
+    fn a_node_taken_meanwhile_undoes_the_hand_over() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = control::DirStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let mut busy = node("node-2");
+        busy.job = Some(Assignment {
+            job: "other".into(),
+            attempt: 1,
+        });
+        put(&store, &keys::node("c", "node-1"), &node("node-1"));
+        put(&store, &keys::node("c", "node-2"), &busy);
+        put(&store, &keys::job_spec("c", "j"), &spec("j", 2, 1));
+        put(&store, &keys::job_status("c", "j"), &JobStatus::queued(1));
+        // A stale snapshot that still thinks node-2 is free.
+        let stale = vec![node("node-1"), node("node-2")];
+        let done = pass(&store, "c", &stale, 100).unwrap_or_else(|e| panic!("{e}"));
+        assert!(done.started.is_empty());
+        let j = status(&store, "j");
+        assert_eq!((j.state, j.attempts), (JobState::Queued, 0));
+        assert!(
+            live_nodes(&store)
+                .iter()
+                .find(|n| n.id == "node-1")
+                .is_some_and(|n| n.job.is_none())
+        );
+    }
+}

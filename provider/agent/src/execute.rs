@@ -1,0 +1,938 @@
+//! Running a node's part of a job attempt: the job's directories and environment, job-level
+//! mounts, job preparation, the toolkit's processes (on the host or in a container), the
+//! wall-clock limit, termination, and the report that moves the job on. One thread per attempt;
+//! the node's main loop starts it and tells it to stop.
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use control::jobs::{self, Assignment, JobSpec, JobState, JobStatus, NodeReport};
+use control::records::{self, MountSource, NodeError, keys};
+use control::{DirStore, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::setup::{self, tail};
+use crate::toolkit::{self, Layout, Proc, sh_quote};
+
+/// How long processes get between SIGTERM and SIGKILL.
+pub const TERMINATE_GRACE: Duration = Duration::from_secs(10);
+/// How often a running attempt looks at its job status and its processes.
+const POLL: Duration = Duration::from_millis(50);
+/// The address peers rendezvous on: every local node is this machine.
+const LOCAL_ADDRESS: &str = "127.0.0.1";
+
+/// Why the node's main loop stops an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stop {
+    Keep = 0,
+    /// The node is removed with `requeue`: the job goes back to the queue.
+    Requeue = 1,
+    /// The node is removed with `terminate`: the job fails.
+    Terminate = 2,
+}
+
+/// What a node knows about itself, for every attempt it runs.
+#[derive(Debug, Clone)]
+pub struct NodeContext {
+    pub root: PathBuf,
+    pub cluster: String,
+    pub node: String,
+    pub node_dir: PathBuf,
+    pub mount_root: PathBuf,
+    /// The node's environment (`AZ_BATCHAI_MOUNT_ROOT`, GPUs, ...).
+    pub env: BTreeMap<String, String>,
+    /// This binary: `mpirun` reaches other nodes through `<exe> agent rsh`.
+    pub exe: PathBuf,
+}
+
+/// What the rsh bridge needs to start MPI ranks "on" this node: its job-specific environment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RankEnvironment {
+    pub job: String,
+    pub attempt: u32,
+    pub cwd: PathBuf,
+    pub env: BTreeMap<String, String>,
+}
+
+impl NodeContext {
+    /// Where this node publishes its [`RankEnvironment`].
+    pub fn rank_env_file(node_dir: &Path) -> PathBuf {
+        node_dir.join("job-env.json")
+    }
+}
+
+/// An attempt running on this node.
+#[derive(Debug)]
+pub struct Execution {
+    pub assignment: Assignment,
+    stop: Arc<AtomicU8>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl Execution {
+    pub fn start(ctx: Arc<NodeContext>, store: DirStore, assignment: Assignment) -> Self {
+        let stop = Arc::new(AtomicU8::new(Stop::Keep as u8));
+        let handle = {
+            let stop = stop.clone();
+            let assignment = assignment.clone();
+            std::thread::spawn(move || {
+                if let Err(e) = run(&ctx, &store, &assignment, &stop) {
+                    tracing::error!(job = %assignment.job, error = %e, "running the job failed");
+                }
+            })
+        };
+        Self {
+            assignment,
+            stop,
+            handle,
+        }
+    }
+
+    pub fn stop(&self, why: Stop) {
+        self.stop.store(why as u8, Ordering::SeqCst);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    pub fn join(self) {
+        let _ = self.handle.join();
+    }
+}
+
+fn stop_reason(stop: &AtomicU8) -> Stop {
+    match stop.load(Ordering::SeqCst) {
+        1 => Stop::Requeue,
+        2 => Stop::Terminate,
+        _ => Stop::Keep,
+    }
+}
+
+fn job_error(code: &str, message: String, details: &[(&str, String)]) -> NodeError {
+    NodeError {
+        code: code.to_owned(),
+        message,
+        details: details
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    }
+}
+
+fn failed(error: NodeError, exit_code: Option<i32>) -> NodeReport {
+    NodeReport {
+        exit_code,
+        error: Some(error),
+    }
+}
+
+/// A job's directories on one node.
+#[derive(Debug, Clone)]
+pub struct JobDirs {
+    pub job_mount_root: PathBuf,
+    pub temp_parent: PathBuf,
+    pub temp: PathBuf,
+    pub shared_temp: PathBuf,
+    pub stdouterr: PathBuf,
+    pub inputs: Vec<(String, PathBuf)>,
+    pub outputs: Vec<(String, PathBuf)>,
+}
+
+impl JobDirs {
+    pub fn resolve(ctx: &NodeContext, spec: &JobSpec) -> Result<Self, String> {
+        let job_mount_root = ctx.node_dir.join("jobmounts").join(&spec.name);
+        let resolve = |p: &str| jobs::resolve_job_path(p, &ctx.mount_root, &job_mount_root);
+        let segment = spec.path_segment();
+        let stdouterr = resolve(&spec.std_out_err_path_prefix)?
+            .join(&segment)
+            .join("stdouterr");
+        let inputs = spec
+            .input_directories
+            .iter()
+            .map(|d| Ok((d.id.clone(), resolve(&d.path)?)))
+            .collect::<Result<_, String>>()?;
+        let outputs = spec
+            .output_directories
+            .iter()
+            .map(|d| {
+                let mut path = resolve(&d.path_prefix)?.join(&segment);
+                if let Some(suffix) = &d.path_suffix {
+                    path = path.join(suffix);
+                }
+                Ok((d.id.clone(), path))
+            })
+            .collect::<Result<_, String>>()?;
+        let temp_parent = ctx.node_dir.join("jobtemp");
+        Ok(Self {
+            temp: temp_parent.join(&spec.name),
+            temp_parent,
+            shared_temp: ctx
+                .root
+                .join("clusters")
+                .join(&ctx.cluster)
+                .join("shared")
+                .join(&spec.name)
+                .join(&spec.uid),
+            job_mount_root,
+            stdouterr,
+            inputs,
+            outputs,
+        })
+    }
+
+    /// The metrics file every process of the job appends to.
+    pub fn metrics_file(&self) -> PathBuf {
+        self.stdouterr.join("metrics.jsonl")
+    }
+
+    pub fn host_file(&self) -> PathBuf {
+        self.temp.join("mpi-hostfile")
+    }
+}
+
+/// The Batch AI job environment on this node (secrets excluded).
+pub fn job_environment(
+    ctx: &NodeContext,
+    spec: &JobSpec,
+    dirs: &JobDirs,
+    status: &JobStatus,
+    index: usize,
+) -> BTreeMap<String, String> {
+    let mut env = ctx.env.clone();
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_owned(), v);
+    };
+    let show = |p: &Path| p.display().to_string();
+    set("AZ_BATCHAI_JOB_NAME", spec.name.clone());
+    set("AZ_BATCHAI_JOB_UID", spec.uid.clone());
+    set("AZ_BATCHAI_JOB_ATTEMPT", status.attempts.to_string());
+    set("AZ_BATCHAI_JOB_NODE_COUNT", spec.node_count.to_string());
+    set("AZ_BATCHAI_JOB_NODE_INDEX", index.to_string());
+    set(
+        "AZ_BATCHAI_JOB_MASTER_NODE",
+        status.nodes.first().cloned().unwrap_or_default(),
+    );
+    set("AZ_BATCHAI_JOB_MOUNT_ROOT", show(&dirs.job_mount_root));
+    set("AZ_BATCHAI_JOB_TEMP_DIR", show(&dirs.temp_parent));
+    set("AZ_BATCHAI_JOB_TEMP", show(&dirs.temp));
+    set("AZ_BATCHAI_SHARED_JOB_TEMP", show(&dirs.shared_temp));
+    set("AZ_BATCHAI_STDOUTERR_DIR", show(&dirs.stdouterr));
+    set("AZ_BATCHAI_MPI_HOST_FILE", show(&dirs.host_file()));
+    set("AZ_BATCHAI_TASK_INDEX", index.to_string());
+    set("BATCHAI_METRICS_FILE", show(&dirs.metrics_file()));
+    set("BATCHAI_LOCAL_ROOT", show(&ctx.root));
+    for (id, path) in &dirs.inputs {
+        set(&format!("AZ_BATCHAI_INPUT_{id}"), show(path));
+    }
+    for (id, path) in &dirs.outputs {
+        set(&format!("AZ_BATCHAI_OUTPUT_{id}"), show(path));
+    }
+    env.extend(spec.environment_variables.clone());
+    env
+}
+
+/// The variables that differ between nodes: the rsh bridge overlays them on the master's
+/// environment when `mpirun` starts ranks on this node.
+const NODE_SPECIFIC: &[&str] = &[
+    "AZ_BATCHAI_NODE_ID",
+    "AZ_BATCHAI_MOUNT_ROOT",
+    "AZ_BATCHAI_JOB_MOUNT_ROOT",
+    "AZ_BATCHAI_JOB_TEMP",
+    "AZ_BATCHAI_JOB_TEMP_DIR",
+    "AZ_BATCHAI_JOB_NODE_INDEX",
+    "AZ_BATCHAI_NUM_GPUS",
+    "CUDA_VISIBLE_DEVICES",
+];
+
+/// `mpirun` as the local platform runs it: ranks reach other nodes through this binary's rsh
+/// bridge, over TCP, since each node is its own "host".
+pub fn mpirun(exe: &Path) -> String {
+    format!(
+        "mpirun --allow-run-as-root --oversubscribe --mca plm_rsh_agent {} \
+         --mca plm_rsh_no_tree_spawn 1 --mca btl self,tcp --mca btl_tcp_if_include lo \
+         --mca oob_tcp_if_include lo --mca orte_keep_fqdn_hostnames 1",
+        sh_quote(&format!("{} agent rsh", exe.display()))
+    )
+}
+
+fn load<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    key: &str,
+    what: &'static str,
+) -> Result<Option<T>, crate::AgentError> {
+    match store.get(key)? {
+        Some(v) => Ok(Some(records::decode(what, &v.data)?)),
+        None => Ok(None),
+    }
+}
+
+fn run(
+    ctx: &NodeContext,
+    store: &dyn Store,
+    assignment: &Assignment,
+    stop: &AtomicU8,
+) -> Result<(), crate::AgentError> {
+    let status_key = keys::job_status(&ctx.cluster, &assignment.job);
+    let Some(spec) = load::<JobSpec>(
+        store,
+        &keys::job_spec(&ctx.cluster, &assignment.job),
+        "job spec",
+    )?
+    else {
+        return Ok(());
+    };
+    let Some(status) = load::<JobStatus>(store, &status_key, "job status")? else {
+        return Ok(());
+    };
+    if !status.runs(&ctx.node, assignment.attempt) {
+        return Ok(());
+    }
+    let index = status
+        .nodes
+        .iter()
+        .position(|n| *n == ctx.node)
+        .unwrap_or(0);
+    tracing::info!(job = %spec.name, attempt = assignment.attempt, index, "running");
+
+    let mut attempt = Attempt {
+        ctx,
+        store,
+        spec: &spec,
+        assignment,
+        status_key: &status_key,
+        stop,
+        children: Vec::new(),
+        deadline: status
+            .start_ms
+            .unwrap_or_else(records::now_ms)
+            .saturating_add(spec.max_wall_clock_ms),
+    };
+    let outcome = attempt.execute(&status, index);
+    let result = match outcome {
+        Outcome::Report(report, metrics_file) => {
+            let metrics = metrics_file
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .map(|t| jobs::parse_metrics(&t))
+                .unwrap_or_default();
+            let now = records::now_ms();
+            records::update(store, &status_key, "job status", |s: &mut JobStatus| {
+                s.report(
+                    &ctx.node,
+                    assignment.attempt,
+                    report.clone(),
+                    &spec.retry,
+                    metrics.clone(),
+                    now,
+                )
+            })
+            .map(|_| ())
+        }
+        Outcome::Stopped(why) => {
+            let now = records::now_ms();
+            records::update(store, &status_key, "job status", |s: &mut JobStatus| {
+                if !s.runs(&ctx.node, assignment.attempt) {
+                    return false;
+                }
+                match why {
+                    Stop::Terminate => s.fail(
+                        job_error(
+                            "NodeDeallocated",
+                            format!(
+                                "node {} was removed with node_deallocation_option = terminate",
+                                ctx.node
+                            ),
+                            &[],
+                        ),
+                        now,
+                    ),
+                    _ => s.requeue(now),
+                }
+                true
+            })
+            .map(|_| ())
+        }
+        Outcome::Over => Ok(()),
+    };
+    // Background processes (parameter servers) serve until the attempt ends everywhere.
+    attempt.wait_until_over();
+    attempt.kill_all();
+    let _ = std::fs::remove_file(NodeContext::rank_env_file(&ctx.node_dir));
+    if let Ok(dirs) = JobDirs::resolve(ctx, &spec) {
+        setup::release_mounts(&spec.mounts, &dirs.job_mount_root);
+    }
+    result.map_err(Into::into)
+}
+
+enum Outcome {
+    /// The node's part ended; report it (with the metrics file to read, if any).
+    Report(NodeReport, Option<PathBuf>),
+    /// The node stopped it (drain).
+    Stopped(Stop),
+    /// The attempt ended elsewhere (another node failed, a lost node, termination finished).
+    Over,
+}
+
+struct Running {
+    label: String,
+    child: Child,
+    required: bool,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    container: Option<(String, String)>,
+}
+
+struct Attempt<'a> {
+    ctx: &'a NodeContext,
+    store: &'a dyn Store,
+    spec: &'a JobSpec,
+    assignment: &'a Assignment,
+    status_key: &'a str,
+    stop: &'a AtomicU8,
+    children: Vec<Running>,
+    deadline: u64,
+}
+
+/// What the attempt's status says this node should do now.
+enum Watch {
+    Go,
+    Terminate,
+    Over,
+}
+
+impl Attempt<'_> {
+    fn watch(&self) -> Watch {
+        let status = load::<JobStatus>(self.store, self.status_key, "job status");
+        match status {
+            Ok(Some(s)) if s.runs(&self.ctx.node, self.assignment.attempt) => Watch::Go,
+            Ok(Some(s))
+                if s.state == JobState::Terminating
+                    && s.attempts == self.assignment.attempt
+                    && !s.reports.contains_key(&self.ctx.node) =>
+            {
+                Watch::Terminate
+            }
+            Ok(Some(_) | None) => Watch::Over,
+            // A store hiccup is not a reason to kill a job; look again next time.
+            Err(e) => {
+                tracing::warn!(error = %e, "read the job status");
+                Watch::Go
+            }
+        }
+    }
+
+    fn wait_until_over(&self) {
+        while !self.children.iter().all(|c| c.required) {
+            match self.watch() {
+                Watch::Go if stop_reason(self.stop) == Stop::Keep => {
+                    std::thread::sleep(POLL * 4);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn execute(&mut self, status: &JobStatus, index: usize) -> Outcome {
+        let dirs = match JobDirs::resolve(self.ctx, self.spec) {
+            Ok(d) => d,
+            Err(e) => {
+                return Outcome::Report(failed(job_error("InvalidJobPath", e, &[]), None), None);
+            }
+        };
+        if let Err(error) = self.prepare_dirs(&dirs) {
+            return Outcome::Report(failed(error, None), None);
+        }
+        let mut env = job_environment(self.ctx, self.spec, &dirs, status, index);
+        let secrets = if self.spec.has_secrets {
+            load::<BTreeMap<String, String>>(
+                self.store,
+                &keys::job_secrets(&self.ctx.cluster, &self.spec.name),
+                "job secrets",
+            )
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+        } else {
+            BTreeMap::new()
+        };
+        let node_count = u32::try_from(status.nodes.len()).unwrap_or(u32::MAX);
+        if toolkit::uses_mpi(&self.spec.toolkit, node_count) {
+            let ranks = toolkit::process_count(&self.spec.toolkit, node_count);
+            if let Err(e) =
+                std::fs::write(dirs.host_file(), toolkit::host_file(&status.nodes, ranks))
+            {
+                return Outcome::Report(
+                    failed(
+                        job_error(
+                            "JobPreparationFailed",
+                            format!("write the MPI hostfile: {e}"),
+                            &[],
+                        ),
+                        None,
+                    ),
+                    None,
+                );
+            }
+        }
+        let published = RankEnvironment {
+            job: self.spec.name.clone(),
+            attempt: self.assignment.attempt,
+            cwd: dirs.temp.clone(),
+            env: NODE_SPECIFIC
+                .iter()
+                .filter_map(|k| env.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+                .collect(),
+        };
+        let _ = std::fs::write(
+            NodeContext::rank_env_file(&self.ctx.node_dir),
+            serde_json::to_vec(&published).unwrap_or_default(),
+        );
+        env.extend(secrets);
+
+        let runtime = match &self.spec.container {
+            Some(_) => match container_runtime() {
+                Ok(r) => Some(r),
+                Err(message) => {
+                    return Outcome::Report(
+                        failed(
+                            job_error(
+                                "ContainerRuntimeUnavailable",
+                                format!(
+                                    "the job asks for container_settings but node {} cannot run containers: {message}",
+                                    self.ctx.node
+                                ),
+                                &[],
+                            ),
+                            None,
+                        ),
+                        None,
+                    );
+                }
+            },
+            None => None,
+        };
+
+        if let Some(command) = &self.spec.job_preparation {
+            let prep = Proc {
+                label: format!("job_prep-{}", self.ctx.node),
+                command: command.clone(),
+                env: BTreeMap::new(),
+            };
+            if let Err(e) = self.spawn(&prep, true, &env, &dirs, runtime.as_deref()) {
+                return Outcome::Report(failed(e, None), None);
+            }
+            match self.supervise() {
+                Some(Outcome::Report(report, _)) if report.succeeded() => {
+                    self.children.clear();
+                }
+                Some(Outcome::Report(report, _)) => {
+                    let report = NodeReport {
+                        exit_code: report.exit_code,
+                        error: report.error.map(|mut e| {
+                            e.code = "JobPreparationFailed".to_owned();
+                            e.message = format!("job preparation: {}", e.message);
+                            e
+                        }),
+                    };
+                    return Outcome::Report(report, None);
+                }
+                Some(other) => return other,
+                None => {}
+            }
+        }
+
+        let layout = Layout {
+            nodes: &status.nodes,
+            index,
+            ports: &status.ports,
+            address: LOCAL_ADDRESS,
+            host_file: &dirs.host_file().display().to_string(),
+            mpirun: &mpirun(&self.ctx.exe),
+        };
+        let plan = toolkit::plan(&self.spec.toolkit, &layout);
+        let mut plan_procs: Vec<(Proc, bool)> = Vec::new();
+        for mut p in plan.required {
+            if p.label == "master" {
+                p.label = self.ctx.node.clone();
+            } else {
+                p.label = format!("{}-{}", self.ctx.node, p.label);
+            }
+            plan_procs.push((p, true));
+        }
+        for mut p in plan.background {
+            p.label = format!("{}-{}", self.ctx.node, p.label);
+            plan_procs.push((p, false));
+        }
+        for (p, required) in &plan_procs {
+            if let Err(e) = self.spawn(p, *required, &env, &dirs, runtime.as_deref()) {
+                self.kill_all();
+                return Outcome::Report(failed(e, None), None);
+            }
+        }
+        match self.supervise() {
+            Some(Outcome::Report(report, _)) => Outcome::Report(report, Some(dirs.metrics_file())),
+            Some(other) => other,
+            // A node with nothing of its own to run (MPI ranks come from the master) holds its
+            // place until the attempt ends.
+            None => self.hold(),
+        }
+    }
+
+    fn prepare_dirs(&self, dirs: &JobDirs) -> Result<(), NodeError> {
+        // The node-local temp directory is wiped when the next job runs, as on Batch AI.
+        let _ = std::fs::remove_dir_all(&dirs.temp_parent);
+        let create = |p: &Path| {
+            std::fs::create_dir_all(p).map_err(|e| {
+                job_error(
+                    "JobPreparationFailed",
+                    format!("create {}: {e}", p.display()),
+                    &[],
+                )
+            })
+        };
+        create(&dirs.temp)?;
+        create(&dirs.shared_temp)?;
+        setup::realise_mounts(&self.spec.mounts, &dirs.job_mount_root)?;
+        create(&dirs.stdouterr)?;
+        for (_, path) in &dirs.outputs {
+            create(path)?;
+        }
+        Ok(())
+    }
+
+    fn spawn(
+        &mut self,
+        proc: &Proc,
+        required: bool,
+        env: &BTreeMap<String, String>,
+        dirs: &JobDirs,
+        runtime: Option<&str>,
+    ) -> Result<(), NodeError> {
+        let stdout = dirs.stdouterr.join(format!("stdout-{}.txt", proc.label));
+        let stderr = dirs.stdouterr.join(format!("stderr-{}.txt", proc.label));
+        let open = |p: &Path| {
+            File::options()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| job_error("JobFailed", format!("open {}: {e}", p.display()), &[]))
+        };
+        let mut all_env = env.clone();
+        all_env.extend(proc.env.clone());
+        let mut container = None;
+        let mut cmd = match (runtime, &self.spec.container) {
+            (Some(runtime), Some(settings)) => {
+                let name = format!(
+                    "batchai-{}-{}-{}-{}",
+                    self.ctx.cluster, self.spec.name, self.assignment.attempt, proc.label
+                );
+                container = Some((runtime.to_owned(), name.clone()));
+                let mut c = Command::new(runtime);
+                c.args([
+                    "run",
+                    "--rm",
+                    "--init",
+                    "--network",
+                    "host",
+                    "--name",
+                    &name,
+                ]);
+                if let Some(shm) = &settings.shm_size {
+                    c.args(["--shm-size", shm]);
+                }
+                let mut volumes = vec![self.ctx.root.clone()];
+                volumes.extend(self.spec.mounts.iter().filter_map(|m| match &m.source {
+                    MountSource::Directory { path } => Some(PathBuf::from(path)),
+                    MountSource::Command { .. } => None,
+                }));
+                for (_, p) in dirs.inputs.iter().chain(&dirs.outputs) {
+                    volumes.push(p.clone());
+                }
+                for v in volumes {
+                    let v = v.canonicalize().unwrap_or(v);
+                    c.arg("-v").arg(format!("{0}:{0}", v.display()));
+                }
+                c.arg("-w").arg(&dirs.temp);
+                // Values travel in the runtime's environment, not on its command line.
+                for key in all_env.keys() {
+                    c.arg("-e").arg(key);
+                }
+                let image = match &settings.server_url {
+                    Some(server) => format!("{}/{}", server.trim_end_matches('/'), settings.image),
+                    None => settings.image.clone(),
+                };
+                c.arg(image).args(["bash", "-c", &proc.command]);
+                c
+            }
+            _ => {
+                let mut c = Command::new("bash");
+                c.arg("-c").arg(&proc.command);
+                c
+            }
+        };
+        cmd.current_dir(&dirs.temp)
+            .envs(&all_env)
+            .stdin(Stdio::null())
+            .stdout(open(&stdout)?)
+            .stderr(open(&stderr)?);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().map_err(|e| {
+            job_error(
+                "JobFailed",
+                format!("start {} on {}: {e}", proc.label, self.ctx.node),
+                &[],
+            )
+        })?;
+        self.children.push(Running {
+            label: proc.label.clone(),
+            child,
+            required,
+            stdout,
+            stderr,
+            container,
+        });
+        Ok(())
+    }
+
+    /// Watches the running processes until the node's required ones ended, the attempt ended
+    /// elsewhere, the node stops it, or the wall clock runs out. `None` when there is nothing
+    /// required to wait for.
+    fn supervise(&mut self) -> Option<Outcome> {
+        if !self.children.iter().any(|c| c.required) {
+            return None;
+        }
+        let mut last_watch = Instant::now();
+        loop {
+            let mut all_done = true;
+            let mut failure = None;
+            for c in &mut self.children {
+                if !c.required {
+                    continue;
+                }
+                match c.child.try_wait() {
+                    Ok(Some(status)) if !status.success() => {
+                        failure = Some((c.label.clone(), status.code()));
+                        break;
+                    }
+                    Ok(Some(_)) => {}
+                    _ => all_done = false,
+                }
+            }
+            if let Some((label, code)) = failure {
+                let report = self.failure(&label, code);
+                self.kill_all();
+                return Some(Outcome::Report(report, None));
+            }
+            if all_done {
+                return Some(Outcome::Report(NodeReport::default(), None));
+            }
+            match stop_reason(self.stop) {
+                Stop::Keep => {}
+                why => {
+                    self.kill_all();
+                    return Some(Outcome::Stopped(why));
+                }
+            }
+            if records::now_ms() > self.deadline {
+                self.kill_all();
+                let limit = control::duration::format_ms(self.spec.max_wall_clock_ms);
+                return Some(Outcome::Report(
+                    failed(
+                        job_error(
+                            "JobWallClockTimeExceeded",
+                            format!(
+                                "the job ran longer than its max_wall_clock_time ({limit}) and was stopped on {}",
+                                self.ctx.node
+                            ),
+                            &[("max_wall_clock_time", limit.clone())],
+                        ),
+                        None,
+                    ),
+                    None,
+                ));
+            }
+            if last_watch.elapsed() >= POLL * 4 {
+                last_watch = Instant::now();
+                match self.watch() {
+                    Watch::Go => {}
+                    Watch::Terminate => {
+                        self.kill_all();
+                        return Some(Outcome::Report(
+                            NodeReport {
+                                exit_code: None,
+                                error: None,
+                            },
+                            None,
+                        ));
+                    }
+                    Watch::Over => {
+                        self.kill_all();
+                        return Some(Outcome::Over);
+                    }
+                }
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// A node without processes of its own: waits for the attempt to end (or to be stopped).
+    fn hold(&mut self) -> Outcome {
+        loop {
+            match stop_reason(self.stop) {
+                Stop::Keep => {}
+                why => return Outcome::Stopped(why),
+            }
+            match self.watch() {
+                Watch::Go => {}
+                // Nothing of ours to stop; say so, so termination completes.
+                Watch::Terminate => return Outcome::Report(NodeReport::default(), None),
+                Watch::Over => return Outcome::Over,
+            }
+            std::thread::sleep(POLL * 4);
+        }
+    }
+
+    fn failure(&self, label: &str, code: Option<i32>) -> NodeReport {
+        let Some(c) = self.children.iter().find(|c| c.label == label) else {
+            return NodeReport {
+                exit_code: code,
+                error: None,
+            };
+        };
+        let stderr = std::fs::read_to_string(&c.stderr).unwrap_or_default();
+        let code_text = code.map_or_else(|| "a signal".to_owned(), |c| format!("code {c}"));
+        NodeReport {
+            exit_code: code,
+            error: Some(job_error(
+                "JobFailed",
+                format!(
+                    "the job exited with {code_text} on {}; its output is in {} and {}",
+                    self.ctx.node,
+                    c.stdout.display(),
+                    c.stderr.display()
+                ),
+                &[
+                    ("exit_code", code.map(|c| c.to_string()).unwrap_or_default()),
+                    ("node", self.ctx.node.clone()),
+                    ("stdout_path", c.stdout.display().to_string()),
+                    ("stderr_path", c.stderr.display().to_string()),
+                    ("stderr_tail", tail(&stderr, 10)),
+                ],
+            )),
+        }
+    }
+
+    /// SIGTERM to every process group, a grace period, then SIGKILL.
+    fn kill_all(&mut self) {
+        let mut live: Vec<&mut Running> = Vec::new();
+        for c in &mut self.children {
+            if matches!(c.child.try_wait(), Ok(None)) {
+                live.push(c);
+            }
+        }
+        if live.is_empty() {
+            self.children.clear();
+            return;
+        }
+        for c in &live {
+            crate::launcher::signal_group(c.child.id(), libc::SIGTERM);
+            if let Some((runtime, name)) = &c.container {
+                let _ = Command::new(runtime)
+                    .args(["stop", "-t", "10", name])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn();
+            }
+        }
+        let deadline = Instant::now() + TERMINATE_GRACE;
+        while Instant::now() < deadline {
+            live.retain_mut(|c| matches!(c.child.try_wait(), Ok(None)));
+            if live.is_empty() {
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
+        for c in &mut live {
+            crate::launcher::signal_group(c.child.id(), libc::SIGKILL);
+            let _ = c.child.wait();
+        }
+        self.children.clear();
+    }
+}
+
+/// The container runtime on this node: `docker` or `podman` on PATH whose daemon answers.
+fn container_runtime() -> Result<String, String> {
+    let mut problems = Vec::new();
+    for runtime in ["docker", "podman"] {
+        let Some(path) = find_on_path(runtime) else {
+            continue;
+        };
+        let output = Command::new(&path)
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .stdin(Stdio::null())
+            .output();
+        match output {
+            Ok(o) if o.status.success() => return Ok(path.display().to_string()),
+            Ok(o) => problems.push(format!(
+                "{} is installed but not usable: {}",
+                path.display(),
+                tail(String::from_utf8_lossy(&o.stderr).trim(), 3)
+            )),
+            Err(e) => problems.push(format!("{}: {e}", path.display())),
+        }
+    }
+    if problems.is_empty() {
+        Err("neither docker nor podman is on PATH".to_owned())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// `<exe> agent rsh <node> <command...>`: how `mpirun` reaches another node. It waits for the node
+/// to publish its part of the job, takes on that node's environment and working directory, and
+/// runs the command there.
+pub fn rsh(root: &Path, cluster: &str, node: &str, command: &[String]) -> Result<i32, String> {
+    let node_dir = crate::LocalLauncher::node_dir(root, cluster, node);
+    let file = NodeContext::rank_env_file(&node_dir);
+    let job = std::env::var("AZ_BATCHAI_JOB_NAME").unwrap_or_default();
+    let attempt: u32 = std::env::var("AZ_BATCHAI_JOB_ATTEMPT")
+        .ok()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let published = loop {
+        let found = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RankEnvironment>(&b).ok())
+            .filter(|r| r.job == job && r.attempt == attempt);
+        if let Some(r) = found {
+            break r;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "node {node} did not take part in job {job} attempt {attempt} within 60 s"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(command.join(" "))
+        .current_dir(&published.cwd)
+        .envs(&published.env)
+        .status()
+        .map_err(|e| format!("run on {node}: {e}"))?;
+    Ok(status.code().unwrap_or(1))
+}
