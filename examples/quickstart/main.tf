@@ -1,4 +1,5 @@
-# Quickstart: shared storage and a 2-node cluster that mounts it, on the local platform.
+# Quickstart: shared storage, a 2-node cluster that mounts it, and a job that trains a small
+# model on it and reports its accuracy, all on the local platform.
 # Run it with `cargo xtask quickstart` (tear it down with `cargo xtask quickstart destroy`).
 terraform {
   required_providers {
@@ -47,6 +48,44 @@ resource "batchai_cluster" "train" {
       relative_mount_path = "data"
     }
   }
+}
+
+# Trains a small neural network (pure Python, no packages needed) on one node of the cluster.
+# The script is copied to the shared storage by job preparation, writes its model to the
+# output directory and appends its metrics to $BATCHAI_METRICS_FILE.
+resource "batchai_job" "train" {
+  name       = "quickstart-train"
+  cluster_id = batchai_cluster.train.id
+  node_count = 1
+
+  job_preparation {
+    command_line = "mkdir -p $AZ_BATCHAI_MOUNT_ROOT/data/scripts && cp ${abspath(path.module)}/train.py $AZ_BATCHAI_MOUNT_ROOT/data/scripts/"
+  }
+
+  custom_toolkit {
+    command_line = "python3 $AZ_BATCHAI_MOUNT_ROOT/data/scripts/train.py --epochs 60 --seed 42"
+  }
+
+  output_directories {
+    id          = "MODEL"
+    path_prefix = "$AZ_BATCHAI_MOUNT_ROOT/data/outputs"
+  }
+
+  std_out_err_path_prefix = "$AZ_BATCHAI_MOUNT_ROOT/data/logs"
+
+  constraints {
+    max_wall_clock_time = "10m"
+  }
+}
+
+output "accuracy" {
+  description = "Test accuracy the training job reported through $BATCHAI_METRICS_FILE."
+  value       = batchai_job.train.metrics["accuracy"]
+}
+
+output "model_directory" {
+  description = "Where the trained model and its metrics are, on the file server's export."
+  value       = "${batchai_file_server.data.mount_settings.mount_point}/outputs/${batchai_job.train.job_output_directory_path_segment}"
 }
 
 output "file_server_id" {

@@ -49,6 +49,7 @@ impl Provider for BatchAi {
         vec![
             Box::new(resources::cluster::ClusterResource),
             Box::new(resources::file_server::FileServerResource),
+            Box::new(resources::job::JobResource),
         ]
     }
 

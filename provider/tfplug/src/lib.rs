@@ -16,7 +16,7 @@ pub mod timeouts;
 pub mod tls;
 pub mod value;
 
-pub use diag::{AttributePath, Diagnostic, Diagnostics};
+pub use diag::{AttributePath, Diagnostic, Diagnostics, Severity};
 pub use resource::{
     ApplyRequest, ApplyResult, BoxFuture, ClientCapabilities, ConfigureRequest, Context,
     DataSource, Plan, PlanRequest, Provider, ReadResult, Resource, TimeoutDefaults,

@@ -1,13 +1,16 @@
 //! The `local` platform: a file server is a directory exported under the provider's root.
 //!
 //! Layout: `<root>/fileservers/<name>/fileserver.json` (the record, written atomically) and
-//! `<root>/fileservers/<name>/export/` (the share clusters mount).
+//! `<root>/fileservers/<name>/export/` (the share clusters mount). Clusters and jobs live in
+//! `local_cluster` and `local_job`.
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use control::jobs::JobSpec;
 use tfplug::BoxFuture;
 
-use super::{FileServerStatus, Platform, PlatformError};
+use super::{FileServerStatus, JobView, Platform, PlatformError};
 use crate::names::Name;
 use crate::resources::file_server::FileServerSpec;
 
@@ -210,6 +213,53 @@ impl Platform for LocalPlatform {
 
     fn delete_cluster<'a>(&'a self, name: &'a Name) -> BoxFuture<'a, Result<(), PlatformError>> {
         Box::pin(super::local_cluster::delete(self, name))
+    }
+
+    fn default_job_log_prefix(&self) -> String {
+        super::local_job::default_log_prefix(self)
+    }
+
+    fn submit_job<'a>(
+        &'a self,
+        spec: &'a JobSpec,
+        secrets: &'a BTreeMap<String, String>,
+        resource: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<JobView, PlatformError>> {
+        Box::pin(async move { super::local_job::submit(self, spec, secrets, resource) })
+    }
+
+    fn get_job<'a>(
+        &'a self,
+        cluster: &'a Name,
+        job: &'a Name,
+    ) -> BoxFuture<'a, Result<Option<JobView>, PlatformError>> {
+        Box::pin(async move { super::local_job::get(self, cluster.as_str(), job.as_str()) })
+    }
+
+    fn wait_job<'a>(
+        &'a self,
+        cluster: &'a Name,
+        job: &'a Name,
+        until_terminal: bool,
+    ) -> BoxFuture<'a, Result<JobView, PlatformError>> {
+        Box::pin(super::local_job::wait(
+            self,
+            cluster.as_str(),
+            job.as_str(),
+            until_terminal,
+        ))
+    }
+
+    fn delete_job<'a>(
+        &'a self,
+        cluster: &'a Name,
+        job: &'a Name,
+    ) -> BoxFuture<'a, Result<(), PlatformError>> {
+        Box::pin(super::local_job::delete(
+            self,
+            cluster.as_str(),
+            job.as_str(),
+        ))
     }
 }
 

@@ -171,6 +171,16 @@ async fn wait_until_settled(
     }
 }
 
+/// Makes sure someone schedules the cluster: a pass by the provider when no node holds the
+/// lease (a cluster with no nodes has no scheduler of its own, but may have queued jobs).
+pub(super) fn nudge(
+    platform: &LocalPlatform,
+    store: &DirStore,
+    name: &str,
+) -> Result<(), agent::AgentError> {
+    reconcile_if_unscheduled(store, &launcher(platform), name)
+}
+
 /// Runs one scheduling pass when no node is the scheduler, holding the lease meanwhile so two
 /// schedulers never act at once.
 fn reconcile_if_unscheduled(

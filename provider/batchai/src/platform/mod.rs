@@ -1,10 +1,14 @@
 //! The platforms resources run on, behind one trait: `local` (this machine) now, `azure` later.
 pub mod local;
 mod local_cluster;
+mod local_job;
 
 use serde::{Deserialize, Serialize};
 use tfplug::BoxFuture;
 
+use std::collections::BTreeMap;
+
+use control::jobs::{JobSpec, JobStatus};
 use control::records::{ClusterSpec, NodeRecord, Scale};
 
 use crate::names::Name;
@@ -97,6 +101,53 @@ pub trait Platform: Send + Sync + std::fmt::Debug {
 
     /// Drains and stops every node and removes the cluster. Deleting a missing cluster succeeds.
     fn delete_cluster<'a>(&'a self, name: &'a Name) -> BoxFuture<'a, Result<(), PlatformError>>;
+
+    /// Where job logs go when a job names no `std_out_err_path_prefix`.
+    fn default_job_log_prefix(&self) -> String;
+
+    /// Queues a job on its cluster. `secrets` are kept apart from the spec and never returned;
+    /// `resource` is the configuration without them, kept for import.
+    fn submit_job<'a>(
+        &'a self,
+        spec: &'a JobSpec,
+        secrets: &'a BTreeMap<String, String>,
+        resource: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<JobView, PlatformError>>;
+
+    /// `Ok(None)` when the job does not exist (or was removed outside Terraform).
+    fn get_job<'a>(
+        &'a self,
+        cluster: &'a Name,
+        job: &'a Name,
+    ) -> BoxFuture<'a, Result<Option<JobView>, PlatformError>>;
+
+    /// Returns once the job has ended (`until_terminal`) or at least left the queue. Callers
+    /// bound the wait.
+    fn wait_job<'a>(
+        &'a self,
+        cluster: &'a Name,
+        job: &'a Name,
+        until_terminal: bool,
+    ) -> BoxFuture<'a, Result<JobView, PlatformError>>;
+
+    /// Terminates a running job and removes it; outputs and logs stay. Deleting a missing job
+    /// succeeds.
+    fn delete_job<'a>(
+        &'a self,
+        cluster: &'a Name,
+        job: &'a Name,
+    ) -> BoxFuture<'a, Result<(), PlatformError>>;
+}
+
+/// A job as the platform sees it.
+#[derive(Debug, Clone)]
+pub struct JobView {
+    pub spec: JobSpec,
+    pub status: JobStatus,
+    /// The resource configuration stored at creation (without secrets).
+    pub resource: serde_json::Value,
+    /// RFC 3339.
+    pub creation_time: String,
 }
 
 /// A cluster as the platform sees it.

@@ -317,6 +317,10 @@ fn type_of() -> Type {
 }
 
 pub fn cluster_id(name: &Name) -> String {
+    cluster_id_str(name.as_str())
+}
+
+pub(crate) fn cluster_id_str(name: &str) -> String {
     format!("{ID_PREFIX}{name}")
 }
 
@@ -559,19 +563,6 @@ fn scale_from(model: &Model) -> Result<Scale, Diagnostics> {
     }
 }
 
-fn unique_segment() -> String {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    format!("{:016x}", h.finish())
-}
-
 /// Builds what the agents need from a wholly known configuration, resolving file server IDs.
 async fn spec_from(client: &Client, model: &Model) -> Result<ClusterSpec, Diagnostics> {
     let name = Name::parse(model.name.as_deref().unwrap_or_default()).map_err(|e| {
@@ -587,7 +578,7 @@ async fn spec_from(client: &Client, model: &Model) -> Result<ClusterSpec, Diagno
     Ok(ClusterSpec {
         format: records::FORMAT,
         name: name.to_string(),
-        uid: unique_segment(),
+        uid: super::unique_segment(),
         vm_size,
         vm_priority: model
             .vm_priority

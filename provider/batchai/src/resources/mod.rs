@@ -1,6 +1,7 @@
 //! Managed resources of the provider.
 pub mod cluster;
 pub mod file_server;
+pub mod job;
 pub(crate) mod mounts;
 
 use std::time::Duration;
@@ -21,4 +22,31 @@ pub(crate) const DEFAULT_TIMEOUTS: TimeoutDefaults = TimeoutDefaults {
 pub(crate) fn stored_name(name: Option<&str>) -> Result<Name, Diagnostics> {
     Name::parse(name.unwrap_or_default())
         .map_err(|e| Diagnostic::internal(format!("stored name is invalid: {e}")).into())
+}
+
+/// A segment unique to one creation, which keeps the logs and outputs of a re-created object
+/// apart from its predecessor's.
+pub(crate) fn unique_segment() -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC, whole seconds), as Batch AI reported times.
+pub(crate) fn rfc3339_ms(ms: u64) -> String {
+    let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }

@@ -1,0 +1,249 @@
+//! Jobs on the local platform: the provider writes a job's spec, secrets and status into the
+//! cluster's store and wakes the scheduler; the cluster's agents do the rest. Termination asks
+//! the job's nodes to stop it and waits until none holds it any more.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use agent::launcher::LocalLauncher;
+use control::jobs::{JobSpec, JobState, JobStatus};
+use control::records::{self, keys};
+use control::{Condition, DirStore, Store};
+use serde::{Deserialize, Serialize};
+
+use super::local::{LocalPlatform, now_rfc3339};
+use super::{JobView, PlatformError};
+
+const KIND: &str = "job";
+/// How often waits look at the job again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// What the provider keeps beside the spec: the configuration (without secrets), for import.
+#[derive(Debug, Serialize, Deserialize)]
+struct ResourceRecord {
+    format: u32,
+    creation_time: String,
+    resource: serde_json::Value,
+}
+
+fn resource_key(cluster: &str, job: &str) -> String {
+    format!("clusters/{cluster}/jobs/{job}/resource")
+}
+
+fn failed(operation: &'static str, name: &str, reason: impl ToString) -> PlatformError {
+    PlatformError::Failed {
+        operation,
+        kind: KIND,
+        name: name.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn open_store(
+    platform: &LocalPlatform,
+    operation: &'static str,
+    name: &str,
+) -> Result<DirStore, PlatformError> {
+    DirStore::open(LocalLauncher::store_dir(platform.root()))
+        .map_err(|e| failed(operation, name, e))
+}
+
+/// Where job logs go when the job names no `std_out_err_path_prefix`.
+pub(super) fn default_log_prefix(platform: &LocalPlatform) -> String {
+    platform.root().join("jobs").display().to_string()
+}
+
+pub(super) fn submit(
+    platform: &LocalPlatform,
+    spec: &JobSpec,
+    secrets: &BTreeMap<String, String>,
+    resource: &serde_json::Value,
+) -> Result<JobView, PlatformError> {
+    let name = spec.name.as_str();
+    let cluster = spec.cluster.as_str();
+    let store = open_store(platform, "create", name)?;
+    let Some(cluster_spec) = store
+        .get(&keys::spec(cluster))
+        .map_err(|e| failed("create", name, e))?
+    else {
+        return Err(failed(
+            "create",
+            name,
+            format!("cluster {cluster} does not exist; create it first or fix cluster_id"),
+        ));
+    };
+    let cluster_spec: records::ClusterSpec = records::decode("cluster spec", &cluster_spec.data)
+        .map_err(|e| failed("create", name, e))?;
+    if cluster_spec.deleting {
+        return Err(failed(
+            "create",
+            name,
+            format!("cluster {cluster} is being deleted"),
+        ));
+    }
+    match store.put(
+        &keys::job_spec(cluster, name),
+        &records::encode(spec),
+        Condition::IfNoneExists,
+        None,
+    ) {
+        Ok(_) => {}
+        Err(e) if e.is_conflict() => {
+            return Err(PlatformError::AlreadyExists {
+                kind: KIND,
+                name: name.to_owned(),
+            });
+        }
+        Err(e) => return Err(failed("create", name, e)),
+    }
+    let put = |key: &str, bytes: &[u8]| {
+        store
+            .put(key, bytes, Condition::Always, None)
+            .map(|_| ())
+            .map_err(|e| failed("create", name, e))
+    };
+    if !secrets.is_empty() {
+        put(
+            &keys::job_secrets(cluster, name),
+            &serde_json::to_vec(secrets).unwrap_or_default(),
+        )?;
+    }
+    let record = ResourceRecord {
+        format: records::FORMAT,
+        creation_time: now_rfc3339(),
+        resource: resource.clone(),
+    };
+    put(&resource_key(cluster, name), &records::encode(&record))?;
+    // The status goes last: it is what makes the job visible to the scheduler.
+    let status = JobStatus::queued(records::now_ms());
+    put(&keys::job_status(cluster, name), &records::encode(&status))?;
+    agent::node::wake_scheduler(&store, cluster, name);
+    super::local_cluster::nudge(platform, &store, cluster)
+        .map_err(|e| failed("create", name, e))?;
+    Ok(JobView {
+        spec: spec.clone(),
+        status,
+        resource: resource.clone(),
+        creation_time: record.creation_time,
+    })
+}
+
+fn read(store: &DirStore, cluster: &str, name: &str) -> Result<Option<JobView>, PlatformError> {
+    let get = |key: &str| store.get(key).map_err(|e| failed("read", name, e));
+    let (Some(spec), Some(status)) = (
+        get(&keys::job_spec(cluster, name))?,
+        get(&keys::job_status(cluster, name))?,
+    ) else {
+        return Ok(None);
+    };
+    let corrupt = |e: records::RecordError| PlatformError::Corrupt {
+        operation: "read",
+        kind: KIND,
+        name: name.to_owned(),
+        reason: e.to_string(),
+    };
+    let record: Option<ResourceRecord> = match get(&resource_key(cluster, name))? {
+        Some(v) => Some(records::decode("job resource", &v.data).map_err(corrupt)?),
+        None => None,
+    };
+    Ok(Some(JobView {
+        spec: records::decode("job spec", &spec.data).map_err(corrupt)?,
+        status: records::decode("job status", &status.data).map_err(corrupt)?,
+        resource: record
+            .as_ref()
+            .map(|r| r.resource.clone())
+            .unwrap_or_default(),
+        creation_time: record.map(|r| r.creation_time).unwrap_or_default(),
+    }))
+}
+
+pub(super) fn get(
+    platform: &LocalPlatform,
+    cluster: &str,
+    name: &str,
+) -> Result<Option<JobView>, PlatformError> {
+    let store = open_store(platform, "read", name)?;
+    read(&store, cluster, name)
+}
+
+/// Waits until the job is terminal (or, with `until_terminal` false, until it left the queue),
+/// keeping the cluster scheduled meanwhile: a cluster scaled to zero has no agent to grow it.
+pub(super) async fn wait(
+    platform: &LocalPlatform,
+    cluster: &str,
+    name: &str,
+    until_terminal: bool,
+) -> Result<JobView, PlatformError> {
+    let store = open_store(platform, "wait for", name)?;
+    let mut last_nudge = tokio::time::Instant::now();
+    loop {
+        let Some(view) = read(&store, cluster, name)? else {
+            return Err(failed(
+                "wait for",
+                name,
+                "the job was deleted while waiting for it",
+            ));
+        };
+        let done = if until_terminal {
+            view.status.state.is_terminal()
+        } else {
+            view.status.state != JobState::Queued
+        };
+        if done {
+            return Ok(view);
+        }
+        if last_nudge.elapsed() >= Duration::from_secs(1) {
+            last_nudge = tokio::time::Instant::now();
+            super::local_cluster::nudge(platform, &store, cluster)
+                .map_err(|e| failed("wait for", name, e))?;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Terminates the job if it runs (SIGTERM, a grace period, SIGKILL, done by its nodes), waits
+/// until no node holds it, then removes its records. Outputs and logs stay where they are.
+pub(super) async fn delete(
+    platform: &LocalPlatform,
+    cluster: &str,
+    name: &str,
+) -> Result<(), PlatformError> {
+    let store = open_store(platform, "delete", name)?;
+    let status_key = keys::job_status(cluster, name);
+    let now = records::now_ms();
+    records::update(&store, &status_key, "job status", |s: &mut JobStatus| {
+        let before = s.state;
+        s.request_termination(now);
+        s.state != before || s.terminate_requested
+    })
+    .map_err(|e| failed("delete", name, e))?;
+    // The job's nodes stop it within their grace period; nodes that are gone are noticed by the
+    // scheduler. Either way the wait ends once no node holds the job.
+    loop {
+        let view = read(&store, cluster, name)?;
+        let terminal = view.as_ref().is_none_or(|v| v.status.state.is_terminal());
+        let held = agent::scheduler::nodes(&store, cluster)
+            .map_err(|e| failed("delete", name, e))?
+            .iter()
+            .any(|(n, _)| n.job.as_ref().is_some_and(|a| a.job == name));
+        if terminal && !held {
+            break;
+        }
+        super::local_cluster::nudge(platform, &store, cluster)
+            .map_err(|e| failed("delete", name, e))?;
+        tokio::time::sleep(POLL).await;
+    }
+    for key in [
+        status_key,
+        keys::job_spec(cluster, name),
+        keys::job_secrets(cluster, name),
+        resource_key(cluster, name),
+        keys::queue_mark(cluster, name),
+    ] {
+        match store.delete(&key, Condition::Always, None) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(failed("delete", name, e)),
+        }
+    }
+    Ok(())
+}
