@@ -360,7 +360,7 @@ impl Drop for Workspace {
     }
 }
 
-/// Kills every node agent process whose `--root` is `root`.
+/// Kills every node agent process whose `--root` is `root`, with everything it started.
 pub fn kill_agents_under(root: &Path) {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;
@@ -380,7 +380,44 @@ pub fn kill_agents_under(root: &Path) {
             .windows(2)
             .any(|w| w[0] == b"--root" && w[1] == root.as_bytes());
         if is_agent && under_root {
+            // An agent leads its session; its jobs run in process groups of their own.
+            let _ = Command::new("pkill").args(["-KILL", "-s", &pid]).status();
             let _ = Command::new("kill").args(["-KILL", &pid]).status();
         }
     }
+}
+
+/// True while `pid` runs (a zombie has exited; it only waits for its parent).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or_default()
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// Polls `check` every 200 ms until it holds, failing after `limit`. Tests wait for outcomes
+/// this way; they never assert how long something took.
+pub fn wait_for(
+    what: &str,
+    limit: std::time::Duration,
+    mut check: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if check()? {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    bail!("timed out waiting for {what}")
+}
+
+/// A file under `acceptance/fixtures/`.
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("acceptance/fixtures").join(name)
 }

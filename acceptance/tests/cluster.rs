@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use batchai_acceptance::{
-    Cli, Workspace, for_every_cli, newest_cli, planned_actions, resource_values,
+    Cli, Workspace, alive, for_every_cli, newest_cli, planned_actions, resource_values, wait_for,
 };
 use control::records::{self, NodeRecord, NodeState, keys};
 use control::{DirStore, Store as _};
@@ -60,34 +60,6 @@ fn nodes(root: &Path) -> anyhow::Result<Vec<NodeRecord>> {
         }
     }
     Ok(out)
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie has exited; it only waits for its parent.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or_default()
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
-}
-
-fn wait_for(
-    what: &str,
-    limit: Duration,
-    mut check: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check()? {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    anyhow::bail!("timed out waiting for {what}")
 }
 
 fn node_count(state: &Json) -> u64 {

@@ -331,7 +331,6 @@ fn run(
                     now,
                 )
             })
-            .map(|_| ())
         }
         Outcome::Stopped(why) => {
             let now = records::now_ms();
@@ -355,10 +354,20 @@ fn run(
                 }
                 true
             })
-            .map(|_| ())
         }
-        Outcome::Over => Ok(()),
+        Outcome::Over => Ok(None),
     };
+    // Secrets are needed until the last attempt; once the job has ended they go.
+    if let Ok(Some(status)) = &result
+        && status.state.is_terminal()
+        && spec.has_secrets
+    {
+        let _ = store.delete(
+            &keys::job_secrets(&ctx.cluster, &spec.name),
+            control::Condition::Always,
+            None,
+        );
+    }
     // Background processes (parameter servers) serve until the attempt ends everywhere.
     attempt.wait_until_over();
     attempt.kill_all();
@@ -366,7 +375,7 @@ fn run(
     if let Ok(dirs) = JobDirs::resolve(ctx, &spec) {
         setup::release_mounts(&spec.mounts, &dirs.job_mount_root);
     }
-    result.map_err(Into::into)
+    result.map(|_| ()).map_err(Into::into)
 }
 
 enum Outcome {
@@ -729,7 +738,13 @@ impl Attempt<'_> {
                 return Some(Outcome::Report(report, None));
             }
             if all_done {
-                return Some(Outcome::Report(NodeReport::default(), None));
+                return Some(Outcome::Report(
+                    NodeReport {
+                        exit_code: Some(0),
+                        error: None,
+                    },
+                    None,
+                ));
             }
             match stop_reason(self.stop) {
                 Stop::Keep => {}
@@ -782,6 +797,24 @@ impl Attempt<'_> {
 
     /// A node without processes of its own: waits for the attempt to end (or to be stopped).
     fn hold(&mut self) -> Outcome {
+        // Its part is done as soon as it is there: the attempt ends with the master's report.
+        let now = records::now_ms();
+        let reported = records::update(self.store, self.status_key, "job status", |s: &mut JobStatus| {
+            s.report(
+                &self.ctx.node,
+                self.assignment.attempt,
+                NodeReport {
+                    exit_code: Some(0),
+                    error: None,
+                },
+                &self.spec.retry,
+                BTreeMap::new(),
+                now,
+            )
+        });
+        if let Err(e) = reported {
+            tracing::warn!(error = %e, "report the node's part");
+        }
         loop {
             match stop_reason(self.stop) {
                 Stop::Keep => {}

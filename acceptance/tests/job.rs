@@ -1,0 +1,777 @@
+//! End to end: real Terraform CLIs drive `batchai_job` on local clusters: every toolkit's launch
+//! semantics, priority and gang scheduling, backfill that never starves a large job, wall-clock
+//! limits, retries, a node killed mid-job, fifty jobs in one apply, termination on destroy,
+//! write-only secrets, containers, auto-scale fed by jobs, import and drift, and the quickstart.
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use batchai_acceptance::{
+    Cli, Workspace, alive, clis, fixture, for_every_cli, newest_cli, planned_actions,
+    resource_values, wait_for,
+};
+use control::jobs::{JobState, JobStatus};
+use control::records::{self, NodeRecord, keys};
+use control::{DirStore, Store as _};
+use serde_json::Value as Json;
+
+fn cluster(nodes: u32) -> String {
+    format!(
+        r#"resource "batchai_cluster" "c" {{
+  name    = "c"
+  vm_size = "Standard_D2s_v3"
+  scale_settings {{
+    manual {{
+      target_node_count = {nodes}
+    }}
+  }}
+}}
+"#
+    )
+}
+
+/// A job on cluster `c` with `body` inside its block.
+fn job(name: &str, body: &str) -> String {
+    format!(
+        r#"resource "batchai_job" "{name}" {{
+  name       = "{name}"
+  cluster_id = batchai_cluster.c.id
+{body}
+}}
+"#
+    )
+}
+
+fn store(ws: &Workspace) -> anyhow::Result<DirStore> {
+    Ok(DirStore::open(ws.root.join("store"))?)
+}
+
+fn status(ws: &Workspace, name: &str) -> anyhow::Result<Option<JobStatus>> {
+    let Some(v) = store(ws)?.get(&keys::job_status("c", name))? else {
+        return Ok(None);
+    };
+    Ok(Some(records::decode("job status", &v.data)?))
+}
+
+fn wait_state(ws: &Workspace, name: &str, want: JobState, limit: Duration) -> anyhow::Result<()> {
+    wait_for(&format!("job {name} to be {}", want.as_str()), limit, || {
+        Ok(status(ws, name)?.is_some_and(|s| s.state == want))
+    })
+}
+
+fn nodes(ws: &Workspace) -> anyhow::Result<Vec<NodeRecord>> {
+    let store = store(ws)?;
+    let mut out = Vec::new();
+    for key in store.list(&keys::nodes_prefix("c"))? {
+        if let Some(v) = store.get(&key)? {
+            out.push(records::decode("node record", &v.data)?);
+        }
+    }
+    Ok(out)
+}
+
+fn job_values(state: &Json, name: &str) -> anyhow::Result<Json> {
+    resource_values(state, &format!("batchai_job.{name}"))
+        .cloned()
+        .with_context(|| format!("no batchai_job.{name} in state"))
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every envdump record below `dir`.
+fn records_in(dir: &Path) -> Vec<Json> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "json")
+                && let Ok(text) = std::fs::read_to_string(&p)
+                && let Ok(json) = serde_json::from_str::<Json>(&text)
+            {
+                out.push(json);
+            }
+        }
+    }
+    out
+}
+
+fn env<'a>(record: &'a Json, key: &str) -> &'a str {
+    record
+        .pointer(&format!("/env/{key}"))
+        .and_then(Json::as_str)
+        .unwrap_or("")
+}
+
+/// The values of `key` over `records`, sorted.
+fn values(records: &[Json], key: &str) -> Vec<String> {
+    let mut v: Vec<String> = records.iter().map(|r| env(r, key).to_owned()).collect();
+    v.sort();
+    v
+}
+
+fn distinct(records: &[Json], key: &str) -> usize {
+    records
+        .iter()
+        .map(|r| env(r, key))
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
+fn results_dir(ws: &Workspace, job: &str) -> PathBuf {
+    ws.path().join("out").join(job)
+}
+
+fn outputs(ws: &Workspace, job: &str) -> String {
+    format!(
+        r#"  output_directories {{
+    id          = "RESULTS"
+    path_prefix = "{}"
+  }}"#,
+        results_dir(ws, job).display()
+    )
+}
+
+fn dump(script: &Path, args: &str) -> String {
+    format!(
+        "python_script_file_path = \"{}\"\n    command_line_args = \"{args}\"",
+        script.display()
+    )
+}
+
+#[test]
+fn every_toolkit_launches_with_its_documented_environment() -> anyhow::Result<()> {
+    if !mpirun_available() {
+        anyhow::bail!("mpirun is not on PATH: install Debian's openmpi-bin (`cargo xtask test` does)");
+    }
+    let ws = Workspace::new(&newest_cli())?;
+    let d = fixture("envdump.py");
+    let data = ws.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    let rendezvous = acceptance_repo().join("examples/jobs/pytorch/rendezvous.py");
+    let common = |name: &str| {
+        format!(
+            "  node_count = 2\n  environment_variables = {{ GREETING = \"hello\" }}\n  input_directories {{\n    id   = \"DATA\"\n    path = \"{}\"\n  }}\n{}",
+            data.display(),
+            outputs(&ws, name)
+        )
+    };
+    let toolkits: [(&str, String); 11] = [
+        ("custom", format!("custom_toolkit {{\n    command_line = \"python3 {} --tag custom\"\n  }}", d.display())),
+        ("mpi", format!("custom_mpi {{\n    command_line = \"python3 {} --tag mpi\"\n    process_count = 4\n  }}", d.display())),
+        ("horovod", format!("horovod {{\n    {}\n  }}", dump(&d, "--tag horovod"))),
+        ("chainer", format!("chainer {{\n    {}\n  }}", dump(&d, "--tag chainer"))),
+        ("cntk", format!("cntk {{\n    {}\n  }}", dump(&d, "--tag cntk"))),
+        ("caffe", format!("caffe {{\n    {}\n    process_count = 2\n  }}", dump(&d, "--tag caffe"))),
+        ("caffe2", format!("caffe2 {{\n    {}\n  }}", dump(&d, "--tag caffe2"))),
+        ("pytorch", format!("pytorch {{\n    {}\n    process_count = 3\n  }}", dump(&d, "--tag pytorch"))),
+        (
+            "rendezvous",
+            format!(
+                "pytorch {{\n    python_script_file_path = \"{}\"\n    communication_backend = \"gloo\"\n  }}",
+                rendezvous.display()
+            ),
+        ),
+        (
+            "tensorflow",
+            format!(
+                "tensorflow {{\n    python_script_file_path = \"{}\"\n    master_command_line_args = \"--tag master\"\n    worker_command_line_args = \"--tag worker\"\n    parameter_server_command_line_args = \"--tag ps\"\n  }}",
+                d.display()
+            ),
+        ),
+        (
+            "prep",
+            format!(
+                "job_preparation {{\n    command_line = \"echo prepared-on-$AZ_BATCHAI_NODE_ID >> {}/prep.txt\"\n  }}\n  custom_toolkit {{\n    command_line = \"python3 {} --tag prep\"\n  }}",
+                ws.path().display(),
+                d.display()
+            ),
+        ),
+    ];
+    let mut config = cluster(2);
+    for (name, toolkit) in &toolkits {
+        config.push_str(&job(name, &format!("{}\n  {toolkit}", common(name))));
+    }
+    ws.write_config(&config)?;
+    ws.init()?;
+    ws.apply()?;
+
+    let get = |name: &str| records_in(&results_dir(&ws, name));
+    let all_nodes: BTreeSet<String> = nodes(&ws)?.into_iter().map(|n| n.id).collect();
+    ensure!(all_nodes.len() == 2, "the cluster should have 2 nodes: {all_nodes:?}");
+
+    // custom_toolkit: once, on the master, with the whole Batch AI environment.
+    let custom = get("custom");
+    ensure!(custom.len() == 1, "custom_toolkit ran {} times", custom.len());
+    let r = &custom[0];
+    ensure!(env(r, "AZ_BATCHAI_NODE_ID") == env(r, "AZ_BATCHAI_JOB_MASTER_NODE"), "not on the master: {r}");
+    for key in [
+        "AZ_BATCHAI_MOUNT_ROOT",
+        "AZ_BATCHAI_JOB_MOUNT_ROOT",
+        "AZ_BATCHAI_JOB_TEMP",
+        "AZ_BATCHAI_JOB_TEMP_DIR",
+        "AZ_BATCHAI_SHARED_JOB_TEMP",
+        "AZ_BATCHAI_STDOUTERR_DIR",
+        "AZ_BATCHAI_MPI_HOST_FILE",
+        "AZ_BATCHAI_NUM_GPUS",
+        "AZ_BATCHAI_TASK_INDEX",
+        "AZ_BATCHAI_OUTPUT_RESULTS",
+        "BATCHAI_METRICS_FILE",
+    ] {
+        ensure!(!env(r, key).is_empty(), "custom_toolkit did not see {key}: {r}");
+    }
+    ensure!(env(r, "AZ_BATCHAI_INPUT_DATA") == data.display().to_string(), "input: {r}");
+    ensure!(env(r, "GREETING") == "hello", "environment_variables: {r}");
+    ensure!(env(r, "CUDA_VISIBLE_DEVICES").is_empty(), "no GPUs here: {r}");
+    ensure!(
+        r.get("cwd").and_then(Json::as_str) == Some(env(r, "AZ_BATCHAI_JOB_TEMP")),
+        "a job runs in its temp directory: {r}"
+    );
+
+    // MPI toolkits: every rank started by mpirun, spread over both nodes per the hostfile.
+    for (name, ranks) in [("mpi", 4), ("horovod", 2), ("chainer", 2), ("cntk", 2), ("caffe", 2)] {
+        let rs = get(name);
+        let want: Vec<String> = (0..ranks).map(|r| r.to_string()).collect();
+        let mut got = values(&rs, "OMPI_COMM_WORLD_RANK");
+        got.sort_by_key(|r| r.parse::<u32>().unwrap_or(0));
+        ensure!(got == want, "{name}: ranks {got:?}, want {want:?}");
+        ensure!(distinct(&rs, "AZ_BATCHAI_NODE_ID") == 2, "{name}: ranks not on both nodes: {rs:?}");
+        ensure!(values(&rs, "OMPI_COMM_WORLD_SIZE").iter().all(|s| *s == ranks.to_string()), "{name}: size");
+        for r in &rs {
+            // Each rank sees the node it runs on, not the master's.
+            let node = env(r, "AZ_BATCHAI_NODE_ID");
+            ensure!(env(r, "AZ_BATCHAI_MOUNT_ROOT").contains(&format!("/{node}/")), "{name}: {r}");
+        }
+    }
+    let mpi = get("mpi");
+    for node in &all_nodes {
+        let on = mpi.iter().filter(|r| env(r, "AZ_BATCHAI_NODE_ID") == node).count();
+        ensure!(on == 2, "custom_mpi: {on} ranks on {node}, want 2");
+    }
+
+    // caffe2: the master only.
+    ensure!(get("caffe2").len() == 1, "caffe2 ran {} times", get("caffe2").len());
+
+    // PyTorch: 3 ranks over 2 nodes (2 + 1) with the rendezvous variables.
+    let pt = get("pytorch");
+    ensure!(values(&pt, "RANK") == ["0", "1", "2"], "pytorch ranks: {:?}", values(&pt, "RANK"));
+    ensure!(values(&pt, "WORLD_SIZE") == ["3", "3", "3"], "world size");
+    ensure!(distinct(&pt, "MASTER_PORT") == 1 && distinct(&pt, "MASTER_ADDR") == 1, "one rendezvous");
+    let node_of = |rank: &str| {
+        pt.iter()
+            .find(|r| env(r, "RANK") == rank)
+            .map(|r| (env(r, "AZ_BATCHAI_NODE_ID").to_owned(), env(r, "LOCAL_RANK").to_owned()))
+            .unwrap_or_default()
+    };
+    let (n0, l0) = node_of("0");
+    let (n1, l1) = node_of("1");
+    let (n2, l2) = node_of("2");
+    ensure!(n0 == n1 && n0 != n2, "ranks 0,1 share a node, 2 is on the other: {n0} {n1} {n2}");
+    ensure!((l0.as_str(), l1.as_str(), l2.as_str()) == ("0", "1", "0"), "local ranks {l0} {l1} {l2}");
+
+    // The rendezvous example meets its peer over TCP.
+    let meet = results_dir(&ws, "rendezvous");
+    let found: Vec<PathBuf> = walk(&meet).into_iter().filter(|p| p.to_string_lossy().contains("rank-")).collect();
+    ensure!(found.len() == 2, "rendezvous wrote {found:?}");
+
+    // TensorFlow: worker 0 with the master's arguments, worker 1, one parameter server.
+    let tf = get("tensorflow");
+    let by_tag: BTreeMap<String, &Json> = tf
+        .iter()
+        .map(|r| (r.get("tag").and_then(Json::as_str).unwrap_or("").to_owned(), r))
+        .collect();
+    ensure!(
+        by_tag.keys().cloned().collect::<Vec<_>>() == ["master", "ps", "worker"],
+        "tensorflow tasks: {:?}",
+        by_tag.keys()
+    );
+    for (tag, kind, index) in [("master", "worker", 0), ("worker", "worker", 1), ("ps", "ps", 0)] {
+        let r = by_tag[tag];
+        let config: Json = serde_json::from_str(env(r, "TF_CONFIG"))?;
+        ensure!(config["task"] == serde_json::json!({"type": kind, "index": index}), "{tag}: {config}");
+        ensure!(config["cluster"]["worker"].as_array().map(Vec::len) == Some(2), "{tag}: {config}");
+        ensure!(config["cluster"]["ps"].as_array().map(Vec::len) == Some(1), "{tag}: {config}");
+        ensure!(env(r, "AZ_BATCHAI_TASK_INDEX") == index.to_string(), "{tag} task index");
+        ensure!(env(r, "AZ_BATCHAI_WORKER_HOSTS").split(',').count() == 2, "{tag} worker hosts");
+    }
+    ensure!(
+        env(by_tag["master"], "AZ_BATCHAI_NODE_ID") != env(by_tag["worker"], "AZ_BATCHAI_NODE_ID"),
+        "the workers are on different nodes"
+    );
+
+    // Job preparation ran on both of the job's nodes before the toolkit.
+    let prepared = lines(&ws.path().join("prep.txt"));
+    ensure!(prepared.len() == 2, "job preparation ran {prepared:?}");
+
+    // Everything succeeded once, and a second plan is empty.
+    let state = ws.state_json()?;
+    for (name, _) in &toolkits {
+        let v = job_values(&state, name)?;
+        ensure!(v["execution_state"] == "succeeded" && v["attempts"] == 1, "{name}: {v}");
+    }
+    ensure!(ws.plan_exit_code()? == 0, "a finished job must not plan a change");
+    Ok(())
+}
+
+fn acceptance_repo() -> PathBuf {
+    batchai_acceptance::repo()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn mpirun_available() -> bool {
+    std::process::Command::new("mpirun")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A job that waits until `release` exists, after leaving `started`.
+fn gate(ws: &Workspace, name: &str) -> String {
+    format!(
+        "touch {dir}/{name}.started; while [ ! -e {dir}/{name}.release ]; do sleep 0.1; done",
+        dir = ws.path().display()
+    )
+}
+
+fn release(ws: &Workspace, name: &str) -> anyhow::Result<()> {
+    std::fs::write(ws.path().join(format!("{name}.release")), "")?;
+    Ok(())
+}
+
+fn started(ws: &Workspace, name: &str) -> anyhow::Result<()> {
+    let marker = ws.path().join(format!("{name}.started"));
+    wait_for(&format!("job {name} to start"), Duration::from_secs(60), || Ok(marker.exists()))
+}
+
+fn record(ws: &Workspace, name: &str) -> String {
+    format!("echo {name} >> {}/order.txt", ws.path().display())
+}
+
+#[test]
+fn queued_jobs_start_by_priority_and_whole_gangs() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let blocker = job(
+        "blocker",
+        &format!(
+            "  node_count = 2\n  wait_for_completion = false\n  custom_toolkit {{\n    command_line = \"{}\"\n  }}",
+            gate(&ws, "blocker")
+        ),
+    );
+    ws.write_config(&(cluster(2) + &blocker))?;
+    ws.init()?;
+    ws.apply()?;
+    started(&ws, "blocker")?;
+
+    let mut config = cluster(2) + &blocker;
+    for (name, priority) in [("low", "low"), ("normal", "normal"), ("high", "high")] {
+        config.push_str(&job(
+            name,
+            &format!(
+                "  node_count = 2\n  scheduling_priority = \"{priority}\"\n  wait_for_completion = false\n  custom_toolkit {{\n    command_line = \"{}\"\n  }}",
+                record(&ws, name)
+            ),
+        ));
+    }
+    ws.write_config(&config)?;
+    ws.apply()?;
+    // The cluster is full: nothing else may start, not even on part of it.
+    for name in ["low", "normal", "high"] {
+        ensure!(status(&ws, name)?.is_some_and(|s| s.state == JobState::Queued), "{name} started early");
+    }
+    release(&ws, "blocker")?;
+    let order = ws.path().join("order.txt");
+    wait_for("all three jobs", Duration::from_secs(60), || Ok(lines(&order).len() == 3))?;
+    ensure!(lines(&order) == ["high", "normal", "low"], "order: {:?}", lines(&order));
+    Ok(())
+}
+
+#[test]
+fn backfill_never_delays_the_large_job_at_the_head() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let long = job(
+        "long",
+        &format!(
+            "  wait_for_completion = false\n  custom_toolkit {{\n    command_line = \"{}\"\n  }}",
+            gate(&ws, "long")
+        ),
+    );
+    ws.write_config(&(cluster(2) + &long))?;
+    ws.init()?;
+    ws.apply()?;
+    started(&ws, "long")?;
+
+    // `big` needs both nodes and waits for `long`; `fits` ends before `long` can (its wall
+    // clock is shorter) so it may use the free node; `delays` could still run when `long`
+    // ends and would hold up `big`, so it must wait.
+    let mut config = cluster(2) + &long;
+    config.push_str(&job(
+        "big",
+        &format!(
+            "  node_count = 2\n  wait_for_completion = false\n  custom_toolkit {{\n    command_line = \"{}\"\n  }}",
+            record(&ws, "big")
+        ),
+    ));
+    for (name, limit) in [("fits", "10m"), ("delays", "30.00:00:00")] {
+        config.push_str(&job(
+            name,
+            &format!(
+                "  wait_for_completion = false\n  depends_on = [batchai_job.big]\n  constraints {{\n    max_wall_clock_time = \"{limit}\"\n  }}\n  custom_toolkit {{\n    command_line = \"{}\"\n  }}",
+                record(&ws, name)
+            ),
+        ));
+    }
+    ws.write_config(&config)?;
+    ws.apply()?;
+    let order = ws.path().join("order.txt");
+    wait_for("the backfilled job", Duration::from_secs(60), || Ok(!lines(&order).is_empty()))?;
+    wait_state(&ws, "fits", JobState::Succeeded, Duration::from_secs(30))?;
+    ensure!(lines(&order) == ["fits"], "order: {:?}", lines(&order));
+    ensure!(
+        status(&ws, "delays")?.is_some_and(|s| s.state == JobState::Queued),
+        "`delays` must wait for `big`"
+    );
+    release(&ws, "long")?;
+    wait_for("every job", Duration::from_secs(60), || Ok(lines(&order).len() == 3))?;
+    ensure!(lines(&order) == ["fits", "big", "delays"], "order: {:?}", lines(&order));
+    Ok(())
+}
+
+#[test]
+fn limits_retries_and_failures_are_reported() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let mut config = cluster(2);
+    config.push_str(&job(
+        "overrun",
+        "  constraints {\n    max_wall_clock_time = \"2s\"\n  }\n  custom_toolkit {\n    command_line = \"sleep 60\"\n  }",
+    ));
+    let retry = "  retry {\n    max_retries = 2\n    retry_on_exit_codes = [3]\n  }";
+    config.push_str(&job(
+        "flaky",
+        &format!(
+            "{retry}\n  custom_toolkit {{\n    command_line = \"if [ $AZ_BATCHAI_JOB_ATTEMPT = 1 ]; then exit 3; fi; echo fine\"\n  }}"
+        ),
+    ));
+    config.push_str(&job(
+        "broken",
+        &format!("{retry}\n  custom_toolkit {{\n    command_line = \"echo boom-on-stderr >&2; exit 4\"\n  }}"),
+    ));
+    ws.write_config(&config)?;
+    ws.init()?;
+    let out = ws.run(&["apply", "-auto-approve", "-no-color"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "failed jobs must fail the apply");
+    ensure!(stderr.contains("JobWallClockTimeExceeded"), "wall clock error missing:\n{stderr}");
+    ensure!(stderr.contains("max_wall_clock_time (00:00:02)"), "the limit is quoted:\n{stderr}");
+    ensure!(stderr.contains("exit code: 4") && stderr.contains("boom-on-stderr"), "exit code and stderr tail:\n{stderr}");
+    ensure!(stderr.contains("stderr-"), "log paths are named:\n{stderr}");
+
+    let state = ws.state_json()?;
+    let flaky = job_values(&state, "flaky")?;
+    ensure!(flaky["execution_state"] == "succeeded" && flaky["attempts"] == 2, "flaky: {flaky}");
+    let broken = job_values(&state, "broken")?;
+    ensure!(
+        broken["execution_state"] == "failed" && broken["attempts"] == 1 && broken["exit_code"] == 4,
+        "an unlisted exit code is not retried: {broken}"
+    );
+    let overrun = job_values(&state, "overrun")?;
+    ensure!(overrun["execution_state"] == "failed", "overrun: {overrun}");
+    ensure!(
+        overrun["errors"][0]["code"] == "JobWallClockTimeExceeded",
+        "overrun errors: {}",
+        overrun["errors"]
+    );
+
+    // Failed jobs are tainted: the next plan runs them again, the good one stays.
+    let plan = ws.plan_json()?;
+    for name in ["broken", "overrun"] {
+        let actions = planned_actions(&plan, &format!("batchai_job.{name}"));
+        ensure!(actions == ["delete", "create"], "{name} should be replaced: {actions:?}");
+    }
+    ensure!(planned_actions(&plan, "batchai_job.flaky") == ["no-op"], "flaky stays");
+    Ok(())
+}
+
+#[test]
+fn a_job_on_a_killed_node_finishes_elsewhere() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let dir = ws.path().display().to_string();
+    let command = format!(
+        "echo $AZ_BATCHAI_NODE_ID > {dir}/attempt-$AZ_BATCHAI_JOB_ATTEMPT; \
+         if [ $AZ_BATCHAI_JOB_ATTEMPT = 1 ]; then echo $$ > {dir}/first.pid; exec sleep 600; fi; \
+         echo trained > $AZ_BATCHAI_OUTPUT_RESULTS/model.txt"
+    );
+    let body = format!(
+        "  wait_for_completion = false\n{}\n  custom_toolkit {{\n    command_line = \"{command}\"\n  }}",
+        outputs(&ws, "survivor")
+    );
+    ws.write_config(&(cluster(2) + &job("survivor", &body)))?;
+    ws.init()?;
+    ws.apply()?;
+    let first = ws.path().join("attempt-1");
+    wait_for("the first attempt", Duration::from_secs(60), || Ok(first.exists()))?;
+    let victim = std::fs::read_to_string(&first)?.trim().to_owned();
+    let pid = nodes(&ws)?
+        .into_iter()
+        .find(|n| n.id == victim)
+        .and_then(|n| n.pid)
+        .context("the node running the job has no PID")?;
+    let job_pid: u32 = std::fs::read_to_string(ws.path().join("first.pid"))?.trim().parse()?;
+    std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status()?;
+
+    // Lost after 10 s without heartbeats; the job goes back to the queue and runs again.
+    wait_state(&ws, "survivor", JobState::Succeeded, Duration::from_secs(120))?;
+    let second = std::fs::read_to_string(ws.path().join("attempt-2"))?.trim().to_owned();
+    ensure!(second != victim, "the second attempt ran on the killed node {victim}");
+    ensure!(!alive(job_pid), "the first attempt's process {job_pid} outlived its node");
+    let model = walk(&results_dir(&ws, "survivor"));
+    ensure!(model.iter().any(|p| p.ends_with("model.txt")), "outputs: {model:?}");
+
+    ws.ok(&["apply", "-refresh-only", "-auto-approve", "-no-color"])?;
+    let v = job_values(&ws.state_json()?, "survivor")?;
+    ensure!(v["execution_state"] == "succeeded" && v["attempts"] == 2, "survivor: {v}");
+    ensure!(v["errors"].as_array().is_some_and(Vec::is_empty), "a lost node is not a failure: {v}");
+    ensure!(ws.plan_exit_code()? == 0, "nothing to change afterwards");
+    Ok(())
+}
+
+#[test]
+fn fifty_jobs_in_one_apply_each_run_exactly_once() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let ran = ws.path().join("ran.txt");
+    let config = cluster(2)
+        + &format!(
+            r#"resource "batchai_job" "many" {{
+  count      = 50
+  name       = "many-${{count.index}}"
+  cluster_id = batchai_cluster.c.id
+  custom_toolkit {{
+    command_line = "echo $AZ_BATCHAI_JOB_NAME >> {}"
+  }}
+}}
+"#,
+            ran.display()
+        );
+    ws.write_config(&config)?;
+    ws.init()?;
+    ws.ok(&["apply", "-auto-approve", "-no-color", "-parallelism=10"])?;
+    let runs = lines(&ran);
+    let unique: BTreeSet<&String> = runs.iter().collect();
+    ensure!(runs.len() == 50 && unique.len() == 50, "{} runs of {} jobs", runs.len(), unique.len());
+    let state = ws.state_json()?;
+    for i in 0..50 {
+        let v = resource_values(&state, &format!("batchai_job.many[{i}]")).context("missing job")?;
+        ensure!(v["execution_state"] == "succeeded" && v["attempts"] == 1, "many[{i}]: {v}");
+    }
+    Ok(())
+}
+
+#[test]
+fn destroy_terminates_a_running_job() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let pid_file = ws.path().join("job.pid");
+    let body = format!(
+        "  wait_for_completion = false\n  custom_toolkit {{\n    command_line = \"echo $$ > {}; exec sleep 600\"\n  }}",
+        pid_file.display()
+    );
+    ws.write_config(&(cluster(1) + &job("endless", &body)))?;
+    ws.init()?;
+    ws.apply()?;
+    wait_for("the job to start", Duration::from_secs(60), || Ok(pid_file.exists()))?;
+    let pid: u32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
+    ensure!(alive(pid), "the job should be running");
+    let v = job_values(&ws.state_json()?, "endless")?;
+    ensure!(["queued", "running"].contains(&v["execution_state"].as_str().unwrap_or("")), "{v}");
+
+    // Only the job goes: the cluster stays, so this checks the job's own termination.
+    ws.write_config(&cluster(1))?;
+    ws.apply()?;
+    ensure!(!alive(pid), "destroying the job left its process {pid} running");
+    ensure!(status(&ws, "endless")?.is_none(), "the job's records remain");
+    ensure!(nodes(&ws)?.iter().all(|n| n.job.is_none()), "a node still holds the job");
+    Ok(())
+}
+
+#[test]
+fn secrets_never_reach_state_or_logs() -> anyhow::Result<()> {
+    const SECRET: &str = "hunter2-c0ffee-5ecret";
+    let body = |ws: &Workspace| {
+        format!(
+            "  secrets_wo = {{ TOKEN = \"{SECRET}\" }}\n  secrets_wo_version = 1\n{}\n  custom_toolkit {{\n    command_line = \"printf %s $TOKEN | tr a-z b-za > $AZ_BATCHAI_OUTPUT_RESULTS/shifted.txt\"\n  }}",
+            outputs(ws, "secret")
+        )
+    };
+    for cli in clis() {
+        if cli.at_least(1, 11) {
+            continue;
+        }
+        // CLIs without write-only support get a diagnostic instead of a stored secret.
+        let ws = Workspace::new(&cli)?;
+        ws.write_config(&(cluster(1) + &job("secret", &body(&ws))))?;
+        let out = ws.run(&["validate", "-no-color"])?;
+        let text = String::from_utf8_lossy(&out.stderr);
+        ensure!(!out.status.success(), "{cli}: validate should fail");
+        ensure!(text.contains("write-only attribute needs a newer Terraform"), "{cli}: {text}");
+    }
+
+    let mut ws = Workspace::new(&newest_cli())?;
+    let log = ws.path().join("terraform.log");
+    ws.env("TF_LOG", "trace");
+    ws.env("TF_LOG_PATH", &log.display().to_string());
+    ws.write_config(&(cluster(1) + &job("secret", &body(&ws))))?;
+    ws.init()?;
+    ws.apply()?;
+    let shifted: String = SECRET
+        .chars()
+        .map(|c| match c {
+            'z' => 'a',
+            'a'..='y' => char::from(c as u8 + 1),
+            other => other,
+        })
+        .collect();
+    let seen = walk(&results_dir(&ws, "secret"))
+        .into_iter()
+        .find(|p| p.ends_with("shifted.txt"))
+        .map(std::fs::read_to_string)
+        .transpose()?
+        .unwrap_or_default();
+    ensure!(seen == shifted, "the job did not see the secret: {seen:?}");
+    ensure!(
+        store(&ws)?.get(&keys::job_secrets("c", "secret"))?.is_none(),
+        "secrets must be removed once the job ended"
+    );
+    // Nowhere on disk: state, Terraform's trace log, the store, agent and job logs.
+    let mut checked = 0;
+    for path in walk(ws.path()) {
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        checked += 1;
+        ensure!(
+            !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "the secret is in {}",
+            path.display()
+        );
+    }
+    ensure!(checked > 10 && log.exists(), "too few files checked ({checked})");
+    Ok(())
+}
+
+#[test]
+fn container_jobs_fail_clearly_without_a_runtime() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let body = "  container_settings {\n    image_source_registry {\n      image = \"python:3.12-slim\"\n    }\n    shm_size = \"1g\"\n  }\n  custom_toolkit {\n    command_line = \"echo inside\"\n  }";
+    ws.write_config(&(cluster(1) + &job("boxed", body)))?;
+    ws.init()?;
+    let out = ws.run(&["apply", "-auto-approve", "-no-color"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "the job should fail");
+    ensure!(
+        stderr.contains("ContainerRuntimeUnavailable") && stderr.contains("cannot run containers"),
+        "the error must say why:\n{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
+fn auto_scale_grows_for_queued_jobs_and_shrinks_when_idle() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let config = r#"resource "batchai_cluster" "c" {
+  name    = "c"
+  vm_size = "Standard_D2s_v3"
+  scale_settings {
+    auto_scale {
+      minimum_node_count = 0
+      maximum_node_count = 2
+      idle_timeout       = "2s"
+    }
+  }
+}
+"#
+    .to_owned()
+        + &job(
+            "wide",
+            "  node_count = 2\n  custom_toolkit {\n    command_line = \"echo $AZ_BATCHAI_JOB_NODE_COUNT\"\n  }",
+        );
+    ws.write_config(&config)?;
+    ws.init()?;
+    ws.apply()?;
+    let v = job_values(&ws.state_json()?, "wide")?;
+    ensure!(v["execution_state"] == "succeeded", "wide: {v}");
+    wait_for("the cluster to shrink to 0", Duration::from_secs(60), || Ok(nodes(&ws)?.is_empty()))?;
+    Ok(())
+}
+
+#[test]
+fn jobs_import_detect_drift_and_keep_their_result() {
+    for_every_cli(|cli: &Cli| {
+        let ws = Workspace::new(cli)?;
+        let config = cluster(1)
+            + &job(
+                "hello",
+                "  custom_toolkit {\n    command_line = \"echo '{\\\"score\\\": 0.5}' >> $BATCHAI_METRICS_FILE\"\n  }",
+            )
+            + "output \"score\" {\n  value = batchai_job.hello.metrics[\"score\"]\n}\n";
+        ws.write_config(&config)?;
+        ws.init()?;
+        ws.apply()?;
+        let score = ws.ok(&["output", "-raw", "score"])?;
+        ensure!(score.trim() == "0.5", "metrics output: {score:?}");
+        ensure!(ws.plan_exit_code()? == 0, "a finished job must not plan a change");
+
+        let other = ws.sibling()?;
+        other.write_config(&config)?;
+        other.init()?;
+        other.ok(&["import", "-no-color", "batchai_cluster.c", "local/clusters/c"])?;
+        other.ok(&["import", "-no-color", "batchai_job.hello", "local/clusters/c/jobs/hello"])?;
+        ensure!(other.plan_exit_code()? == 0, "import must give an empty plan");
+
+        // Removed behind Terraform's back: the next plan creates it again.
+        let store = store(&ws)?;
+        for key in store.list(&format!("clusters/c/jobs/hello/"))? {
+            store.delete(&key, control::Condition::Always, None)?;
+        }
+        let plan = ws.plan_json()?;
+        ensure!(planned_actions(&plan, "batchai_job.hello") == ["create"], "drift is not detected");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_quickstart_trains_a_model_and_reports_its_accuracy() -> anyhow::Result<()> {
+    let mut ws = Workspace::new(&newest_cli())?;
+    let example = acceptance_repo().join("examples/quickstart");
+    for file in ["main.tf", "train.py"] {
+        std::fs::copy(example.join(file), ws.path().join(file))?;
+    }
+    ws.root = ws.path().join(".batchai");
+    ws.init()?;
+    ws.apply()?;
+    let accuracy: f64 = ws.ok(&["output", "-raw", "accuracy"])?.trim().parse()?;
+    ensure!(accuracy >= 0.9, "accuracy {accuracy}");
+    let model = PathBuf::from(ws.ok(&["output", "-raw", "model_directory"])?.trim());
+    ensure!(model.join("model.json").is_file(), "no model in {}", model.display());
+    ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
+    Ok(())
+}
