@@ -55,9 +55,11 @@ fn status(ws: &Workspace, name: &str) -> anyhow::Result<Option<JobStatus>> {
 }
 
 fn wait_state(ws: &Workspace, name: &str, want: JobState, limit: Duration) -> anyhow::Result<()> {
-    wait_for(&format!("job {name} to be {}", want.as_str()), limit, || {
-        Ok(status(ws, name)?.is_some_and(|s| s.state == want))
-    })
+    wait_for(
+        &format!("job {name} to be {}", want.as_str()),
+        limit,
+        || Ok(status(ws, name)?.is_some_and(|s| s.state == want)),
+    )
 }
 
 fn nodes(ws: &Workspace) -> anyhow::Result<Vec<NodeRecord>> {
@@ -151,7 +153,9 @@ fn dump(script: &Path, args: &str) -> String {
 #[test]
 fn every_toolkit_launches_with_its_documented_environment() -> anyhow::Result<()> {
     if !mpirun_available() {
-        anyhow::bail!("mpirun is not on PATH: install Debian's openmpi-bin (`cargo xtask test` does)");
+        anyhow::bail!(
+            "mpirun is not on PATH: install Debian's openmpi-bin (`cargo xtask test` does)"
+        );
     }
     let ws = Workspace::new(&newest_cli())?;
     let d = fixture("envdump.py");
@@ -166,14 +170,50 @@ fn every_toolkit_launches_with_its_documented_environment() -> anyhow::Result<()
         )
     };
     let toolkits: [(&str, String); 11] = [
-        ("custom", format!("custom_toolkit {{\n    command_line = \"python3 {} --tag custom\"\n  }}", d.display())),
-        ("mpi", format!("custom_mpi {{\n    command_line = \"python3 {} --tag mpi\"\n    process_count = 4\n  }}", d.display())),
-        ("horovod", format!("horovod {{\n    {}\n  }}", dump(&d, "--tag horovod"))),
-        ("chainer", format!("chainer {{\n    {}\n  }}", dump(&d, "--tag chainer"))),
-        ("cntk", format!("cntk {{\n    {}\n  }}", dump(&d, "--tag cntk"))),
-        ("caffe", format!("caffe {{\n    {}\n    process_count = 2\n  }}", dump(&d, "--tag caffe"))),
-        ("caffe2", format!("caffe2 {{\n    {}\n  }}", dump(&d, "--tag caffe2"))),
-        ("pytorch", format!("pytorch {{\n    {}\n    process_count = 3\n  }}", dump(&d, "--tag pytorch"))),
+        (
+            "custom",
+            format!(
+                "custom_toolkit {{\n    command_line = \"python3 {} --tag custom\"\n  }}",
+                d.display()
+            ),
+        ),
+        (
+            "mpi",
+            format!(
+                "custom_mpi {{\n    command_line = \"python3 {} --tag mpi\"\n    process_count = 4\n  }}",
+                d.display()
+            ),
+        ),
+        (
+            "horovod",
+            format!("horovod {{\n    {}\n  }}", dump(&d, "--tag horovod")),
+        ),
+        (
+            "chainer",
+            format!("chainer {{\n    {}\n  }}", dump(&d, "--tag chainer")),
+        ),
+        (
+            "cntk",
+            format!("cntk {{\n    {}\n  }}", dump(&d, "--tag cntk")),
+        ),
+        (
+            "caffe",
+            format!(
+                "caffe {{\n    {}\n    process_count = 2\n  }}",
+                dump(&d, "--tag caffe")
+            ),
+        ),
+        (
+            "caffe2",
+            format!("caffe2 {{\n    {}\n  }}", dump(&d, "--tag caffe2")),
+        ),
+        (
+            "pytorch",
+            format!(
+                "pytorch {{\n    {}\n    process_count = 3\n  }}",
+                dump(&d, "--tag pytorch")
+            ),
+        ),
         (
             "rendezvous",
             format!(
@@ -207,13 +247,23 @@ fn every_toolkit_launches_with_its_documented_environment() -> anyhow::Result<()
 
     let get = |name: &str| records_in(&results_dir(&ws, name));
     let all_nodes: BTreeSet<String> = nodes(&ws)?.into_iter().map(|n| n.id).collect();
-    ensure!(all_nodes.len() == 2, "the cluster should have 2 nodes: {all_nodes:?}");
+    ensure!(
+        all_nodes.len() == 2,
+        "the cluster should have 2 nodes: {all_nodes:?}"
+    );
 
     // custom_toolkit: once, on the master, with the whole Batch AI environment.
     let custom = get("custom");
-    ensure!(custom.len() == 1, "custom_toolkit ran {} times", custom.len());
+    ensure!(
+        custom.len() == 1,
+        "custom_toolkit ran {} times",
+        custom.len()
+    );
     let r = &custom[0];
-    ensure!(env(r, "AZ_BATCHAI_NODE_ID") == env(r, "AZ_BATCHAI_JOB_MASTER_NODE"), "not on the master: {r}");
+    ensure!(
+        env(r, "AZ_BATCHAI_NODE_ID") == env(r, "AZ_BATCHAI_JOB_MASTER_NODE"),
+        "not on the master: {r}"
+    );
     for key in [
         "AZ_BATCHAI_MOUNT_ROOT",
         "AZ_BATCHAI_JOB_MOUNT_ROOT",
@@ -227,81 +277,159 @@ fn every_toolkit_launches_with_its_documented_environment() -> anyhow::Result<()
         "AZ_BATCHAI_OUTPUT_RESULTS",
         "BATCHAI_METRICS_FILE",
     ] {
-        ensure!(!env(r, key).is_empty(), "custom_toolkit did not see {key}: {r}");
+        ensure!(
+            !env(r, key).is_empty(),
+            "custom_toolkit did not see {key}: {r}"
+        );
     }
-    ensure!(env(r, "AZ_BATCHAI_INPUT_DATA") == data.display().to_string(), "input: {r}");
+    ensure!(
+        env(r, "AZ_BATCHAI_INPUT_DATA") == data.display().to_string(),
+        "input: {r}"
+    );
     ensure!(env(r, "GREETING") == "hello", "environment_variables: {r}");
-    ensure!(env(r, "CUDA_VISIBLE_DEVICES").is_empty(), "no GPUs here: {r}");
+    ensure!(
+        env(r, "CUDA_VISIBLE_DEVICES").is_empty(),
+        "no GPUs here: {r}"
+    );
     ensure!(
         r.get("cwd").and_then(Json::as_str) == Some(env(r, "AZ_BATCHAI_JOB_TEMP")),
         "a job runs in its temp directory: {r}"
     );
 
     // MPI toolkits: every rank started by mpirun, spread over both nodes per the hostfile.
-    for (name, ranks) in [("mpi", 4), ("horovod", 2), ("chainer", 2), ("cntk", 2), ("caffe", 2)] {
+    for (name, ranks) in [
+        ("mpi", 4),
+        ("horovod", 2),
+        ("chainer", 2),
+        ("cntk", 2),
+        ("caffe", 2),
+    ] {
         let rs = get(name);
         let want: Vec<String> = (0..ranks).map(|r| r.to_string()).collect();
         let mut got = values(&rs, "OMPI_COMM_WORLD_RANK");
         got.sort_by_key(|r| r.parse::<u32>().unwrap_or(0));
         ensure!(got == want, "{name}: ranks {got:?}, want {want:?}");
-        ensure!(distinct(&rs, "AZ_BATCHAI_NODE_ID") == 2, "{name}: ranks not on both nodes: {rs:?}");
-        ensure!(values(&rs, "OMPI_COMM_WORLD_SIZE").iter().all(|s| *s == ranks.to_string()), "{name}: size");
+        ensure!(
+            distinct(&rs, "AZ_BATCHAI_NODE_ID") == 2,
+            "{name}: ranks not on both nodes: {rs:?}"
+        );
+        ensure!(
+            values(&rs, "OMPI_COMM_WORLD_SIZE")
+                .iter()
+                .all(|s| *s == ranks.to_string()),
+            "{name}: size"
+        );
         for r in &rs {
             // Each rank sees the node it runs on, not the master's.
             let node = env(r, "AZ_BATCHAI_NODE_ID");
-            ensure!(env(r, "AZ_BATCHAI_MOUNT_ROOT").contains(&format!("/{node}/")), "{name}: {r}");
+            ensure!(
+                env(r, "AZ_BATCHAI_MOUNT_ROOT").contains(&format!("/{node}/")),
+                "{name}: {r}"
+            );
         }
     }
     let mpi = get("mpi");
     for node in &all_nodes {
-        let on = mpi.iter().filter(|r| env(r, "AZ_BATCHAI_NODE_ID") == node).count();
+        let on = mpi
+            .iter()
+            .filter(|r| env(r, "AZ_BATCHAI_NODE_ID") == node)
+            .count();
         ensure!(on == 2, "custom_mpi: {on} ranks on {node}, want 2");
     }
 
     // caffe2: the master only.
-    ensure!(get("caffe2").len() == 1, "caffe2 ran {} times", get("caffe2").len());
+    ensure!(
+        get("caffe2").len() == 1,
+        "caffe2 ran {} times",
+        get("caffe2").len()
+    );
 
     // PyTorch: 3 ranks over 2 nodes (2 + 1) with the rendezvous variables.
     let pt = get("pytorch");
-    ensure!(values(&pt, "RANK") == ["0", "1", "2"], "pytorch ranks: {:?}", values(&pt, "RANK"));
+    ensure!(
+        values(&pt, "RANK") == ["0", "1", "2"],
+        "pytorch ranks: {:?}",
+        values(&pt, "RANK")
+    );
     ensure!(values(&pt, "WORLD_SIZE") == ["3", "3", "3"], "world size");
-    ensure!(distinct(&pt, "MASTER_PORT") == 1 && distinct(&pt, "MASTER_ADDR") == 1, "one rendezvous");
+    ensure!(
+        distinct(&pt, "MASTER_PORT") == 1 && distinct(&pt, "MASTER_ADDR") == 1,
+        "one rendezvous"
+    );
     let node_of = |rank: &str| {
         pt.iter()
             .find(|r| env(r, "RANK") == rank)
-            .map(|r| (env(r, "AZ_BATCHAI_NODE_ID").to_owned(), env(r, "LOCAL_RANK").to_owned()))
+            .map(|r| {
+                (
+                    env(r, "AZ_BATCHAI_NODE_ID").to_owned(),
+                    env(r, "LOCAL_RANK").to_owned(),
+                )
+            })
             .unwrap_or_default()
     };
     let (n0, l0) = node_of("0");
     let (n1, l1) = node_of("1");
     let (n2, l2) = node_of("2");
-    ensure!(n0 == n1 && n0 != n2, "ranks 0,1 share a node, 2 is on the other: {n0} {n1} {n2}");
-    ensure!((l0.as_str(), l1.as_str(), l2.as_str()) == ("0", "1", "0"), "local ranks {l0} {l1} {l2}");
+    ensure!(
+        n0 == n1 && n0 != n2,
+        "ranks 0,1 share a node, 2 is on the other: {n0} {n1} {n2}"
+    );
+    ensure!(
+        (l0.as_str(), l1.as_str(), l2.as_str()) == ("0", "1", "0"),
+        "local ranks {l0} {l1} {l2}"
+    );
 
     // The rendezvous example meets its peer over TCP.
     let meet = results_dir(&ws, "rendezvous");
-    let found: Vec<PathBuf> = walk(&meet).into_iter().filter(|p| p.to_string_lossy().contains("rank-")).collect();
+    let found: Vec<PathBuf> = walk(&meet)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("rank-"))
+        .collect();
     ensure!(found.len() == 2, "rendezvous wrote {found:?}");
 
     // TensorFlow: worker 0 with the master's arguments, worker 1, one parameter server.
     let tf = get("tensorflow");
     let by_tag: BTreeMap<String, &Json> = tf
         .iter()
-        .map(|r| (r.get("tag").and_then(Json::as_str).unwrap_or("").to_owned(), r))
+        .map(|r| {
+            (
+                r.get("tag").and_then(Json::as_str).unwrap_or("").to_owned(),
+                r,
+            )
+        })
         .collect();
     ensure!(
         by_tag.keys().cloned().collect::<Vec<_>>() == ["master", "ps", "worker"],
         "tensorflow tasks: {:?}",
         by_tag.keys()
     );
-    for (tag, kind, index) in [("master", "worker", 0), ("worker", "worker", 1), ("ps", "ps", 0)] {
+    for (tag, kind, index) in [
+        ("master", "worker", 0),
+        ("worker", "worker", 1),
+        ("ps", "ps", 0),
+    ] {
         let r = by_tag[tag];
         let config: Json = serde_json::from_str(env(r, "TF_CONFIG"))?;
-        ensure!(config["task"] == serde_json::json!({"type": kind, "index": index}), "{tag}: {config}");
-        ensure!(config["cluster"]["worker"].as_array().map(Vec::len) == Some(2), "{tag}: {config}");
-        ensure!(config["cluster"]["ps"].as_array().map(Vec::len) == Some(1), "{tag}: {config}");
-        ensure!(env(r, "AZ_BATCHAI_TASK_INDEX") == index.to_string(), "{tag} task index");
-        ensure!(env(r, "AZ_BATCHAI_WORKER_HOSTS").split(',').count() == 2, "{tag} worker hosts");
+        ensure!(
+            config["task"] == serde_json::json!({"type": kind, "index": index}),
+            "{tag}: {config}"
+        );
+        ensure!(
+            config["cluster"]["worker"].as_array().map(Vec::len) == Some(2),
+            "{tag}: {config}"
+        );
+        ensure!(
+            config["cluster"]["ps"].as_array().map(Vec::len) == Some(1),
+            "{tag}: {config}"
+        );
+        ensure!(
+            env(r, "AZ_BATCHAI_TASK_INDEX") == index.to_string(),
+            "{tag} task index"
+        );
+        ensure!(
+            env(r, "AZ_BATCHAI_WORKER_HOSTS").split(',').count() == 2,
+            "{tag} worker hosts"
+        );
     }
     ensure!(
         env(by_tag["master"], "AZ_BATCHAI_NODE_ID") != env(by_tag["worker"], "AZ_BATCHAI_NODE_ID"),
@@ -316,9 +444,15 @@ fn every_toolkit_launches_with_its_documented_environment() -> anyhow::Result<()
     let state = ws.state_json()?;
     for (name, _) in &toolkits {
         let v = job_values(&state, name)?;
-        ensure!(v["execution_state"] == "succeeded" && v["attempts"] == 1, "{name}: {v}");
+        ensure!(
+            v["execution_state"] == "succeeded" && v["attempts"] == 1,
+            "{name}: {v}"
+        );
     }
-    ensure!(ws.plan_exit_code()? == 0, "a finished job must not plan a change");
+    ensure!(
+        ws.plan_exit_code()? == 0,
+        "a finished job must not plan a change"
+    );
     Ok(())
 }
 
@@ -364,7 +498,11 @@ fn release(ws: &Workspace, name: &str) -> anyhow::Result<()> {
 
 fn started(ws: &Workspace, name: &str) -> anyhow::Result<()> {
     let marker = ws.path().join(format!("{name}.started"));
-    wait_for(&format!("job {name} to start"), Duration::from_secs(60), || Ok(marker.exists()))
+    wait_for(
+        &format!("job {name} to start"),
+        Duration::from_secs(60),
+        || Ok(marker.exists()),
+    )
 }
 
 fn record(ws: &Workspace, name: &str) -> String {
@@ -400,12 +538,21 @@ fn queued_jobs_start_by_priority_and_whole_gangs() -> anyhow::Result<()> {
     ws.apply()?;
     // The cluster is full: nothing else may start, not even on part of it.
     for name in ["low", "normal", "high"] {
-        ensure!(status(&ws, name)?.is_some_and(|s| s.state == JobState::Queued), "{name} started early");
+        ensure!(
+            status(&ws, name)?.is_some_and(|s| s.state == JobState::Queued),
+            "{name} started early"
+        );
     }
     release(&ws, "blocker")?;
     let order = ws.path().join("order.txt");
-    wait_for("all three jobs", Duration::from_secs(60), || Ok(lines(&order).len() == 3))?;
-    ensure!(lines(&order) == ["high", "normal", "low"], "order: {:?}", lines(&order));
+    wait_for("all three jobs", Duration::from_secs(60), || {
+        Ok(lines(&order).len() == 3)
+    })?;
+    ensure!(
+        lines(&order) == ["high", "normal", "low"],
+        "order: {:?}",
+        lines(&order)
+    );
     Ok(())
 }
 
@@ -447,7 +594,9 @@ fn backfill_never_delays_the_large_job_at_the_head() -> anyhow::Result<()> {
     ws.write_config(&config)?;
     ws.apply()?;
     let order = ws.path().join("order.txt");
-    wait_for("the backfilled job", Duration::from_secs(60), || Ok(!lines(&order).is_empty()))?;
+    wait_for("the backfilled job", Duration::from_secs(60), || {
+        Ok(!lines(&order).is_empty())
+    })?;
     wait_state(&ws, "fits", JobState::Succeeded, Duration::from_secs(30))?;
     ensure!(lines(&order) == ["fits"], "order: {:?}", lines(&order));
     ensure!(
@@ -455,8 +604,14 @@ fn backfill_never_delays_the_large_job_at_the_head() -> anyhow::Result<()> {
         "`delays` must wait for `big`"
     );
     release(&ws, "long")?;
-    wait_for("every job", Duration::from_secs(60), || Ok(lines(&order).len() == 3))?;
-    ensure!(lines(&order) == ["fits", "big", "delays"], "order: {:?}", lines(&order));
+    wait_for("every job", Duration::from_secs(60), || {
+        Ok(lines(&order).len() == 3)
+    })?;
+    ensure!(
+        lines(&order) == ["fits", "big", "delays"],
+        "order: {:?}",
+        lines(&order)
+    );
     Ok(())
 }
 
@@ -484,17 +639,31 @@ fn limits_retries_and_failures_are_reported() -> anyhow::Result<()> {
     let out = ws.run(&["apply", "-auto-approve", "-no-color"])?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(!out.status.success(), "failed jobs must fail the apply");
-    ensure!(stderr.contains("JobWallClockTimeExceeded"), "wall clock error missing:\n{stderr}");
-    ensure!(stderr.contains("max_wall_clock_time (00:00:02)"), "the limit is quoted:\n{stderr}");
-    ensure!(stderr.contains("exit code: 4") && stderr.contains("boom-on-stderr"), "exit code and stderr tail:\n{stderr}");
+    ensure!(
+        stderr.contains("JobWallClockTimeExceeded"),
+        "wall clock error missing:\n{stderr}"
+    );
+    ensure!(
+        stderr.contains("max_wall_clock_time (00:00:02)"),
+        "the limit is quoted:\n{stderr}"
+    );
+    ensure!(
+        stderr.contains("exit code: 4") && stderr.contains("boom-on-stderr"),
+        "exit code and stderr tail:\n{stderr}"
+    );
     ensure!(stderr.contains("stderr-"), "log paths are named:\n{stderr}");
 
     let state = ws.state_json()?;
     let flaky = job_values(&state, "flaky")?;
-    ensure!(flaky["execution_state"] == "succeeded" && flaky["attempts"] == 2, "flaky: {flaky}");
+    ensure!(
+        flaky["execution_state"] == "succeeded" && flaky["attempts"] == 2,
+        "flaky: {flaky}"
+    );
     let broken = job_values(&state, "broken")?;
     ensure!(
-        broken["execution_state"] == "failed" && broken["attempts"] == 1 && broken["exit_code"] == 4,
+        broken["execution_state"] == "failed"
+            && broken["attempts"] == 1
+            && broken["exit_code"] == 4,
         "an unlisted exit code is not retried: {broken}"
     );
     let overrun = job_values(&state, "overrun")?;
@@ -509,9 +678,15 @@ fn limits_retries_and_failures_are_reported() -> anyhow::Result<()> {
     let plan = ws.plan_json()?;
     for name in ["broken", "overrun"] {
         let actions = planned_actions(&plan, &format!("batchai_job.{name}"));
-        ensure!(actions == ["delete", "create"], "{name} should be replaced: {actions:?}");
+        ensure!(
+            actions == ["delete", "create"],
+            "{name} should be replaced: {actions:?}"
+        );
     }
-    ensure!(planned_actions(&plan, "batchai_job.flaky") == ["no-op"], "flaky stays");
+    ensure!(
+        planned_actions(&plan, "batchai_job.flaky") == ["no-op"],
+        "flaky stays"
+    );
     Ok(())
 }
 
@@ -532,28 +707,56 @@ fn a_job_on_a_killed_node_finishes_elsewhere() -> anyhow::Result<()> {
     ws.init()?;
     ws.apply()?;
     let first = ws.path().join("attempt-1");
-    wait_for("the first attempt", Duration::from_secs(60), || Ok(first.exists()))?;
+    wait_for("the first attempt", Duration::from_secs(60), || {
+        Ok(first.exists())
+    })?;
     let victim = std::fs::read_to_string(&first)?.trim().to_owned();
     let pid = nodes(&ws)?
         .into_iter()
         .find(|n| n.id == victim)
         .and_then(|n| n.pid)
         .context("the node running the job has no PID")?;
-    let job_pid: u32 = std::fs::read_to_string(ws.path().join("first.pid"))?.trim().parse()?;
-    std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status()?;
+    let job_pid: u32 = std::fs::read_to_string(ws.path().join("first.pid"))?
+        .trim()
+        .parse()?;
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()?;
 
     // Lost after 10 s without heartbeats; the job goes back to the queue and runs again.
-    wait_state(&ws, "survivor", JobState::Succeeded, Duration::from_secs(120))?;
-    let second = std::fs::read_to_string(ws.path().join("attempt-2"))?.trim().to_owned();
-    ensure!(second != victim, "the second attempt ran on the killed node {victim}");
-    ensure!(!alive(job_pid), "the first attempt's process {job_pid} outlived its node");
+    wait_state(
+        &ws,
+        "survivor",
+        JobState::Succeeded,
+        Duration::from_secs(120),
+    )?;
+    let second = std::fs::read_to_string(ws.path().join("attempt-2"))?
+        .trim()
+        .to_owned();
+    ensure!(
+        second != victim,
+        "the second attempt ran on the killed node {victim}"
+    );
+    ensure!(
+        !alive(job_pid),
+        "the first attempt's process {job_pid} outlived its node"
+    );
     let model = walk(&results_dir(&ws, "survivor"));
-    ensure!(model.iter().any(|p| p.ends_with("model.txt")), "outputs: {model:?}");
+    ensure!(
+        model.iter().any(|p| p.ends_with("model.txt")),
+        "outputs: {model:?}"
+    );
 
     ws.ok(&["apply", "-refresh-only", "-auto-approve", "-no-color"])?;
     let v = job_values(&ws.state_json()?, "survivor")?;
-    ensure!(v["execution_state"] == "succeeded" && v["attempts"] == 2, "survivor: {v}");
-    ensure!(v["errors"].as_array().is_some_and(Vec::is_empty), "a lost node is not a failure: {v}");
+    ensure!(
+        v["execution_state"] == "succeeded" && v["attempts"] == 2,
+        "survivor: {v}"
+    );
+    ensure!(
+        v["errors"].as_array().is_some_and(Vec::is_empty),
+        "a lost node is not a failure: {v}"
+    );
     ensure!(ws.plan_exit_code()? == 0, "nothing to change afterwards");
     Ok(())
 }
@@ -580,11 +783,20 @@ fn fifty_jobs_in_one_apply_each_run_exactly_once() -> anyhow::Result<()> {
     ws.ok(&["apply", "-auto-approve", "-no-color", "-parallelism=10"])?;
     let runs = lines(&ran);
     let unique: BTreeSet<&String> = runs.iter().collect();
-    ensure!(runs.len() == 50 && unique.len() == 50, "{} runs of {} jobs", runs.len(), unique.len());
+    ensure!(
+        runs.len() == 50 && unique.len() == 50,
+        "{} runs of {} jobs",
+        runs.len(),
+        unique.len()
+    );
     let state = ws.state_json()?;
     for i in 0..50 {
-        let v = resource_values(&state, &format!("batchai_job.many[{i}]")).context("missing job")?;
-        ensure!(v["execution_state"] == "succeeded" && v["attempts"] == 1, "many[{i}]: {v}");
+        let v =
+            resource_values(&state, &format!("batchai_job.many[{i}]")).context("missing job")?;
+        ensure!(
+            v["execution_state"] == "succeeded" && v["attempts"] == 1,
+            "many[{i}]: {v}"
+        );
     }
     Ok(())
 }
@@ -600,18 +812,32 @@ fn destroy_terminates_a_running_job() -> anyhow::Result<()> {
     ws.write_config(&(cluster(1) + &job("endless", &body)))?;
     ws.init()?;
     ws.apply()?;
-    wait_for("the job to start", Duration::from_secs(60), || Ok(pid_file.exists()))?;
+    wait_for("the job to start", Duration::from_secs(60), || {
+        Ok(pid_file.exists())
+    })?;
     let pid: u32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
     ensure!(alive(pid), "the job should be running");
     let v = job_values(&ws.state_json()?, "endless")?;
-    ensure!(["queued", "running"].contains(&v["execution_state"].as_str().unwrap_or("")), "{v}");
+    ensure!(
+        ["queued", "running"].contains(&v["execution_state"].as_str().unwrap_or("")),
+        "{v}"
+    );
 
     // Only the job goes: the cluster stays, so this checks the job's own termination.
     ws.write_config(&cluster(1))?;
     ws.apply()?;
-    ensure!(!alive(pid), "destroying the job left its process {pid} running");
-    ensure!(status(&ws, "endless")?.is_none(), "the job's records remain");
-    ensure!(nodes(&ws)?.iter().all(|n| n.job.is_none()), "a node still holds the job");
+    ensure!(
+        !alive(pid),
+        "destroying the job left its process {pid} running"
+    );
+    ensure!(
+        status(&ws, "endless")?.is_none(),
+        "the job's records remain"
+    );
+    ensure!(
+        nodes(&ws)?.iter().all(|n| n.job.is_none()),
+        "a node still holds the job"
+    );
     Ok(())
 }
 
@@ -634,7 +860,10 @@ fn secrets_never_reach_state_or_logs() -> anyhow::Result<()> {
         let out = ws.run(&["validate", "-no-color"])?;
         let text = String::from_utf8_lossy(&out.stderr);
         ensure!(!out.status.success(), "{cli}: validate should fail");
-        ensure!(text.contains("write-only attribute needs a newer Terraform"), "{cli}: {text}");
+        ensure!(
+            text.contains("write-only attribute needs a newer Terraform"),
+            "{cli}: {text}"
+        );
     }
 
     let mut ws = Workspace::new(&newest_cli())?;
@@ -660,12 +889,18 @@ fn secrets_never_reach_state_or_logs() -> anyhow::Result<()> {
         .unwrap_or_default();
     ensure!(seen == shifted, "the job did not see the secret: {seen:?}");
     ensure!(
-        store(&ws)?.get(&keys::job_secrets("c", "secret"))?.is_none(),
+        store(&ws)?
+            .get(&keys::job_secrets("c", "secret"))?
+            .is_none(),
         "secrets must be removed once the job ended"
     );
     // Nowhere on disk: state, Terraform's trace log, the store, agent and job logs.
     let mut checked = 0;
     for path in walk(ws.path()) {
+        if path == ws.path().join("main.tf") {
+            // The configuration is where the user wrote it.
+            continue;
+        }
         let bytes = std::fs::read(&path).unwrap_or_default();
         checked += 1;
         ensure!(
@@ -674,7 +909,10 @@ fn secrets_never_reach_state_or_logs() -> anyhow::Result<()> {
             path.display()
         );
     }
-    ensure!(checked > 10 && log.exists(), "too few files checked ({checked})");
+    ensure!(
+        checked > 10 && log.exists(),
+        "too few files checked ({checked})"
+    );
     Ok(())
 }
 
@@ -719,7 +957,11 @@ fn auto_scale_grows_for_queued_jobs_and_shrinks_when_idle() -> anyhow::Result<()
     ws.apply()?;
     let v = job_values(&ws.state_json()?, "wide")?;
     ensure!(v["execution_state"] == "succeeded", "wide: {v}");
-    wait_for("the cluster to shrink to 0", Duration::from_secs(60), || Ok(nodes(&ws)?.is_empty()))?;
+    wait_for(
+        "the cluster to shrink to 0",
+        Duration::from_secs(60),
+        || Ok(nodes(&ws)?.is_empty()),
+    )?;
     Ok(())
 }
 
@@ -731,29 +973,48 @@ fn jobs_import_detect_drift_and_keep_their_result() {
             + &job(
                 "hello",
                 "  custom_toolkit {\n    command_line = \"echo '{\\\"score\\\": 0.5}' >> $BATCHAI_METRICS_FILE\"\n  }",
-            )
-            + "output \"score\" {\n  value = batchai_job.hello.metrics[\"score\"]\n}\n";
-        ws.write_config(&config)?;
+            );
+        let output = "output \"score\" {\n  value = batchai_job.hello.metrics[\"score\"]\n}\n";
+        ws.write_config(&(config.clone() + output))?;
         ws.init()?;
         ws.apply()?;
         let score = ws.ok(&["output", "-raw", "score"])?;
         ensure!(score.trim() == "0.5", "metrics output: {score:?}");
-        ensure!(ws.plan_exit_code()? == 0, "a finished job must not plan a change");
+        ensure!(
+            ws.plan_exit_code()? == 0,
+            "a finished job must not plan a change"
+        );
 
         let other = ws.sibling()?;
         other.write_config(&config)?;
         other.init()?;
-        other.ok(&["import", "-no-color", "batchai_cluster.c", "local/clusters/c"])?;
-        other.ok(&["import", "-no-color", "batchai_job.hello", "local/clusters/c/jobs/hello"])?;
-        ensure!(other.plan_exit_code()? == 0, "import must give an empty plan");
+        other.ok(&[
+            "import",
+            "-no-color",
+            "batchai_cluster.c",
+            "local/clusters/c",
+        ])?;
+        other.ok(&[
+            "import",
+            "-no-color",
+            "batchai_job.hello",
+            "local/clusters/c/jobs/hello",
+        ])?;
+        ensure!(
+            other.plan_exit_code()? == 0,
+            "import must give an empty plan"
+        );
 
         // Removed behind Terraform's back: the next plan creates it again.
         let store = store(&ws)?;
-        for key in store.list(&format!("clusters/c/jobs/hello/"))? {
+        for key in store.list("clusters/c/jobs/hello/")? {
             store.delete(&key, control::Condition::Always, None)?;
         }
         let plan = ws.plan_json()?;
-        ensure!(planned_actions(&plan, "batchai_job.hello") == ["create"], "drift is not detected");
+        ensure!(
+            planned_actions(&plan, "batchai_job.hello") == ["create"],
+            "drift is not detected"
+        );
         Ok(())
     });
 }
@@ -771,7 +1032,11 @@ fn the_quickstart_trains_a_model_and_reports_its_accuracy() -> anyhow::Result<()
     let accuracy: f64 = ws.ok(&["output", "-raw", "accuracy"])?.trim().parse()?;
     ensure!(accuracy >= 0.9, "accuracy {accuracy}");
     let model = PathBuf::from(ws.ok(&["output", "-raw", "model_directory"])?.trim());
-    ensure!(model.join("model.json").is_file(), "no model in {}", model.display());
+    ensure!(
+        model.join("model.json").is_file(),
+        "no model in {}",
+        model.display()
+    );
     ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
     Ok(())
 }

@@ -77,9 +77,50 @@ fn install_clis() -> anyhow::Result<Vec<PathBuf>> {
         .collect())
 }
 
+/// Makes sure OpenMPI's `mpirun` is on PATH: the MPI toolkits' end-to-end tests launch real
+/// ranks. Installs Debian's `openmpi-bin` with apt when it is missing (as root, or through
+/// passwordless sudo).
+fn ensure_openmpi() -> anyhow::Result<()> {
+    let present = |name: &str| {
+        Command::new(name)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if present("mpirun") {
+        return Ok(());
+    }
+    eprintln!("xtask: mpirun not found; installing openmpi-bin with apt");
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let apt = |args: &[&str]| {
+        let mut cmd = if is_root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "apt-get"]);
+            c
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut cmd)
+    };
+    let install = ["install", "-y", "--no-install-recommends", "openmpi-bin"];
+    if apt(&install).is_err() {
+        apt(&["update"])?;
+        apt(&install)?;
+    }
+    if !present("mpirun") {
+        bail!("openmpi-bin was installed but mpirun is still not on PATH");
+    }
+    Ok(())
+}
+
 fn test() -> anyhow::Result<()> {
     let clis = install_clis()?;
     eprintln!("xtask: Terraform CLIs: {clis:?}");
+    ensure_openmpi()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
         "clippy",

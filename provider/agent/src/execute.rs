@@ -221,6 +221,9 @@ pub fn job_environment(
     set("AZ_BATCHAI_JOB_MOUNT_ROOT", show(&dirs.job_mount_root));
     set("AZ_BATCHAI_JOB_TEMP_DIR", show(&dirs.temp_parent));
     set("AZ_BATCHAI_JOB_TEMP", show(&dirs.temp));
+    // OpenMPI keys its session directories by host name, which every local node shares: each
+    // node's processes keep theirs in the node's own job temp so they never collide.
+    set("TMPDIR", show(&dirs.temp));
     set("AZ_BATCHAI_SHARED_JOB_TEMP", show(&dirs.shared_temp));
     set("AZ_BATCHAI_STDOUTERR_DIR", show(&dirs.stdouterr));
     set("AZ_BATCHAI_MPI_HOST_FILE", show(&dirs.host_file()));
@@ -245,6 +248,7 @@ const NODE_SPECIFIC: &[&str] = &[
     "AZ_BATCHAI_JOB_MOUNT_ROOT",
     "AZ_BATCHAI_JOB_TEMP",
     "AZ_BATCHAI_JOB_TEMP_DIR",
+    "TMPDIR",
     "AZ_BATCHAI_JOB_NODE_INDEX",
     "AZ_BATCHAI_NUM_GPUS",
     "CUDA_VISIBLE_DEVICES",
@@ -799,19 +803,24 @@ impl Attempt<'_> {
     fn hold(&mut self) -> Outcome {
         // Its part is done as soon as it is there: the attempt ends with the master's report.
         let now = records::now_ms();
-        let reported = records::update(self.store, self.status_key, "job status", |s: &mut JobStatus| {
-            s.report(
-                &self.ctx.node,
-                self.assignment.attempt,
-                NodeReport {
-                    exit_code: Some(0),
-                    error: None,
-                },
-                &self.spec.retry,
-                BTreeMap::new(),
-                now,
-            )
-        });
+        let reported = records::update(
+            self.store,
+            self.status_key,
+            "job status",
+            |s: &mut JobStatus| {
+                s.report(
+                    &self.ctx.node,
+                    self.assignment.attempt,
+                    NodeReport {
+                        exit_code: Some(0),
+                        error: None,
+                    },
+                    &self.spec.retry,
+                    BTreeMap::new(),
+                    now,
+                )
+            },
+        );
         if let Err(e) = reported {
             tracing::warn!(error = %e, "report the node's part");
         }

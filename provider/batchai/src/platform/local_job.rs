@@ -14,8 +14,10 @@ use super::local::{LocalPlatform, now_rfc3339};
 use super::{JobView, PlatformError};
 
 const KIND: &str = "job";
-/// How often waits look at the job again.
-const POLL: Duration = Duration::from_millis(50);
+/// How often waits look at the job again: soon at first (most jobs in a pipeline are short),
+/// then backing off so that a day-long run costs the waiting provider next to nothing.
+const POLL_FIRST: Duration = Duration::from_millis(20);
+const POLL_MAX: Duration = Duration::from_millis(500);
 
 /// What the provider keeps beside the spec: the configuration (without secrets), for import.
 #[derive(Debug, Serialize, Deserialize)]
@@ -175,6 +177,7 @@ pub(super) async fn wait(
 ) -> Result<JobView, PlatformError> {
     let store = open_store(platform, "wait for", name)?;
     let mut last_nudge = tokio::time::Instant::now();
+    let mut poll = POLL_FIRST;
     loop {
         let Some(view) = read(&store, cluster, name)? else {
             return Err(failed(
@@ -196,7 +199,8 @@ pub(super) async fn wait(
             super::local_cluster::nudge(platform, &store, cluster)
                 .map_err(|e| failed("wait for", name, e))?;
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(poll).await;
+        poll = (poll * 5 / 4).min(POLL_MAX);
     }
 }
 
@@ -230,7 +234,7 @@ pub(super) async fn delete(
         }
         super::local_cluster::nudge(platform, &store, cluster)
             .map_err(|e| failed("delete", name, e))?;
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(POLL_FIRST * 5).await;
     }
     for key in [
         status_key,
