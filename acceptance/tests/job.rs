@@ -1021,14 +1021,7 @@ fn jobs_import_detect_drift_and_keep_their_result() {
 
 #[test]
 fn the_quickstart_trains_a_model_and_reports_its_accuracy() -> anyhow::Result<()> {
-    let mut ws = Workspace::new(&newest_cli())?;
-    let example = acceptance_repo().join("examples/quickstart");
-    for file in ["main.tf", "train.py"] {
-        std::fs::copy(example.join(file), ws.path().join(file))?;
-    }
-    ws.root = ws.path().join(".batchai");
-    ws.init()?;
-    ws.apply()?;
+    let ws = apply_example("examples/quickstart")?;
     let accuracy: f64 = ws.ok(&["output", "-raw", "accuracy"])?.trim().parse()?;
     ensure!(accuracy >= 0.9, "accuracy {accuracy}");
     let model = PathBuf::from(ws.ok(&["output", "-raw", "model_directory"])?.trim());
@@ -1038,5 +1031,143 @@ fn the_quickstart_trains_a_model_and_reports_its_accuracy() -> anyhow::Result<()
         model.display()
     );
     ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
+    Ok(())
+}
+
+/// Copies an example directory into a workspace (its provider block keeps its platform root
+/// next to it) and applies it as written.
+fn apply_example(dir: &str) -> anyhow::Result<Workspace> {
+    let mut ws = Workspace::new(&newest_cli())?;
+    let example = acceptance_repo().join(dir);
+    for entry in std::fs::read_dir(&example)? {
+        let path = entry?.path();
+        let keep = path.extension().is_some_and(|e| e == "tf" || e == "py");
+        if keep && let Some(name) = path.file_name() {
+            std::fs::copy(&path, ws.path().join(name))?;
+        }
+    }
+    ws.root = ws.path().join(".batchai");
+    ws.init()?;
+    ws.apply()?;
+    Ok(ws)
+}
+
+#[test]
+fn the_job_examples_run_as_written() -> anyhow::Result<()> {
+    if !mpirun_available() {
+        anyhow::bail!(
+            "mpirun is not on PATH: install Debian's openmpi-bin (`cargo xtask test` does)"
+        );
+    }
+    let mpi = apply_example("examples/jobs/mpi")?;
+    let results = PathBuf::from(mpi.ok(&["output", "-raw", "results"])?.trim());
+    let ranks: Vec<String> = (0..4)
+        .map(|r| std::fs::read_to_string(results.join(format!("rank-{r}.txt"))).unwrap_or_default())
+        .collect();
+    let nodes: BTreeSet<&str> = ranks
+        .iter()
+        .filter_map(|line| line.split("node=").nth(1).map(str::trim))
+        .collect();
+    ensure!(nodes.len() == 2, "4 ranks on 2 nodes, got {ranks:?}");
+    mpi.ok(&["destroy", "-auto-approve", "-no-color"])?;
+
+    let ddp = apply_example("examples/jobs/pytorch")?;
+    let world = ddp.ok(&["output", "-raw", "world_size"])?;
+    ensure!(world.trim() == "4", "world size {world:?}");
+    ddp.ok(&["destroy", "-auto-approve", "-no-color"])?;
+    Ok(())
+}
+
+#[test]
+fn scale_down_acts_on_running_jobs_per_deallocation_option() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let dir = ws.path().display().to_string();
+    let config = |nodes: u32| {
+        let mut text = String::new();
+        for (name, option) in [
+            ("rq", "requeue"),
+            ("tm", "terminate"),
+            ("wt", "waitforjobcompletion"),
+        ] {
+            text.push_str(&format!(
+                r#"resource "batchai_cluster" "{name}" {{
+  name    = "{name}"
+  vm_size = "Standard_D2s_v3"
+  scale_settings {{
+    manual {{
+      target_node_count        = {nodes}
+      node_deallocation_option = "{option}"
+    }}
+  }}
+}}
+resource "batchai_job" "{name}" {{
+  name                = "{name}"
+  cluster_id          = batchai_cluster.{name}.id
+  wait_for_completion = false
+  custom_toolkit {{
+    command_line = "touch {dir}/{name}-$AZ_BATCHAI_JOB_ATTEMPT.started; if [ $AZ_BATCHAI_JOB_ATTEMPT = 1 ]; then while [ ! -e {dir}/{name}.release ]; do sleep 0.1; done; fi"
+  }}
+}}
+"#
+            ));
+        }
+        text
+    };
+    ws.write_config(&config(1))?;
+    ws.init()?;
+    ws.apply()?;
+    for name in ["rq", "tm", "wt"] {
+        let marker = ws.path().join(format!("{name}-1.started"));
+        wait_for(&format!("{name} to start"), Duration::from_secs(60), || {
+            Ok(marker.exists())
+        })?;
+    }
+    let job_status = |cluster: &str| -> anyhow::Result<Option<JobStatus>> {
+        let Some(v) = store(&ws)?.get(&keys::job_status(cluster, cluster))? else {
+            return Ok(None);
+        };
+        Ok(Some(records::decode("job status", &v.data)?))
+    };
+
+    // Scale every cluster to zero while its job runs.
+    ws.write_config(&config(0))?;
+    let mut apply = ws.spawn(&["apply", "-auto-approve", "-input=false", "-no-color"])?;
+    wait_for("requeue and terminate", Duration::from_secs(60), || {
+        let rq = job_status("rq")?.is_some_and(|s| s.state == JobState::Queued);
+        let tm = job_status("tm")?.is_some_and(|s| s.state == JobState::Failed);
+        Ok(rq && tm)
+    })?;
+    let tm = job_status("tm")?.context("tm status")?;
+    ensure!(
+        tm.errors.iter().any(|e| e.code == "NodeDeallocated"),
+        "terminate must say why: {:?}",
+        tm.errors
+    );
+    let wt = job_status("wt")?.context("wt status")?;
+    ensure!(
+        wt.state == JobState::Running,
+        "waitforjobcompletion stopped the job: {wt:?}"
+    );
+    ensure!(
+        apply.try_wait()?.is_none(),
+        "the scale-down must wait for the running job"
+    );
+    std::fs::write(ws.path().join("wt.release"), "")?;
+    let finished = apply.wait()?;
+    ensure!(finished.success(), "scale-down apply failed: {finished}");
+    let wt = job_status("wt")?.context("wt status")?;
+    ensure!(
+        wt.state == JobState::Succeeded && wt.attempts == 1,
+        "wt: {wt:?}"
+    );
+
+    // The requeued job runs again once the cluster has a node; a retry was not used.
+    ws.write_config(&config(1))?;
+    ws.apply()?;
+    wait_for("the requeued job", Duration::from_secs(60), || {
+        Ok(job_status("rq")?.is_some_and(|s| s.state == JobState::Succeeded))
+    })?;
+    let rq = job_status("rq")?.context("rq status")?;
+    ensure!(rq.attempts == 2 && rq.retries == 0, "rq: {rq:?}");
     Ok(())
 }

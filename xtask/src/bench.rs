@@ -64,6 +64,7 @@ pub fn bench_release(binary: &Path) -> anyhow::Result<()> {
     );
     msgpack_throughput()?;
     cluster_bench(binary)?;
+    crate::bench_jobs::job_bench(binary)?;
     Ok(())
 }
 

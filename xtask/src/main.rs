@@ -3,7 +3,8 @@
 //! - `quickstart`: build the provider and apply `examples/quickstart` with a real Terraform CLI;
 //! - `test`: everything CI checks (format, lints, unit, protocol and end-to-end tests);
 //! - `gen`: regenerate `schemas/` and `docs/` from the provider's schema and `examples/`;
-//! - `bench`: handshake latency, schema round trips and msgpack throughput (release build);
+//! - `bench`: handshake latency, schema round trips, msgpack throughput, cluster start-up, idle
+//!   agents, and job dispatch latency and throughput (release build);
 //! - `protogen` (with `--features protogen`): regenerate the gRPC stubs from `proto/`.
 // A developer tool: printing results to stdout is its job.
 #![allow(clippy::print_stdout)]
@@ -14,6 +15,7 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 
 mod bench;
+mod bench_jobs;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

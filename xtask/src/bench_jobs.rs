@@ -1,0 +1,247 @@
+//! Job benchmarks on a 4-node local cluster: dispatch latency (queued to running) and
+//! throughput of no-op jobs, through the control store directly and through Terraform.
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use batchai::names::Name;
+use batchai::platform::Platform as _;
+use batchai::platform::local::LocalPlatform;
+use control::jobs::{JobSpec, JobState, Priority, Retry, Toolkit};
+use control::records::{ClusterSpec, DeallocationOption, FORMAT, Scale, keys};
+use control::{DirStore, Store as _};
+
+const NODES: u32 = 4;
+
+fn percentile(samples: &mut [f64], q: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[((samples.len() - 1) as f64 * q).round() as usize]
+}
+
+fn no_op(name: &str, cluster: &str, marks: &Path) -> JobSpec {
+    JobSpec {
+        format: FORMAT,
+        name: name.to_owned(),
+        cluster: cluster.to_owned(),
+        uid: name.to_owned(),
+        created_ms: control::records::now_ms(),
+        node_count: 1,
+        priority: Priority::Normal,
+        // The process notes when it began, so latency is measured to a running process.
+        toolkit: Toolkit::CustomToolkit {
+            command_line: format!("date +%s%N > {}/{name}", marks.display()),
+        },
+        job_preparation: None,
+        environment_variables: BTreeMap::new(),
+        has_secrets: false,
+        input_directories: Vec::new(),
+        output_directories: Vec::new(),
+        std_out_err_path_prefix: marks.join("logs").display().to_string(),
+        mounts: Vec::new(),
+        max_wall_clock_ms: 60_000,
+        retry: Retry::default(),
+        container: None,
+    }
+}
+
+/// Milliseconds from queued to the job's process running, read from its mark.
+fn started_after_ms(marks: &Path, name: &str, queued_ms: u64) -> Option<f64> {
+    let ns: u128 = std::fs::read_to_string(marks.join(name))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(ns as f64 / 1e6 - queued_ms as f64)
+}
+
+pub fn job_bench(binary: &Path) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let dir = std::env::temp_dir().join(format!("batchai-jobbench-{}", std::process::id()));
+    let marks = dir.join("marks");
+    std::fs::create_dir_all(&marks)?;
+    let platform = LocalPlatform::with_agent_binary(dir.join("root"), binary.to_path_buf());
+    let cluster = "jobs";
+    let spec = ClusterSpec {
+        format: FORMAT,
+        name: cluster.into(),
+        uid: "bench".into(),
+        vm_size: "Standard_D2s_v3".into(),
+        vm_priority: "dedicated".into(),
+        scale: Scale::Manual {
+            target_node_count: NODES,
+            node_deallocation_option: DeallocationOption::Requeue,
+        },
+        setup_task: None,
+        mounts: Vec::new(),
+        gpus_per_node: 0,
+        deleting: false,
+    };
+    runtime
+        .block_on(platform.create_cluster(&spec, &serde_json::Value::Null))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cluster_name = Name::parse(cluster).map_err(anyhow::Error::msg)?;
+    let no_secrets = BTreeMap::new();
+
+    // Latency: one job at a time on an idle cluster.
+    let mut dispatch = Vec::new();
+    let mut running = Vec::new();
+    for i in 0..100 {
+        let name = format!("lat-{i}");
+        let view = runtime
+            .block_on(platform.submit_job(
+                &no_op(&name, cluster, &marks),
+                &no_secrets,
+                &serde_json::Value::Null,
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let job = Name::parse(&name).map_err(anyhow::Error::msg)?;
+        let done = runtime
+            .block_on(platform.wait_job(&cluster_name, &job, true))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if done.status.state != JobState::Succeeded {
+            bail!(
+                "job {name} ended {:?}: {:?}",
+                done.status.state,
+                done.status.errors
+            );
+        }
+        let queued = view.status.queued_ms;
+        dispatch.push(
+            done.status
+                .start_ms
+                .unwrap_or(queued)
+                .saturating_sub(queued) as f64,
+        );
+        running.push(started_after_ms(&marks, &name, queued).context("no start mark")?);
+    }
+    println!(
+        "job dispatch, store direct ({NODES} nodes, n=100, one at a time): queued to dispatched p50 {:.0} ms, p99 {:.0} ms; queued to process running p50 {:.0} ms, p99 {:.0} ms",
+        percentile(&mut dispatch, 0.5),
+        percentile(&mut dispatch, 0.99),
+        percentile(&mut running, 0.5),
+        percentile(&mut running, 0.99),
+    );
+
+    // Throughput: 200 no-op jobs queued at once.
+    let count = 200;
+    let started = Instant::now();
+    for i in 0..count {
+        let name = format!("tp-{i}");
+        runtime
+            .block_on(platform.submit_job(
+                &no_op(&name, cluster, &marks),
+                &no_secrets,
+                &serde_json::Value::Null,
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let submitted = started.elapsed();
+    let store = DirStore::open(dir.join("root/store"))?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let mut finished = 0;
+        for i in 0..count {
+            let key = keys::job_status(cluster, &format!("tp-{i}"));
+            if let Some(v) = store.get(&key)? {
+                let s: control::jobs::JobStatus = control::records::decode("job status", &v.data)?;
+                if s.state.is_terminal() {
+                    finished += 1;
+                }
+            }
+        }
+        if finished == count {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {finished} of {count} jobs finished");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let total = started.elapsed();
+    println!(
+        "job throughput, store direct ({NODES} nodes): {count} no-op jobs in {:.2} s = {:.1} jobs/s (submitting took {:.2} s)",
+        total.as_secs_f64(),
+        f64::from(count) / total.as_secs_f64(),
+        submitted.as_secs_f64()
+    );
+    runtime
+        .block_on(platform.delete_cluster(&cluster_name))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    terraform_bench(binary, &dir)?;
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+/// 100 no-op jobs in one `terraform apply -parallelism=10` on a 4-node cluster that exists.
+fn terraform_bench(binary: &Path, dir: &Path) -> anyhow::Result<()> {
+    let terraform = crate::find_terraform()?;
+    let work = dir.join("terraform");
+    std::fs::create_dir_all(&work)?;
+    let bin_dir = binary.parent().context("binary has no directory")?;
+    let rc = work.join("terraformrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "provider_installation {{\n  dev_overrides {{\n    \"registry.terraform.io/batchai/batchai\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
+            bin_dir.display()
+        ),
+    )?;
+    let root = work.join("root");
+    let header = format!(
+        "terraform {{\n  required_providers {{\n    batchai = {{ source = \"batchai/batchai\" }}\n  }}\n}}\nprovider \"batchai\" {{\n  local {{ root = \"{}\" }}\n}}\nresource \"batchai_cluster\" \"c\" {{\n  name    = \"c\"\n  vm_size = \"Standard_D2s_v3\"\n  scale_settings {{\n    manual {{ target_node_count = {NODES} }}\n  }}\n}}\n",
+        root.display()
+    );
+    let jobs = "resource \"batchai_job\" \"noop\" {\n  count      = 100\n  name       = \"noop-${count.index}\"\n  cluster_id = batchai_cluster.c.id\n  custom_toolkit {\n    command_line = \"true\"\n  }\n}\n";
+    let tf = |args: &[&str]| -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let out = Command::new(&terraform)
+            .args(args)
+            .current_dir(&work)
+            .env("TF_CLI_CONFIG_FILE", &rc)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("CHECKPOINT_DISABLE", "1")
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "terraform {args:?} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(started.elapsed())
+    };
+    if terraform.to_string_lossy().contains("1.15") || terraform.to_string_lossy().contains("tofu")
+    {
+        std::fs::write(work.join("main.tf"), &header)?;
+        tf(&["init", "-input=false"])?;
+    }
+    std::fs::write(work.join("main.tf"), &header)?;
+    tf(&["apply", "-auto-approve", "-input=false"])?;
+    std::fs::write(work.join("main.tf"), header.clone() + jobs)?;
+    let elapsed = tf(&["apply", "-auto-approve", "-input=false", "-parallelism=10"])?;
+    let store = DirStore::open(root.join("store"))?;
+    let mut latency = Vec::new();
+    for i in 0..100 {
+        let v = store
+            .get(&keys::job_status("c", &format!("noop-{i}")))?
+            .context("job status missing")?;
+        let s: control::jobs::JobStatus = control::records::decode("job status", &v.data)?;
+        latency.push(
+            s.start_ms
+                .unwrap_or(s.queued_ms)
+                .saturating_sub(s.queued_ms) as f64,
+        );
+    }
+    println!(
+        "jobs through Terraform ({NODES} nodes, -parallelism=10): 100 no-op jobs applied in {:.2} s = {:.1} jobs/s; queued to dispatched p50 {:.0} ms, p99 {:.0} ms",
+        elapsed.as_secs_f64(),
+        100.0 / elapsed.as_secs_f64(),
+        percentile(&mut latency, 0.5),
+        percentile(&mut latency, 0.99),
+    );
+    tf(&["destroy", "-auto-approve", "-input=false"])?;
+    Ok(())
+}
