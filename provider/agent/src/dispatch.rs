@@ -23,9 +23,10 @@ pub struct Job {
     pub etag: control::ETag,
 }
 
-/// Every job of a cluster with its status. Jobs whose spec or status is missing (being created
-/// or deleted) are skipped.
-pub fn jobs(store: &dyn Store, cluster: &str) -> Result<Vec<Job>, AgentError> {
+/// The jobs of a cluster that are not over yet, with their status. Ended jobs cost one read
+/// each (their spec is not read); jobs whose spec or status is missing (being created or
+/// deleted) are skipped.
+pub fn active_jobs(store: &dyn Store, cluster: &str) -> Result<Vec<Job>, AgentError> {
     let prefix = keys::jobs_prefix(cluster);
     let names: BTreeSet<String> = store
         .list(&prefix)?
@@ -42,12 +43,16 @@ pub fn jobs(store: &dyn Store, cluster: &str) -> Result<Vec<Job>, AgentError> {
         let Some(status) = store.get(&keys::job_status(cluster, &name))? else {
             continue;
         };
+        let decoded: JobStatus = records::decode("job status", &status.data)?;
+        if decoded.state.is_terminal() {
+            continue;
+        }
         let Some(spec) = store.get(&keys::job_spec(cluster, &name))? else {
             continue;
         };
         out.push(Job {
             spec: records::decode("job spec", &spec.data)?,
-            status: records::decode("job status", &status.data)?,
+            status: decoded,
             etag: status.etag,
         });
     }
@@ -74,6 +79,8 @@ pub fn free_nodes(nodes: &[NodeRecord]) -> Vec<String> {
 /// What a pass did, for logs and tests.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pass {
+    /// Nodes wanted by the queued and running jobs this pass saw.
+    pub demand: u32,
     pub started: Vec<Start>,
     pub requeued: Vec<String>,
     pub failed: Vec<String>,
@@ -87,8 +94,11 @@ pub fn pass(
     now_ms: u64,
 ) -> Result<Pass, AgentError> {
     let marks = store.list(&keys::queue_prefix(cluster))?;
-    let jobs = jobs(store, cluster)?;
-    let mut out = Pass::default();
+    let jobs = active_jobs(store, cluster)?;
+    let mut out = Pass {
+        demand: demand(&jobs),
+        ..Pass::default()
+    };
     let by_id: BTreeMap<&str, &NodeRecord> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
 
     let mut running = Vec::new();
@@ -412,7 +422,7 @@ mod tests {
             (big.state, big.attempts, big.retries),
             (JobState::Queued, 1, 0)
         );
-        assert_eq!(demand(&jobs(&store, "c").unwrap_or_default()), 6);
+        assert_eq!(demand(&active_jobs(&store, "c").unwrap_or_default()), 6);
     }
 
     #[test]

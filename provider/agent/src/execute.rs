@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use control::jobs::{self, Assignment, JobSpec, JobState, JobStatus, NodeReport};
-use control::records::{self, MountSource, NodeError, keys};
+use control::records::{self, MountSource, NodeError, NodeRecord, NodeState, keys};
 use control::{DirStore, Store};
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +84,23 @@ impl Execution {
                 if let Err(e) = run(&ctx, &store, &assignment, &stop) {
                     tracing::error!(job = %assignment.job, error = %e, "running the job failed");
                 }
+                // Free the node at once, rather than on the main loop's next tick, and tell
+                // the scheduler: both are the floor of job throughput.
+                let key = keys::node(&ctx.cluster, &ctx.node);
+                let freed = records::update(&store, &key, "node record", |r: &mut NodeRecord| {
+                    let mine = r.job.as_ref() == Some(&assignment);
+                    if mine {
+                        r.job = None;
+                        if r.state == NodeState::Running {
+                            r.state = NodeState::Idle;
+                        }
+                    }
+                    mine
+                });
+                if let Err(e) = freed {
+                    tracing::warn!(error = %e, "free the node after its job");
+                }
+                crate::node::wake_scheduler(&store, &ctx.cluster, &format!("~{}", ctx.node));
             })
         };
         Self {
@@ -254,13 +271,19 @@ const NODE_SPECIFIC: &[&str] = &[
     "CUDA_VISIBLE_DEVICES",
 ];
 
-/// `mpirun` as the local platform runs it: ranks reach other nodes through this binary's rsh
-/// bridge, over TCP, since each node is its own "host".
+/// `mpirun` as the local platform runs it. Ranks reach other nodes through this binary's rsh
+/// bridge. Every local node has this machine's host name, so OpenMPI would take them for one
+/// host and use shared memory between them (which crashes across separate session
+/// directories): ranks talk TCP over loopback instead. Node names are not resolved (they are
+/// not in DNS, and a lookup stalls for the resolver's timeout), and each rank starts in its
+/// node's working directory (`-wdir /proc/self/cwd`, the directory its daemon was started in).
+/// No tree spawn flag: with it the daemons daemonize, escape the rsh bridge, and a daemon that
+/// dies early leaves mpirun waiting forever.
 pub fn mpirun(exe: &Path) -> String {
     format!(
-        "mpirun --allow-run-as-root --oversubscribe --mca plm_rsh_agent {} \
-         --mca plm_rsh_no_tree_spawn 1 --mca btl self,tcp --mca btl_tcp_if_include lo \
-         --mca oob_tcp_if_include lo --mca orte_keep_fqdn_hostnames 1",
+        "mpirun --allow-run-as-root --oversubscribe --bind-to none --mca plm_rsh_agent {} \
+         --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo \
+         --mca if_base_do_not_resolve 1 -wdir /proc/self/cwd",
         sh_quote(&format!("{} agent rsh", exe.display()))
     )
 }
@@ -720,6 +743,7 @@ impl Attempt<'_> {
             return None;
         }
         let mut last_watch = Instant::now();
+        let mut nap = Duration::from_millis(2);
         loop {
             let mut all_done = true;
             let mut failure = None;
@@ -795,7 +819,9 @@ impl Attempt<'_> {
                     }
                 }
             }
-            std::thread::sleep(POLL);
+            // Short jobs are noticed within milliseconds, long ones cost a look every POLL.
+            std::thread::sleep(nap.min(POLL));
+            nap *= 2;
         }
     }
 

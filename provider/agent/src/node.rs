@@ -247,18 +247,10 @@ fn node_loop(
     let mut next_heartbeat = Instant::now();
     let mut next_reconcile = Instant::now();
     loop {
+        // The attempt's thread freed the node record itself before it finished.
         if let Some(done) = execution.take_if(|e| e.is_finished()) {
             let assignment = done.assignment.clone();
             done.join();
-            update_record(store, key, |r| {
-                if r.job.as_ref() == Some(&assignment) {
-                    r.job = None;
-                }
-                if r.state == NodeState::Running {
-                    r.state = NodeState::Idle;
-                }
-            })?;
-            wake_scheduler(store, &args.cluster, &format!("~{}", args.node));
             last_done = Some(assignment);
         }
         if stop.load(Ordering::SeqCst) && !draining {

@@ -152,12 +152,7 @@ pub fn reconcile(
         ),
         None => (ClusterStatus::default(), Condition::IfNoneExists),
     };
-    let (desired, last_active) = desired_count(
-        &spec.scale,
-        &status,
-        crate::dispatch::demand(&crate::dispatch::jobs(store, cluster)?),
-        now,
-    );
+    let (desired, last_active) = desired_count(&spec.scale, &status, outcome.jobs.demand, now);
     outcome.desired = desired;
 
     let count = u32::try_from(live.len()).unwrap_or(u32::MAX);
