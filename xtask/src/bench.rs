@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-/// Entry point from `cargo xtask bench`: builds in release mode and runs the measurements.
-pub fn bench() -> anyhow::Result<()> {
+/// Entry point from `cargo xtask bench [jobs]`: builds in release mode and runs the
+/// measurements (only the job ones with `jobs`).
+pub fn bench(only: Option<&str>) -> anyhow::Result<()> {
     crate::run(crate::cargo().args([
         "build",
         "--release",
@@ -23,12 +24,9 @@ pub fn bench() -> anyhow::Result<()> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| crate::repo().join("target"));
     let status = Command::new(target.join("release/xtask"))
-        .args([
-            "bench-release",
-            &target
-                .join("release/terraform-provider-batchai")
-                .to_string_lossy(),
-        ])
+        .arg("bench-release")
+        .arg(target.join("release/terraform-provider-batchai"))
+        .args(only)
         .status()?;
     if !status.success() {
         bail!("bench failed");
@@ -49,7 +47,10 @@ fn stats(mut samples: Vec<Duration>) -> String {
 }
 
 /// Runs inside the release build of xtask.
-pub fn bench_release(binary: &Path) -> anyhow::Result<()> {
+pub fn bench_release(binary: &Path, only: Option<&str>) -> anyhow::Result<()> {
+    if only == Some("jobs") {
+        return crate::bench_jobs::job_bench(binary);
+    }
     println!(
         "handshake (AutoMTLS, process start to handshake line): {}",
         handshake(binary, true, 50)?

@@ -56,6 +56,8 @@ fn started_after_ms(marks: &Path, name: &str, queued_ms: u64) -> Option<f64> {
     Some(ns as f64 / 1e6 - queued_ms as f64)
 }
 
+/// With `BATCHAI_BENCH_KEEP` set, stops after the store-direct part and leaves the cluster
+/// running with its logs and records, for a post-mortem.
 pub fn job_bench(binary: &Path) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -186,6 +188,10 @@ pub fn job_bench(binary: &Path) -> anyhow::Result<()> {
         f64::from(count) / total.as_secs_f64(),
         submitted.as_secs_f64()
     );
+    if std::env::var_os("BATCHAI_BENCH_KEEP").is_some() {
+        println!("kept {}", dir.display());
+        return Ok(());
+    }
     runtime
         .block_on(platform.delete_cluster(&cluster_name))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -270,7 +276,11 @@ fn terraform_bench(binary: &Path, dir: &Path) -> anyhow::Result<()> {
             .get(&keys::job_status("c", &format!("one-{i}")))?
             .context("job status missing")?;
         let s: control::jobs::JobStatus = control::records::decode("job status", &v.data)?;
-        serial_latency.push(s.start_ms.unwrap_or(s.queued_ms).saturating_sub(s.queued_ms) as f64);
+        serial_latency.push(
+            s.start_ms
+                .unwrap_or(s.queued_ms)
+                .saturating_sub(s.queued_ms) as f64,
+        );
     }
     println!(
         "jobs through Terraform, one at a time (-parallelism=1, n=20): queued to dispatched p50 {:.0} ms, p99 {:.0} ms",

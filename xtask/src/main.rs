@@ -23,14 +23,15 @@ fn main() -> anyhow::Result<()> {
         Some("quickstart") => quickstart(&args[1..]),
         Some("test") => test(),
         Some("gen") => generate(),
-        Some("bench") => bench::bench(),
-        Some("bench-release") => {
-            bench::bench_release(Path::new(args.get(1).map_or("", String::as_str)))
-        }
+        Some("bench") => bench::bench(args.get(1).map(String::as_str)),
+        Some("bench-release") => bench::bench_release(
+            Path::new(args.get(1).map_or("", String::as_str)),
+            args.get(2).map(String::as_str),
+        ),
         #[cfg(feature = "protogen")]
         Some("protogen") => protogen(),
         _ => bail!(
-            "usage: cargo xtask <quickstart [destroy] | test | gen | bench>\n       cargo protogen"
+            "usage: cargo xtask <quickstart [destroy] | test | gen | bench [jobs]>\n       cargo protogen"
         ),
     }
 }

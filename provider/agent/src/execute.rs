@@ -100,7 +100,7 @@ impl Execution {
                 if let Err(e) = freed {
                     tracing::warn!(error = %e, "free the node after its job");
                 }
-                crate::node::wake_scheduler(&store, &ctx.cluster, &format!("~{}", ctx.node));
+                crate::node::wake_scheduler(&store, &ctx.cluster, &format!(".freed-{}", ctx.node));
             })
         };
         Self {

@@ -217,14 +217,18 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
     result
 }
 
-/// Tells the scheduler to look at the queue now (a node freed up, a job was queued).
+/// Tells the scheduler to look at the queue now (a node freed up, a job was queued). `why` is
+/// a job name or `.freed-<node>`, which no job name can be. A lost mark only delays dispatch to
+/// the next full pass, so a failure is logged, not returned.
 pub fn wake_scheduler(store: &dyn Store, cluster: &str, why: &str) {
-    let _ = store.put(
+    if let Err(e) = store.put(
         &keys::queue_mark(cluster, why),
         b"{}",
         Condition::Always,
         None,
-    );
+    ) {
+        tracing::warn!(error = %e, "wake the scheduler");
+    }
 }
 
 /// The node's life after preparation: heartbeats, its job attempts, drain, and (while it holds
@@ -341,6 +345,17 @@ fn leave(store: &dyn Store, key: &str, owner: &str, action: DrainAction) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wake_up_marks_are_valid_keys() {
+        // A mark the store refuses is lost silently, and dispatch falls back to the 1 s pass.
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = DirStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        wake_scheduler(&store, "c", "train-1");
+        wake_scheduler(&store, "c", ".freed-node-3");
+        let marks = store.list(&keys::queue_prefix("c")).unwrap_or_default();
+        assert_eq!(marks.len(), 2, "{marks:?}");
+    }
 
     #[test]
     fn drain_actions_follow_the_deallocation_option() {

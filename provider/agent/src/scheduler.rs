@@ -189,13 +189,19 @@ pub fn reconcile(
 /// A dispatch pass alone, between full reconciliations: run when a queue mark says there is
 /// something to place.
 pub fn dispatch_now(store: &dyn Store, cluster: &str) -> Result<crate::dispatch::Pass, AgentError> {
+    let started = std::time::Instant::now();
     let now = records::now_ms();
     let present: Vec<NodeRecord> = nodes(store, cluster)?
         .into_iter()
         .map(|(n, _)| n)
         .filter(|n| !n.is_lost(now, STALE_AFTER_MS, LAUNCH_GRACE_MS))
         .collect();
-    crate::dispatch::pass(store, cluster, &present, now)
+    let pass = crate::dispatch::pass(store, cluster, &present, now);
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "dispatch pass"
+    );
+    pass
 }
 
 /// Asks a node to drain and leave. False if the node is already gone.

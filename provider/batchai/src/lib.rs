@@ -96,7 +96,14 @@ pub fn run_agent(args: &[String]) -> anyhow::Result<u8> {
             other => anyhow::bail!("unknown agent argument {other:?}"),
         }
     }
-    tfplug::logging::init_hclog_at(tfplug::logging::LevelFilter::INFO);
+    // `BATCHAI_AGENT_LOG=debug` in the provider's environment makes nodes log more.
+    let level = match std::env::var("BATCHAI_AGENT_LOG").as_deref() {
+        Ok("debug") => tfplug::logging::LevelFilter::DEBUG,
+        Ok("trace") => tfplug::logging::LevelFilter::TRACE,
+        Ok("warn") => tfplug::logging::LevelFilter::WARN,
+        _ => tfplug::logging::LevelFilter::INFO,
+    };
+    tfplug::logging::init_hclog_at(level);
     let exe = std::env::current_exe()?;
     agent::run_node(agent::NodeArgs {
         root: root
