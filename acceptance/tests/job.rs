@@ -237,7 +237,16 @@ fn every_toolkit_launches_with_its_documented_environment() -> anyhow::Result<()
             ),
         ),
     ];
+    std::fs::write(data.join("input.txt"), "from-the-host")?;
     let mut config = cluster(2);
+    config.push_str(&job(
+        "mounted",
+        &format!(
+            "  mount_volumes {{\n    host_directory {{\n      path                = \"{}\"\n      relative_mount_path = \"extra\"\n    }}\n  }}\n{}\n  custom_toolkit {{\n    command_line = \"cat $AZ_BATCHAI_JOB_MOUNT_ROOT/extra/input.txt > $AZ_BATCHAI_OUTPUT_RESULTS/copied.txt\"\n  }}",
+            data.display(),
+            outputs(&ws, "mounted")
+        ),
+    ));
     for (name, toolkit) in &toolkits {
         config.push_str(&job(name, &format!("{}\n  {toolkit}", common(name))));
     }
@@ -434,6 +443,24 @@ fn every_toolkit_launches_with_its_documented_environment() -> anyhow::Result<()
     ensure!(
         env(by_tag["master"], "AZ_BATCHAI_NODE_ID") != env(by_tag["worker"], "AZ_BATCHAI_NODE_ID"),
         "the workers are on different nodes"
+    );
+
+    // A job-level mount is there for the run, and gone afterwards.
+    let copied = walk(&results_dir(&ws, "mounted"))
+        .into_iter()
+        .find(|p| p.ends_with("copied.txt"))
+        .context("the mounted job wrote nothing")?;
+    ensure!(
+        std::fs::read_to_string(copied)? == "from-the-host",
+        "job mount content"
+    );
+    let leftovers: Vec<PathBuf> = walk(&ws.root.join("clusters"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("jobmounts/mounted/extra"))
+        .collect();
+    ensure!(
+        leftovers.is_empty(),
+        "job mounts outlived the job: {leftovers:?}"
     );
 
     // Job preparation ran on both of the job's nodes before the toolkit.
@@ -634,11 +661,19 @@ fn limits_retries_and_failures_are_reported() -> anyhow::Result<()> {
         "broken",
         &format!("{retry}\n  custom_toolkit {{\n    command_line = \"echo boom-on-stderr >&2; exit 4\"\n  }}"),
     ));
+    config.push_str(&job(
+        "unprepared",
+        "  job_preparation {\n    command_line = \"echo no-dataset-here >&2; exit 9\"\n  }\n  custom_toolkit {\n    command_line = \"echo never\"\n  }",
+    ));
     ws.write_config(&config)?;
     ws.init()?;
     let out = ws.run(&["apply", "-auto-approve", "-no-color"])?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(!out.status.success(), "failed jobs must fail the apply");
+    ensure!(
+        stderr.contains("JobPreparationFailed") && stderr.contains("no-dataset-here"),
+        "job preparation failure and its log:\n{stderr}"
+    );
     ensure!(
         stderr.contains("JobWallClockTimeExceeded"),
         "wall clock error missing:\n{stderr}"
@@ -675,8 +710,36 @@ fn limits_retries_and_failures_are_reported() -> anyhow::Result<()> {
     );
 
     // Failed jobs are tainted: the next plan runs them again, the good one stays.
+    let unprepared = job_values(&state, "unprepared")?;
+    ensure!(
+        unprepared["execution_state"] == "failed" && unprepared["exit_code"] == 9,
+        "unprepared: {unprepared}"
+    );
+
+    // A path that escapes its mount root is refused at validation, at the attribute.
+    let bad = Workspace::new(&newest_cli())?;
+    bad.write_config(&(cluster(1) + &job(
+        "escape",
+        "  output_directories {\n    id          = \"OUT\"\n    path_prefix = \"$AZ_BATCHAI_MOUNT_ROOT/../../etc\"\n  }\n  custom_toolkit {\n    command_line = \"true\"\n  }",
+    )))?;
+    bad.init()?;
+    let out = bad.run(&["validate", "-json", "-no-color"])?;
+    let report: Json = serde_json::from_slice(&out.stdout)?;
+    let diag = report["diagnostics"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["summary"] == "invalid path"))
+        .cloned()
+        .context("no diagnostic for the escaping path")?;
+    ensure!(
+        diag["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("escapes"))
+            && diag["range"]["filename"] == "main.tf",
+        "diagnostic: {diag}"
+    );
+
     let plan = ws.plan_json()?;
-    for name in ["broken", "overrun"] {
+    for name in ["broken", "overrun", "unprepared"] {
         let actions = planned_actions(&plan, &format!("batchai_job.{name}"));
         ensure!(
             actions == ["delete", "create"],
