@@ -5,6 +5,8 @@
 //! - `gen`: regenerate `schemas/` and `docs/` from the provider's schema and `examples/`;
 //! - `bench`: handshake latency, schema round trips, msgpack throughput, cluster start-up, idle
 //!   agents, and job dispatch latency and throughput (release build);
+//! - `gpu-check <provider binary>`: a 2-node GPU cluster and job on a machine with NVIDIA GPUs,
+//!   printing what each node saw (run on a lent GPU machine, without Terraform);
 //! - `protogen` (with `--features protogen`): regenerate the gRPC stubs from `proto/`.
 // A developer tool: printing results to stdout is its job.
 #![allow(clippy::print_stdout)]
@@ -16,6 +18,7 @@ use anyhow::{Context as _, bail};
 
 mod bench;
 mod bench_jobs;
+mod gpu_check;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,6 +27,10 @@ fn main() -> anyhow::Result<()> {
         Some("test") => test(),
         Some("gen") => generate(),
         Some("bench") => bench::bench(args.get(1).map(String::as_str)),
+        Some("gpu-check") => gpu_check::gpu_check(Path::new(
+            args.get(1)
+                .map_or("target/release/terraform-provider-batchai", String::as_str),
+        )),
         Some("bench-release") => bench::bench_release(
             Path::new(args.get(1).map_or("", String::as_str)),
             args.get(2).map(String::as_str),

@@ -210,23 +210,27 @@ impl LocalLauncher {
 /// Starts the child in a new session: no controlling terminal, its own process group, so
 /// Ctrl-C in Terraform's terminal never reaches nodes and a node's group can be signalled whole.
 ///
-/// It also closes every inherited descriptor above stderr. Terraform hands its plugins
+/// It also makes every inherited descriptor above stderr close on exec. Terraform hands its plugins
 /// descriptors without close-on-exec (Terraform 1.0's panicwrap pipes, for one); a node that
 /// kept them would hold Terraform's pipes open and make it wait for EOF forever.
 #[allow(unsafe_code)]
 fn detach(cmd: &mut Command) {
     use std::os::unix::process::CommandExt as _;
-    // SAFETY: only async-signal-safe calls (setsid, close_range, close) run between fork and
+    // Descriptors are marked close-on-exec rather than closed: std reports a failed exec (a
+    // missing binary) through a pipe of its own above 2, and closing that pipe turns the error
+    // into an abort in the child and a silent hang in the parent.
+    // SAFETY: only async-signal-safe calls (setsid, close_range, fcntl) run between fork and
     // exec, and they touch no memory of the parent.
     unsafe {
         cmd.pre_exec(|| {
             if libc::setsid() == -1 {
                 return Err(std::io::Error::last_os_error());
             }
-            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
-                // Kernels before 5.9 lack close_range.
+            const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
+                // Kernels before 5.11 lack the flag.
                 for fd in 3..4096 {
-                    libc::close(fd);
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
                 }
             }
             Ok(())
