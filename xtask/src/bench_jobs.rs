@@ -207,13 +207,7 @@ fn terraform_bench(binary: &Path, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
     let bin_dir = binary.parent().context("binary has no directory")?;
     let rc = work.join("terraformrc");
-    std::fs::write(
-        &rc,
-        format!(
-            "provider_installation {{\n  dev_overrides {{\n    \"registry.terraform.io/batchai/batchai\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
-            bin_dir.display()
-        ),
-    )?;
+    crate::write_dev_overrides(&rc, bin_dir)?;
     let root = work.join("root");
     let header = format!(
         "terraform {{\n  required_providers {{\n    batchai = {{ source = \"batchai/batchai\" }}\n  }}\n}}\nprovider \"batchai\" {{\n  local {{ root = \"{}\" }}\n}}\nresource \"batchai_cluster\" \"c\" {{\n  name    = \"c\"\n  vm_size = \"Standard_D2s_v3\"\n  scale_settings {{\n    manual {{ target_node_count = {NODES} }}\n  }}\n}}\n",

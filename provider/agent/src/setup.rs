@@ -41,7 +41,8 @@ pub fn setup_log_dir(spec: &ClusterSpec, node_dir: &Path, node: &str) -> PathBuf
     }
 }
 
-fn node_error(code: &str, message: String, details: &[(&str, String)]) -> NodeError {
+/// A node or job error with its code, message and details.
+pub(crate) fn node_error(code: &str, message: String, details: &[(&str, String)]) -> NodeError {
     NodeError {
         code: code.to_owned(),
         message,

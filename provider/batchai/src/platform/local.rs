@@ -49,6 +49,17 @@ impl LocalPlatform {
         &self.exe
     }
 
+    /// The control store shared with the agents, for `operation` on the `kind` named `name`.
+    pub(super) fn open_store(
+        &self,
+        operation: &'static str,
+        kind: &'static str,
+        name: &str,
+    ) -> Result<control::DirStore, PlatformError> {
+        control::DirStore::open(agent::launcher::LocalLauncher::store_dir(self.root()))
+            .map_err(|e| PlatformError::failed(operation, kind, name, e))
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -31,12 +31,7 @@ fn resource_key(cluster: &str) -> String {
 }
 
 fn failed(operation: &'static str, name: &str, reason: impl ToString) -> PlatformError {
-    PlatformError::Failed {
-        operation,
-        kind: KIND,
-        name: name.to_owned(),
-        reason: reason.to_string(),
-    }
+    PlatformError::failed(operation, KIND, name, reason)
 }
 
 fn open_store(
@@ -44,8 +39,7 @@ fn open_store(
     operation: &'static str,
     name: &str,
 ) -> Result<DirStore, PlatformError> {
-    DirStore::open(LocalLauncher::store_dir(platform.root()))
-        .map_err(|e| failed(operation, name, e))
+    platform.open_store(operation, KIND, name)
 }
 
 fn launcher(platform: &LocalPlatform) -> LocalLauncher {

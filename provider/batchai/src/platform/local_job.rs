@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use agent::launcher::LocalLauncher;
 use control::jobs::{JobSpec, JobState, JobStatus};
 use control::records::{self, keys};
 use control::{Condition, DirStore, Store};
@@ -32,12 +31,7 @@ fn resource_key(cluster: &str, job: &str) -> String {
 }
 
 fn failed(operation: &'static str, name: &str, reason: impl ToString) -> PlatformError {
-    PlatformError::Failed {
-        operation,
-        kind: KIND,
-        name: name.to_owned(),
-        reason: reason.to_string(),
-    }
+    PlatformError::failed(operation, KIND, name, reason)
 }
 
 fn open_store(
@@ -45,8 +39,7 @@ fn open_store(
     operation: &'static str,
     name: &str,
 ) -> Result<DirStore, PlatformError> {
-    DirStore::open(LocalLauncher::store_dir(platform.root()))
-        .map_err(|e| failed(operation, name, e))
+    platform.open_store(operation, KIND, name)
 }
 
 /// Where job logs go when the job names no `std_out_err_path_prefix`.

@@ -45,6 +45,22 @@ pub enum PlatformError {
     },
 }
 
+impl PlatformError {
+    pub(crate) fn failed(
+        operation: &'static str,
+        kind: &'static str,
+        name: &str,
+        reason: impl ToString,
+    ) -> Self {
+        Self::Failed {
+            operation,
+            kind,
+            name: name.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// What a platform reports about a file server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileServerStatus {

@@ -480,23 +480,6 @@ fn apply_defaults(model: &mut Model) {
     }
 }
 
-fn set_path(value: &mut Value, path: &[&str], new: Value) {
-    let Value::Object(attrs) = value else {
-        return;
-    };
-    match path {
-        [] => {}
-        [last] => {
-            attrs.insert((*last).to_owned(), new);
-        }
-        [first, rest @ ..] => {
-            if let Some(inner) = attrs.get_mut(*first) {
-                set_path(inner, rest, new);
-            }
-        }
-    }
-}
-
 fn is_null_at(value: &Value, path: &[&str]) -> bool {
     let mut v = value;
     for p in path {
@@ -719,13 +702,13 @@ impl Resource<Client> for ClusterResource {
             }
             let parent = &path[..path.len() - 1];
             if (parent.is_empty() || has_block(config, parent)) && is_null_at(config, path) {
-                set_path(planned, path, value);
+                super::set_path(planned, path, value);
             }
         }
         // Any in-place update reads the live node state again afterwards.
         if !request.prior.is_null() && *planned != *request.prior {
             for name in LIVE_ATTRIBUTES {
-                set_path(planned, &[name], Value::unknown());
+                super::set_path(planned, &[name], Value::unknown());
             }
         }
         Ok(())

@@ -782,23 +782,6 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
     diags
 }
 
-fn set_path(value: &mut Value, path: &[&str], new: Value) {
-    let Value::Object(attrs) = value else {
-        return;
-    };
-    match path {
-        [] => {}
-        [last] => {
-            attrs.insert((*last).to_owned(), new);
-        }
-        [first, rest @ ..] => {
-            if let Some(inner) = attrs.get_mut(*first) {
-                set_path(inner, rest, new);
-            }
-        }
-    }
-}
-
 /// The defaults the plan shows, applied again at apply so state matches the plan.
 fn apply_defaults(model: &mut Model) {
     model.node_count.get_or_insert(1);
@@ -1133,7 +1116,7 @@ impl Resource<Client> for JobResource {
                 found && v.is_null()
             };
             if parent_set && unset {
-                set_path(planned, path, value);
+                super::set_path(planned, path, value);
             }
         }
         Ok(())

@@ -6,7 +6,7 @@ pub(crate) mod mounts;
 
 use std::time::Duration;
 
-use tfplug::{Diagnostic, Diagnostics, TimeoutDefaults};
+use tfplug::{Diagnostic, Diagnostics, TimeoutDefaults, Value};
 
 use crate::names::Name;
 
@@ -49,4 +49,22 @@ pub(crate) fn rfc3339_ms(ms: u64) -> String {
                 .ok()
         })
         .unwrap_or_default()
+}
+
+/// Sets the value at `path` (attribute names) inside an object value; for plan defaults.
+pub(crate) fn set_path(value: &mut Value, path: &[&str], new: Value) {
+    let Value::Object(attrs) = value else {
+        return;
+    };
+    match path {
+        [] => {}
+        [last] => {
+            attrs.insert((*last).to_owned(), new);
+        }
+        [first, rest @ ..] => {
+            if let Some(inner) = attrs.get_mut(*first) {
+                set_path(inner, rest, new);
+            }
+        }
+    }
 }
