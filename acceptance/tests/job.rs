@@ -1068,6 +1068,25 @@ fn jobs_import_detect_drift_and_keep_their_result() {
             "import must give an empty plan"
         );
 
+        // wait_for_completion changes in place: the job is not run again.
+        ws.write_config(
+            &(config.replace(
+                "  custom_toolkit {",
+                "  wait_for_completion = false\n  custom_toolkit {",
+            ) + output),
+        )?;
+        let plan = ws.plan_json()?;
+        ensure!(
+            planned_actions(&plan, "batchai_job.hello") == ["update"],
+            "wait_for_completion must update in place"
+        );
+        ws.apply()?;
+        let v = job_values(&ws.state_json()?, "hello")?;
+        ensure!(
+            v["attempts"] == 1 && v["wait_for_completion"] == false,
+            "the job ran again: {v}"
+        );
+
         // Removed behind Terraform's back: the next plan creates it again.
         let store = store(&ws)?;
         for key in store.list("clusters/c/jobs/hello/")? {
