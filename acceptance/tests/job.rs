@@ -869,7 +869,7 @@ fn destroy_terminates_a_running_job() -> anyhow::Result<()> {
     let ws = Workspace::new(&newest_cli())?;
     let pid_file = ws.path().join("job.pid");
     let body = format!(
-        "  wait_for_completion = false\n  custom_toolkit {{\n    command_line = \"echo $$ > {}; exec sleep 600\"\n  }}",
+        "  wait_for_completion = false\n  custom_toolkit {{\n    command_line = \"echo '{{\\\"progress\\\": 0.5}}' >> $BATCHAI_METRICS_FILE; echo $$ > {}; exec sleep 600\"\n  }}",
         pid_file.display()
     );
     ws.write_config(&(cluster(1) + &job("endless", &body)))?;
@@ -880,11 +880,12 @@ fn destroy_terminates_a_running_job() -> anyhow::Result<()> {
     })?;
     let pid: u32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
     ensure!(alive(pid), "the job should be running");
+    // A refresh shows the running job and what it reported so far.
+    ws.ok(&["apply", "-refresh-only", "-auto-approve", "-no-color"])?;
     let v = job_values(&ws.state_json()?, "endless")?;
-    ensure!(
-        ["queued", "running"].contains(&v["execution_state"].as_str().unwrap_or("")),
-        "{v}"
-    );
+    ensure!(v["execution_state"] == "running", "{v}");
+    ensure!(v["metrics"]["progress"] == 0.5, "live metrics: {v}");
+    ensure!(ws.plan_exit_code()? == 0, "a running job plans no change");
 
     // Only the job goes: the cluster stays, so this checks the job's own termination.
     ws.write_config(&cluster(1))?;

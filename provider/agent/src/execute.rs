@@ -152,8 +152,36 @@ pub struct JobDirs {
 
 impl JobDirs {
     pub fn resolve(ctx: &NodeContext, spec: &JobSpec) -> Result<Self, String> {
-        let job_mount_root = ctx.node_dir.join("jobmounts").join(&spec.name);
-        let resolve = |p: &str| jobs::resolve_job_path(p, &ctx.mount_root, &job_mount_root);
+        Self::on_node(
+            &ctx.root,
+            &ctx.cluster,
+            &ctx.node_dir,
+            &ctx.mount_root,
+            spec,
+        )
+    }
+
+    /// The directories as `node` of a local cluster sees them, for readers outside the node
+    /// (the provider reading a running job's metrics).
+    pub fn for_local_node(
+        root: &Path,
+        cluster: &str,
+        node: &str,
+        spec: &JobSpec,
+    ) -> Result<Self, String> {
+        let node_dir = crate::LocalLauncher::node_dir(root, cluster, node);
+        Self::on_node(root, cluster, &node_dir, &node_dir.join("mounts"), spec)
+    }
+
+    fn on_node(
+        root: &Path,
+        cluster: &str,
+        node_dir: &Path,
+        mount_root: &Path,
+        spec: &JobSpec,
+    ) -> Result<Self, String> {
+        let job_mount_root = node_dir.join("jobmounts").join(&spec.name);
+        let resolve = |p: &str| jobs::resolve_job_path(p, mount_root, &job_mount_root);
         let segment = spec.path_segment();
         let stdouterr = resolve(&spec.std_out_err_path_prefix)?
             .join(&segment)
@@ -174,14 +202,13 @@ impl JobDirs {
                 Ok((d.id.clone(), path))
             })
             .collect::<Result<_, String>>()?;
-        let temp_parent = ctx.node_dir.join("jobtemp");
+        let temp_parent = node_dir.join("jobtemp");
         Ok(Self {
             temp: temp_parent.join(&spec.name),
             temp_parent,
-            shared_temp: ctx
-                .root
+            shared_temp: root
                 .join("clusters")
-                .join(&ctx.cluster)
+                .join(cluster)
                 .join("shared")
                 .join(&spec.name)
                 .join(&spec.uid),

@@ -157,7 +157,35 @@ pub(super) fn get(
     name: &str,
 ) -> Result<Option<JobView>, PlatformError> {
     let store = open_store(platform, "read", name)?;
-    read(&store, cluster, name)
+    let mut view = read(&store, cluster, name)?;
+    if let Some(v) = &mut view {
+        live_metrics(platform, v);
+    }
+    Ok(view)
+}
+
+/// A running job's metrics so far, read from its metrics file (on the local platform the
+/// provider sees the same files as the nodes). Ended jobs carry theirs in the status.
+fn live_metrics(platform: &LocalPlatform, view: &mut JobView) {
+    if !matches!(view.status.state, JobState::Running | JobState::Terminating) {
+        return;
+    }
+    let Some(master) = view.status.nodes.first() else {
+        return;
+    };
+    let Ok(dirs) = agent::execute::JobDirs::for_local_node(
+        platform.root(),
+        &view.spec.cluster,
+        master,
+        &view.spec,
+    ) else {
+        return;
+    };
+    if let Ok(text) = std::fs::read_to_string(dirs.metrics_file()) {
+        view.status
+            .metrics
+            .extend(control::jobs::parse_metrics(&text));
+    }
 }
 
 /// Waits until the job is terminal (or, with `until_terminal` false, until it left the queue),

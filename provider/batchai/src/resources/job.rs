@@ -506,7 +506,8 @@ fn schema() -> Schema {
         ),
         Attribute::computed("metrics", Type::map(Type::Number)).description(
             "What the job reported: it appends JSON objects, one per line, to \
-             `$BATCHAI_METRICS_FILE`; the last numeric value of each key is kept.",
+             `$BATCHAI_METRICS_FILE`; the last numeric value of each key is kept. While the \
+             job runs, a refresh shows what it reported so far.",
         ),
         Attribute::computed("creation_time", Type::String)
             .description("When the job was submitted (RFC 3339)."),
