@@ -659,7 +659,15 @@ fn limits_retries_and_failures_are_reported() -> anyhow::Result<()> {
     ));
     config.push_str(&job(
         "broken",
-        &format!("{retry}\n  custom_toolkit {{\n    command_line = \"echo boom-on-stderr >&2; exit 4\"\n  }}"),
+        &format!(
+            "{retry}\n  custom_toolkit {{\n    command_line = \"sleep 300 & echo $! > {}/background.pid; echo boom-on-stderr >&2; exit 4\"\n  }}",
+            ws.path().display()
+        ),
+    ));
+    // Longer than the node's process polling takes to reach its ceiling (a regression once).
+    config.push_str(&job(
+        "patient",
+        "  timeouts {\n    create = \"2m\"\n  }\n  custom_toolkit {\n    command_line = \"sleep 6\"\n  }",
     ));
     config.push_str(&job(
         "unprepared",
@@ -710,6 +718,19 @@ fn limits_retries_and_failures_are_reported() -> anyhow::Result<()> {
     );
 
     // Failed jobs are tainted: the next plan runs them again, the good one stays.
+    let patient = job_values(&state, "patient")?;
+    ensure!(
+        patient["execution_state"] == "succeeded",
+        "patient: {patient}"
+    );
+    // The failing job's background process went with it.
+    let background: u32 = std::fs::read_to_string(ws.path().join("background.pid"))?
+        .trim()
+        .parse()?;
+    ensure!(
+        !alive(background),
+        "a background process of a failed job outlived it"
+    );
     let unprepared = job_values(&state, "unprepared")?;
     ensure!(
         unprepared["execution_state"] == "failed" && unprepared["exit_code"] == 9,
@@ -910,7 +931,7 @@ fn secrets_never_reach_state_or_logs() -> anyhow::Result<()> {
     const SECRET: &str = "hunter2-c0ffee-5ecret";
     let body = |ws: &Workspace| {
         format!(
-            "  secrets_wo = {{ TOKEN = \"{SECRET}\" }}\n  secrets_wo_version = 1\n{}\n  custom_toolkit {{\n    command_line = \"printf %s $TOKEN | tr a-z b-za > $AZ_BATCHAI_OUTPUT_RESULTS/shifted.txt\"\n  }}",
+            "  node_count = 2\n  secrets_wo = {{ TOKEN = \"{SECRET}\" }}\n  secrets_wo_version = 1\n{}\n  custom_toolkit {{\n    command_line = \"printf %s $TOKEN | tr a-z b-za > $AZ_BATCHAI_OUTPUT_RESULTS/shifted.txt\"\n  }}",
             outputs(ws, "secret")
         )
     };
@@ -934,7 +955,7 @@ fn secrets_never_reach_state_or_logs() -> anyhow::Result<()> {
     let log = ws.path().join("terraform.log");
     ws.env("TF_LOG", "trace");
     ws.env("TF_LOG_PATH", &log.display().to_string());
-    ws.write_config(&(cluster(1) + &job("secret", &body(&ws))))?;
+    ws.write_config(&(cluster(2) + &job("secret", &body(&ws))))?;
     ws.init()?;
     ws.apply()?;
     let shifted: String = SECRET

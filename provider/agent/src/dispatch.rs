@@ -284,6 +284,16 @@ fn hand_over(
         return Ok(true);
     }
     tracing::warn!(job = %job.spec.name, "a node was taken during dispatch; undoing it");
+    // The job goes back to the queue first, so a node that already started the attempt finds
+    // it over and stops. The attempt number stays used: reusing it would let a late thread of
+    // this attempt pass for the next one.
+    records::update(store, &key, "job status", |s: &mut JobStatus| {
+        if s.attempts != assignment.attempt || s.state != JobState::Running {
+            return false;
+        }
+        s.requeue(now_ms);
+        true
+    })?;
     for node in &taken {
         records::update(
             store,
@@ -293,19 +303,14 @@ fn hand_over(
                 let mine = r.job.as_ref() == Some(&assignment);
                 if mine {
                     r.job = None;
+                    if r.state == NodeState::Running {
+                        r.state = NodeState::Idle;
+                    }
                 }
                 mine
             },
         )?;
     }
-    records::update(store, &key, "job status", |s: &mut JobStatus| {
-        if s.attempts != assignment.attempt || s.state != JobState::Running {
-            return false;
-        }
-        s.requeue(now_ms);
-        s.attempts -= 1;
-        true
-    })?;
     Ok(false)
 }
 
@@ -443,7 +448,7 @@ mod tests {
         let done = pass(&store, "c", &stale, 100).unwrap_or_else(|e| panic!("{e}"));
         assert!(done.started.is_empty());
         let j = status(&store, "j");
-        assert_eq!((j.state, j.attempts), (JobState::Queued, 0));
+        assert_eq!((j.state, j.attempts), (JobState::Queued, 1));
         assert!(
             live_nodes(&store)
                 .iter()

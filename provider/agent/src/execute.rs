@@ -81,8 +81,17 @@ impl Execution {
             let stop = stop.clone();
             let assignment = assignment.clone();
             std::thread::spawn(move || {
-                if let Err(e) = run(&ctx, &store, &assignment, &stop) {
-                    tracing::error!(job = %assignment.job, error = %e, "running the job failed");
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(&ctx, &store, &assignment, &stop)
+                }));
+                match ran {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(job = %assignment.job, error = %e, "running the job failed");
+                    }
+                    // A bug must not leave the node held forever: it is freed below, and the
+                    // attempt, which no longer runs anywhere, is requeued by the scheduler.
+                    Err(_) => tracing::error!(job = %assignment.job, "running the job panicked"),
                 }
                 // Free the node at once, rather than on the main loop's next tick, and tell
                 // the scheduler: both are the floor of job throughput.
@@ -91,11 +100,13 @@ impl Execution {
                     let mine = r.job.as_ref() == Some(&assignment);
                     if mine {
                         r.job = None;
-                        if r.state == NodeState::Running {
-                            r.state = NodeState::Idle;
-                        }
                     }
-                    mine
+                    // Also when the hand-over was undone meanwhile: a node without a job is idle.
+                    let stale = r.job.is_none() && r.state == NodeState::Running;
+                    if stale {
+                        r.state = NodeState::Idle;
+                    }
+                    mine || stale
                 });
                 if let Err(e) = freed {
                     tracing::warn!(error = %e, "free the node after its job");
@@ -219,9 +230,10 @@ impl JobDirs {
         })
     }
 
-    /// The metrics file every process of the job appends to.
-    pub fn metrics_file(&self) -> PathBuf {
-        self.stdouterr.join("metrics.jsonl")
+    /// The metrics file every process of an attempt appends to: one per attempt, so a retry
+    /// reports its own values, not its predecessors'.
+    pub fn metrics_file(&self, attempt: u32) -> PathBuf {
+        self.stdouterr.join(format!("metrics-{attempt}.jsonl"))
     }
 
     pub fn host_file(&self) -> PathBuf {
@@ -261,7 +273,10 @@ pub fn job_environment(
     set("AZ_BATCHAI_STDOUTERR_DIR", show(&dirs.stdouterr));
     set("AZ_BATCHAI_MPI_HOST_FILE", show(&dirs.host_file()));
     set("AZ_BATCHAI_TASK_INDEX", index.to_string());
-    set("BATCHAI_METRICS_FILE", show(&dirs.metrics_file()));
+    set(
+        "BATCHAI_METRICS_FILE",
+        show(&dirs.metrics_file(status.attempts)),
+    );
     set("BATCHAI_LOCAL_ROOT", show(&ctx.root));
     for (id, path) in &dirs.inputs {
         set(&format!("AZ_BATCHAI_INPUT_{id}"), show(path));
@@ -400,16 +415,8 @@ fn run(
         }
         Outcome::Over => Ok(None),
     };
-    // Secrets are needed until the last attempt; once the job has ended they go.
-    if let Ok(Some(status)) = &result
-        && status.state.is_terminal()
-        && spec.has_secrets
-    {
-        let _ = store.delete(
-            &keys::job_secrets(&ctx.cluster, &spec.name),
-            control::Condition::Always,
-            None,
-        );
+    if let Ok(status) = &result {
+        forget_secrets_if_ended(store, &spec, status.as_ref());
     }
     // Background processes (parameter servers) serve until the attempt ends everywhere.
     attempt.wait_until_over();
@@ -419,6 +426,18 @@ fn run(
         setup::release_mounts(&spec.mounts, &dirs.job_mount_root);
     }
     result.map(|_| ()).map_err(Into::into)
+}
+
+/// Secrets are needed until the last attempt; once the job has ended they go. Whoever makes
+/// the report that ends the job removes them.
+fn forget_secrets_if_ended(store: &dyn Store, spec: &JobSpec, status: Option<&JobStatus>) {
+    if spec.has_secrets && status.is_some_and(|s| s.state.is_terminal()) {
+        let _ = store.delete(
+            &keys::job_secrets(&spec.cluster, &spec.name),
+            control::Condition::Always,
+            None,
+        );
+    }
 }
 
 enum Outcome {
@@ -627,7 +646,9 @@ impl Attempt<'_> {
             }
         }
         match self.supervise() {
-            Some(Outcome::Report(report, _)) => Outcome::Report(report, Some(dirs.metrics_file())),
+            Some(Outcome::Report(report, _)) => {
+                Outcome::Report(report, Some(dirs.metrics_file(self.assignment.attempt)))
+            }
             Some(other) => other,
             // A node with nothing of its own to run (MPI ranks come from the master) holds its
             // place until the attempt ends.
@@ -836,8 +857,8 @@ impl Attempt<'_> {
                 }
             }
             // Short jobs are noticed within milliseconds, long ones cost a look every POLL.
-            std::thread::sleep(nap.min(POLL));
-            nap *= 2;
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(POLL);
         }
     }
 
@@ -863,8 +884,9 @@ impl Attempt<'_> {
                 )
             },
         );
-        if let Err(e) = reported {
-            tracing::warn!(error = %e, "report the node's part");
+        match reported {
+            Ok(status) => forget_secrets_if_ended(self.store, self.spec, status.as_ref()),
+            Err(e) => tracing::warn!(error = %e, "report the node's part"),
         }
         loop {
             match stop_reason(self.stop) {
@@ -911,39 +933,51 @@ impl Attempt<'_> {
         }
     }
 
-    /// SIGTERM to every process group, a grace period, then SIGKILL.
+    /// SIGTERM to every process group, a grace period, then SIGKILL. Every group is signalled,
+    /// even one whose leader already exited: a job's background processes (`tensorboard &`)
+    /// live on in it.
     fn kill_all(&mut self) {
-        let mut live: Vec<&mut Running> = Vec::new();
         for c in &mut self.children {
-            if matches!(c.child.try_wait(), Ok(None)) {
-                live.push(c);
-            }
+            let _ = c.child.try_wait();
         }
-        if live.is_empty() {
+        let groups: Vec<u32> = self.children.iter().map(|c| c.child.id()).collect();
+        let any_alive = |children: &mut Vec<Running>| {
+            for c in children.iter_mut() {
+                // Reaped leaders no longer count as members of their group.
+                let _ = c.child.try_wait();
+            }
+            groups.iter().any(|g| crate::launcher::group_alive(*g))
+        };
+        if !any_alive(&mut self.children) {
             self.children.clear();
             return;
         }
-        for c in &live {
+        let mut stoppers = Vec::new();
+        for c in &mut self.children {
             crate::launcher::signal_group(c.child.id(), libc::SIGTERM);
-            if let Some((runtime, name)) = &c.container {
-                let _ = Command::new(runtime)
+            if let Some((runtime, name)) = &c.container
+                && matches!(c.child.try_wait(), Ok(None))
+                && let Ok(stopper) = Command::new(runtime)
                     .args(["stop", "-t", "10", name])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
-                    .spawn();
+                    .spawn()
+            {
+                stoppers.push(stopper);
             }
         }
         let deadline = Instant::now() + TERMINATE_GRACE;
-        while Instant::now() < deadline {
-            live.retain_mut(|c| matches!(c.child.try_wait(), Ok(None)));
-            if live.is_empty() {
-                break;
-            }
+        while Instant::now() < deadline && any_alive(&mut self.children) {
             std::thread::sleep(POLL);
         }
-        for c in &mut live {
-            crate::launcher::signal_group(c.child.id(), libc::SIGKILL);
+        for g in &groups {
+            crate::launcher::signal_group(*g, libc::SIGKILL);
+        }
+        for c in &mut self.children {
             let _ = c.child.wait();
+        }
+        for mut stopper in stoppers {
+            let _ = stopper.wait();
         }
         self.children.clear();
     }

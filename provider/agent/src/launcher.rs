@@ -40,6 +40,19 @@ pub fn signal_group(pgid: u32, signal: i32) {
     }
 }
 
+/// True while any process of group `pgid` exists (a zombie counts until it is reaped).
+#[allow(unsafe_code)]
+pub fn group_alive(pgid: u32) -> bool {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return false;
+    };
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: kill(2) with signal 0 only checks for existence; no memory is involved.
+    unsafe { libc::kill(-pgid, 0) == 0 }
+}
+
 /// Sends `signal` to one process.
 #[allow(unsafe_code)]
 pub fn signal_process(pid: u32, signal: i32) {

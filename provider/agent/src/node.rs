@@ -202,16 +202,41 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         exe: args.exe.clone(),
     });
     let action = drain_action(spec.scale.deallocation());
-    let result = node_loop(
-        &store,
-        &launcher,
-        &args,
-        &key,
-        &stop,
-        &mut election,
-        &ctx,
-        action,
-    );
+    // A store error (a full disk, too many open files) ends one pass of the loop, not the
+    // node: it goes on unless errors keep coming. Whatever the end, a running attempt is
+    // stopped and handed back before the node leaves, so no job process outlives its node.
+    let mut execution: Option<Execution> = None;
+    let mut recent_errors: Vec<Instant> = Vec::new();
+    let result = loop {
+        let ran = node_loop(
+            &store,
+            &launcher,
+            &args,
+            &key,
+            &stop,
+            &mut election,
+            &ctx,
+            action,
+            &mut execution,
+        );
+        match ran {
+            Ok(()) => break Ok(()),
+            Err(e) => {
+                recent_errors.retain(|t| t.elapsed() < Duration::from_secs(10));
+                recent_errors.push(Instant::now());
+                if recent_errors.len() > 20 {
+                    tracing::error!(error = %e, "the node keeps failing; leaving");
+                    break Err(e);
+                }
+                tracing::warn!(error = %e, "node loop failed; going on");
+                std::thread::sleep(TICK * 4);
+            }
+        }
+    };
+    if let Some(running) = execution.take() {
+        running.stop(Stop::Requeue);
+        running.join();
+    }
     election.release(&store);
     leave(&store, &key, &owner, action);
     result
@@ -243,8 +268,8 @@ fn node_loop(
     election: &mut Election,
     ctx: &Arc<NodeContext>,
     action: DrainAction,
+    execution: &mut Option<Execution>,
 ) -> Result<(), AgentError> {
-    let mut execution: Option<Execution> = None;
     let mut last_done: Option<Assignment> = None;
     let mut draining = false;
     let mut removed = false;
@@ -264,7 +289,7 @@ fn node_loop(
             update_record(store, key, |r| r.drain_requested = true)?;
         }
         if draining || removed {
-            match &execution {
+            match &*execution {
                 None => return Ok(()),
                 Some(e) if removed => e.stop(Stop::Requeue),
                 Some(e) => match action {
@@ -305,12 +330,18 @@ fn node_loop(
             && !draining
             && last_done.as_ref() != Some(&assignment)
         {
-            update_record(store, key, |r| {
-                if r.job.as_ref() == Some(&assignment) {
+            // Started only if the assignment still stands (a hand-over can be undone).
+            let mut taken = false;
+            records::update(store, key, "node record", |r: &mut NodeRecord| {
+                taken = r.job.as_ref() == Some(&assignment);
+                if taken {
                     r.state = NodeState::Running;
                 }
+                taken
             })?;
-            execution = Some(Execution::start(ctx.clone(), store.clone(), assignment));
+            if taken {
+                *execution = Some(Execution::start(ctx.clone(), store.clone(), assignment));
+            }
         }
 
         if !removed {

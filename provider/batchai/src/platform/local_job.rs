@@ -90,11 +90,22 @@ pub(super) fn submit(
         }
         Err(e) => return Err(failed("create", name, e)),
     }
+    // If a later write fails, the job is withdrawn again: it must not run unknown to state.
     let put = |key: &str, bytes: &[u8]| {
         store
             .put(key, bytes, Condition::Always, None)
             .map(|_| ())
-            .map_err(|e| failed("create", name, e))
+            .map_err(|e| {
+                for key in [
+                    keys::job_status(cluster, name),
+                    keys::job_secrets(cluster, name),
+                    resource_key(cluster, name),
+                    keys::job_spec(cluster, name),
+                ] {
+                    let _ = store.delete(&key, Condition::Always, None);
+                }
+                failed("create", name, e)
+            })
     };
     if !secrets.is_empty() {
         put(
@@ -112,8 +123,10 @@ pub(super) fn submit(
     let status = JobStatus::queued(records::now_ms());
     put(&keys::job_status(cluster, name), &records::encode(&status))?;
     agent::node::wake_scheduler(&store, cluster, name);
-    super::local_cluster::nudge(platform, &store, cluster)
-        .map_err(|e| failed("create", name, e))?;
+    // The job is queued and in the store now; a failed nudge only delays it (waits nudge again).
+    if let Err(e) = super::local_cluster::nudge(platform, &store, cluster) {
+        tracing::warn!(job = name, error = %e, "schedule the cluster after queueing a job");
+    }
     Ok(JobView {
         spec: spec.clone(),
         status,
@@ -181,7 +194,7 @@ fn live_metrics(platform: &LocalPlatform, view: &mut JobView) {
     ) else {
         return;
     };
-    if let Ok(text) = std::fs::read_to_string(dirs.metrics_file()) {
+    if let Ok(text) = std::fs::read_to_string(dirs.metrics_file(view.status.attempts)) {
         view.status
             .metrics
             .extend(control::jobs::parse_metrics(&text));
