@@ -93,7 +93,11 @@ pub fn pass(
     nodes: &[NodeRecord],
     now_ms: u64,
 ) -> Result<Pass, AgentError> {
-    let marks = store.list(&keys::queue_prefix(cluster))?;
+    // Marks go before the jobs are read: a mark written during this pass survives it and
+    // triggers the next one.
+    for mark in store.list(&keys::queue_prefix(cluster))? {
+        let _ = store.delete(&mark, Condition::Always, None);
+    }
     let jobs = active_jobs(store, cluster)?;
     let mut out = Pass {
         demand: demand(&jobs),
@@ -142,9 +146,6 @@ pub fn pass(
                 out.started.push(start);
             }
         }
-    }
-    for mark in marks {
-        let _ = store.delete(&mark, Condition::Always, None);
     }
     Ok(out)
 }

@@ -372,6 +372,12 @@ fn run(
             .saturating_add(spec.max_wall_clock_ms),
     };
     let outcome = attempt.execute(&status, index);
+    // Job mounts and the rank environment go before the report that may end the job, so that
+    // whoever sees it ended finds them gone; background processes keep them until the end.
+    let background = attempt.children.iter().any(|c| !c.required);
+    if !background {
+        release(ctx, &spec);
+    }
     let result = match outcome {
         Outcome::Report(report, metrics_file) => {
             let metrics = metrics_file
@@ -421,11 +427,18 @@ fn run(
     // Background processes (parameter servers) serve until the attempt ends everywhere.
     attempt.wait_until_over();
     attempt.kill_all();
-    let _ = std::fs::remove_file(NodeContext::rank_env_file(&ctx.node_dir));
-    if let Ok(dirs) = JobDirs::resolve(ctx, &spec) {
-        setup::release_mounts(&spec.mounts, &dirs.job_mount_root);
+    if background {
+        release(ctx, &spec);
     }
     result.map(|_| ()).map_err(Into::into)
+}
+
+/// Undoes what an attempt set up on the node: job mounts and the published rank environment.
+fn release(ctx: &NodeContext, spec: &JobSpec) {
+    let _ = std::fs::remove_file(NodeContext::rank_env_file(&ctx.node_dir));
+    if let Ok(dirs) = JobDirs::resolve(ctx, spec) {
+        setup::release_mounts(&spec.mounts, &dirs.job_mount_root);
+    }
 }
 
 /// Secrets are needed until the last attempt; once the job has ended they go. Whoever makes

@@ -201,6 +201,21 @@ fn live_metrics(platform: &LocalPlatform, view: &mut JobView) {
     }
 }
 
+/// How long a wait for an ended job waits for its nodes to let go.
+const HOLD_GRACE: Duration = Duration::from_secs(30);
+
+fn held_by_a_node(store: &DirStore, cluster: &str, name: &str) -> Result<bool, PlatformError> {
+    Ok(agent::scheduler::nodes(store, cluster)
+        .map_err(|e| failed("wait for", name, e))?
+        .iter()
+        .any(|(n, _)| n.job.as_ref().is_some_and(|a| a.job == name)))
+}
+
+fn ended_for(view: &JobView) -> Duration {
+    let end = view.status.end_ms.unwrap_or(0);
+    Duration::from_millis(records::now_ms().saturating_sub(end))
+}
+
 /// Waits until the job is terminal (or, with `until_terminal` false, until it left the queue),
 /// keeping the cluster scheduled meanwhile: a cluster scaled to zero has no agent to grow it.
 pub(super) async fn wait(
@@ -221,7 +236,11 @@ pub(super) async fn wait(
             ));
         };
         let done = if until_terminal {
+            // Ended, and let go by its nodes (their processes stopped, job mounts released), so
+            // that nothing of the job runs once apply returns. A node that does not let go
+            // within a grace period is not waited for.
             view.status.state.is_terminal()
+                && (!held_by_a_node(&store, cluster, name)? || ended_for(&view) > HOLD_GRACE)
         } else {
             view.status.state != JobState::Queued
         };
@@ -259,10 +278,7 @@ pub(super) async fn delete(
     loop {
         let view = read(&store, cluster, name)?;
         let terminal = view.as_ref().is_none_or(|v| v.status.state.is_terminal());
-        let held = agent::scheduler::nodes(&store, cluster)
-            .map_err(|e| failed("delete", name, e))?
-            .iter()
-            .any(|(n, _)| n.job.as_ref().is_some_and(|a| a.job == name));
+        let held = held_by_a_node(&store, cluster, name)?;
         if terminal && !held {
             break;
         }
