@@ -247,6 +247,10 @@ pub(super) async fn wait(
         if done {
             return Ok(view);
         }
+        if view.status.state.is_terminal() {
+            // Ended and about to be let go: look again soon.
+            poll = POLL_FIRST / 4;
+        }
         if last_nudge.elapsed() >= Duration::from_secs(1) {
             last_nudge = tokio::time::Instant::now();
             super::local_cluster::nudge(platform, &store, cluster)
