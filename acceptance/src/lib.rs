@@ -421,3 +421,36 @@ pub fn wait_for(
 pub fn fixture(name: &str) -> PathBuf {
     repo().join("acceptance/fixtures").join(name)
 }
+
+/// The node records of `cluster` in the local platform rooted at `root`.
+pub fn node_records(
+    root: &Path,
+    cluster: &str,
+) -> anyhow::Result<Vec<control::records::NodeRecord>> {
+    use control::Store as _;
+    let store = control::DirStore::open(root.join("store"))?;
+    let mut out = Vec::new();
+    for key in store.list(&control::records::keys::nodes_prefix(cluster))? {
+        if let Some(v) = store.get(&key)? {
+            out.push(control::records::decode("node record", &v.data)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Every file below `dir`, following directory links (a mount is a link).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -8,7 +8,7 @@ use anyhow::{Context as _, ensure};
 use batchai_acceptance::{
     Cli, Workspace, alive, for_every_cli, newest_cli, planned_actions, resource_values, wait_for,
 };
-use control::records::{self, NodeRecord, NodeState, keys};
+use control::records::{NodeRecord, NodeState, keys};
 use control::{DirStore, Store as _};
 use serde_json::Value as Json;
 
@@ -52,14 +52,7 @@ resource "batchai_cluster" "gpu" {{
 const SETUP: &str = "echo $GREETING from $AZ_BATCHAI_NODE_ID; touch $AZ_BATCHAI_MOUNT_ROOT/data/$AZ_BATCHAI_NODE_ID";
 
 fn nodes(root: &Path) -> anyhow::Result<Vec<NodeRecord>> {
-    let store = DirStore::open(root.join("store"))?;
-    let mut out = Vec::new();
-    for key in store.list(&keys::nodes_prefix("gpu"))? {
-        if let Some(v) = store.get(&key)? {
-            out.push(records::decode("node record", &v.data)?);
-        }
-    }
-    Ok(out)
+    batchai_acceptance::node_records(root, "gpu")
 }
 
 fn node_count(state: &Json) -> u64 {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use batchai_acceptance::{
-    Cli, Workspace, alive, clis, fixture, for_every_cli, newest_cli, planned_actions,
-    resource_values, wait_for,
+    Cli, Workspace, alive, clis, fixture, for_every_cli, newest_cli, planned_actions, repo,
+    resource_values, wait_for, walk,
 };
 use control::jobs::{JobState, JobStatus};
 use control::records::{self, NodeRecord, keys};
@@ -47,8 +47,13 @@ fn store(ws: &Workspace) -> anyhow::Result<DirStore> {
     Ok(DirStore::open(ws.root.join("store"))?)
 }
 
+/// The status of job `name` on cluster `c`.
 fn status(ws: &Workspace, name: &str) -> anyhow::Result<Option<JobStatus>> {
-    let Some(v) = store(ws)?.get(&keys::job_status("c", name))? else {
+    status_on(ws, "c", name)
+}
+
+fn status_on(ws: &Workspace, cluster: &str, name: &str) -> anyhow::Result<Option<JobStatus>> {
+    let Some(v) = store(ws)?.get(&keys::job_status(cluster, name))? else {
         return Ok(None);
     };
     Ok(Some(records::decode("job status", &v.data)?))
@@ -63,14 +68,7 @@ fn wait_state(ws: &Workspace, name: &str, want: JobState, limit: Duration) -> an
 }
 
 fn nodes(ws: &Workspace) -> anyhow::Result<Vec<NodeRecord>> {
-    let store = store(ws)?;
-    let mut out = Vec::new();
-    for key in store.list(&keys::nodes_prefix("c"))? {
-        if let Some(v) = store.get(&key)? {
-            out.push(records::decode("node record", &v.data)?);
-        }
-    }
-    Ok(out)
+    batchai_acceptance::node_records(&ws.root, "c")
 }
 
 fn job_values(state: &Json, name: &str) -> anyhow::Result<Json> {
@@ -89,22 +87,11 @@ fn lines(path: &Path) -> Vec<String> {
 
 /// Every envdump record below `dir`.
 fn records_in(dir: &Path) -> Vec<Json> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "json")
-                && let Ok(text) = std::fs::read_to_string(&p)
-                && let Ok(json) = serde_json::from_str::<Json>(&text)
-            {
-                out.push(json);
-            }
-        }
-    }
-    out
+    walk(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter_map(|p| serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok())
+        .collect()
 }
 
 fn env<'a>(record: &'a Json, key: &str) -> &'a str {
@@ -161,7 +148,7 @@ fn every_toolkit_launches_with_its_documented_environment() -> anyhow::Result<()
     let d = fixture("envdump.py");
     let data = ws.path().join("data");
     std::fs::create_dir_all(&data)?;
-    let rendezvous = acceptance_repo().join("examples/jobs/pytorch/rendezvous.py");
+    let rendezvous = repo().join("examples/jobs/pytorch/rendezvous.py");
     let common = |name: &str| {
         format!(
             "  node_count = 2\n  environment_variables = {{ GREETING = \"hello\" }}\n  input_directories {{\n    id   = \"DATA\"\n    path = \"{}\"\n  }}\n{}",
@@ -481,26 +468,6 @@ fn every_toolkit_launches_with_its_documented_environment() -> anyhow::Result<()
         "a finished job must not plan a change"
     );
     Ok(())
-}
-
-fn acceptance_repo() -> PathBuf {
-    batchai_acceptance::repo()
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 fn mpirun_available() -> bool {
@@ -1142,7 +1109,7 @@ fn the_quickstart_trains_a_model_and_reports_its_accuracy() -> anyhow::Result<()
 /// next to it) and applies it as written.
 fn apply_example(dir: &str) -> anyhow::Result<Workspace> {
     let mut ws = Workspace::new(&newest_cli())?;
-    let example = acceptance_repo().join(dir);
+    let example = repo().join(dir);
     for entry in std::fs::read_dir(&example)? {
         let path = entry?.path();
         let keep = path.extension().is_some_and(|e| e == "tf" || e == "py");
@@ -1226,12 +1193,8 @@ resource "batchai_job" "{name}" {{
             Ok(marker.exists())
         })?;
     }
-    let job_status = |cluster: &str| -> anyhow::Result<Option<JobStatus>> {
-        let Some(v) = store(&ws)?.get(&keys::job_status(cluster, cluster))? else {
-            return Ok(None);
-        };
-        Ok(Some(records::decode("job status", &v.data)?))
-    };
+    // Each cluster's job has the cluster's name.
+    let job_status = |cluster: &str| status_on(&ws, cluster, cluster);
 
     // Scale every cluster to zero while its job runs.
     ws.write_config(&config(0))?;

@@ -200,6 +200,21 @@ pub fn job_bench(binary: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Queued to dispatched, in milliseconds, of jobs `<prefix>-0..count` on cluster `c`.
+fn dispatch_latencies(store: &DirStore, prefix: &str, count: usize) -> anyhow::Result<Vec<f64>> {
+    (0..count)
+        .map(|i| {
+            let v = store
+                .get(&keys::job_status("c", &format!("{prefix}-{i}")))?
+                .context("job status missing")?;
+            let s: control::jobs::JobStatus = control::records::decode("job status", &v.data)?;
+            Ok(s.start_ms
+                .unwrap_or(s.queued_ms)
+                .saturating_sub(s.queued_ms) as f64)
+        })
+        .collect()
+}
+
 /// 100 no-op jobs in one `terraform apply -parallelism=10` on a 4-node cluster that exists.
 fn terraform_bench(binary: &Path, dir: &Path) -> anyhow::Result<()> {
     let terraform = crate::find_terraform()?;
@@ -241,18 +256,7 @@ fn terraform_bench(binary: &Path, dir: &Path) -> anyhow::Result<()> {
     std::fs::write(work.join("main.tf"), header.clone() + jobs)?;
     let elapsed = tf(&["apply", "-auto-approve", "-input=false", "-parallelism=10"])?;
     let store = DirStore::open(root.join("store"))?;
-    let mut latency = Vec::new();
-    for i in 0..100 {
-        let v = store
-            .get(&keys::job_status("c", &format!("noop-{i}")))?
-            .context("job status missing")?;
-        let s: control::jobs::JobStatus = control::records::decode("job status", &v.data)?;
-        latency.push(
-            s.start_ms
-                .unwrap_or(s.queued_ms)
-                .saturating_sub(s.queued_ms) as f64,
-        );
-    }
+    let mut latency = dispatch_latencies(&store, "noop", 100)?;
     println!(
         "jobs through Terraform ({NODES} nodes, -parallelism=10): 100 no-op jobs applied in {:.2} s = {:.1} jobs/s; queued to dispatched (including waits for a free node) p50 {:.0} ms, p99 {:.0} ms",
         elapsed.as_secs_f64(),
@@ -264,18 +268,7 @@ fn terraform_bench(binary: &Path, dir: &Path) -> anyhow::Result<()> {
     let serial = "resource \"batchai_job\" \"one\" {\n  count      = 20\n  name       = \"one-${count.index}\"\n  cluster_id = batchai_cluster.c.id\n  custom_toolkit {\n    command_line = \"true\"\n  }\n}\n";
     std::fs::write(work.join("main.tf"), header.clone() + jobs + serial)?;
     tf(&["apply", "-auto-approve", "-input=false", "-parallelism=1"])?;
-    let mut serial_latency = Vec::new();
-    for i in 0..20 {
-        let v = store
-            .get(&keys::job_status("c", &format!("one-{i}")))?
-            .context("job status missing")?;
-        let s: control::jobs::JobStatus = control::records::decode("job status", &v.data)?;
-        serial_latency.push(
-            s.start_ms
-                .unwrap_or(s.queued_ms)
-                .saturating_sub(s.queued_ms) as f64,
-        );
-    }
+    let mut serial_latency = dispatch_latencies(&store, "one", 20)?;
     println!(
         "jobs through Terraform, one at a time (-parallelism=1, n=20): queued to dispatched p50 {:.0} ms, p99 {:.0} ms",
         percentile(&mut serial_latency, 0.5),

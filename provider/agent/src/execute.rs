@@ -384,17 +384,7 @@ fn run(
                 .and_then(|p| std::fs::read_to_string(p).ok())
                 .map(|t| jobs::parse_metrics(&t))
                 .unwrap_or_default();
-            let now = records::now_ms();
-            records::update(store, &status_key, "job status", |s: &mut JobStatus| {
-                s.report(
-                    &ctx.node,
-                    assignment.attempt,
-                    report.clone(),
-                    &spec.retry,
-                    metrics.clone(),
-                    now,
-                )
-            })
+            send_report(store, ctx, &spec, assignment, report, metrics)
         }
         Outcome::Stopped(why) => {
             let now = records::now_ms();
@@ -441,15 +431,49 @@ fn release(ctx: &NodeContext, spec: &JobSpec) {
     }
 }
 
+/// Records this node's report for its attempt; the returned status says what followed.
+fn send_report(
+    store: &dyn Store,
+    ctx: &NodeContext,
+    spec: &JobSpec,
+    assignment: &Assignment,
+    report: NodeReport,
+    metrics: BTreeMap<String, f64>,
+) -> Result<Option<JobStatus>, records::UpdateError> {
+    let now = records::now_ms();
+    records::update(
+        store,
+        &keys::job_status(&ctx.cluster, &spec.name),
+        "job status",
+        |s: &mut JobStatus| {
+            s.report(
+                &ctx.node,
+                assignment.attempt,
+                report.clone(),
+                &spec.retry,
+                metrics.clone(),
+                now,
+            )
+        },
+    )
+}
+
 /// Secrets are needed until the last attempt; once the job has ended they go. Whoever makes
 /// the report that ends the job removes them.
 fn forget_secrets_if_ended(store: &dyn Store, spec: &JobSpec, status: Option<&JobStatus>) {
     if spec.has_secrets && status.is_some_and(|s| s.state.is_terminal()) {
-        let _ = store.delete(
+        match store.delete(
             &keys::job_secrets(&spec.cluster, &spec.name),
             control::Condition::Always,
             None,
-        );
+        ) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            // They stay until the job is destroyed; say so rather than lose track.
+            Err(e) => {
+                tracing::warn!(job = %spec.name, error = %e, "remove the ended job's secrets")
+            }
+        }
     }
 }
 
@@ -572,10 +596,14 @@ impl Attempt<'_> {
                 .filter_map(|k| env.get(*k).map(|v| ((*k).to_owned(), v.clone())))
                 .collect(),
         };
-        let _ = std::fs::write(
+        // Without it the rsh bridge cannot start this node's MPI ranks; the launch then fails
+        // with the bridge's error, which names the node.
+        if let Err(e) = std::fs::write(
             NodeContext::rank_env_file(&self.ctx.node_dir),
             serde_json::to_vec(&published).unwrap_or_default(),
-        );
+        ) {
+            tracing::warn!(error = %e, "publish the node's rank environment");
+        }
         env.extend(secrets);
 
         let runtime = match &self.spec.container {
@@ -878,24 +906,17 @@ impl Attempt<'_> {
     /// A node without processes of its own: waits for the attempt to end (or to be stopped).
     fn hold(&mut self) -> Outcome {
         // Its part is done as soon as it is there: the attempt ends with the master's report.
-        let now = records::now_ms();
-        let reported = records::update(
+        let done = NodeReport {
+            exit_code: Some(0),
+            error: None,
+        };
+        let reported = send_report(
             self.store,
-            self.status_key,
-            "job status",
-            |s: &mut JobStatus| {
-                s.report(
-                    &self.ctx.node,
-                    self.assignment.attempt,
-                    NodeReport {
-                        exit_code: Some(0),
-                        error: None,
-                    },
-                    &self.spec.retry,
-                    BTreeMap::new(),
-                    now,
-                )
-            },
+            self.ctx,
+            self.spec,
+            self.assignment,
+            done,
+            BTreeMap::new(),
         );
         match reported {
             Ok(status) => forget_secrets_if_ended(self.store, self.spec, status.as_ref()),

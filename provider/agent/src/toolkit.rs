@@ -60,11 +60,16 @@ fn python(script: &Script, args: Option<&str>) -> String {
         .python_interpreter_path
         .as_deref()
         .unwrap_or("python3");
-    let mut command = format!(
+    let command = format!(
         "{} {}",
         sh_quote(interpreter),
         sh_quote(&script.python_script_file_path)
     );
+    with_args(command, args)
+}
+
+/// `command` followed by the user's arguments, which the node's shell interprets.
+fn with_args(mut command: String, args: Option<&str>) -> String {
     if let Some(args) = args.filter(|a| !a.trim().is_empty()) {
         command.push(' ');
         command.push_str(args);
@@ -168,14 +173,10 @@ fn rank_command(toolkit: &Toolkit) -> String {
             script,
             ..
         } => match (language_type.as_str(), config_file_path) {
-            ("brainscript", Some(config)) => {
-                let mut command = format!("cntk configFile={}", sh_quote(config));
-                if let Some(args) = &script.command_line_args {
-                    command.push(' ');
-                    command.push_str(args);
-                }
-                command
-            }
+            ("brainscript", Some(config)) => with_args(
+                format!("cntk configFile={}", sh_quote(config)),
+                script.command_line_args.as_deref(),
+            ),
             _ => python(script, script.command_line_args.as_deref()),
         },
         Toolkit::Caffe {
@@ -183,14 +184,10 @@ fn rank_command(toolkit: &Toolkit) -> String {
             script,
             ..
         } => match config_file_path {
-            Some(config) => {
-                let mut command = format!("caffe train --solver={}", sh_quote(config));
-                if let Some(args) = &script.command_line_args {
-                    command.push(' ');
-                    command.push_str(args);
-                }
-                command
-            }
+            Some(config) => with_args(
+                format!("caffe train --solver={}", sh_quote(config)),
+                script.command_line_args.as_deref(),
+            ),
             None => python(script, script.command_line_args.as_deref()),
         },
         Toolkit::Tensorflow { script, .. } => python(script, None),

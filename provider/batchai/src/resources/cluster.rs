@@ -332,11 +332,7 @@ pub fn parse_id(id: &str) -> Result<Name, String> {
 }
 
 fn count_at(config: &Value, path: &[&str]) -> Option<i64> {
-    let mut v = config;
-    for p in path {
-        v = v.get_attr(p)?;
-    }
-    v.as_number()?.as_i64()
+    super::value_at(config, path)?.as_number()?.as_i64()
 }
 
 /// Configuration checks without I/O; unknown values are skipped and checked again at apply.
@@ -478,28 +474,6 @@ fn apply_defaults(model: &mut Model) {
                 .get_or_insert_with(|| DEFAULT_IDLE_TIMEOUT.to_owned());
         }
     }
-}
-
-fn is_null_at(value: &Value, path: &[&str]) -> bool {
-    let mut v = value;
-    for p in path {
-        match v.get_attr(p) {
-            Some(inner) => v = inner,
-            None => return false,
-        }
-    }
-    v.is_null()
-}
-
-fn has_block(value: &Value, path: &[&str]) -> bool {
-    let mut v = value;
-    for p in path {
-        match v.get_attr(p) {
-            Some(inner) => v = inner,
-            None => return false,
-        }
-    }
-    !v.is_null()
 }
 
 fn scale_from(model: &Model) -> Result<Scale, Diagnostics> {
@@ -680,31 +654,25 @@ impl Resource<Client> for ClusterResource {
     fn modify_plan(&self, request: &PlanRequest<'_>, plan: &mut Plan) -> Result<(), Diagnostics> {
         let config = request.config;
         let planned = &mut plan.planned;
-        let defaults: [(&[&str], Value); 5] = [
-            (&["vm_priority"], Value::string("dedicated")),
-            (
-                &["scale_settings", "manual", "node_deallocation_option"],
-                Value::string("requeue"),
-            ),
-            (
-                &["scale_settings", "auto_scale", "initial_node_count"],
-                Value::number(0),
-            ),
-            (
-                &["scale_settings", "auto_scale", "idle_timeout"],
-                Value::string(DEFAULT_IDLE_TIMEOUT),
-            ),
-            (&[], Value::Null),
-        ];
-        for (path, value) in defaults {
-            if path.is_empty() {
-                continue;
-            }
-            let parent = &path[..path.len() - 1];
-            if (parent.is_empty() || has_block(config, parent)) && is_null_at(config, path) {
-                super::set_path(planned, path, value);
-            }
-        }
+        super::plan_defaults(
+            config,
+            planned,
+            &[
+                (&["vm_priority"], Value::string("dedicated")),
+                (
+                    &["scale_settings", "manual", "node_deallocation_option"],
+                    Value::string("requeue"),
+                ),
+                (
+                    &["scale_settings", "auto_scale", "initial_node_count"],
+                    Value::number(0),
+                ),
+                (
+                    &["scale_settings", "auto_scale", "idle_timeout"],
+                    Value::string(DEFAULT_IDLE_TIMEOUT),
+                ),
+            ],
+        );
         // Any in-place update reads the live node state again afterwards.
         if !request.prior.is_null() && *planned != *request.prior {
             for name in LIVE_ATTRIBUTES {

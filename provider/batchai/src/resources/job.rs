@@ -552,19 +552,11 @@ fn present(config: &Value, name: &str) -> bool {
 }
 
 fn str_at<'a>(config: &'a Value, path: &[&str]) -> Option<&'a str> {
-    let mut v = config;
-    for p in path {
-        v = v.get_attr(p)?;
-    }
-    v.as_str()
+    super::value_at(config, path)?.as_str()
 }
 
 fn int_at(config: &Value, path: &[&str]) -> Option<i64> {
-    let mut v = config;
-    for p in path {
-        v = v.get_attr(p)?;
-    }
-    v.as_number()?.as_i64()
+    super::value_at(config, path)?.as_number()?.as_i64()
 }
 
 fn valid_id(id: &str) -> bool {
@@ -1027,23 +1019,8 @@ fn failure(view: &JobView) -> Diagnostics {
 }
 
 /// Refuses a job no configuration of its cluster can ever run.
-async fn check_fits(client: &Client, cluster: &Name, node_count: u32) -> Result<(), Diagnostics> {
-    let Some(view) = client
-        .get_cluster(cluster)
-        .await
-        .map_err(|e| Diagnostic::error("cluster lookup failed", e.to_string()))?
-    else {
-        return Err(Diagnostic::error(
-            "cluster not found",
-            format!(
-                "no cluster {cluster} exists on the {} platform; create it first or fix cluster_id",
-                client.name()
-            ),
-        )
-        .at(at(&["cluster_id"]))
-        .into());
-    };
-    let most = match view.spec.scale {
+fn fits(cluster: &crate::platform::ClusterView, node_count: u32) -> Result<(), Diagnostics> {
+    let most = match cluster.spec.scale {
         records::Scale::Manual {
             target_node_count, ..
         } => target_node_count,
@@ -1055,14 +1032,34 @@ async fn check_fits(client: &Client, cluster: &Name, node_count: u32) -> Result<
         return Err(Diagnostic::error(
             "job needs more nodes than its cluster has",
             format!(
-                "the job needs {node_count} nodes at once but cluster {cluster} has at most {most}; \
-                 lower node_count or scale the cluster up"
+                "the job needs {node_count} nodes at once but cluster {} has at most {most}; \
+                 lower node_count or scale the cluster up",
+                cluster.spec.name
             ),
         )
         .at(at(&["node_count"]))
         .into());
     }
     Ok(())
+}
+
+/// At apply, the cluster must exist and be able to run the job.
+async fn check_fits(client: &Client, cluster: &Name, node_count: u32) -> Result<(), Diagnostics> {
+    let view = client
+        .get_cluster(cluster)
+        .await
+        .map_err(|e| Diagnostic::error("cluster lookup failed", e.to_string()))?
+        .ok_or_else(|| {
+            Diagnostic::error(
+                "cluster not found",
+                format!(
+                    "no cluster {cluster} exists on the {} platform; create it first or fix cluster_id",
+                    client.name()
+                ),
+            )
+            .at(at(&["cluster_id"]))
+        })?;
+    fits(&view, node_count)
 }
 
 impl Resource<Client> for JobResource {
@@ -1087,39 +1084,20 @@ impl Resource<Client> for JobResource {
     }
 
     fn modify_plan(&self, request: &PlanRequest<'_>, plan: &mut Plan) -> Result<(), Diagnostics> {
-        let config = request.config;
-        let planned = &mut plan.planned;
-        let defaults: [(&[&str], Value); 5] = [
-            (&["node_count"], Value::number(1)),
-            (&["scheduling_priority"], Value::string("normal")),
-            (&["wait_for_completion"], Value::Bool(true)),
-            (
-                &["constraints", "max_wall_clock_time"],
-                Value::string(DEFAULT_MAX_WALL_CLOCK),
-            ),
-            (&["cntk", "language_type"], Value::string("python")),
-        ];
-        for (path, value) in defaults {
-            let parent = &path[..path.len() - 1];
-            let parent_set = parent.is_empty() || present(config, parent[0]);
-            let unset = {
-                let mut v = config;
-                let mut found = true;
-                for p in path {
-                    match v.get_attr(p) {
-                        Some(inner) => v = inner,
-                        None => {
-                            found = false;
-                            break;
-                        }
-                    }
-                }
-                found && v.is_null()
-            };
-            if parent_set && unset {
-                super::set_path(planned, path, value);
-            }
-        }
+        super::plan_defaults(
+            request.config,
+            &mut plan.planned,
+            &[
+                (&["node_count"], Value::number(1)),
+                (&["scheduling_priority"], Value::string("normal")),
+                (&["wait_for_completion"], Value::Bool(true)),
+                (
+                    &["constraints", "max_wall_clock_time"],
+                    Value::string(DEFAULT_MAX_WALL_CLOCK),
+                ),
+                (&["cntk", "language_type"], Value::string("python")),
+            ],
+        );
         Ok(())
     }
 
@@ -1137,8 +1115,8 @@ impl Resource<Client> for JobResource {
                 planned.get_attr("cluster_id").and_then(Value::as_str),
                 int_at(planned, &["node_count"]),
             ) && let Ok(cluster) = super::cluster::parse_id(id)
-                && let Ok(Some(_)) = client.get_cluster(&cluster).await
-                && let Err(d) = check_fits(client, &cluster, u32::try_from(n).unwrap_or(0)).await
+                && let Ok(Some(view)) = client.get_cluster(&cluster).await
+                && let Err(d) = fits(&view, u32::try_from(n).unwrap_or(0))
             {
                 for mut diag in d {
                     diag.severity = tfplug::Severity::Warning;

@@ -68,3 +68,23 @@ pub(crate) fn set_path(value: &mut Value, path: &[&str], new: Value) {
         }
     }
 }
+
+/// The value at `path` (attribute names) inside an object value, if every step exists.
+pub(crate) fn value_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |v, name| v.get_attr(name))
+}
+
+/// Plans each default whose attribute configuration leaves null, when the block holding it is
+/// configured. Defaults are known at plan time, so the plan shows them.
+pub(crate) fn plan_defaults(config: &Value, planned: &mut Value, defaults: &[(&[&str], Value)]) {
+    for (path, default) in defaults {
+        let Some((_, parent)) = path.split_last() else {
+            continue;
+        };
+        let parent_set =
+            parent.is_empty() || value_at(config, parent).is_some_and(|v| !v.is_null());
+        if parent_set && value_at(config, path).is_some_and(Value::is_null) {
+            set_path(planned, path, default.clone());
+        }
+    }
+}
