@@ -4,7 +4,7 @@
 //! second, so an attempt is owned by exactly one set of nodes.
 use std::collections::{BTreeMap, BTreeSet};
 
-use control::jobs::{Assignment, JobSpec, JobState, JobStatus};
+use control::jobs::{JobSpec, JobState, JobStatus};
 use control::records::{self, NodeError, NodeRecord, NodeState, keys};
 use control::{Condition, Store};
 
@@ -152,16 +152,12 @@ pub fn pass(
 
 /// Why a running attempt can no longer finish: one of its nodes is gone, or never took it.
 fn lost_node(job: &Job, nodes: &BTreeMap<&str, &NodeRecord>, now_ms: u64) -> Option<String> {
-    let attempt = job.status.attempts;
+    let current = job.status.assignment(&job.spec.name);
     for id in &job.status.nodes {
         if job.status.reports.contains_key(id) {
             continue;
         }
-        let holds = |n: &&NodeRecord| {
-            n.job
-                .as_ref()
-                .is_some_and(|a| a.job == job.spec.name && a.attempt == attempt)
-        };
+        let holds = |n: &&NodeRecord| n.job.as_ref() == Some(&current);
         match nodes.get(id.as_str()) {
             None => return Some(format!("node {id} was lost while running the job")),
             Some(n) if !holds(n) => {
@@ -185,10 +181,12 @@ fn abandon(
     out: &mut Pass,
 ) -> Result<(), AgentError> {
     let key = keys::job_status(&job.spec.cluster, &job.spec.name);
-    let attempt = job.status.attempts;
+    let current = job.status.assignment(&job.spec.name);
+    let attempt = current.attempt;
     let mut failed = false;
     let changed = records::update(store, &key, "job status", |s: &mut JobStatus| {
-        if s.attempts != attempt || !matches!(s.state, JobState::Running | JobState::Terminating) {
+        if !s.is_current(&current) || !matches!(s.state, JobState::Running | JobState::Terminating)
+        {
             return false;
         }
         if s.terminate_requested {
@@ -243,6 +241,10 @@ fn hand_over(
         job.spec.node_count,
     ));
     let mut status = job.status.clone();
+    // Statuses written before submissions were told apart carry no uid.
+    if status.uid.is_empty() {
+        status.uid.clone_from(&job.spec.uid);
+    }
     if !status.dispatch(nodes.to_vec(), ports, now_ms) {
         return Ok(false);
     }
@@ -257,10 +259,7 @@ fn hand_over(
         Err(e) if e.is_conflict() || e.is_not_found() => return Ok(false),
         Err(e) => return Err(e.into()),
     }
-    let assignment = Assignment {
-        job: job.spec.name.clone(),
-        attempt: status.attempts,
-    };
+    let assignment = status.assignment(&job.spec.name);
     let mut taken = Vec::new();
     for node in nodes {
         let mut ok = false;
@@ -289,7 +288,7 @@ fn hand_over(
     // it over and stops. The attempt number stays used: reusing it would let a late thread of
     // this attempt pass for the next one.
     records::update(store, &key, "job status", |s: &mut JobStatus| {
-        if s.attempts != assignment.attempt || s.state != JobState::Running {
+        if !s.is_current(&assignment) || s.state != JobState::Running {
             return false;
         }
         s.requeue(now_ms);
@@ -318,7 +317,7 @@ fn hand_over(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use control::jobs::{Priority, Retry, Toolkit};
+    use control::jobs::{Assignment, Priority, Retry, Toolkit};
 
     fn spec(name: &str, nodes: u32, created: u64) -> JobSpec {
         JobSpec {
@@ -392,12 +391,16 @@ mod tests {
             put(&store, &keys::node("c", n), &node(n));
         }
         put(&store, &keys::job_spec("c", "big"), &spec("big", 2, 1));
-        put(&store, &keys::job_status("c", "big"), &JobStatus::queued(1));
+        put(
+            &store,
+            &keys::job_status("c", "big"),
+            &JobStatus::queued("u", 1),
+        );
         put(&store, &keys::job_spec("c", "huge"), &spec("huge", 4, 2));
         put(
             &store,
             &keys::job_status("c", "huge"),
-            &JobStatus::queued(2),
+            &JobStatus::queued("u", 2),
         );
 
         let done = pass(&store, "c", &live_nodes(&store), 100).unwrap_or_else(|e| panic!("{e}"));
@@ -438,12 +441,17 @@ mod tests {
         let mut busy = node("node-2");
         busy.job = Some(Assignment {
             job: "other".into(),
+            uid: "u".into(),
             attempt: 1,
         });
         put(&store, &keys::node("c", "node-1"), &node("node-1"));
         put(&store, &keys::node("c", "node-2"), &busy);
         put(&store, &keys::job_spec("c", "j"), &spec("j", 2, 1));
-        put(&store, &keys::job_status("c", "j"), &JobStatus::queued(1));
+        put(
+            &store,
+            &keys::job_status("c", "j"),
+            &JobStatus::queued("u", 1),
+        );
         // A stale snapshot that still thinks node-2 is free.
         let stale = vec![node("node-1"), node("node-2")];
         let done = pass(&store, "c", &stale, 100).unwrap_or_else(|e| panic!("{e}"));

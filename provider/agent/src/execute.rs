@@ -54,6 +54,8 @@ pub struct NodeContext {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RankEnvironment {
     pub job: String,
+    #[serde(default)]
+    pub uid: String,
     pub attempt: u32,
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,
@@ -345,10 +347,14 @@ fn run(
     else {
         return Ok(());
     };
+    // The spec under this name may belong to a newer submission than the assignment.
+    if spec.uid != assignment.uid {
+        return Ok(());
+    }
     let Some(status) = load::<JobStatus>(store, &status_key, "job status")? else {
         return Ok(());
     };
-    if !status.runs(&ctx.node, assignment.attempt) {
+    if !status.runs(&ctx.node, assignment) {
         return Ok(());
     }
     let index = status
@@ -389,7 +395,7 @@ fn run(
         Outcome::Stopped(why) => {
             let now = records::now_ms();
             records::update(store, &status_key, "job status", |s: &mut JobStatus| {
-                if !s.runs(&ctx.node, assignment.attempt) {
+                if !s.runs(&ctx.node, assignment) {
                     return false;
                 }
                 match why {
@@ -448,7 +454,7 @@ fn send_report(
         |s: &mut JobStatus| {
             s.report(
                 &ctx.node,
-                assignment.attempt,
+                assignment,
                 report.clone(),
                 &spec.retry,
                 metrics.clone(),
@@ -517,10 +523,10 @@ impl Attempt<'_> {
     fn watch(&self) -> Watch {
         let status = load::<JobStatus>(self.store, self.status_key, "job status");
         match status {
-            Ok(Some(s)) if s.runs(&self.ctx.node, self.assignment.attempt) => Watch::Go,
+            Ok(Some(s)) if s.runs(&self.ctx.node, self.assignment) => Watch::Go,
             Ok(Some(s))
                 if s.state == JobState::Terminating
-                    && s.attempts == self.assignment.attempt
+                    && s.is_current(self.assignment)
                     && !s.reports.contains_key(&self.ctx.node) =>
             {
                 Watch::Terminate
@@ -589,6 +595,7 @@ impl Attempt<'_> {
         }
         let published = RankEnvironment {
             job: self.spec.name.clone(),
+            uid: self.spec.uid.clone(),
             attempt: self.assignment.attempt,
             cwd: dirs.temp.clone(),
             env: NODE_SPECIFIC
@@ -1059,6 +1066,7 @@ pub fn rsh(root: &Path, cluster: &str, node: &str, command: &[String]) -> Result
     let node_dir = crate::LocalLauncher::node_dir(root, cluster, node);
     let file = NodeContext::rank_env_file(&node_dir);
     let job = std::env::var("AZ_BATCHAI_JOB_NAME").unwrap_or_default();
+    let uid = std::env::var("AZ_BATCHAI_JOB_UID").unwrap_or_default();
     let attempt: u32 = std::env::var("AZ_BATCHAI_JOB_ATTEMPT")
         .ok()
         .and_then(|a| a.parse().ok())
@@ -1068,7 +1076,7 @@ pub fn rsh(root: &Path, cluster: &str, node: &str, command: &[String]) -> Result
         let found = std::fs::read(&file)
             .ok()
             .and_then(|b| serde_json::from_slice::<RankEnvironment>(&b).ok())
-            .filter(|r| r.job == job && r.attempt == attempt);
+            .filter(|r| r.job == job && r.uid == uid && r.attempt == attempt);
         if let Some(r) = found {
             break r;
         }

@@ -233,6 +233,10 @@ impl NodeReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobStatus {
     pub format: u32,
+    /// The submission this status belongs to ([`JobSpec::uid`]): a job re-created under the
+    /// same name starts again at attempt 1, so attempts are only comparable within one uid.
+    #[serde(default)]
+    pub uid: String,
     pub state: JobState,
     /// Attempts started so far: a requeue after a lost node counts, as does a retry.
     pub attempts: u32,
@@ -254,9 +258,10 @@ pub struct JobStatus {
 }
 
 impl JobStatus {
-    pub fn queued(now_ms: u64) -> Self {
+    pub fn queued(uid: &str, now_ms: u64) -> Self {
         Self {
             format: crate::records::FORMAT,
+            uid: uid.to_owned(),
             state: JobState::Queued,
             attempts: 0,
             retries: 0,
@@ -289,10 +294,24 @@ impl JobStatus {
         true
     }
 
-    /// True while `node` should be running attempt `attempt`.
-    pub fn runs(&self, node: &str, attempt: u32) -> bool {
+    /// The assignment a node of the current attempt holds.
+    pub fn assignment(&self, job: &str) -> Assignment {
+        Assignment {
+            job: job.to_owned(),
+            uid: self.uid.clone(),
+            attempt: self.attempts,
+        }
+    }
+
+    /// True when `assignment` names this submission's current attempt.
+    pub fn is_current(&self, assignment: &Assignment) -> bool {
+        self.uid == assignment.uid && self.attempts == assignment.attempt
+    }
+
+    /// True while `node` should be running `assignment`.
+    pub fn runs(&self, node: &str, assignment: &Assignment) -> bool {
         matches!(self.state, JobState::Running)
-            && self.attempts == attempt
+            && self.is_current(assignment)
             && self.nodes.iter().any(|n| n == node)
     }
 
@@ -302,14 +321,14 @@ impl JobStatus {
     pub fn report(
         &mut self,
         node: &str,
-        attempt: u32,
+        assignment: &Assignment,
         report: NodeReport,
         retry: &Retry,
         metrics: BTreeMap<String, f64>,
         now_ms: u64,
     ) -> bool {
         let live = matches!(self.state, JobState::Running | JobState::Terminating);
-        if !live || self.attempts != attempt || !self.nodes.iter().any(|n| n == node) {
+        if !live || !self.is_current(assignment) || !self.nodes.iter().any(|n| n == node) {
             return false;
         }
         let failed = !report.succeeded();
@@ -400,10 +419,14 @@ impl JobStatus {
     }
 }
 
-/// The node-side view of a dispatch: which job attempt a node is part of.
+/// The node-side view of a dispatch: which job attempt a node is part of. A job's identity is
+/// its submission (`uid`), not its name: a failed job re-created under the same name starts
+/// again at attempt 1, and a node that ran the old one must not take the new one for done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
     pub job: String,
+    #[serde(default)]
+    pub uid: String,
     pub attempt: u32,
 }
 
@@ -484,9 +507,51 @@ mod tests {
     use super::*;
 
     fn running(nodes: &[&str]) -> JobStatus {
-        let mut s = JobStatus::queued(0);
+        let mut s = JobStatus::queued("u1", 0);
         assert!(s.dispatch(nodes.iter().map(|n| (*n).to_owned()).collect(), vec![], 10));
         s
+    }
+
+    fn at(attempt: u32) -> Assignment {
+        Assignment {
+            job: "j".into(),
+            uid: "u1".into(),
+            attempt,
+        }
+    }
+
+    #[test]
+    fn attempts_of_another_submission_are_stale() {
+        // A job re-created under the same name starts at attempt 1 again: a node that ran
+        // attempt 1 of the old submission must neither run nor report into the new one.
+        let s = running(&["node-1"]);
+        let old = Assignment {
+            job: "j".into(),
+            uid: "u0".into(),
+            attempt: 1,
+        };
+        assert!(s.runs("node-1", &at(1)));
+        assert!(!s.runs("node-1", &old));
+        assert_ne!(s.assignment("j"), old);
+        let mut s = s;
+        assert!(!s.report(
+            "node-1",
+            &old,
+            exit(0),
+            &Retry::default(),
+            BTreeMap::new(),
+            20
+        ));
+        assert_eq!(s.state, JobState::Running);
+        assert!(s.report(
+            "node-1",
+            &at(1),
+            exit(0),
+            &Retry::default(),
+            BTreeMap::new(),
+            20
+        ));
+        assert_eq!(s.state, JobState::Succeeded);
     }
 
     fn exit(code: i32) -> NodeReport {
@@ -524,16 +589,16 @@ mod tests {
     fn every_node_must_succeed() {
         let mut s = running(&["node-1", "node-2"]);
         let none = Retry::default();
-        assert!(s.report("node-1", 1, exit(0), &none, BTreeMap::new(), 20));
+        assert!(s.report("node-1", &at(1), exit(0), &none, BTreeMap::new(), 20));
         assert_eq!(s.state, JobState::Running);
-        assert!(!s.report("node-3", 1, exit(0), &none, BTreeMap::new(), 20));
-        assert!(!s.report("node-2", 2, exit(0), &none, BTreeMap::new(), 20));
+        assert!(!s.report("node-3", &at(1), exit(0), &none, BTreeMap::new(), 20));
+        assert!(!s.report("node-2", &at(2), exit(0), &none, BTreeMap::new(), 20));
         let metrics = BTreeMap::from([("accuracy".to_owned(), 0.9)]);
-        assert!(s.report("node-2", 1, exit(0), &none, metrics, 30));
+        assert!(s.report("node-2", &at(1), exit(0), &none, metrics, 30));
         assert_eq!(s.state, JobState::Succeeded);
         assert_eq!((s.exit_code, s.end_ms), (Some(0), Some(30)));
         assert_eq!(s.metrics.get("accuracy"), Some(&0.9));
-        assert!(!s.report("node-1", 1, exit(0), &none, BTreeMap::new(), 40));
+        assert!(!s.report("node-1", &at(1), exit(0), &none, BTreeMap::new(), 40));
     }
 
     #[test]
@@ -543,10 +608,10 @@ mod tests {
             retry_on_exit_codes: vec![7],
         };
         let mut s = running(&["node-1"]);
-        assert!(s.report("node-1", 1, exit(7), &retry, BTreeMap::new(), 20));
+        assert!(s.report("node-1", &at(1), exit(7), &retry, BTreeMap::new(), 20));
         assert_eq!((s.state, s.retries, s.attempts), (JobState::Queued, 1, 1));
         assert!(s.dispatch(vec!["node-2".into()], vec![], 30));
-        assert!(s.report("node-2", 2, exit(7), &retry, BTreeMap::new(), 40));
+        assert!(s.report("node-2", &at(2), exit(7), &retry, BTreeMap::new(), 40));
         assert_eq!((s.state, s.exit_code), (JobState::Failed, Some(7)));
         assert_eq!(s.errors.len(), 2);
     }
@@ -558,13 +623,13 @@ mod tests {
         assert_eq!((s.state, s.attempts, s.retries), (JobState::Queued, 1, 0));
         assert!(s.dispatch(vec!["node-2".into()], vec![], 30));
         assert_eq!(s.attempts, 2);
-        assert!(!s.runs("node-1", 2));
-        assert!(s.runs("node-2", 2));
+        assert!(!s.runs("node-1", &at(2)));
+        assert!(s.runs("node-2", &at(2)));
     }
 
     #[test]
     fn termination() {
-        let mut queued = JobStatus::queued(0);
+        let mut queued = JobStatus::queued("u1", 0);
         queued.request_termination(5);
         assert_eq!(queued.state, JobState::Failed);
         assert!(!queued.dispatch(vec!["node-1".into()], vec![], 6));
@@ -572,10 +637,10 @@ mod tests {
         let mut s = running(&["node-1", "node-2"]);
         s.request_termination(20);
         assert_eq!(s.state, JobState::Terminating);
-        assert!(!s.runs("node-1", 1));
+        assert!(!s.runs("node-1", &at(1)));
         assert!(s.report(
             "node-1",
-            1,
+            &at(1),
             exit(143),
             &Retry::default(),
             BTreeMap::new(),

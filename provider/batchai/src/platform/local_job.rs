@@ -120,7 +120,7 @@ pub(super) fn submit(
     };
     put(&resource_key(cluster, name), &records::encode(&record))?;
     // The status goes last: it is what makes the job visible to the scheduler.
-    let status = JobStatus::queued(records::now_ms());
+    let status = JobStatus::queued(&spec.uid, records::now_ms());
     put(&keys::job_status(cluster, name), &records::encode(&status))?;
     agent::node::wake_scheduler(&store, cluster, name);
     // The job is queued and in the store now; a failed nudge only delays it (waits nudge again).
@@ -204,11 +204,22 @@ fn live_metrics(platform: &LocalPlatform, view: &mut JobView) {
 /// How long a wait for an ended job waits for its nodes to let go.
 const HOLD_GRACE: Duration = Duration::from_secs(30);
 
-fn held_by_a_node(store: &DirStore, cluster: &str, name: &str) -> Result<bool, PlatformError> {
+/// Whether a node still holds the job: the submission `uid` when given, any submission under
+/// this name otherwise (destroy waits for every one of them).
+fn held_by_a_node(
+    store: &DirStore,
+    cluster: &str,
+    name: &str,
+    uid: Option<&str>,
+) -> Result<bool, PlatformError> {
     Ok(agent::scheduler::nodes(store, cluster)
         .map_err(|e| failed("wait for", name, e))?
         .iter()
-        .any(|(n, _)| n.job.as_ref().is_some_and(|a| a.job == name)))
+        .any(|(n, _)| {
+            n.job
+                .as_ref()
+                .is_some_and(|a| a.job == name && uid.is_none_or(|u| a.uid == u))
+        }))
 }
 
 fn ended_for(view: &JobView) -> Duration {
@@ -240,7 +251,8 @@ pub(super) async fn wait(
             // that nothing of the job runs once apply returns. A node that does not let go
             // within a grace period is not waited for.
             view.status.state.is_terminal()
-                && (!held_by_a_node(&store, cluster, name)? || ended_for(&view) > HOLD_GRACE)
+                && (!held_by_a_node(&store, cluster, name, Some(&view.spec.uid))?
+                    || ended_for(&view) > HOLD_GRACE)
         } else {
             view.status.state != JobState::Queued
         };
@@ -282,7 +294,7 @@ pub(super) async fn delete(
     loop {
         let view = read(&store, cluster, name)?;
         let terminal = view.as_ref().is_none_or(|v| v.status.state.is_terminal());
-        let held = held_by_a_node(&store, cluster, name)?;
+        let held = held_by_a_node(&store, cluster, name, None)?;
         if terminal && !held {
             break;
         }
