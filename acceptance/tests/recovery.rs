@@ -118,3 +118,64 @@ fn a_failed_job_fixed_and_applied_again_runs_under_the_same_name() -> anyhow::Re
     }
     Ok(())
 }
+
+/// Job secrets and the records that may hold secrets are private to the user who created
+/// them, whatever the umask: the platform root and the store's directories are 0700, every
+/// record 0600. Terraform (and so the provider and its nodes) runs with umask 000 here.
+#[test]
+fn the_platform_root_and_every_record_are_private_whatever_the_umask() -> anyhow::Result<()> {
+    let mut cli = newest_cli();
+    let tools = tempfile::tempdir()?;
+    let wrapper = tools.path().join("terraform-umask-000");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\numask 000\nexec '{}' \"$@\"\n",
+            cli.path.display()
+        ),
+    )?;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
+    cli.path = wrapper;
+    let ws = Workspace::new(&cli)?;
+    let mut config = cluster(1, "");
+    config.push_str(&job(
+        "secretive",
+        "  wait_for_completion = false\n  secrets_wo = { TOKEN = \"hunter2-private\" }\n  secrets_wo_version = 1\n  custom_toolkit {\n    command_line = \"sleep 300\"\n  }",
+    ));
+    ws.write_config(&config)?;
+    ws.init()?;
+    ws.apply()?;
+
+    let mode = |p: &Path| -> anyhow::Result<u32> {
+        Ok(std::fs::metadata(p)?.permissions().mode() & 0o777)
+    };
+    ensure!(mode(&ws.root)? == 0o700, "root: {:o}", mode(&ws.root)?);
+    let store_dir = ws.root.join("store");
+    let mut secret_seen = false;
+    for file in walk(&store_dir) {
+        let m = mode(&file)?;
+        ensure!(m == 0o600, "{} is {m:o}", file.display());
+        if std::fs::read(&file)?
+            .windows(15)
+            .any(|w| w == b"hunter2-private")
+        {
+            secret_seen = true;
+        }
+    }
+    ensure!(
+        secret_seen,
+        "the secrets record was not found under the store"
+    );
+    let mut dirs = vec![store_dir];
+    while let Some(d) = dirs.pop() {
+        ensure!(mode(&d)? == 0o700, "{} is {:o}", d.display(), mode(&d)?);
+        for entry in std::fs::read_dir(&d)? {
+            let p = entry?.path();
+            if p.is_dir() {
+                dirs.push(p);
+            }
+        }
+    }
+    ws.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"])?;
+    Ok(())
+}

@@ -27,6 +27,7 @@ use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -97,8 +98,10 @@ impl DirStore {
             logs: root.join("logs"),
             locks: root.join(".locks"),
         };
-        for dir in [&store.values, &store.logs, &store.locks] {
-            fs::create_dir_all(dir).map_err(io_error("open", &root.display().to_string()))?;
+        // Records hold secrets (job and setup-task secrets): the store is its creator's alone,
+        // whatever the umask, and a store made by an older version is made private here.
+        for dir in [&root, &store.values, &store.logs, &store.locks] {
+            private_dir_all(dir).map_err(io_error("open", &root.display().to_string()))?;
         }
         Ok(store)
     }
@@ -120,6 +123,7 @@ impl DirStore {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(PRIVATE_FILE)
             .open(self.locks.join(format!("{stripe:03x}")))
             .map_err(io_error(op, key))?;
         file.lock().map_err(io_error(op, key))?;
@@ -254,8 +258,10 @@ impl Store for DirStore {
         let mut file = OpenOptions::new()
             .append(true)
             .create(true)
+            .mode(PRIVATE_FILE)
             .open(&path)
             .map_err(io_error(OP, key))?;
+        make_private(&file, PRIVATE_FILE).map_err(io_error(OP, key))?;
         file.write_all(data).map_err(io_error(OP, key))?;
         file.sync_data().map_err(io_error(OP, key))
     }
@@ -488,7 +494,9 @@ fn write_atomic(base: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(PRIVATE_FILE)
             .open(&temp)?;
+        make_private(&file, PRIVATE_FILE)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&temp, path)
@@ -501,13 +509,38 @@ fn write_atomic(base: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// Records and logs are readable by their creator only (0600), directories are 0700.
+const PRIVATE_FILE: u32 = 0o600;
+const PRIVATE_DIR: u32 = 0o700;
+
+/// Sets `mode` exactly: `OpenOptions::mode` is filtered by the umask, which may be anything.
+fn make_private(file: &File, mode: u32) -> io::Result<()> {
+    if file.metadata()?.permissions().mode() & 0o777 != mode {
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Creates `dir` and its missing parents as private directories, and makes `dir` itself private
+/// if it already existed.
+pub fn private_dir_all(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR)
+        .create(dir)?;
+    if fs::metadata(dir)?.permissions().mode() & 0o777 != PRIVATE_DIR {
+        fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR))?;
+    }
+    Ok(())
+}
+
 /// Creates `dir` (inside `base`) if needed, syncing each parent so the new directories survive a
 /// crash along with the file about to be renamed into them.
 fn ensure_dir(base: &Path, dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(dir)?;
+    private_dir_all(dir)?;
     let mut created = dir;
     while created != base {
         let Some(parent) = created.parent() else {

@@ -56,6 +56,15 @@ impl LocalPlatform {
         kind: &'static str,
         name: &str,
     ) -> Result<control::DirStore, PlatformError> {
+        // The root holds node directories, logs and the store: its creator's alone (0700).
+        control::dir::private_dir_all(self.root()).map_err(|e| {
+            PlatformError::failed(
+                operation,
+                kind,
+                name,
+                format!("create {}: {e}", self.root().display()),
+            )
+        })?;
         control::DirStore::open(agent::launcher::LocalLauncher::store_dir(self.root()))
             .map_err(|e| PlatformError::failed(operation, kind, name, e))
     }
@@ -77,6 +86,7 @@ impl LocalPlatform {
             source,
         };
         let dir = self.file_server_dir(&name);
+        control::dir::private_dir_all(&self.root).map_err(io)?;
         std::fs::create_dir_all(dir.parent().unwrap_or(&self.root)).map_err(io)?;
         // create_dir (not _all) makes the name claim atomic between concurrent applies.
         match std::fs::create_dir(&dir) {
