@@ -40,23 +40,56 @@ pub fn active_jobs(store: &dyn Store, cluster: &str) -> Result<Vec<Job>, AgentEr
         .collect();
     let mut out = Vec::new();
     for name in names {
-        let Some(status) = store.get(&keys::job_status(cluster, &name))? else {
+        let status_key = keys::job_status(cluster, &name);
+        let Some(status) = store.get(&status_key)? else {
             continue;
         };
-        let decoded: JobStatus = records::decode("job status", &status.data)?;
+        let decoded: JobStatus = match records::decode("job status", &status.data) {
+            Ok(s) => s,
+            Err(e) if e.is_corrupt() => {
+                write_off(store, &status_key, status.etag, "", &e.to_string());
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         if decoded.state.is_terminal() {
             continue;
         }
         let Some(spec) = store.get(&keys::job_spec(cluster, &name))? else {
             continue;
         };
+        let spec = match records::decode("job spec", &spec.data) {
+            Ok(spec) => spec,
+            Err(e) if e.is_corrupt() => {
+                write_off(store, &status_key, status.etag, &decoded.uid, &e.to_string());
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         out.push(Job {
-            spec: records::decode("job spec", &spec.data)?,
+            spec,
             status: decoded,
             etag: status.etag,
         });
     }
     Ok(out)
+}
+
+/// Fails a job whose status or spec is corrupt, replacing its status (compare-and-swap on the
+/// version that was read), so the rest of the queue goes on and the job's nodes stop it.
+pub fn write_off(store: &dyn Store, status_key: &str, etag: control::ETag, uid: &str, why: &str) {
+    tracing::error!(key = status_key, error = why, "corrupt job record: failing the job");
+    let status = JobStatus::corrupt(uid, why, records::now_ms());
+    match store.put(
+        status_key,
+        &records::encode(&status),
+        Condition::IfMatch(etag),
+        None,
+    ) {
+        Ok(_) => {}
+        Err(e) if e.is_conflict() || e.is_not_found() => {}
+        Err(e) => tracing::warn!(key = status_key, error = %e, "fail a corrupt job"),
+    }
 }
 
 /// Nodes wanted by queued and running work: what auto-scale grows towards.

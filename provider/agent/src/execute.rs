@@ -390,9 +390,11 @@ fn run(
                 .and_then(|p| std::fs::read_to_string(p).ok())
                 .map(|t| jobs::parse_metrics(&t))
                 .unwrap_or_default();
-            send_report(store, ctx, &spec, assignment, report, metrics)
+            crate::until_stored("report the node's part", || {
+                send_report(store, ctx, &spec, assignment, report.clone(), metrics.clone())
+            })
         }
-        Outcome::Stopped(why) => {
+        Outcome::Stopped(why) => crate::until_stored("hand the attempt back", || {
             let now = records::now_ms();
             records::update(store, &status_key, "job status", |s: &mut JobStatus| {
                 if !s.runs(&ctx.node, assignment) {
@@ -414,7 +416,7 @@ fn run(
                 }
                 true
             })
-        }
+        }),
         Outcome::Over => Ok(None),
     };
     if let Ok(status) = &result {
@@ -917,14 +919,16 @@ impl Attempt<'_> {
             exit_code: Some(0),
             error: None,
         };
-        let reported = send_report(
-            self.store,
-            self.ctx,
-            self.spec,
-            self.assignment,
-            done,
-            BTreeMap::new(),
-        );
+        let reported = crate::until_stored("report the node's part", || {
+            send_report(
+                self.store,
+                self.ctx,
+                self.spec,
+                self.assignment,
+                done.clone(),
+                BTreeMap::new(),
+            )
+        });
         match reported {
             Ok(status) => forget_secrets_if_ended(self.store, self.spec, status.as_ref()),
             Err(e) => tracing::warn!(error = %e, "report the node's part"),

@@ -23,6 +23,25 @@ pub trait Launcher: Send + Sync + std::fmt::Debug {
 
     /// Makes sure a node that is gone from the store is gone from the machine too.
     fn reap(&self, record: &NodeRecord);
+
+    /// What the platform knows of the node's machine, apart from its heartbeat.
+    fn liveness(&self, record: &NodeRecord) -> Liveness {
+        let _ = record;
+        Liveness::Unknown
+    }
+}
+
+/// Whether a node's agent still exists, as its platform sees it. A heartbeat goes stale both
+/// when an agent died and when the store was out of reach; this tells the two apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// The agent's process (or machine) is there: a stale heartbeat means it cannot reach the
+    /// store, not that it is gone.
+    Alive,
+    /// The agent is gone: its node is lost, however fresh its last heartbeat.
+    Dead,
+    /// The platform cannot tell (not started yet); the heartbeat decides.
+    Unknown,
 }
 
 /// Sends `signal` to a process group (a node and everything it started).
@@ -301,6 +320,14 @@ impl Launcher for LocalLauncher {
         }
         // The node's directory stays: its agent log and setup logs explain why it was lost.
         // Destroying the cluster removes it.
+    }
+
+    fn liveness(&self, record: &NodeRecord) -> Liveness {
+        match record.pid {
+            Some(pid) if is_node_process(pid, &record.id) => Liveness::Alive,
+            Some(_) => Liveness::Dead,
+            None => Liveness::Unknown,
+        }
     }
 }
 

@@ -202,11 +202,12 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         exe: args.exe.clone(),
     });
     let action = drain_action(spec.scale.deallocation());
-    // A store error (a full disk, too many open files) ends one pass of the loop, not the
-    // node: it goes on unless errors keep coming. Whatever the end, a running attempt is
-    // stopped and handed back before the node leaves, so no job process outlives its node.
+    // A store error (a full or read-only disk, a blob service that is down) ends one pass of
+    // the loop, never the node: it backs off and goes on, its running attempt untouched, for
+    // as long as the outage lasts. Whatever the end, a running attempt is stopped and handed
+    // back before the node leaves, so no job process outlives its node.
     let mut execution: Option<Execution> = None;
-    let mut recent_errors: Vec<Instant> = Vec::new();
+    let mut failing = StoreFailures::default();
     let result = loop {
         let ran = node_loop(
             &store,
@@ -220,17 +221,8 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
             &mut execution,
         );
         match ran {
-            Ok(()) => break Ok(()),
-            Err(e) => {
-                recent_errors.retain(|t| t.elapsed() < Duration::from_secs(10));
-                recent_errors.push(Instant::now());
-                if recent_errors.len() > 20 {
-                    tracing::error!(error = %e, "the node keeps failing; leaving");
-                    break Err(e);
-                }
-                tracing::warn!(error = %e, "node loop failed; going on");
-                std::thread::sleep(TICK * 4);
-            }
+            Ok(()) => break Ok::<(), AgentError>(()),
+            Err(e) => std::thread::sleep(failing.next(&e)),
         }
     };
     if let Some(running) = execution.take() {
@@ -240,6 +232,31 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
     election.release(&store);
     leave(&store, &key, &owner, action);
     result
+}
+
+/// Consecutive failed passes of the node loop: how long to wait before the next, and when to
+/// say so (the first failure and then every 30 s, not every pass).
+#[derive(Debug, Default)]
+struct StoreFailures {
+    since: Option<Instant>,
+    nap: Duration,
+    said: Option<Instant>,
+}
+
+impl StoreFailures {
+    fn next(&mut self, error: &AgentError) -> Duration {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if self.said.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+            tracing::warn!(
+                error = %error,
+                failing_for_s = since.elapsed().as_secs(),
+                "node loop failed; going on (a running job keeps running)"
+            );
+            self.said = Some(Instant::now());
+        }
+        self.nap = (self.nap * 2).clamp(TICK * 4, crate::STORE_RETRY_MAX);
+        self.nap
+    }
 }
 
 /// Tells the scheduler to look at the queue now (a node freed up, a job was queued). `why` is
@@ -285,8 +302,11 @@ fn node_loop(
         if stop.load(Ordering::SeqCst) && !draining {
             tracing::info!(node = %args.node, ?action, "SIGTERM: draining");
             draining = true;
-            // Marked so that no scheduler hands this node new work while it drains.
-            update_record(store, key, |r| r.drain_requested = true)?;
+            // Marked so that no scheduler hands this node new work while it drains. Best effort:
+            // a store that is down must not keep a node from stopping.
+            if let Err(e) = update_record(store, key, |r| r.drain_requested = true) {
+                tracing::warn!(error = %e, "mark the node draining");
+            }
         }
         if draining || removed {
             match &*execution {
@@ -305,13 +325,33 @@ fn node_loop(
             None
         } else if now >= next_heartbeat {
             next_heartbeat = now + HEARTBEAT;
-            update_record(store, key, |r| r.last_heartbeat_ms = records::now_ms())?
+            own_record(update_record(store, key, |r| {
+                r.last_heartbeat_ms = records::now_ms();
+            }))?
         } else {
-            match store.get(key)? {
-                Some(v) => Some(records::decode::<NodeRecord>("node record", &v.data)?),
-                None => None,
-            }
+            own_record(match store.get(key)? {
+                Some(v) => records::decode::<NodeRecord>("node record", &v.data)
+                    .map(Some)
+                    .map_err(AgentError::from),
+                None => Ok(None),
+            })?
         };
+        // The attempt ran here and its thread could not free the node (the store was down
+        // then): free it now, or the node would never take work again.
+        if execution.is_none()
+            && let Some(done) = &last_done
+            && record.as_ref().and_then(|r| r.job.as_ref()) == Some(done)
+        {
+            update_record(store, key, |r| {
+                if r.job.as_ref() == Some(done) {
+                    r.job = None;
+                    if r.state == NodeState::Running {
+                        r.state = NodeState::Idle;
+                    }
+                }
+            })?;
+            continue;
+        }
         match &record {
             None if !removed => {
                 tracing::info!(node = %args.node, "record removed: leaving");
@@ -355,12 +395,29 @@ fn node_loop(
                 }
             } else if election.lease.is_some()
                 && !store.list(&keys::queue_prefix(&args.cluster))?.is_empty()
-                && let Err(e) = scheduler::dispatch_now(store, &args.cluster)
+                && let Err(e) = scheduler::dispatch_now(store, launcher, &args.cluster)
             {
                 tracing::warn!(error = %e, "dispatch pass failed");
             }
         }
         std::thread::sleep(TICK);
+    }
+}
+
+/// This node's own record as the loop reads it: a record that is not a record any more (garbage
+/// where it was) counts as removed, so the node leaves and the scheduler replaces it, instead
+/// of failing every pass.
+fn own_record(read: Result<Option<NodeRecord>, AgentError>) -> Result<Option<NodeRecord>, AgentError> {
+    match read {
+        Err(AgentError::Record(e)) if e.is_corrupt() => {
+            tracing::error!(error = %e, "this node's record is corrupt: leaving");
+            Ok(None)
+        }
+        Err(AgentError::Update(e)) if e.is_corrupt() => {
+            tracing::error!(error = %e, "this node's record is corrupt: leaving");
+            Ok(None)
+        }
+        other => other,
     }
 }
 

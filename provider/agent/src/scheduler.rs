@@ -4,7 +4,7 @@
 use control::records::{self, ClusterSpec, ClusterStatus, NodeRecord, NodeState, Scale, keys};
 use control::{Condition, Store};
 
-use crate::{AgentError, LAUNCH_GRACE_MS, Launcher, STALE_AFTER_MS};
+use crate::{AgentError, LAUNCH_GRACE_MS, Launcher, Liveness, STALE_AFTER_MS, STALE_ALIVE_MS};
 
 /// The node count to converge on, and the updated time of last activity.
 ///
@@ -85,18 +85,56 @@ pub struct Outcome {
     pub jobs: crate::dispatch::Pass,
 }
 
-/// Reads every node record of a cluster with its ETag.
+/// A node record that cannot be read: garbage where a node's record should be.
+#[derive(Debug, Clone)]
+pub struct CorruptNode {
+    pub key: String,
+    pub etag: control::ETag,
+    pub error: String,
+}
+
+/// Reads every node record of a cluster with its ETag, and the keys of corrupt ones apart: one
+/// bad record must not hide the others (nor block a destroy).
+pub fn read_nodes(
+    store: &dyn Store,
+    cluster: &str,
+) -> Result<(Vec<(NodeRecord, control::ETag)>, Vec<CorruptNode>), AgentError> {
+    let mut out = Vec::new();
+    let mut corrupt = Vec::new();
+    for key in store.list(&keys::nodes_prefix(cluster))? {
+        if let Some(v) = store.get(&key)? {
+            match records::decode("node record", &v.data) {
+                Ok(node) => out.push((node, v.etag)),
+                Err(e) if e.is_corrupt() => corrupt.push(CorruptNode {
+                    key,
+                    etag: v.etag,
+                    error: e.to_string(),
+                }),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok((out, corrupt))
+}
+
+/// Every readable node record of a cluster with its ETag (corrupt ones are the scheduler's to
+/// remove, see [`reconcile`]).
 pub fn nodes(
     store: &dyn Store,
     cluster: &str,
 ) -> Result<Vec<(NodeRecord, control::ETag)>, AgentError> {
-    let mut out = Vec::new();
-    for key in store.list(&keys::nodes_prefix(cluster))? {
-        if let Some(v) = store.get(&key)? {
-            out.push((records::decode("node record", &v.data)?, v.etag));
-        }
+    Ok(read_nodes(store, cluster)?.0)
+}
+
+/// Whether a node is gone: its agent died (as far as the platform can tell), or its heartbeat
+/// is stale and the platform cannot say it lives. A live agent with a stale heartbeat is cut
+/// off from the store, and keeps its node (and its running job) until [`STALE_ALIVE_MS`].
+pub fn is_lost(launcher: &dyn Launcher, node: &NodeRecord, now_ms: u64) -> bool {
+    match launcher.liveness(node) {
+        Liveness::Dead => true,
+        Liveness::Alive => node.is_lost(now_ms, STALE_ALIVE_MS, STALE_ALIVE_MS),
+        Liveness::Unknown => node.is_lost(now_ms, STALE_AFTER_MS, LAUNCH_GRACE_MS),
     }
-    Ok(out)
 }
 
 /// One pass of the scheduler over a cluster.
@@ -117,8 +155,24 @@ pub fn reconcile(
 
     let mut live = Vec::new();
     let mut present = Vec::new();
-    for (node, etag) in nodes(store, cluster)? {
-        if node.is_lost(now, STALE_AFTER_MS, LAUNCH_GRACE_MS) {
+    let (readable, corrupt) = read_nodes(store, cluster)?;
+    for bad in corrupt {
+        // A node whose record is garbage is treated as lost: its agent finds the record gone
+        // and leaves, and a replacement is launched below.
+        match store.delete(&bad.key, Condition::IfMatch(bad.etag), None) {
+            Ok(()) => {
+                tracing::error!(key = %bad.key, error = %bad.error, "corrupt node record removed; replacing the node");
+                if let Some(id) = bad.key.rsplit('/').next() {
+                    let _ = crate::gpu::release(store, &format!("{cluster}/{id}"));
+                    outcome.reaped.push(id.to_owned());
+                }
+            }
+            Err(e) if e.is_conflict() || e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for (node, etag) in readable {
+        if is_lost(launcher, &node, now) {
             // Compare-and-swap: a node that heartbeats right now keeps its record.
             match store.delete(
                 &keys::node(cluster, &node.id),
@@ -188,13 +242,17 @@ pub fn reconcile(
 
 /// A dispatch pass alone, between full reconciliations: run when a queue mark says there is
 /// something to place.
-pub fn dispatch_now(store: &dyn Store, cluster: &str) -> Result<crate::dispatch::Pass, AgentError> {
+pub fn dispatch_now(
+    store: &dyn Store,
+    launcher: &dyn Launcher,
+    cluster: &str,
+) -> Result<crate::dispatch::Pass, AgentError> {
     let started = std::time::Instant::now();
     let now = records::now_ms();
     let present: Vec<NodeRecord> = nodes(store, cluster)?
         .into_iter()
         .map(|(n, _)| n)
-        .filter(|n| !n.is_lost(now, STALE_AFTER_MS, LAUNCH_GRACE_MS))
+        .filter(|n| !is_lost(launcher, n, now))
         .collect();
     let pass = crate::dispatch::pass(store, cluster, &present, now);
     tracing::debug!(

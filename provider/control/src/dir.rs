@@ -165,7 +165,20 @@ impl DirStore {
 impl Store for DirStore {
     fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         validate_key("get", key)?;
-        let record = read_record(&self.value_path(key)).map_err(io_error("get", key))?;
+        let path = self.value_path(key);
+        let record = match read_record(&path) {
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                // A damaged file reads as what a blob service would return for damaged content:
+                // bytes no reader can decode, under an ETag of their own, so that readers meet
+                // a corrupt record (and write it off) and writers can replace it.
+                let data = fs::read(&path).map_err(io_error("get", key))?;
+                return Ok(Some(Versioned {
+                    data,
+                    etag: ETag(CORRUPT_ETAG.to_owned()),
+                }));
+            }
+            other => other.map_err(io_error("get", key))?,
+        };
         Ok(record.map(|record| Versioned {
             data: record.data,
             etag: ETag(record.header.etag),
@@ -183,7 +196,7 @@ impl Store for DirStore {
         validate_key(OP, key)?;
         let _lock = self.lock(OP, Space::Value, key)?;
         let path = self.value_path(key);
-        let current = read_header(&path).map_err(io_error(OP, key))?;
+        let current = read_header_or_corrupt(&path).map_err(io_error(OP, key))?;
         let current_lease = current.as_ref().and_then(|header| header.lease.as_ref());
         check_lease(OP, key, current_lease, lease)?;
         let holds = match (&condition, &current) {
@@ -219,7 +232,7 @@ impl Store for DirStore {
         validate_key(OP, key)?;
         let _lock = self.lock(OP, Space::Value, key)?;
         let path = self.value_path(key);
-        let Some(current) = read_header(&path).map_err(io_error(OP, key))? else {
+        let Some(current) = read_header_or_corrupt(&path).map_err(io_error(OP, key))? else {
             return Err(StoreError::NotFound {
                 op: OP,
                 key: key.to_owned(),
@@ -463,6 +476,21 @@ fn read_header(path: &Path) -> io::Result<Option<Header>> {
     decode_header(&mut io::BufReader::new(file)).map(Some)
 }
 
+/// The ETag of a value file whose header is damaged (see `get`).
+const CORRUPT_ETAG: &str = "corrupt";
+
+/// The header for a write or delete: a damaged one stands for a value without a lease under
+/// [`CORRUPT_ETAG`], so the value can be replaced or removed.
+fn read_header_or_corrupt(path: &Path) -> io::Result<Option<Header>> {
+    match read_header(path) {
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(Some(Header {
+            etag: CORRUPT_ETAG.to_owned(),
+            lease: None,
+        })),
+        other => other,
+    }
+}
+
 fn read_record(path: &Path) -> io::Result<Option<Record>> {
     let Some(mut file) = open_value(path)? else {
         return Ok(None);
@@ -681,20 +709,23 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_value_is_an_io_error_not_a_panic() {
+    fn a_damaged_value_file_reads_as_garbage_and_can_be_replaced_or_removed() {
         let (_dir, store) = store();
         fs::write(store.values.join("bad~v"), b"DSV1\xff\xff\xff\xff").unwrap();
         fs::write(store.values.join("short~v"), b"DS").unwrap();
         for key in ["bad", "short"] {
-            let error = store.get(key).unwrap_err();
-            assert!(matches!(error, StoreError::Io { op: "get", .. }), "{error}");
-            assert!(
-                error
-                    .to_string()
-                    .starts_with(&format!("get {key}: corrupt value file")),
-                "{error}"
-            );
+            let value = store.get(key).unwrap().unwrap();
+            assert_eq!(value.etag.0, CORRUPT_ETAG, "{key}");
+            assert!(serde_json::from_slice::<serde_json::Value>(&value.data).is_err());
         }
+        store
+            .put("bad", b"{}", Condition::IfMatch(ETag(CORRUPT_ETAG.into())), None)
+            .unwrap();
+        assert_eq!(store.get("bad").unwrap().unwrap().data, b"{}");
+        store
+            .delete("short", Condition::IfMatch(ETag(CORRUPT_ETAG.into())), None)
+            .unwrap();
+        assert!(store.get("short").unwrap().is_none());
     }
 
     #[test]

@@ -278,6 +278,24 @@ impl JobStatus {
         }
     }
 
+    /// What replaces a job status that cannot be read any more: the job failed, with the reason.
+    /// Written by whoever meets the corrupt record first, so that one bad record fails one job
+    /// and never stops the cluster's scheduling or the job's destroy.
+    pub fn corrupt(uid: &str, reason: &str, now_ms: u64) -> Self {
+        let mut status = Self::queued(uid, now_ms);
+        status.fail(
+            NodeError {
+                code: "CorruptRecord".to_owned(),
+                message: format!(
+                    "the job's records in the control store could not be read ({reason}); the job was marked failed: apply again to run it as a new submission"
+                ),
+                details: BTreeMap::new(),
+            },
+            now_ms,
+        );
+        status
+    }
+
     /// Starts the next attempt on `nodes`. False when the job is not waiting.
     pub fn dispatch(&mut self, nodes: Vec<String>, ports: Vec<u16>, now_ms: u64) -> bool {
         if self.state != JobState::Queued || self.terminate_requested {

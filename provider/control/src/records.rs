@@ -23,6 +23,20 @@ pub enum RecordError {
     TooNew { what: &'static str, found: u32 },
 }
 
+impl RecordError {
+    /// The bytes are not a record at all (truncated, garbage): the record can be written off.
+    /// A record from a newer version is not corrupt and must be left alone.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, Self::Json { .. })
+    }
+}
+
+impl UpdateError {
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, Self::Record(e) if e.is_corrupt())
+    }
+}
+
 #[derive(Deserialize)]
 struct Envelope {
     #[serde(default)]

@@ -182,6 +182,10 @@ fn reconcile_if_unscheduled(
     launcher: &LocalLauncher,
     name: &str,
 ) -> Result<(), agent::AgentError> {
+    // No scheduler key for a cluster that does not exist (a job naming a missing cluster).
+    if store.get(&keys::spec(name))?.is_none() {
+        return Ok(());
+    }
     let key = keys::scheduler(name);
     match store.put(&key, b"{}", Condition::IfNoneExists, None) {
         Ok(_) => {}
@@ -190,12 +194,37 @@ fn reconcile_if_unscheduled(
     }
     let lease = match store.acquire_lease(&key, agent::SCHEDULER_LEASE) {
         Ok(lease) => lease,
+        Err(StoreError::LeaseHeld { .. }) if scheduler_is_dead(store, launcher, name)? => {
+            // Every agent is gone (killed at once, say): the lease of the dead scheduler would
+            // keep the cluster unscheduled, and its state untrue, until it expires.
+            tracing::warn!(cluster = name, "every node's agent is gone; taking over the scheduler lease");
+            store.break_lease(&key)?;
+            match store.acquire_lease(&key, agent::SCHEDULER_LEASE) {
+                Ok(lease) => lease,
+                Err(StoreError::LeaseHeld { .. }) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
         Err(StoreError::LeaseHeld { .. }) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
     let result = scheduler::reconcile(store, launcher, name);
     let _ = store.release_lease(&key, &lease);
     result.map(|_| ())
+}
+
+/// True when the cluster has nodes and the platform knows every one of their agents is gone:
+/// the scheduler lease, if held, is held by the dead.
+fn scheduler_is_dead(
+    store: &DirStore,
+    launcher: &LocalLauncher,
+    name: &str,
+) -> Result<bool, agent::AgentError> {
+    let nodes = scheduler::nodes(store, name)?;
+    Ok(!nodes.is_empty()
+        && nodes
+            .iter()
+            .all(|(n, _)| launcher.liveness(n) == agent::Liveness::Dead))
 }
 
 fn read(store: &DirStore, name: &str) -> Result<Option<ClusterView>, agent::AgentError> {
@@ -233,6 +262,11 @@ pub(super) fn get(
     name: &Name,
 ) -> Result<Option<ClusterView>, PlatformError> {
     let store = open_store(platform, "read", name.as_str())?;
+    // Reading a cluster heals it when nobody schedules it: lost nodes are reaped (their
+    // attempts requeued) and replaced, so what Read reports is true.
+    if let Err(e) = nudge(platform, &store, name.as_str()) {
+        tracing::warn!(cluster = name.as_str(), error = %e, "schedule the cluster before reading it");
+    }
     let view = read(&store, name.as_str()).map_err(|e| failed("read", name.as_str(), e))?;
     // A cluster being deleted is as good as gone.
     Ok(view.filter(|v| !v.spec.deleting))
@@ -278,8 +312,9 @@ pub(super) async fn update_scale(
 pub(super) async fn delete(platform: &LocalPlatform, name: &Name) -> Result<(), PlatformError> {
     let name = name.as_str();
     let store = open_store(platform, "delete", name)?;
-    // Mark the cluster deleting first, so no scheduler launches replacements meanwhile.
-    records::update(
+    // Mark the cluster deleting first, so no scheduler launches replacements meanwhile. A
+    // corrupt spec stops every scheduler by itself, and must not stop the destroy.
+    let marked = records::update(
         &store,
         &keys::spec(name),
         "cluster spec",
@@ -287,8 +322,14 @@ pub(super) async fn delete(platform: &LocalPlatform, name: &Name) -> Result<(), 
             spec.deleting = true;
             true
         },
-    )
-    .map_err(|e| failed("delete", name, e))?;
+    );
+    match marked {
+        Ok(_) => {}
+        Err(e) if e.is_corrupt() => {
+            tracing::error!(cluster = name, error = %e, "corrupt cluster spec: deleting anyway");
+        }
+        Err(e) => return Err(failed("delete", name, e)),
+    }
     let nodes: Vec<NodeRecord> = scheduler::nodes(&store, name)
         .map_err(|e| failed("delete", name, e))?
         .into_iter()

@@ -135,12 +135,22 @@ pub(super) fn submit(
     })
 }
 
+/// Every record of a job, the order in which they go.
+fn job_keys(cluster: &str, name: &str) -> [String; 5] {
+    [
+        keys::job_status(cluster, name),
+        keys::job_spec(cluster, name),
+        keys::job_secrets(cluster, name),
+        resource_key(cluster, name),
+        keys::queue_mark(cluster, name),
+    ]
+}
+
 fn read(store: &DirStore, cluster: &str, name: &str) -> Result<Option<JobView>, PlatformError> {
     let get = |key: &str| store.get(key).map_err(|e| failed("read", name, e));
-    let (Some(spec), Some(status)) = (
-        get(&keys::job_spec(cluster, name))?,
-        get(&keys::job_status(cluster, name))?,
-    ) else {
+    let status_key = keys::job_status(cluster, name);
+    let (Some(spec), Some(mut status)) = (get(&keys::job_spec(cluster, name))?, get(&status_key)?)
+    else {
         return Ok(None);
     };
     let corrupt = |e: records::RecordError| PlatformError::Corrupt {
@@ -149,12 +159,40 @@ fn read(store: &DirStore, cluster: &str, name: &str) -> Result<Option<JobView>, 
         name: name.to_owned(),
         reason: e.to_string(),
     };
+    // One corrupt record is the job's problem alone. Without its spec nothing is known of the
+    // job: its records go (its nodes find its status gone and stop) and Terraform plans to
+    // create it again. A corrupt status fails the job, with the reason in its errors.
+    let spec: JobSpec = match records::decode("job spec", &spec.data) {
+        Ok(spec) => spec,
+        Err(e) if e.is_corrupt() => {
+            tracing::error!(job = name, error = %e, "corrupt job spec: removing the job's records");
+            for key in job_keys(cluster, name) {
+                let _ = store.delete(&key, Condition::Always, None);
+            }
+            return Ok(None);
+        }
+        Err(e) => return Err(corrupt(e)),
+    };
+    if let Err(e) = records::decode::<JobStatus>("job status", &status.data)
+        && e.is_corrupt()
+    {
+        agent::dispatch::write_off(store, &status_key, status.etag, &spec.uid, &e.to_string());
+        let Some(again) = get(&status_key)? else {
+            return Ok(None);
+        };
+        status = again;
+    }
     let record: Option<ResourceRecord> = match get(&resource_key(cluster, name))? {
-        Some(v) => Some(records::decode("job resource", &v.data).map_err(corrupt)?),
+        Some(v) => match records::decode("job resource", &v.data) {
+            Ok(r) => Some(r),
+            // Only import reads it; a corrupt one is as good as none.
+            Err(e) if e.is_corrupt() => None,
+            Err(e) => return Err(corrupt(e)),
+        },
         None => None,
     };
     Ok(Some(JobView {
-        spec: records::decode("job spec", &spec.data).map_err(corrupt)?,
+        spec,
         status: records::decode("job status", &status.data).map_err(corrupt)?,
         resource: record
             .as_ref()
@@ -170,6 +208,11 @@ pub(super) fn get(
     name: &str,
 ) -> Result<Option<JobView>, PlatformError> {
     let store = open_store(platform, "read", name)?;
+    // Its cluster is scheduled first: an attempt on nodes that died goes back to the queue
+    // before the job is reported.
+    if let Err(e) = super::local_cluster::nudge(platform, &store, cluster) {
+        tracing::warn!(job = name, error = %e, "schedule the cluster before reading the job");
+    }
     let mut view = read(&store, cluster, name)?;
     if let Some(v) = &mut view {
         live_metrics(platform, v);
@@ -283,12 +326,22 @@ pub(super) async fn delete(
     let store = open_store(platform, "delete", name)?;
     let status_key = keys::job_status(cluster, name);
     let now = records::now_ms();
-    records::update(&store, &status_key, "job status", |s: &mut JobStatus| {
+    let asked = records::update(&store, &status_key, "job status", |s: &mut JobStatus| {
         let before = s.state;
         s.request_termination(now);
         s.state != before || s.terminate_requested
-    })
-    .map_err(|e| failed("delete", name, e))?;
+    });
+    match asked {
+        Ok(_) => {}
+        // Destroy always removes what it owns: a corrupt status is written off (its nodes
+        // stop the job) and the wait below finds the job ended.
+        Err(e) if e.is_corrupt() => {
+            if let Some(v) = store.get(&status_key).map_err(|e| failed("delete", name, e))? {
+                agent::dispatch::write_off(&store, &status_key, v.etag, "", &e.to_string());
+            }
+        }
+        Err(e) => return Err(failed("delete", name, e)),
+    }
     // The job's nodes stop it within their grace period; nodes that are gone are noticed by the
     // scheduler. Either way the wait ends once no node holds the job.
     loop {
@@ -302,13 +355,7 @@ pub(super) async fn delete(
             .map_err(|e| failed("delete", name, e))?;
         tokio::time::sleep(POLL_FIRST * 5).await;
     }
-    for key in [
-        status_key,
-        keys::job_spec(cluster, name),
-        keys::job_secrets(cluster, name),
-        resource_key(cluster, name),
-        keys::queue_mark(cluster, name),
-    ] {
+    for key in job_keys(cluster, name) {
         match store.delete(&key, Condition::Always, None) {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
