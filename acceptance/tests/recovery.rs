@@ -179,3 +179,243 @@ fn the_platform_root_and_every_record_are_private_whatever_the_umask() -> anyhow
     ws.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"])?;
     Ok(())
 }
+
+/// The value file of `key` in the workspace's directory store.
+fn value_file(ws: &Workspace, key: &str) -> std::path::PathBuf {
+    ws.root.join("store/values").join(format!("{key}~v"))
+}
+
+fn agent_pids(ws: &Workspace) -> anyhow::Result<Vec<(String, u32)>> {
+    Ok(batchai_acceptance::node_records(&ws.root, "c")?
+        .into_iter()
+        .filter_map(|n| n.pid.map(|p| (n.id, p)))
+        .collect())
+}
+
+/// `kill -9` of every node agent at once (their jobs' processes are left to the platform).
+/// Read must then say what is true, and heal the cluster: the lost nodes are reaped and
+/// replaced, and the job that ran on one of them goes back to the queue and runs again.
+#[test]
+fn a_cluster_whose_agents_all_died_is_healed_by_the_next_refresh() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let mut config = cluster(2, "");
+    config.push_str(&job(
+        "long",
+        "  wait_for_completion = false\n  custom_toolkit {\n    command_line = \"sleep 300\"\n  }",
+    ));
+    ws.write_config(&config)?;
+    ws.init()?;
+    ws.apply()?;
+    wait_for("the job to run", Duration::from_secs(30), || {
+        Ok(status(&ws, "long")?.is_some_and(|s| s.state == JobState::Running))
+    })?;
+    let killed = agent_pids(&ws)?;
+    ensure!(killed.len() == 2, "{killed:?}");
+    for (_, pid) in &killed {
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()?;
+    }
+    wait_for("the agents to die", Duration::from_secs(10), || {
+        Ok(killed
+            .iter()
+            .all(|(_, pid)| !batchai_acceptance::alive(*pid)))
+    })?;
+
+    ws.ok(&[
+        "apply",
+        "-refresh-only",
+        "-auto-approve",
+        "-input=false",
+        "-no-color",
+    ])?;
+    let now = batchai_acceptance::node_records(&ws.root, "c")?;
+    ensure!(
+        now.iter().all(|n| killed.iter().all(|(id, _)| *id != n.id)),
+        "the dead nodes were reaped: {now:?}"
+    );
+    ensure!(now.len() == 2, "and replaced: {now:?}");
+    let job = status(&ws, "long")?.context("no job status")?;
+    ensure!(
+        job.attempts == 1 && job.state == JobState::Queued
+            || job.attempts == 2 && job.state == JobState::Running,
+        "the job's attempt on a dead node went back to the queue: {job:?}"
+    );
+    wait_for("the job to run again", Duration::from_secs(60), || {
+        Ok(status(&ws, "long")?.is_some_and(|s| s.state == JobState::Running && s.attempts == 2))
+    })?;
+    let cluster = values(&ws, "batchai_cluster.c")?;
+    ensure!(
+        cluster["current_node_count"] == 2,
+        "the refreshed state counts the live nodes: {cluster}"
+    );
+    ws.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"])?;
+    Ok(())
+}
+
+/// A read-only bind mount over the store for as long as it lives; undone when dropped.
+struct ReadOnly(std::path::PathBuf);
+
+impl ReadOnly {
+    fn mount(dir: &Path) -> anyhow::Result<Self> {
+        let run = |args: &[&str]| -> anyhow::Result<()> {
+            let out = std::process::Command::new("mount").args(args).output()?;
+            ensure!(
+                out.status.success(),
+                "mount {args:?} failed (this test needs CAP_SYS_ADMIN to make the store read-only): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok(())
+        };
+        let d = dir.to_string_lossy().into_owned();
+        run(&["--bind", &d, &d])?;
+        let guard = Self(dir.to_path_buf());
+        run(&["-o", "remount,ro,bind", &d])?;
+        Ok(guard)
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The store goes read-only for 20 s while a job runs (longer than a heartbeat takes to go
+/// stale, and than the 20 errors in 10 s that once made every agent give up). The job keeps
+/// running, finishes during the outage, and its report arrives once the store is back: it
+/// succeeds on its first attempt, on the node that ran it.
+#[test]
+fn a_store_outage_of_twenty_seconds_loses_no_job() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let mut config = cluster(1, "");
+    config.push_str(&job(
+        "steady",
+        "  wait_for_completion = false\n  custom_toolkit {\n    command_line = \"for i in $(seq 1 10); do sleep 1; done; echo done-ok\"\n  }",
+    ));
+    ws.write_config(&config)?;
+    ws.init()?;
+    ws.apply()?;
+    wait_for("the job to run", Duration::from_secs(30), || {
+        Ok(status(&ws, "steady")?.is_some_and(|s| s.state == JobState::Running))
+    })?;
+    let before = agent_pids(&ws)?;
+    {
+        let _outage = ReadOnly::mount(&ws.root.join("store"))?;
+        ensure!(
+            store(&ws)?
+                .put("probe", b"x", control::Condition::Always, None)
+                .is_err(),
+            "the store is read-only during the outage"
+        );
+        std::thread::sleep(Duration::from_secs(20));
+    }
+    wait_for("the job to succeed", Duration::from_secs(60), || {
+        Ok(status(&ws, "steady")?.is_some_and(|s| s.state.is_terminal()))
+    })?;
+    let after = status(&ws, "steady")?.context("no status")?;
+    ensure!(
+        after.state == JobState::Succeeded && after.attempts == 1,
+        "the job rode out the outage: {after:?}"
+    );
+    ensure!(
+        agent_pids(&ws)? == before
+            && before
+                .iter()
+                .all(|(_, pid)| batchai_acceptance::alive(*pid)),
+        "the node rode out the outage: {before:?}"
+    );
+    ws.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"])?;
+    Ok(())
+}
+
+/// Truncates a value file to half its length, as a damaged disk would.
+fn truncate(path: &Path) -> anyhow::Result<()> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("{}", path.display()))?
+        .len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .set_len(len / 2)?;
+    Ok(())
+}
+
+/// One corrupt record is its own job's or node's problem: a truncated job status fails that
+/// job (with the reason) while the queue goes on, garbage in a node record replaces that node,
+/// and destroy (also with `-refresh=false`) removes everything.
+#[test]
+fn corrupt_records_are_isolated_and_destroy_still_works() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let mut config = cluster(2, "");
+    config.push_str(&job(
+        "victim",
+        "  wait_for_completion = false\n  custom_toolkit {\n    command_line = \"sleep 300\"\n  }",
+    ));
+    ws.write_config(&config)?;
+    ws.init()?;
+    ws.apply()?;
+    wait_for("the victim to run", Duration::from_secs(30), || {
+        Ok(status(&ws, "victim")?.is_some_and(|s| s.state == JobState::Running))
+    })?;
+    truncate(&value_file(&ws, &keys::job_status("c", "victim")))?;
+
+    // A job queued next to the corrupt one runs (a create timeout bounds the old hang).
+    config.push_str(&job(
+        "after",
+        "  timeouts {\n    create = \"2m\"\n  }\n  custom_toolkit {\n    command_line = \"echo fine\"\n  }",
+    ));
+    ws.write_config(&config)?;
+    ws.apply().context("a job next to a corrupt one runs")?;
+    let victim = values(&ws, "batchai_job.victim")?;
+    ensure!(
+        victim["execution_state"] == "failed" && victim["errors"][0]["code"] == "CorruptRecord",
+        "the corrupt job is failed with the reason: {victim}"
+    );
+
+    // Garbage where a node's record was: that node is replaced, the other one stays.
+    let nodes = agent_pids(&ws)?;
+    let (bad_id, bad_pid) = nodes.first().cloned().context("no node")?;
+    std::fs::write(
+        value_file(&ws, &keys::node("c", &bad_id)),
+        b"\x00garbage\xff",
+    )?;
+    wait_for(
+        "the node with garbage to be replaced",
+        Duration::from_secs(60),
+        || {
+            let store = store(&ws)?;
+            let keys = store.list(&keys::nodes_prefix("c"))?;
+            let readable = batchai_acceptance::node_records(&ws.root, "c").unwrap_or_default();
+            Ok(!batchai_acceptance::alive(bad_pid)
+                && readable.len() == 2
+                && keys.len() == 2
+                && readable.iter().all(|n| n.id != bad_id))
+        },
+    )?;
+
+    // Destroy without a refresh, over a corrupt status and a node record with garbage.
+    truncate(&value_file(&ws, &keys::job_status("c", "after")))?;
+    let another = agent_pids(&ws)?.first().cloned().context("no node")?;
+    std::fs::write(
+        value_file(&ws, &keys::node("c", &another.0)),
+        b"{\"format\":",
+    )?;
+    ws.ok(&[
+        "destroy",
+        "-auto-approve",
+        "-input=false",
+        "-no-color",
+        "-refresh=false",
+    ])
+    .context("destroy removes what it owns, corrupt or not")?;
+    ensure!(
+        store(&ws)?.list("clusters/c/")?.is_empty(),
+        "nothing of the cluster is left: {:?}",
+        store(&ws)?.list("clusters/c/")?
+    );
+    Ok(())
+}

@@ -41,6 +41,7 @@ fn no_op(name: &str, cluster: &str, marks: &Path) -> JobSpec {
         std_out_err_path_prefix: marks.join("logs").display().to_string(),
         mounts: Vec::new(),
         max_wall_clock_ms: 60_000,
+        max_unschedulable_ms: control::jobs::DEFAULT_MAX_UNSCHEDULABLE_MS,
         retry: Retry::default(),
         container: None,
     }

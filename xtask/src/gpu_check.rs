@@ -79,6 +79,7 @@ pub fn gpu_check(binary: &Path) -> anyhow::Result<()> {
         std_out_err_path_prefix: dir.join("logs").display().to_string(),
         mounts: Vec::new(),
         max_wall_clock_ms: 120_000,
+        max_unschedulable_ms: control::jobs::DEFAULT_MAX_UNSCHEDULABLE_MS,
         retry: Retry::default(),
         container: None,
     };

@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use control::jobs::{JobSpec, JobState, JobStatus};
-use control::records::{self, NodeError, NodeRecord, NodeState, keys};
+use control::records::{
+    self, ClusterSpec, ClusterStatus, NodeError, NodeRecord, NodeState, Scale, keys,
+};
 use control::{Condition, Store};
 
 use crate::placement::{self, Queued, Running, Start};
@@ -61,7 +63,13 @@ pub fn active_jobs(store: &dyn Store, cluster: &str) -> Result<Vec<Job>, AgentEr
         let spec = match records::decode("job spec", &spec.data) {
             Ok(spec) => spec,
             Err(e) if e.is_corrupt() => {
-                write_off(store, &status_key, status.etag, &decoded.uid, &e.to_string());
+                write_off(
+                    store,
+                    &status_key,
+                    status.etag,
+                    &decoded.uid,
+                    &e.to_string(),
+                );
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -78,7 +86,11 @@ pub fn active_jobs(store: &dyn Store, cluster: &str) -> Result<Vec<Job>, AgentEr
 /// Fails a job whose status or spec is corrupt, replacing its status (compare-and-swap on the
 /// version that was read), so the rest of the queue goes on and the job's nodes stop it.
 pub fn write_off(store: &dyn Store, status_key: &str, etag: control::ETag, uid: &str, why: &str) {
-    tracing::error!(key = status_key, error = why, "corrupt job record: failing the job");
+    tracing::error!(
+        key = status_key,
+        error = why,
+        "corrupt job record: failing the job"
+    );
     let status = JobStatus::corrupt(uid, why, records::now_ms());
     match store.put(
         status_key,
@@ -119,11 +131,198 @@ pub struct Pass {
     pub failed: Vec<String>,
 }
 
-/// One scheduling pass over a cluster's jobs, given its live node records.
+/// What a cluster can offer a queued job: tells a job that waits its turn from one that waits
+/// in vain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capacity {
+    /// The most nodes the scale settings allow.
+    pub max: u32,
+    /// Idle or running nodes (not draining): proven to work.
+    pub healthy: u32,
+    /// Nodes that failed to prepare and are not replaced yet.
+    pub unusable: u32,
+    /// A node failed to prepare since the last one that prepared well.
+    pub failing: bool,
+    /// The preparation errors to quote: each unusable node's last, or the cluster's last.
+    pub errors: Vec<NodeError>,
+}
+
+impl Capacity {
+    pub fn of(spec: &ClusterSpec, status: &ClusterStatus, nodes: &[NodeRecord]) -> Self {
+        let max = match spec.scale {
+            Scale::Manual {
+                target_node_count, ..
+            } => target_node_count,
+            Scale::Auto {
+                maximum_node_count, ..
+            } => maximum_node_count,
+        };
+        let count = |f: &dyn Fn(&NodeRecord) -> bool| {
+            u32::try_from(nodes.iter().filter(|n| !n.drain_requested && f(n)).count())
+                .unwrap_or(u32::MAX)
+        };
+        let mut errors: Vec<NodeError> = nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Unusable)
+            .filter_map(|n| {
+                let mut e = n.errors.last()?.clone();
+                e.details.insert("node".to_owned(), n.id.clone());
+                Some(e)
+            })
+            .collect();
+        if errors.is_empty() {
+            errors.extend(status.last_node_error.clone());
+        }
+        Self {
+            max,
+            healthy: count(&|n| matches!(n.state, NodeState::Idle | NodeState::Running)),
+            unusable: count(&|n| n.state == NodeState::Unusable),
+            failing: status.failing_since_ms.is_some(),
+            errors,
+        }
+    }
+
+    /// The most nodes a job can count on: while nodes keep failing to prepare, only the ones
+    /// proven to work; otherwise all the scale settings allow, but the unusable ones.
+    pub fn possible(&self) -> u32 {
+        if self.failing {
+            self.healthy
+        } else {
+            self.max.saturating_sub(self.unusable)
+        }
+    }
+}
+
+/// Whether a queued job that needs `node_count` nodes waits in vain: the new value of its
+/// `unschedulable_since_ms`, and whether its `limit_ms` ran out. Pure.
+pub fn unschedulable(
+    node_count: u32,
+    since: Option<u64>,
+    limit_ms: u64,
+    capacity: &Capacity,
+    now_ms: u64,
+) -> (Option<u64>, bool) {
+    if node_count <= capacity.possible() {
+        return (None, false);
+    }
+    let since = since.unwrap_or(now_ms);
+    (Some(since), now_ms.saturating_sub(since) >= limit_ms)
+}
+
+/// Why a job that waited in vain failed, with the nodes' errors and what to do.
+pub fn unschedulable_error(job: &JobSpec, capacity: &Capacity) -> NodeError {
+    let waited = control::duration::format_ms(job.max_unschedulable_ms);
+    let cluster = &job.cluster;
+    if job.node_count > capacity.max {
+        return NodeError {
+            code: "NodeCountUnattainable".to_owned(),
+            message: format!(
+                "the job needs {} nodes at once but cluster {cluster} can have at most {} and waited {waited} for that to change; lower node_count or scale the cluster up, then apply again",
+                job.node_count, capacity.max
+            ),
+            details: BTreeMap::from([
+                ("node_count".to_owned(), job.node_count.to_string()),
+                ("max_nodes".to_owned(), capacity.max.to_string()),
+            ]),
+        };
+    }
+    let causes: Vec<String> = capacity
+        .errors
+        .iter()
+        .map(|e| {
+            let node = e.details.get("node").map_or("a node", String::as_str);
+            format!("{node}: {} ({})", e.message, e.code)
+        })
+        .collect();
+    let mut details = BTreeMap::from([
+        ("node_count".to_owned(), job.node_count.to_string()),
+        ("usable_nodes".to_owned(), capacity.healthy.to_string()),
+        ("unusable_nodes".to_owned(), capacity.unusable.to_string()),
+    ]);
+    if let Some(first) = capacity.errors.first() {
+        for key in [
+            "node",
+            "stderr_tail",
+            "stdout_path",
+            "stderr_path",
+            "exit_code",
+        ] {
+            if let Some(v) = first.details.get(key) {
+                details.insert(key.to_owned(), v.clone());
+            }
+        }
+    }
+    NodeError {
+        code: "ClusterUnusable".to_owned(),
+        message: format!(
+            "cluster {cluster} had {} usable node(s) of the {} the job needs for {waited}, and its nodes fail to prepare: {}. Fix the cause (the setup task or a mount), then apply again: the next apply replaces the unusable nodes and runs the job again",
+            capacity.healthy,
+            job.node_count,
+            if causes.is_empty() {
+                "no error was recorded".to_owned()
+            } else {
+                causes.join("; ")
+            }
+        ),
+        details,
+    }
+}
+
+/// Starts or stops the clock of queued jobs that wait in vain, and fails those whose time ran
+/// out. Each write is a compare-and-swap on the submission that was read.
+fn settle_unschedulable(
+    store: &dyn Store,
+    jobs: &[Job],
+    started: &[Start],
+    capacity: &Capacity,
+    now_ms: u64,
+    out: &mut Pass,
+) -> Result<(), AgentError> {
+    for job in jobs {
+        if job.status.state != JobState::Queued
+            || job.status.terminate_requested
+            || started.iter().any(|s| s.job == job.spec.name)
+        {
+            continue;
+        }
+        let (since, over) = unschedulable(
+            job.spec.node_count,
+            job.status.unschedulable_since_ms,
+            job.spec.max_unschedulable_ms,
+            capacity,
+            now_ms,
+        );
+        if since == job.status.unschedulable_since_ms && !over {
+            continue;
+        }
+        let key = keys::job_status(&job.spec.cluster, &job.spec.name);
+        let uid = job.status.uid.clone();
+        let changed = records::update(store, &key, "job status", |s: &mut JobStatus| {
+            if s.state != JobState::Queued || s.uid != uid || s.terminate_requested {
+                return false;
+            }
+            if over {
+                s.fail(unschedulable_error(&job.spec, capacity), now_ms);
+            } else {
+                s.unschedulable_since_ms = since;
+            }
+            true
+        })?;
+        if over && changed.is_some_and(|s| s.state == JobState::Failed) {
+            tracing::warn!(job = %job.spec.name, "the job waited in vain for usable nodes; failed");
+            out.failed.push(job.spec.name.clone());
+        }
+    }
+    Ok(())
+}
+
+/// One scheduling pass over a cluster's jobs, given its live node records. With `capacity`
+/// (a full reconciliation), queued jobs the cluster cannot run are timed and failed.
 pub fn pass(
     store: &dyn Store,
     cluster: &str,
     nodes: &[NodeRecord],
+    capacity: Option<&Capacity>,
     now_ms: u64,
 ) -> Result<Pass, AgentError> {
     // Marks go before the jobs are read: a mark written during this pass survives it and
@@ -179,6 +378,11 @@ pub fn pass(
                 out.started.push(start);
             }
         }
+    }
+    if let Some(capacity) = capacity {
+        let started = std::mem::take(&mut out.started);
+        settle_unschedulable(store, &jobs, &started, capacity, now_ms, &mut out)?;
+        out.started = started;
     }
     Ok(out)
 }
@@ -372,6 +576,7 @@ mod tests {
             std_out_err_path_prefix: "/tmp".into(),
             mounts: vec![],
             max_wall_clock_ms: 60_000,
+            max_unschedulable_ms: control::jobs::DEFAULT_MAX_UNSCHEDULABLE_MS,
             retry: Retry::default(),
             container: None,
         }
@@ -436,7 +641,8 @@ mod tests {
             &JobStatus::queued("u", 2),
         );
 
-        let done = pass(&store, "c", &live_nodes(&store), 100).unwrap_or_else(|e| panic!("{e}"));
+        let done =
+            pass(&store, "c", &live_nodes(&store), None, 100).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(done.started.len(), 1);
         assert_eq!(done.started[0].job, "big");
         let big = status(&store, "big");
@@ -457,7 +663,8 @@ mod tests {
         store
             .delete(&keys::node("c", lost), Condition::Always, None)
             .unwrap_or_else(|e| panic!("{e}"));
-        let done = pass(&store, "c", &live_nodes(&store), 200).unwrap_or_else(|e| panic!("{e}"));
+        let done =
+            pass(&store, "c", &live_nodes(&store), None, 200).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(done.requeued, ["big"]);
         let big = status(&store, "big");
         assert_eq!(
@@ -465,6 +672,111 @@ mod tests {
             (JobState::Queued, 1, 0)
         );
         assert_eq!(demand(&active_jobs(&store, "c").unwrap_or_default()), 6);
+    }
+
+    #[test]
+    fn jobs_that_wait_in_vain_are_timed_and_failed() {
+        let cap = |max, healthy, unusable, failing| Capacity {
+            max,
+            healthy,
+            unusable,
+            failing,
+            errors: vec![],
+        };
+        // (case, node_count, since, capacity, now, want since, want over)
+        let cases = [
+            ("fits", 2, None, cap(2, 2, 0, false), 100, None, false),
+            (
+                "busy nodes still count",
+                2,
+                Some(50),
+                cap(2, 2, 0, false),
+                100,
+                None,
+                false,
+            ),
+            (
+                "growing cluster",
+                2,
+                None,
+                cap(4, 0, 0, false),
+                100,
+                None,
+                false,
+            ),
+            (
+                "all unusable starts the clock",
+                1,
+                None,
+                cap(2, 0, 2, true),
+                100,
+                Some(100),
+                false,
+            ),
+            (
+                "replacements preparing do not count while failing",
+                1,
+                Some(100),
+                cap(2, 0, 0, true),
+                200,
+                Some(100),
+                false,
+            ),
+            (
+                "time runs out",
+                1,
+                Some(100),
+                cap(2, 0, 2, true),
+                100 + 300_000,
+                Some(100),
+                true,
+            ),
+            (
+                "one unusable of two, gang of two",
+                2,
+                None,
+                cap(2, 1, 1, false),
+                100,
+                Some(100),
+                false,
+            ),
+            (
+                "more than the cluster can have",
+                3,
+                Some(0),
+                cap(2, 2, 0, false),
+                300_000,
+                Some(0),
+                true,
+            ),
+            (
+                "healed clears the clock",
+                1,
+                Some(0),
+                cap(2, 1, 1, true),
+                300_000,
+                None,
+                false,
+            ),
+        ];
+        for (name, nodes, since, capacity, now, want_since, want_over) in cases {
+            assert_eq!(
+                unschedulable(nodes, since, 300_000, &capacity, now),
+                (want_since, want_over),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn replacement_backoff_doubles_up_to_fifteen_minutes() {
+        let waits: Vec<u64> = (0..8).map(records::replacement_backoff_ms).collect();
+        assert_eq!(
+            waits,
+            [
+                30_000, 60_000, 120_000, 240_000, 480_000, 900_000, 900_000, 900_000
+            ]
+        );
     }
 
     #[test]
@@ -487,7 +799,7 @@ mod tests {
         );
         // A stale snapshot that still thinks node-2 is free.
         let stale = vec![node("node-1"), node("node-2")];
-        let done = pass(&store, "c", &stale, 100).unwrap_or_else(|e| panic!("{e}"));
+        let done = pass(&store, "c", &stale, None, 100).unwrap_or_else(|e| panic!("{e}"));
         assert!(done.started.is_empty());
         let j = status(&store, "j");
         assert_eq!((j.state, j.attempts), (JobState::Queued, 1));

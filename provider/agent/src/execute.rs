@@ -391,7 +391,14 @@ fn run(
                 .map(|t| jobs::parse_metrics(&t))
                 .unwrap_or_default();
             crate::until_stored("report the node's part", || {
-                send_report(store, ctx, &spec, assignment, report.clone(), metrics.clone())
+                send_report(
+                    store,
+                    ctx,
+                    &spec,
+                    assignment,
+                    report.clone(),
+                    metrics.clone(),
+                )
             })
         }
         Outcome::Stopped(why) => crate::until_stored("hand the attempt back", || {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use control::jobs::Assignment;
 use control::records::{
-    self, ClusterSpec, DeallocationOption, NodeError, NodeRecord, NodeState, keys,
+    self, ClusterSpec, ClusterStatus, DeallocationOption, NodeError, NodeRecord, NodeState, keys,
 };
 use control::{Condition, DirStore, LeaseId, Store, StoreError};
 
@@ -180,6 +180,19 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         }
     };
     let error: Option<NodeError> = prepared.err();
+    // The cluster's health: a failure starts (or extends) its failing streak, a success ends it.
+    let now = records::now_ms();
+    if let Err(e) = records::update(
+        &store,
+        &keys::status(&args.cluster),
+        "cluster status",
+        |s: &mut ClusterStatus| {
+            s.record_preparation(&args.node, error.as_ref(), now);
+            true
+        },
+    ) {
+        tracing::warn!(error = %e, "record the node's preparation in the cluster status");
+    }
     update_record(&store, &key, |r| {
         r.state = state;
         r.last_heartbeat_ms = records::now_ms();
@@ -246,7 +259,10 @@ struct StoreFailures {
 impl StoreFailures {
     fn next(&mut self, error: &AgentError) -> Duration {
         let since = *self.since.get_or_insert_with(Instant::now);
-        if self.said.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+        if self
+            .said
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(30))
+        {
             tracing::warn!(
                 error = %error,
                 failing_for_s = since.elapsed().as_secs(),
@@ -407,7 +423,9 @@ fn node_loop(
 /// This node's own record as the loop reads it: a record that is not a record any more (garbage
 /// where it was) counts as removed, so the node leaves and the scheduler replaces it, instead
 /// of failing every pass.
-fn own_record(read: Result<Option<NodeRecord>, AgentError>) -> Result<Option<NodeRecord>, AgentError> {
+fn own_record(
+    read: Result<Option<NodeRecord>, AgentError>,
+) -> Result<Option<NodeRecord>, AgentError> {
     match read {
         Err(AgentError::Record(e)) if e.is_corrupt() => {
             tracing::error!(error = %e, "this node's record is corrupt: leaving");

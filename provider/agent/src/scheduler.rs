@@ -195,19 +195,39 @@ pub fn reconcile(
         }
         present.push(node);
     }
-    // Attempts on reaped nodes go back to the queue before demand is counted.
-    outcome.jobs = crate::dispatch::pass(store, cluster, &present, now)?;
-
     let status_key = keys::status(cluster);
-    let (status, status_condition) = match store.get(&status_key)? {
-        Some(v) => (
-            records::decode::<ClusterStatus>("cluster status", &v.data)?,
-            Condition::IfMatch(v.etag),
-        ),
+    let (mut status, status_condition) = match store.get(&status_key)? {
+        Some(v) => match records::decode::<ClusterStatus>("cluster status", &v.data) {
+            Ok(status) => (status, Condition::IfMatch(v.etag)),
+            // Rewritten below: a corrupt status must not stop the cluster.
+            Err(e) if e.is_corrupt() => {
+                tracing::error!(error = %e, "corrupt cluster status: starting it over");
+                (ClusterStatus::default(), Condition::IfMatch(v.etag))
+            }
+            Err(e) => return Err(e.into()),
+        },
         None => (ClusterStatus::default(), Condition::IfNoneExists),
     };
+    let before = status.clone();
+    // Attempts on reaped nodes go back to the queue before demand is counted.
+    let capacity = crate::dispatch::Capacity::of(&spec, &status, &present);
+    outcome.jobs = crate::dispatch::pass(store, cluster, &present, Some(&capacity), now)?;
     let (desired, last_active) = desired_count(&spec.scale, &status, outcome.jobs.demand, now);
     outcome.desired = desired;
+
+    // Unusable nodes get another chance once their backoff is over (or at once after a new
+    // apply): whatever made them fail may be fixed by now.
+    if live.iter().any(|n| n.state == NodeState::Unusable) && now >= status.next_replacement_ms {
+        for node in live.iter().filter(|n| n.state == NodeState::Unusable) {
+            if request_drain(store, cluster, &node.id)? {
+                tracing::info!(node = %node.id, "replacing an unusable node");
+                outcome.drained.push(node.id.clone());
+            }
+        }
+        live.retain(|n| n.state != NodeState::Unusable);
+        status.replacements = status.replacements.saturating_add(1);
+        status.next_replacement_ms = now + records::replacement_backoff_ms(status.replacements);
+    }
 
     let count = u32::try_from(live.len()).unwrap_or(u32::MAX);
     if count < desired {
@@ -221,18 +241,19 @@ pub fn reconcile(
         }
     }
 
-    if status.desired_node_count != desired
-        || status.last_active_ms != last_active
-        || status.format == 0
-    {
-        let new = ClusterStatus {
-            format: records::FORMAT,
-            desired_node_count: desired,
-            last_active_ms: last_active,
-        };
-        match store.put(&status_key, &records::encode(&new), status_condition, None) {
+    status.format = records::FORMAT;
+    status.desired_node_count = desired;
+    status.last_active_ms = last_active;
+    if status != before {
+        match store.put(
+            &status_key,
+            &records::encode(&status),
+            status_condition,
+            None,
+        ) {
             Ok(_) => {}
-            // Someone else (the provider changing scale settings) wrote it; next tick decides.
+            // Someone else (the provider, a node reporting its preparation) wrote it; the next
+            // pass decides again.
             Err(e) if e.is_conflict() => {}
             Err(e) => return Err(e.into()),
         }
@@ -254,7 +275,7 @@ pub fn dispatch_now(
         .map(|(n, _)| n)
         .filter(|n| !is_lost(launcher, n, now))
         .collect();
-    let pass = crate::dispatch::pass(store, cluster, &present, now);
+    let pass = crate::dispatch::pass(store, cluster, &present, None, now);
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "dispatch pass"
@@ -291,6 +312,7 @@ mod tests {
             format: 1,
             desired_node_count: desired,
             last_active_ms,
+            ..ClusterStatus::default()
         }
     }
 

@@ -719,7 +719,12 @@ mod tests {
             assert!(serde_json::from_slice::<serde_json::Value>(&value.data).is_err());
         }
         store
-            .put("bad", b"{}", Condition::IfMatch(ETag(CORRUPT_ETAG.into())), None)
+            .put(
+                "bad",
+                b"{}",
+                Condition::IfMatch(ETag(CORRUPT_ETAG.into())),
+                None,
+            )
             .unwrap();
         assert_eq!(store.get("bad").unwrap().unwrap().data, b"{}");
         store

@@ -175,8 +175,20 @@ pub struct JobSpec {
     /// Job-level mounts, below `$AZ_BATCHAI_JOB_MOUNT_ROOT`, for the run only.
     pub mounts: Vec<Mount>,
     pub max_wall_clock_ms: u64,
+    /// How long the job may wait in the queue while its cluster cannot run it (no usable nodes
+    /// and none to be had, or fewer than `node_count` ever) before it fails.
+    #[serde(default = "default_max_unschedulable_ms")]
+    pub max_unschedulable_ms: u64,
     pub retry: Retry,
     pub container: Option<Container>,
+}
+
+/// Five minutes: long enough for a replacement node to prepare, short enough that a cluster
+/// that cannot work fails the apply while the user still watches.
+pub const DEFAULT_MAX_UNSCHEDULABLE_MS: u64 = 5 * 60_000;
+
+fn default_max_unschedulable_ms() -> u64 {
+    DEFAULT_MAX_UNSCHEDULABLE_MS
 }
 
 impl JobSpec {
@@ -255,6 +267,9 @@ pub struct JobStatus {
     /// Reports of the current attempt, by node.
     pub reports: BTreeMap<String, NodeReport>,
     pub terminate_requested: bool,
+    /// Since when the queued job's cluster cannot run it (see `JobSpec::max_unschedulable_ms`).
+    #[serde(default)]
+    pub unschedulable_since_ms: Option<u64>,
 }
 
 impl JobStatus {
@@ -275,6 +290,7 @@ impl JobStatus {
             metrics: BTreeMap::new(),
             reports: BTreeMap::new(),
             terminate_requested: false,
+            unschedulable_since_ms: None,
         }
     }
 
@@ -302,6 +318,7 @@ impl JobStatus {
             return false;
         }
         self.state = JobState::Running;
+        self.unschedulable_since_ms = None;
         self.attempts += 1;
         self.nodes = nodes;
         self.ports = ports;

@@ -319,6 +319,48 @@ pub struct ClusterStatus {
     pub desired_node_count: u32,
     /// When work was last queued or running (auto-scale idle timeout starts here).
     pub last_active_ms: u64,
+    /// Set by the first node that fails to prepare (setup task, mounts) after the last one
+    /// that prepared well, cleared by the next that prepares well. While set, nodes still
+    /// preparing are not counted on: they are likely to fail the same way.
+    #[serde(default)]
+    pub failing_since_ms: Option<u64>,
+    /// The last preparation failure, with its node, for jobs that cannot start because of it.
+    #[serde(default)]
+    pub last_node_error: Option<NodeError>,
+    /// Unusable nodes are replaced (their cause may be gone) no earlier than this; a new job or
+    /// changed scale settings set it to zero, since the user may have fixed the cause.
+    #[serde(default)]
+    pub next_replacement_ms: u64,
+    /// Replacements since the last node that prepared well: the backoff's exponent.
+    #[serde(default)]
+    pub replacements: u32,
+}
+
+/// The wait before the next replacement of unusable nodes: 30 s, doubling with every round of
+/// replacements that failed again, at most 15 minutes.
+pub fn replacement_backoff_ms(replacements: u32) -> u64 {
+    (30_000u64 << replacements.min(5)).min(15 * 60_000)
+}
+
+impl ClusterStatus {
+    /// What a node's preparation says about the cluster's health.
+    pub fn record_preparation(&mut self, node: &str, error: Option<&NodeError>, now_ms: u64) {
+        match error {
+            Some(e) => {
+                if self.failing_since_ms.is_none() {
+                    self.failing_since_ms = Some(now_ms);
+                    self.next_replacement_ms = now_ms + replacement_backoff_ms(self.replacements);
+                }
+                let mut e = e.clone();
+                e.details.insert("node".to_owned(), node.to_owned());
+                self.last_node_error = Some(e);
+            }
+            None => {
+                self.failing_since_ms = None;
+                self.replacements = 0;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -344,7 +386,7 @@ mod tests {
         let start = ClusterStatus {
             format: FORMAT,
             desired_node_count: 1,
-            last_active_ms: 0,
+            ..ClusterStatus::default()
         };
         crate::Store::put(
             &store,

@@ -114,10 +114,12 @@ fn reset_status(
     scale: &Scale,
     operation: &'static str,
 ) -> Result<u32, PlatformError> {
+    // New scale settings are a fresh start: unusable nodes are replaced at once.
     let status = ClusterStatus {
         format: records::FORMAT,
         desired_node_count: initial_count(scale),
         last_active_ms: records::now_ms(),
+        ..ClusterStatus::default()
     };
     store
         .put(
@@ -197,7 +199,10 @@ fn reconcile_if_unscheduled(
         Err(StoreError::LeaseHeld { .. }) if scheduler_is_dead(store, launcher, name)? => {
             // Every agent is gone (killed at once, say): the lease of the dead scheduler would
             // keep the cluster unscheduled, and its state untrue, until it expires.
-            tracing::warn!(cluster = name, "every node's agent is gone; taking over the scheduler lease");
+            tracing::warn!(
+                cluster = name,
+                "every node's agent is gone; taking over the scheduler lease"
+            );
             store.break_lease(&key)?;
             match store.acquire_lease(&key, agent::SCHEDULER_LEASE) {
                 Ok(lease) => lease,

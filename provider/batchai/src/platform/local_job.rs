@@ -122,6 +122,21 @@ pub(super) fn submit(
     // The status goes last: it is what makes the job visible to the scheduler.
     let status = JobStatus::queued(&spec.uid, records::now_ms());
     put(&keys::job_status(cluster, name), &records::encode(&status))?;
+    // A new job is the moment the user may have fixed what made nodes unusable (a missing
+    // file on the share, say): they are replaced now rather than after their backoff.
+    let retried = records::update(
+        &store,
+        &keys::status(cluster),
+        "cluster status",
+        |s: &mut records::ClusterStatus| {
+            let waiting = s.next_replacement_ms != 0;
+            s.next_replacement_ms = 0;
+            waiting
+        },
+    );
+    if let Err(e) = retried {
+        tracing::warn!(job = name, error = %e, "ask for unusable nodes to be replaced");
+    }
     agent::node::wake_scheduler(&store, cluster, name);
     // The job is queued and in the store now; a failed nudge only delays it (waits nudge again).
     if let Err(e) = super::local_cluster::nudge(platform, &store, cluster) {
@@ -336,7 +351,10 @@ pub(super) async fn delete(
         // Destroy always removes what it owns: a corrupt status is written off (its nodes
         // stop the job) and the wait below finds the job ended.
         Err(e) if e.is_corrupt() => {
-            if let Some(v) = store.get(&status_key).map_err(|e| failed("delete", name, e))? {
+            if let Some(v) = store
+                .get(&status_key)
+                .map_err(|e| failed("delete", name, e))?
+            {
                 agent::dispatch::write_off(&store, &status_key, v.etag, "", &e.to_string());
             }
         }

@@ -924,6 +924,7 @@ async fn spec_from(client: &Client, model: &Model) -> Result<(JobSpec, Name), Di
             .unwrap_or_else(|| client.default_job_log_prefix()),
         mounts: super::mounts::resolve(client, model.mount_volumes.as_ref()).await?,
         max_wall_clock_ms: u64::try_from(max_wall_clock.as_millis()).unwrap_or(u64::MAX),
+        max_unschedulable_ms: control::jobs::DEFAULT_MAX_UNSCHEDULABLE_MS,
         retry: model
             .retry
             .as_ref()
