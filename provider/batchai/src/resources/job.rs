@@ -74,6 +74,7 @@ pub(crate) struct Model {
     pub errors: Option<Vec<super::cluster::ErrorModel>>,
     pub attempts: Option<u32>,
     pub job_output_directory_path_segment: Option<String>,
+    pub std_out_err_directory: Option<String>,
     pub metrics: Option<BTreeMap<String, f64>>,
     pub creation_time: Option<String>,
     pub timeouts: Option<serde_json::Value>,
@@ -500,6 +501,18 @@ fn schema() -> Schema {
         ),
         Attribute::computed("attempts", Type::Number).description(
             "Attempts started: a retry counts, and so does a restart after a lost node.",
+        ),
+        Attribute::computed("std_out_err_directory", Type::String).description(
+            "Where the job's logs are on this machine, known once the job is queued: \
+             `<std_out_err_path_prefix>/<job_output_directory_path_segment>/stdouterr` with the \
+             prefix resolved (through the cluster's mounts when it starts with \
+             `$AZ_BATCHAI_MOUNT_ROOT`). It holds `stdout-<label>.txt` and `stderr-<label>.txt` \
+             per process, labelled `master` (the first or only process), `rank-N` (other \
+             PyTorch ranks), `worker-N` and `ps-N` (TensorFlow); \
+             `stdout-job_prep-<node>.txt` and `stderr-job_prep-<node>.txt` from \
+             `job_preparation` on each node; and `metrics-<attempt>.jsonl`, what the job \
+             appended to `$BATCHAI_METRICS_FILE` in each attempt. Follow a running job with \
+             `tail -f`.",
         ),
         Attribute::computed("job_output_directory_path_segment", Type::String).description(
             "The generated part of output and log paths, `<cluster>/jobs/<name>/<unique id>`.",
@@ -1012,6 +1025,7 @@ fn with_live(mut model: Model, view: &JobView) -> Model {
     );
     model.attempts = Some(s.attempts);
     model.job_output_directory_path_segment = Some(view.spec.path_segment());
+    model.std_out_err_directory = Some(view.std_out_err_directory.clone());
     model.metrics = Some(s.metrics.clone());
     model.creation_time = Some(view.creation_time.clone());
     model
