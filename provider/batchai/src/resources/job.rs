@@ -506,13 +506,15 @@ fn schema() -> Schema {
             "Where the job's logs are on this machine, known once the job is queued: \
              `<std_out_err_path_prefix>/<job_output_directory_path_segment>/stdouterr` with the \
              prefix resolved (through the cluster's mounts when it starts with \
-             `$AZ_BATCHAI_MOUNT_ROOT`). It holds `stdout-<label>.txt` and `stderr-<label>.txt` \
-             per process, labelled `master` (the first or only process), `rank-N` (other \
-             PyTorch ranks), `worker-N` and `ps-N` (TensorFlow); \
-             `stdout-job_prep-<node>.txt` and `stderr-job_prep-<node>.txt` from \
-             `job_preparation` on each node; and `metrics-<attempt>.jsonl`, what the job \
-             appended to `$BATCHAI_METRICS_FILE` in each attempt. Follow a running job with \
-             `tail -f`.",
+             `$AZ_BATCHAI_MOUNT_ROOT`). Each process writes `stdout-<label>.txt` and \
+             `stderr-<label>.txt`, where the label is the node ID (e.g. `node-0`) for the \
+             node's main process (the script or command line; for MPI toolkits `mpirun` on the \
+             first node, which collects every rank's output) and `<node>-rank-N` (PyTorch \
+             ranks after the first), `<node>-worker-N` or `<node>-ps-N` (TensorFlow) for the \
+             others; `job_preparation` writes `stdout-job_prep-<node>.txt` and \
+             `stderr-job_prep-<node>.txt` on each node; and `metrics-<attempt>.jsonl` holds \
+             what the job appended to `$BATCHAI_METRICS_FILE` in each attempt. Follow a \
+             running job with `tail -f`.",
         ),
         Attribute::computed("job_output_directory_path_segment", Type::String).description(
             "The generated part of output and log paths, `<cluster>/jobs/<name>/<unique id>`.",
