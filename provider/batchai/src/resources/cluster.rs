@@ -300,8 +300,10 @@ fn schema() -> Schema {
             ])),
         )
         .description(
-            "Problems on the cluster's nodes, such as a failed setup task with its exit code, \
-             log paths and the last lines of its stderr.",
+            "Problems on the cluster's nodes, one entry per problem: `code` (`SetupTaskFailed` \
+             or `MountFailed`), `message` (which node, and what happened) and `details`, a map \
+             that for a failed setup task holds `exit_code`, `stdout_path`, `stderr_path` and \
+             `stderr_tail` (its last lines of stderr).",
         ),
         Attribute::computed("creation_time", Type::String)
             .description("When the cluster was created (RFC 3339)."),

@@ -496,8 +496,11 @@ fn schema() -> Schema {
             ])),
         )
         .description(
-            "What went wrong, one entry per failed attempt: the exit code, the node, log paths \
-             and the last lines of stderr.",
+            "What went wrong, one entry per failed attempt: `code` (`JobFailed`, \
+             `JobPreparationFailed`, `JobWallClockTimeExceeded`, `MountFailed` or \
+             `JobTerminated`), `message` (what happened, on which node) and `details`, a map \
+             that for a failed process holds `exit_code`, `node`, `stdout_path`, `stderr_path` \
+             and `stderr_tail` (its last lines of stderr).",
         ),
         Attribute::computed("attempts", Type::Number).description(
             "Attempts started: a retry counts, and so does a restart after a lost node.",
