@@ -477,29 +477,8 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
             );
         }
     }
-    if let Some(p) =
-        super::value_at(config, &["setup_task", "std_out_err_path_prefix"]).and_then(Value::as_str)
-        && let Err(e) = check_setup_log_prefix(p)
-    {
-        diags.push(Diagnostic::error("invalid std_out_err_path_prefix", e).at(
-            AttributePath::attrs(["setup_task", "std_out_err_path_prefix"]),
-        ));
-    }
     diags.extend(super::mounts::validate(config));
     diags
-}
-
-/// The setup task's log directory: an absolute path or one that stays below
-/// `$AZ_BATCHAI_MOUNT_ROOT`, checked as job paths are (a setup task runs outside any job, so
-/// `$AZ_BATCHAI_JOB_MOUNT_ROOT` means nothing to it).
-fn check_setup_log_prefix(path: &str) -> Result<(), String> {
-    match control::jobs::split_job_path(path)? {
-        (Some(var), _) if var != control::jobs::MOUNT_ROOT_VAR => Err(format!(
-            "{path:?} must be absolute or start with ${}; ${var} exists only while a job runs",
-            control::jobs::MOUNT_ROOT_VAR
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// GPUs this machine gives local nodes: `BATCHAI_LOCAL_GPU_COUNT` when set (as nodes read it
@@ -1091,34 +1070,6 @@ mod tests {
                 ),
             ),
         ];
-        let setup = |prefix: &str| {
-            let mut cfg = config(manual(1), Value::Null);
-            super::super::set_path(
-                &mut cfg,
-                &["setup_task"],
-                obj(vec![
-                    ("command_line", Value::string("true")),
-                    ("std_out_err_path_prefix", Value::string(prefix)),
-                ]),
-            );
-            cfg
-        };
-        let setup_prefix = Some(AttributePath::attrs([
-            "setup_task",
-            "std_out_err_path_prefix",
-        ]));
-        let mut cases = cases;
-        cases.extend([
-            (setup("/var/log/setup"), None),
-            (setup("$AZ_BATCHAI_MOUNT_ROOT/data/logs"), None),
-            (setup("../../.."), setup_prefix.clone()),
-            (setup("logs"), setup_prefix.clone()),
-            (
-                setup("$AZ_BATCHAI_MOUNT_ROOT/../../x"),
-                setup_prefix.clone(),
-            ),
-            (setup("$AZ_BATCHAI_JOB_MOUNT_ROOT/logs"), setup_prefix),
-        ]);
         for (cfg, want) in cases {
             let diags = validate_config(&cfg);
             assert_eq!(

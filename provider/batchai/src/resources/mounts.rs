@@ -286,3 +286,34 @@ pub(crate) async fn check_plan(client: &Client, planned: &Value) -> Diagnostics 
     }
     diags
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attribute names of the `kind` block.
+    fn fields(kind: &str) -> Vec<String> {
+        let volumes = mount_volumes_block("AZ_BATCHAI_MOUNT_ROOT", "volumes");
+        let block = volumes
+            .blocks
+            .iter()
+            .find(|b| b.type_name == kind)
+            .unwrap_or_else(|| panic!("no {kind} block"));
+        block
+            .block
+            .attributes
+            .iter()
+            .map(|a| a.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn azure_blocks_have_their_own_fields() {
+        let share = fields("azure_file_share");
+        let blob = fields("azure_blob_file_system");
+        assert!(share.contains(&"azure_file_url".to_owned()), "{share:?}");
+        assert!(!share.contains(&"container_name".to_owned()), "{share:?}");
+        assert!(blob.contains(&"container_name".to_owned()), "{blob:?}");
+        assert!(!blob.contains(&"azure_file_url".to_owned()), "{blob:?}");
+    }
+}
