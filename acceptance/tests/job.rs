@@ -1352,9 +1352,9 @@ resource "batchai_cluster" "c" {{
     started(&ws, "logged")?;
     // The master process of a one-node job is labelled with its node's ID.
     let master = |job: &str| -> anyhow::Result<String> {
-        Ok(status(&ws, job)?
+        status(&ws, job)?
             .and_then(|s| s.nodes.first().cloned())
-            .context("no node ran the job")?)
+            .context("no node ran the job")
     };
     ensure!(
         lines(&dir.join(format!("stdout-{}.txt", master("logged")?))) == ["hello-log"],
