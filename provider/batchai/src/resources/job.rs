@@ -508,8 +508,9 @@ fn schema() -> Schema {
         Attribute::computed("std_out_err_directory", Type::String).description(
             "Where the job's logs are on this machine, known once the job is queued: \
              `<std_out_err_path_prefix>/<job_output_directory_path_segment>/stdouterr` with the \
-             prefix resolved (through the cluster's mounts when it starts with \
-             `$AZ_BATCHAI_MOUNT_ROOT`). Each process writes `stdout-<label>.txt` and \
+             prefix resolved: through the cluster's directory mounts (a file server's export) \
+             when it starts with `$AZ_BATCHAI_MOUNT_ROOT`, else as the job's first node sees it \
+             (written with the variable until a node is assigned). Each process writes `stdout-<label>.txt` and \
              `stderr-<label>.txt`, where the label is the node ID (e.g. `node-0`) for the \
              node's main process (the script or command line; for MPI toolkits `mpirun` on the \
              first node, which collects every rank's output) and `<node>-rank-N` (PyTorch \
