@@ -352,6 +352,15 @@ fn gpus_are_disjoint_import_works_and_drift_recreates() -> anyhow::Result<()> {
         }
     }
     ensure!(seen.len() == 4, "{seen:?}");
+    // State shows each node's GPUs, as the nodes saw them.
+    let state = ws.state_json()?;
+    let in_state = resource_values(&state, "batchai_cluster.gpu").context("no cluster")?["nodes"]
+        .as_array()
+        .context("no nodes in state")?
+        .iter()
+        .map(|n| n["gpus"].as_array().map_or(0, Vec::len))
+        .collect::<Vec<_>>();
+    ensure!(in_state == [2, 2], "{in_state:?}");
 
     // Import the cluster into another state: the plan is empty.
     let other = ws.sibling()?;

@@ -242,3 +242,53 @@ fn served_schema_matches_the_committed_schema() {
         "{cli} serves a schema that differs from schemas/batchai.json"
     );
 }
+
+#[test]
+fn a_file_server_another_configuration_mounts_is_not_destroyed() -> anyhow::Result<()> {
+    let owner = Workspace::new(&batchai_acceptance::newest_cli())?;
+    owner.write_config(&file_server("shared", "Standard_D2s_v3"))?;
+    owner.init()?;
+    owner.apply()?;
+    // Another configuration, sharing the platform root, mounts the share by its ID.
+    let user = owner.sibling()?;
+    user.write_config(
+        r#"resource "batchai_cluster" "reader" {
+  name    = "reader"
+  vm_size = "Standard_D2s_v3"
+  scale_settings {
+    manual {
+      target_node_count = 1
+    }
+  }
+  mount_volumes {
+    file_server {
+      file_server_id      = "local/fileServers/shared"
+      relative_mount_path = "data"
+    }
+  }
+}
+"#,
+    )?;
+    user.init()?;
+    user.apply()?;
+    let export = owner.root.join("fileservers/shared/export");
+    std::fs::write(export.join("dataset.txt"), "precious")?;
+
+    let out = owner.run(&["destroy", "-auto-approve", "-no-color"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(!out.status.success(), "destroy removed a mounted share");
+    anyhow::ensure!(stderr.contains("file server in use"), "{stderr}");
+    anyhow::ensure!(
+        stderr.contains("cluster reader") && stderr.contains("Destroy those clusters first"),
+        "{stderr}"
+    );
+    anyhow::ensure!(
+        export.join("dataset.txt").is_file(),
+        "the share's data is gone"
+    );
+    // The cluster's own destroy works, and then so does the file server's.
+    user.ok(&["destroy", "-auto-approve", "-no-color"])?;
+    owner.ok(&["destroy", "-auto-approve", "-no-color"])?;
+    anyhow::ensure!(!export.exists(), "the share outlived its destroy");
+    Ok(())
+}

@@ -1238,3 +1238,148 @@ resource "batchai_job" "{name}" {{
     ensure!(rq.attempts == 2 && rq.retries == 0, "rq: {rq:?}");
     Ok(())
 }
+
+#[test]
+fn plan_names_a_missing_cluster_and_refuses_option_images() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    ws.write_config(
+        r#"resource "batchai_job" "lost" {
+  name       = "lost"
+  cluster_id = "local/clusters/nope"
+  custom_toolkit {
+    command_line = "true"
+  }
+}
+"#,
+    )?;
+    ws.init()?;
+    let out = ws.run(&["plan", "-no-color"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && stderr.contains("cluster not found"),
+        "{stderr}"
+    );
+    ensure!(stderr.contains("cluster_id"), "{stderr}");
+
+    ws.write_config(&(cluster(1)
+        + &job(
+            "flag",
+            "  custom_toolkit {\n    command_line = \"true\"\n  }\n  container_settings {\n    image_source_registry {\n      image = \"--privileged\"\n    }\n  }",
+        )))?;
+    let out = ws.run(&["plan", "-no-color"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && stderr.contains("invalid image"),
+        "{stderr}"
+    );
+    ensure!(stderr.contains("image = \"--privileged\""), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn the_log_directory_is_in_state_while_the_job_runs() -> anyhow::Result<()> {
+    let mut ws = Workspace::new(&newest_cli())?;
+    // A 4-GPU size on a machine without GPUs: the nodes run, with no GPU, and say so in state.
+    ws.env("BATCHAI_LOCAL_GPU_COUNT", "0");
+    let body = format!(
+        "  wait_for_completion     = false\n  std_out_err_path_prefix = \"$AZ_BATCHAI_MOUNT_ROOT/data/logs\"\n  custom_toolkit {{\n    command_line = \"echo hello-log; {}\"\n  }}",
+        gate(&ws, "logged")
+    );
+    let config = format!(
+        r#"resource "batchai_file_server" "data" {{
+  name    = "data"
+  vm_size = "Standard_D2s_v3"
+  data_disks {{
+    disk_count           = 1
+    disk_size_gb         = 10
+    storage_account_type = "Standard_LRS"
+  }}
+}}
+
+resource "batchai_cluster" "c" {{
+  name    = "c"
+  vm_size = "Standard_NC24s_v3"
+  scale_settings {{
+    manual {{
+      target_node_count = 2
+    }}
+  }}
+  mount_volumes {{
+    file_server {{
+      file_server_id      = batchai_file_server.data.id
+      relative_mount_path = "data"
+    }}
+  }}
+}}
+
+{}
+{}"#,
+        job("logged", &body),
+        job(
+            "plain",
+            "  custom_toolkit {\n    command_line = \"echo plain-log\"\n  }"
+        )
+    );
+    ws.write_config(&config)?;
+    ws.init()?;
+    ws.apply()?;
+    let state = ws.state_json()?;
+    let cluster = resource_values(&state, "batchai_cluster.c").context("no cluster")?;
+    let node_gpus: Vec<&Json> = cluster["nodes"]
+        .as_array()
+        .context("no nodes in state")?
+        .iter()
+        .map(|n| &n["gpus"])
+        .collect();
+    ensure!(node_gpus == [&Json::Array(vec![]); 2], "{cluster}");
+
+    let logged = job_values(&state, "logged")?;
+    let segment = logged["job_output_directory_path_segment"]
+        .as_str()
+        .context("no segment")?;
+    let dir = PathBuf::from(
+        logged["std_out_err_directory"]
+            .as_str()
+            .context("no log dir")?,
+    );
+    // Through the mount, on the file server's export: the same path from every node.
+    let want = ws
+        .root
+        .join("fileservers/data/export/logs")
+        .join(segment)
+        .join("stdouterr");
+    ensure!(dir == want, "{} != {}", dir.display(), want.display());
+    started(&ws, "logged")?;
+    // The master process of a one-node job is labelled with its node's ID.
+    let master = |job: &str| -> anyhow::Result<String> {
+        status(&ws, job)?
+            .and_then(|s| s.nodes.first().cloned())
+            .context("no node ran the job")
+    };
+    ensure!(
+        lines(&dir.join(format!("stdout-{}.txt", master("logged")?))) == ["hello-log"],
+        "while it runs: {:?}",
+        walk(&dir)
+    );
+    release(&ws, "logged")?;
+    wait_state(&ws, "logged", JobState::Succeeded, Duration::from_secs(60))?;
+
+    let plain = job_values(&state, "plain")?;
+    let dir = PathBuf::from(
+        plain["std_out_err_directory"]
+            .as_str()
+            .context("no log dir")?,
+    );
+    ensure!(
+        dir.starts_with(ws.root.join("jobs")),
+        "default prefix: {}",
+        dir.display()
+    );
+    ensure!(
+        lines(&dir.join(format!("stdout-{}.txt", master("plain")?))) == ["plain-log"],
+        "{:?}",
+        walk(&dir)
+    );
+    ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
+    Ok(())
+}

@@ -1,6 +1,13 @@
 # Quickstart: shared storage, a 2-node cluster that mounts it, and a job that trains a small
 # model on it and reports its accuracy, all on the local platform.
-# Run it with `cargo xtask quickstart` (tear it down with `cargo xtask quickstart destroy`).
+# Run it with `cargo xtask quickstart`; tear it down with `cargo xtask quickstart destroy`.
+# By hand: build the provider (`cargo build -p batchai`), write a Terraform CLI configuration
+# that takes it from the build (xtask writes this one to target/examples/terraformrc):
+#   provider_installation {
+#     dev_overrides { "registry.terraform.io/batchai/batchai" = "<repository>/target/debug" }
+#     direct {}
+#   }
+# then run `TF_CLI_CONFIG_FILE=<that file> terraform apply` in this directory.
 terraform {
   required_providers {
     batchai = {

@@ -1,13 +1,6 @@
-//! Developer tasks for the workspace, run as `cargo xtask <task>`:
-//!
-//! - `quickstart`: build the provider and apply `examples/quickstart` with a real Terraform CLI;
-//! - `test`: everything CI checks (format, lints, unit, protocol and end-to-end tests);
-//! - `gen`: regenerate `schemas/` and `docs/` from the provider's schema and `examples/`;
-//! - `bench`: handshake latency, schema round trips, msgpack throughput, cluster start-up, idle
-//!   agents, and job dispatch latency and throughput (release build);
-//! - `gpu-check <provider binary>`: a 2-node GPU cluster and job on a machine with NVIDIA GPUs,
-//!   printing what each node saw (run on a lent GPU machine, without Terraform);
-//! - `protogen` (with `--features protogen`): regenerate the gRPC stubs from `proto/`.
+//! Developer tasks for the workspace, run as `cargo xtask <task>` (`cargo xtask help` lists
+//! them): run an example, the tests CI runs, code and docs generation, benchmarks and the GPU
+//! check. [`USAGE`] is the list users see.
 // A developer tool: printing results to stdout is its job.
 #![allow(clippy::print_stdout)]
 
@@ -20,9 +13,36 @@ mod bench;
 mod bench_jobs;
 mod gpu_check;
 
+/// Every task, as `cargo xtask help` prints it. The README's tasks must all be here.
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  example <name> [destroy]  build the provider and apply an example with a real Terraform CLI
+                            (or destroy it); <name> is one of: quickstart, mpi, pytorch
+  quickstart [destroy]      the same as `example quickstart [destroy]`
+  test                      every check CI runs: fmt, clippy, unit, protocol and end-to-end tests
+  gen                       regenerate schemas/ and docs/ from the schema and examples/
+  bench [jobs]              benchmarks (release build); `jobs` for the job figures alone
+  gpu-check [binary]        a 2-node GPU cluster and job on a machine with NVIDIA GPUs
+  help                      this list
+
+  cargo protogen            regenerate the gRPC stubs (needs the protogen feature's compiler)";
+
+/// The runnable examples: name and directory.
+const EXAMPLES: [(&str, &str); 3] = [
+    ("quickstart", "examples/quickstart"),
+    ("mpi", "examples/jobs/mpi"),
+    ("pytorch", "examples/jobs/pytorch"),
+];
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        None | Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some("example") => example(&args[1..]),
         Some("quickstart") => quickstart(&args[1..]),
         Some("test") => test(),
         Some("gen") => generate(),
@@ -37,9 +57,7 @@ fn main() -> anyhow::Result<()> {
         ),
         #[cfg(feature = "protogen")]
         Some("protogen") => protogen(),
-        _ => bail!(
-            "usage: cargo xtask <quickstart [destroy] | test | gen | bench [jobs]>\n       cargo protogen"
-        ),
+        Some(other) => bail!("unknown task {other:?}\n\n{USAGE}"),
     }
 }
 
@@ -194,7 +212,62 @@ fn find_terraform() -> anyhow::Result<PathBuf> {
         .context("no Terraform CLI could be found or installed")
 }
 
+/// `quickstart [destroy]`: anything else is refused rather than ignored, so that
+/// `quickstart examples/jobs/mpi` does not silently apply the quickstart.
 fn quickstart(args: &[String]) -> anyhow::Result<()> {
+    match args {
+        [] => run_example("quickstart", false),
+        [d] if d == "destroy" => run_example("quickstart", true),
+        _ => bail!(
+            "`cargo xtask quickstart` takes only `destroy`, not {:?}; to run another example use `cargo xtask example <name>` with one of: {}",
+            args.join(" "),
+            example_names()
+        ),
+    }
+}
+
+fn example_names() -> String {
+    EXAMPLES.map(|(name, _)| name).join(", ")
+}
+
+/// `example <name> [destroy]`; the name may also be the example's directory.
+fn example(args: &[String]) -> anyhow::Result<()> {
+    let (name, destroy) = match args {
+        [name] => (name, false),
+        [name, d] if d == "destroy" => (name, true),
+        _ => bail!(
+            "usage: cargo xtask example <name> [destroy], with <name> one of: {}",
+            example_names()
+        ),
+    };
+    let trimmed = name.trim_end_matches('/');
+    let Some((name, _)) = EXAMPLES
+        .iter()
+        .find(|(n, dir)| *n == trimmed || *dir == trimmed)
+    else {
+        bail!("no example {name:?}; the examples are: {}", example_names());
+    };
+    run_example(name, destroy)
+}
+
+/// Builds the provider and applies (or destroys) an example in its own directory, with a CLI
+/// configuration whose `dev_overrides` take the provider from the build.
+fn run_example(name: &str, destroy: bool) -> anyhow::Result<()> {
+    let repo = repo();
+    let dir = EXAMPLES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, d)| repo.join(d))
+        .context("unknown example")?;
+    let bin_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("target"))
+        .join("debug");
+    if !bin_dir.join("terraform-provider-batchai").exists() {
+        eprintln!(
+            "xtask: building the provider for the first time; this compiles the whole workspace and takes a few minutes (later runs take seconds)"
+        );
+    }
     run(cargo().args([
         "build",
         "--package",
@@ -202,31 +275,27 @@ fn quickstart(args: &[String]) -> anyhow::Result<()> {
         "--bin",
         "terraform-provider-batchai",
     ]))?;
-    let repo = repo();
-    let bin_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("target"))
-        .join("debug");
-    let work = repo.join("target/quickstart");
+    let work = repo.join("target/examples");
     std::fs::create_dir_all(&work)?;
     let rc = work.join("terraformrc");
     write_dev_overrides(&rc, &bin_dir)?;
     let terraform = find_terraform()?;
-    let example = repo.join("examples/quickstart");
     let tf = |tf_args: &[&str]| {
         let mut cmd = Command::new(&terraform);
         cmd.args(tf_args)
-            .current_dir(&example)
+            .current_dir(&dir)
             .env("TF_CLI_CONFIG_FILE", &rc)
             .env("TF_IN_AUTOMATION", "1");
         run(&mut cmd)
     };
-    if args.first().map(String::as_str) == Some("destroy") {
+    if destroy {
         return tf(&["destroy", "-auto-approve"]);
     }
     // With dev_overrides in effect there is nothing to install, so `init` is not needed.
     tf(&["apply", "-auto-approve"])?;
-    tf(&["output"])
+    tf(&["output"])?;
+    eprintln!("xtask: tear it down with `cargo xtask example {name} destroy`");
+    Ok(())
 }
 
 #[cfg(feature = "protogen")]
@@ -245,4 +314,44 @@ fn protogen() -> anyhow::Result<()> {
         .out_dir(&out)
         .compile_fds(fds)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_lists_every_task_the_readme_names() {
+        let readme = std::fs::read_to_string(repo().join("README.md")).unwrap_or_default();
+        let named: Vec<&str> = readme
+            .split("cargo xtask ")
+            .skip(1)
+            .filter_map(|rest| {
+                rest.split(|c: char| !c.is_ascii_alphanumeric() && c != '-')
+                    .next()
+            })
+            .filter(|task| !task.is_empty())
+            .collect();
+        assert!(named.contains(&"example"), "{named:?}");
+        for task in named {
+            assert!(
+                USAGE.contains(&format!("\n  {task} ")),
+                "{task} is not in the usage"
+            );
+        }
+    }
+
+    #[test]
+    fn quickstart_refuses_what_it_would_ignore() {
+        let err = quickstart(&["examples/jobs/mpi".to_owned()])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("cargo xtask example"), "{err}");
+        let err = example(&["nope".to_owned()])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("quickstart, mpi, pytorch"), "{err}");
+    }
 }

@@ -2,7 +2,14 @@
 # $AZ_BATCHAI_MPI_HOST_FILE. Each rank writes which node it ran on to the results directory.
 # Needs `mpirun` on the nodes (Debian/Ubuntu: `apt-get install openmpi-bin`).
 #
-#   terraform init && terraform apply   (with the provider built and dev_overrides set, see README)
+# Run it with `cargo xtask example mpi`; tear it down with `cargo xtask example mpi destroy`.
+# By hand: build the provider (`cargo build -p batchai`), write a Terraform CLI configuration
+# that takes it from the build (xtask writes this one to target/examples/terraformrc):
+#   provider_installation {
+#     dev_overrides { "registry.terraform.io/batchai/batchai" = "<repository>/target/debug" }
+#     direct {}
+#   }
+# then run `TF_CLI_CONFIG_FILE=<that file> terraform apply` in this directory.
 terraform {
   required_providers {
     batchai = {

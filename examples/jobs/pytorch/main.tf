@@ -2,7 +2,14 @@
 # RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT set; rendezvous.py checks them and
 # meets its peers over TCP, as torch.distributed's env:// rendezvous would.
 #
-#   terraform init && terraform apply   (with the provider built and dev_overrides set, see README)
+# Run it with `cargo xtask example pytorch`; tear it down with `cargo xtask example pytorch destroy`.
+# By hand: build the provider (`cargo build -p batchai`), write a Terraform CLI configuration
+# that takes it from the build (xtask writes this one to target/examples/terraformrc):
+#   provider_installation {
+#     dev_overrides { "registry.terraform.io/batchai/batchai" = "<repository>/target/debug" }
+#     direct {}
+#   }
+# then run `TF_CLI_CONFIG_FILE=<that file> terraform apply` in this directory.
 terraform {
   required_providers {
     batchai = {

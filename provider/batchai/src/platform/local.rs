@@ -165,8 +165,57 @@ impl LocalPlatform {
         Ok(Some(record.status))
     }
 
+    /// Clusters (not being deleted) with a directory mount at or below `export`.
+    fn clusters_mounting(&self, name: &Name, export: &Path) -> Result<Vec<String>, PlatformError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            PlatformError::failed("delete", "file server", name.as_str(), e)
+        };
+        use control::Store as _;
+        let store = self.open_store("delete", "file server", name.as_str())?;
+        let mut users = Vec::new();
+        for key in store.list("clusters/").map_err(|e| failed(&e))? {
+            // Cluster specs are `clusters/<name>/spec`; job specs lie deeper.
+            let parts: Vec<&str> = key.split('/').collect();
+            if !matches!(parts.as_slice(), ["clusters", _, "spec"]) {
+                continue;
+            }
+            let Some(value) = store.get(&key).map_err(|e| failed(&e))? else {
+                continue;
+            };
+            // A corrupt spec must not block destroy; its cluster cannot run anyway.
+            let Ok(spec) = control::records::decode::<control::records::ClusterSpec>(
+                "cluster spec",
+                &value.data,
+            ) else {
+                tracing::warn!(
+                    key,
+                    "unreadable cluster spec skipped while checking file server use"
+                );
+                continue;
+            };
+            let mounted = spec.mounts.iter().any(|m| {
+                matches!(&m.source, control::records::MountSource::Directory { path }
+                    if Path::new(path).starts_with(export))
+            });
+            if mounted && !spec.deleting {
+                users.push(spec.name);
+            }
+        }
+        Ok(users)
+    }
+
     fn delete_sync(&self, name: &Name) -> Result<(), PlatformError> {
         let dir = self.file_server_dir(name.as_str());
+        // Clusters of any configuration sharing this root may mount the export; removing it
+        // under them would delete their data without a word.
+        let users = self.clusters_mounting(name, &dir.join("export"))?;
+        if !users.is_empty() {
+            return Err(PlatformError::InUse {
+                kind: "file server",
+                name: name.to_string(),
+                users,
+            });
+        }
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

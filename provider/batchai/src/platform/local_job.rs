@@ -143,6 +143,7 @@ pub(super) fn submit(
         tracing::warn!(job = name, error = %e, "schedule the cluster after queueing a job");
     }
     Ok(JobView {
+        std_out_err_directory: log_directory(platform, Some(&cluster_spec), spec, &status),
         spec: spec.clone(),
         status,
         resource: resource.clone(),
@@ -161,7 +162,57 @@ fn job_keys(cluster: &str, name: &str) -> [String; 5] {
     ]
 }
 
-fn read(store: &DirStore, cluster: &str, name: &str) -> Result<Option<JobView>, PlatformError> {
+/// Where the job's stdout and stderr files are, as a path on this machine: through the
+/// cluster's directory mounts (a file server's export) when the prefix is below a mount root,
+/// else as the master node sees it; unexpanded while no node is assigned and no mount tells.
+fn log_directory(
+    platform: &LocalPlatform,
+    cluster: Option<&records::ClusterSpec>,
+    spec: &JobSpec,
+    status: &JobStatus,
+) -> String {
+    use control::jobs::{MOUNT_ROOT_VAR, split_job_path};
+    let tail = std::path::Path::new(&spec.path_segment()).join("stdouterr");
+    let through_mount = |mounts: &[records::Mount], rest: &str| {
+        mounts.iter().find_map(|m| {
+            let records::MountSource::Directory { path } = &m.source else {
+                return None;
+            };
+            let below = rest.strip_prefix(m.relative_mount_path.trim_matches('/'))?;
+            (below.is_empty() || below.starts_with('/'))
+                .then(|| std::path::Path::new(path).join(below.trim_start_matches('/')))
+        })
+    };
+    let from_mounts = match split_job_path(&spec.std_out_err_path_prefix) {
+        Ok((None, absolute)) => Some(std::path::PathBuf::from(absolute)),
+        Ok((Some(var), rest)) if var == MOUNT_ROOT_VAR => {
+            through_mount(cluster.map_or(&[], |c| &c.mounts), rest)
+        }
+        Ok((Some(_), rest)) => through_mount(&spec.mounts, rest),
+        Err(_) => None,
+    };
+    if let Some(dir) = from_mounts {
+        return dir.join(tail).display().to_string();
+    }
+    status
+        .nodes
+        .first()
+        .and_then(|master| {
+            agent::execute::JobDirs::for_local_node(platform.root(), &spec.cluster, master, spec)
+                .ok()
+        })
+        .map_or_else(
+            || format!("{}/{}", spec.std_out_err_path_prefix, tail.display()),
+            |dirs| dirs.stdouterr.display().to_string(),
+        )
+}
+
+fn read(
+    platform: &LocalPlatform,
+    store: &DirStore,
+    cluster: &str,
+    name: &str,
+) -> Result<Option<JobView>, PlatformError> {
     let get = |key: &str| store.get(key).map_err(|e| failed("read", name, e));
     let status_key = keys::job_status(cluster, name);
     let (Some(spec), Some(mut status)) = (get(&keys::job_spec(cluster, name))?, get(&status_key)?)
@@ -206,9 +257,16 @@ fn read(store: &DirStore, cluster: &str, name: &str) -> Result<Option<JobView>, 
         },
         None => None,
     };
+    let status: JobStatus = records::decode("job status", &status.data).map_err(corrupt)?;
+    // Only for the log path: a cluster spec that cannot be read leaves it as the master sees it.
+    let cluster_spec = get(&keys::spec(cluster))
+        .ok()
+        .flatten()
+        .and_then(|v| records::decode::<records::ClusterSpec>("cluster spec", &v.data).ok());
     Ok(Some(JobView {
+        std_out_err_directory: log_directory(platform, cluster_spec.as_ref(), &spec, &status),
         spec,
-        status: records::decode("job status", &status.data).map_err(corrupt)?,
+        status,
         resource: record
             .as_ref()
             .map(|r| r.resource.clone())
@@ -228,7 +286,7 @@ pub(super) fn get(
     if let Err(e) = super::local_cluster::nudge(platform, &store, cluster) {
         tracing::warn!(job = name, error = %e, "schedule the cluster before reading the job");
     }
-    let mut view = read(&store, cluster, name)?;
+    let mut view = read(platform, &store, cluster, name)?;
     if let Some(v) = &mut view {
         live_metrics(platform, v);
     }
@@ -297,7 +355,7 @@ pub(super) async fn wait(
     let mut last_nudge = tokio::time::Instant::now();
     let mut poll = POLL_FIRST;
     loop {
-        let Some(view) = read(&store, cluster, name)? else {
+        let Some(view) = read(platform, &store, cluster, name)? else {
             return Err(failed(
                 "wait for",
                 name,
@@ -363,7 +421,7 @@ pub(super) async fn delete(
     // The job's nodes stop it within their grace period; nodes that are gone are noticed by the
     // scheduler. Either way the wait ends once no node holds the job.
     loop {
-        let view = read(&store, cluster, name)?;
+        let view = read(platform, &store, cluster, name)?;
         let terminal = view.as_ref().is_none_or(|v| v.status.state.is_terminal());
         let held = held_by_a_node(&store, cluster, name, None)?;
         if terminal && !held {

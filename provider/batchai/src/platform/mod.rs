@@ -36,6 +36,15 @@ pub enum PlatformError {
         name: String,
         reason: String,
     },
+    #[error(
+        "delete {kind} {name}: it is mounted by cluster {}; destroying it would delete data they use. Destroy those clusters first (in whichever configuration manages them), then destroy the {kind} again",
+        .users.join(", cluster ")
+    )]
+    InUse {
+        kind: &'static str,
+        name: String,
+        users: Vec<String>,
+    },
     #[error("{operation} {kind} {name}: {reason}")]
     Failed {
         operation: &'static str,
@@ -164,6 +173,8 @@ pub struct JobView {
     pub resource: serde_json::Value,
     /// RFC 3339.
     pub creation_time: String,
+    /// Where the job's stdout and stderr files are, on the machine the provider runs on.
+    pub std_out_err_directory: String,
 }
 
 /// A cluster as the platform sees it.

@@ -22,10 +22,11 @@ pub const TYPE_NAME: &str = "batchai_cluster";
 const ID_PREFIX: &str = "local/clusters/";
 const DEFAULT_IDLE_TIMEOUT: &str = "10m";
 /// Attributes the platform changes on its own; unknown in any update plan.
-const LIVE_ATTRIBUTES: [&str; 4] = [
+const LIVE_ATTRIBUTES: [&str; 5] = [
     "allocation_state",
     "current_node_count",
     "node_state_counts",
+    "nodes",
     "errors",
 ];
 
@@ -45,6 +46,7 @@ pub(crate) struct Model {
     pub allocation_state: Option<String>,
     pub current_node_count: Option<u32>,
     pub node_state_counts: Option<NodeStateCounts>,
+    pub nodes: Option<Vec<NodeModel>>,
     pub errors: Option<Vec<ErrorModel>>,
     pub creation_time: Option<String>,
     pub timeouts: Option<serde_json::Value>,
@@ -106,6 +108,13 @@ pub(crate) struct NodeStateCounts {
     pub preparing: u32,
     pub unusable: u32,
     pub leaving: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct NodeModel {
+    pub id: String,
+    pub state: String,
+    pub gpus: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -270,6 +279,19 @@ fn schema() -> Schema {
              mounting, running the setup task), `unusable` (setup failed) and `leaving`.",
         ),
         Attribute::computed(
+            "nodes",
+            Type::list(Type::object([
+                ("id", Type::String),
+                ("state", Type::String),
+                ("gpus", Type::list(Type::Number)),
+            ])),
+        )
+        .description(
+            "The cluster's nodes now: each node's `id`, `state` (as in `node_state_counts`) and \
+             `gpus`, the indices of the GPUs it was given (its `CUDA_VISIBLE_DEVICES`); empty \
+             when the machine has none to give, so the node's jobs run without a GPU.",
+        ),
+        Attribute::computed(
             "errors",
             Type::list(Type::object([
                 ("code", Type::String),
@@ -278,8 +300,10 @@ fn schema() -> Schema {
             ])),
         )
         .description(
-            "Problems on the cluster's nodes, such as a failed setup task with its exit code, \
-             log paths and the last lines of its stderr.",
+            "Problems on the cluster's nodes, one entry per problem: `code` (`SetupTaskFailed` \
+             or `MountFailed`), `message` (which node, and what happened) and `details`, a map \
+             that for a failed setup task holds `exit_code`, `stdout_path`, `stderr_path` and \
+             `stderr_tail` (its last lines of stderr).",
         ),
         Attribute::computed("creation_time", Type::String)
             .description("When the cluster was created (RFC 3339)."),
@@ -457,6 +481,68 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
     diags
 }
 
+/// GPUs this machine gives local nodes: `BATCHAI_LOCAL_GPU_COUNT` when set (as nodes read it
+/// from the provider's environment), else what `nvidia-smi -L` lists.
+fn machine_gpus() -> u32 {
+    std::env::var("BATCHAI_LOCAL_GPU_COUNT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(agent::gpu::detect_gpus)
+}
+
+/// A warning when nodes will get fewer GPUs than their VM size has: the local platform hands
+/// out the machine's GPUs, and a node gets none (its jobs run on the CPU) when they run out.
+fn gpu_warning(planned: &Value, available: u32) -> Option<Diagnostic> {
+    // Only when the nodes are (re)created: a plan with a known ID changes no node.
+    if !planned.get_attr("id").is_some_and(Value::is_unknown) {
+        return None;
+    }
+    let vm_size = planned.get_attr("vm_size").and_then(Value::as_str)?;
+    let configured = super::value_at(planned, &["local_settings", "gpus_per_node"]);
+    if configured.is_some_and(Value::is_unknown) {
+        return None;
+    }
+    let per_node = match configured.and_then(Value::as_number) {
+        Some(n) => u32::try_from(n.as_i64()?).ok()?,
+        None => agent::gpu::gpus_for_vm_size(vm_size),
+    };
+    if per_node == 0 {
+        return None;
+    }
+    let scale = planned.get_attr("scale_settings")?;
+    let max_nodes = count_at(scale, &["manual", "target_node_count"])
+        .or_else(|| count_at(scale, &["auto_scale", "maximum_node_count"]))
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(1)
+        .max(1);
+    let wanted = per_node.saturating_mul(max_nodes);
+    if available >= wanted {
+        return None;
+    }
+    let what = if available == 0 {
+        "this machine has no GPU (`nvidia-smi -L` lists none), so the nodes will have no GPU: \
+         their jobs see an empty CUDA_VISIBLE_DEVICES and AZ_BATCHAI_NUM_GPUS=0"
+            .to_owned()
+    } else {
+        format!(
+            "this machine has {available} GPU(s) for up to {max_nodes} node(s) wanting \
+             {per_node} each, so some nodes will get fewer GPUs or none"
+        )
+    };
+    Some(
+        Diagnostic::warning(
+            "nodes will get fewer GPUs than their VM size has",
+            format!(
+                "{vm_size} has {per_node} GPU(s) per node on Azure, but {what}. Set \
+                 BATCHAI_LOCAL_GPU_COUNT in Terraform's environment to override the machine's \
+                 count, or set local_settings {{ gpus_per_node = 0 }} (or a CPU vm_size) to \
+                 plan CPU nodes; each node's GPUs are shown in `nodes`"
+            ),
+        )
+        .at(AttributePath::attrs(["vm_size"])),
+    )
+}
+
 /// The defaults the plan shows, applied again at apply so state matches the plan.
 fn apply_defaults(model: &mut Model) {
     model
@@ -596,6 +682,23 @@ fn with_live(mut model: Model, view: &ClusterView) -> Model {
     model.allocation_state = Some(if steady { "steady" } else { "resizing" }.to_owned());
     model.current_node_count = Some(count);
     model.node_state_counts = Some(counts);
+    model.nodes = Some(
+        view.nodes
+            .iter()
+            .map(|n| NodeModel {
+                id: n.id.clone(),
+                state: match n.state {
+                    NodeState::Launching | NodeState::Preparing => "preparing",
+                    NodeState::Idle => "idle",
+                    NodeState::Running => "running",
+                    NodeState::Unusable => "unusable",
+                    NodeState::Leaving => "leaving",
+                }
+                .to_owned(),
+                gpus: n.gpus.clone(),
+            })
+            .collect(),
+    );
     model.errors = Some(errors);
     model.creation_time = Some(view.creation_time.clone());
     model
@@ -688,7 +791,16 @@ impl Resource<Client> for ClusterResource {
         _ctx: &'a Context,
         planned: &'a Value,
     ) -> BoxFuture<'a, Diagnostics> {
-        Box::pin(async move { super::mounts::check_plan(client, planned).await })
+        Box::pin(async move {
+            let mut diags = super::mounts::check_plan(client, planned).await;
+            // Only the local platform gives nodes this machine's GPUs.
+            if client.name() == "local"
+                && let Some(warning) = gpu_warning(planned, machine_gpus())
+            {
+                diags.push(warning);
+            }
+            diags
+        })
     }
 
     fn create<'a>(
@@ -966,6 +1078,96 @@ mod tests {
                 "{diags}"
             );
         }
+    }
+
+    /// A planned new cluster of `nodes` nodes of `vm_size`.
+    fn new_cluster(vm_size: &str, nodes: i64, gpus_per_node: Option<i64>) -> Value {
+        let mut planned = config(manual(nodes), Value::Null);
+        super::super::set_path(&mut planned, &["vm_size"], Value::string(vm_size));
+        super::super::set_path(&mut planned, &["id"], Value::unknown());
+        let local = gpus_per_node.map_or(Value::Null, |n| {
+            obj(vec![("gpus_per_node", Value::number(n))])
+        });
+        super::super::set_path(&mut planned, &["local_settings"], local);
+        planned
+    }
+
+    #[test]
+    fn gpu_sizes_without_gpus_are_warned_about() {
+        let cases = [
+            (
+                "4-GPU size, no GPU",
+                new_cluster("Standard_NC24s_v3", 2, None),
+                0,
+                true,
+            ),
+            (
+                "enough GPUs",
+                new_cluster("Standard_NC24s_v3", 2, None),
+                8,
+                false,
+            ),
+            (
+                "too few for every node",
+                new_cluster("Standard_NC24s_v3", 2, None),
+                4,
+                true,
+            ),
+            (
+                "CPU size",
+                new_cluster("Standard_D2s_v3", 2, None),
+                0,
+                false,
+            ),
+            (
+                "GPUs turned off",
+                new_cluster("Standard_NC24s_v3", 2, Some(0)),
+                0,
+                false,
+            ),
+            (
+                "GPUs asked for",
+                new_cluster("Standard_D2s_v3", 1, Some(2)),
+                1,
+                true,
+            ),
+        ];
+        for (name, planned, available, want) in cases {
+            let warning = gpu_warning(&planned, available);
+            assert_eq!(warning.is_some(), want, "{name}");
+            if let Some(w) = warning {
+                assert_eq!(w.severity, tfplug::Severity::Warning, "{name}");
+                assert_eq!(w.path, Some(AttributePath::attrs(["vm_size"])), "{name}");
+                assert!(
+                    w.detail.contains("BATCHAI_LOCAL_GPU_COUNT"),
+                    "{name}: {w:?}"
+                );
+            }
+        }
+        // An existing cluster (known ID) starts no node, so its plans say nothing.
+        let mut existing = new_cluster("Standard_NC24s_v3", 2, None);
+        super::super::set_path(&mut existing, &["id"], Value::string("local/clusters/gpu"));
+        assert!(gpu_warning(&existing, 0).is_none());
+    }
+
+    #[test]
+    fn check_plan_returns_the_gpu_warning() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let client: Client = std::sync::Arc::new(crate::platform::local::LocalPlatform::new(
+            dir.path().to_path_buf(),
+        ));
+        let planned = new_cluster("Standard_NC24s_v3", 2, None);
+        let diags = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .block_on(ClusterResource.check_plan(&client, &Context::background(), &planned));
+        let warned = diags.iter().any(|d| {
+            d.severity == tfplug::Severity::Warning
+                && d.path == Some(AttributePath::attrs(["vm_size"]))
+        });
+        assert_eq!(warned, machine_gpus() < 8, "{diags}");
+        assert!(!diags.has_errors(), "{diags}");
     }
 
     #[test]

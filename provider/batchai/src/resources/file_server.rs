@@ -415,6 +415,7 @@ pub(crate) fn model_from(status: &FileServerStatus, carry: Option<&Model>) -> Mo
 fn platform_error(e: PlatformError) -> Diagnostics {
     let summary = match e {
         PlatformError::AlreadyExists { .. } => "file server already exists",
+        PlatformError::InUse { .. } => "file server in use",
         _ => "file server operation failed",
     };
     Diagnostic::error(summary, e.to_string()).into()

@@ -74,6 +74,7 @@ pub(crate) struct Model {
     pub errors: Option<Vec<super::cluster::ErrorModel>>,
     pub attempts: Option<u32>,
     pub job_output_directory_path_segment: Option<String>,
+    pub std_out_err_directory: Option<String>,
     pub metrics: Option<BTreeMap<String, f64>>,
     pub creation_time: Option<String>,
     pub timeouts: Option<serde_json::Value>,
@@ -495,11 +496,29 @@ fn schema() -> Schema {
             ])),
         )
         .description(
-            "What went wrong, one entry per failed attempt: the exit code, the node, log paths \
-             and the last lines of stderr.",
+            "What went wrong, one entry per failed attempt: `code` (`JobFailed`, \
+             `JobPreparationFailed`, `JobWallClockTimeExceeded`, `MountFailed` or \
+             `JobTerminated`), `message` (what happened, on which node) and `details`, a map \
+             that for a failed process holds `exit_code`, `node`, `stdout_path`, `stderr_path` \
+             and `stderr_tail` (its last lines of stderr).",
         ),
         Attribute::computed("attempts", Type::Number).description(
             "Attempts started: a retry counts, and so does a restart after a lost node.",
+        ),
+        Attribute::computed("std_out_err_directory", Type::String).description(
+            "Where the job's logs are on this machine, known once the job is queued: \
+             `<std_out_err_path_prefix>/<job_output_directory_path_segment>/stdouterr` with the \
+             prefix resolved: through the cluster's directory mounts (a file server's export) \
+             when it starts with `$AZ_BATCHAI_MOUNT_ROOT`, else as the job's first node sees it \
+             (written with the variable until a node is assigned). Each process writes `stdout-<label>.txt` and \
+             `stderr-<label>.txt`, where the label is the node ID (e.g. `node-0`) for the \
+             node's main process (the script or command line; for MPI toolkits `mpirun` on the \
+             first node, which collects every rank's output) and `<node>-rank-N` (PyTorch \
+             ranks after the first), `<node>-worker-N` or `<node>-ps-N` (TensorFlow) for the \
+             others; `job_preparation` writes `stdout-job_prep-<node>.txt` and \
+             `stderr-job_prep-<node>.txt` on each node; and `metrics-<attempt>.jsonl` holds \
+             what the job appended to `$BATCHAI_METRICS_FILE` in each attempt. Follow a \
+             running job with `tail -f`.",
         ),
         Attribute::computed("job_output_directory_path_segment", Type::String).description(
             "The generated part of output and log paths, `<cluster>/jobs/<name>/<unique id>`.",
@@ -707,9 +726,10 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
     if let Some(limit) = str_at(config, &["constraints", "max_wall_clock_time"])
         && let Err(e) = control::duration::parse(limit)
     {
+        // The parser's message already says which notations are accepted.
         error(
             "invalid max_wall_clock_time",
-            format!("{e}; write e.g. \"1.00:00:00\", \"PT2H\" or \"1h30m\""),
+            e,
             at(&["constraints", "max_wall_clock_time"]),
         );
     }
@@ -720,6 +740,17 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
             "invalid max_retries",
             format!("max_retries is {n}; use 0 to 100"),
             at(&["retry", "max_retries"]),
+        );
+    }
+    if let Some(image) = str_at(
+        config,
+        &["container_settings", "image_source_registry", "image"],
+    ) && let Err(e) = check_image(image)
+    {
+        error(
+            "invalid image",
+            e,
+            at(&["container_settings", "image_source_registry", "image"]),
         );
     }
     let check_path = |path: &str| control::jobs::split_job_path(path).map(|_| ());
@@ -773,6 +804,26 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
     }
     diags.extend(super::mounts::validate(config));
     diags
+}
+
+/// A container image reference as the runtime receives it, as one argument: one that starts
+/// with `-` would be read as an option (`--privileged`), and whitespace or control characters
+/// are never part of a reference.
+fn check_image(image: &str) -> Result<(), String> {
+    if image.is_empty() {
+        return Err("the image is empty; name one, e.g. \"python:3.12\"".to_owned());
+    }
+    if image.starts_with('-') {
+        return Err(format!(
+            "{image:?} starts with `-`, which the container runtime would take as an option; name an image, e.g. \"python:3.12\""
+        ));
+    }
+    if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{image:?} contains whitespace or control characters, which no image reference has"
+        ));
+    }
+    Ok(())
 }
 
 /// The defaults the plan shows, applied again at apply so state matches the plan.
@@ -981,6 +1032,7 @@ fn with_live(mut model: Model, view: &JobView) -> Model {
     );
     model.attempts = Some(s.attempts);
     model.job_output_directory_path_segment = Some(view.spec.path_segment());
+    model.std_out_err_directory = Some(view.std_out_err_directory.clone());
     model.metrics = Some(s.metrics.clone());
     model.creation_time = Some(view.creation_time.clone());
     model
@@ -1050,17 +1102,19 @@ async fn check_fits(client: &Client, cluster: &Name, node_count: u32) -> Result<
         .get_cluster(cluster)
         .await
         .map_err(|e| Diagnostic::error("cluster lookup failed", e.to_string()))?
-        .ok_or_else(|| {
-            Diagnostic::error(
-                "cluster not found",
-                format!(
-                    "no cluster {cluster} exists on the {} platform; create it first or fix cluster_id",
-                    client.name()
-                ),
-            )
-            .at(at(&["cluster_id"]))
-        })?;
+        .ok_or_else(|| cluster_not_found(client, cluster))?;
     fits(&view, node_count)
+}
+
+fn cluster_not_found(client: &Client, cluster: &Name) -> Diagnostic {
+    Diagnostic::error(
+        "cluster not found",
+        format!(
+            "no cluster {cluster} exists on the {} platform; create it first (a batchai_cluster's id) or fix cluster_id",
+            client.name()
+        ),
+    )
+    .at(at(&["cluster_id"]))
 }
 
 impl Resource<Client> for JobResource {
@@ -1110,13 +1164,26 @@ impl Resource<Client> for JobResource {
     ) -> BoxFuture<'a, Diagnostics> {
         Box::pin(async move {
             let mut diags = super::mounts::check_plan(client, planned).await;
+            // A cluster created (or replaced) in the same plan has an unknown ID here, so a
+            // known ID must name a cluster that exists now.
+            let Some(id) = planned.get_attr("cluster_id").and_then(Value::as_str) else {
+                return diags;
+            };
+            let Ok(cluster) = super::cluster::parse_id(id) else {
+                return diags;
+            };
+            let view = match client.get_cluster(&cluster).await {
+                Ok(Some(view)) => view,
+                Ok(None) => {
+                    diags.push(cluster_not_found(client, &cluster));
+                    return diags;
+                }
+                // A lookup that fails is reported by the apply, which repeats it.
+                Err(_) => return diags,
+            };
             // The cluster may be changed earlier in the same apply, so this is a warning here
             // and an error at apply.
-            if let (Some(id), Some(n)) = (
-                planned.get_attr("cluster_id").and_then(Value::as_str),
-                int_at(planned, &["node_count"]),
-            ) && let Ok(cluster) = super::cluster::parse_id(id)
-                && let Ok(Some(view)) = client.get_cluster(&cluster).await
+            if let Some(n) = int_at(planned, &["node_count"])
                 && let Err(d) = fits(&view, u32::try_from(n).unwrap_or(0))
             {
                 for mut diag in d {
@@ -1435,9 +1502,79 @@ mod tests {
                 vec!["caffe"],
             ),
         ];
+        let image = |image: &str| {
+            base(vec![
+                ("custom_toolkit", cmd("a")),
+                (
+                    "container_settings",
+                    obj(vec![(
+                        "image_source_registry",
+                        obj(vec![("image", Value::string(image))]),
+                    )]),
+                ),
+            ])
+        };
+        let image_path = "container_settings.image_source_registry.image";
+        let mut cases = cases;
+        cases.extend([
+            ("image", image("python:3.12"), vec![]),
+            ("registry image", image("ghcr.io/a/b@sha256:0f"), vec![]),
+            ("image as a flag", image("--privileged"), vec![image_path]),
+            (
+                "image with a space",
+                image("python:3.12 -v /:/x"),
+                vec![image_path],
+            ),
+            ("image with a newline", image("python\n"), vec![image_path]),
+            ("empty image", image(""), vec![image_path]),
+        ]);
         for (name, config, want) in cases {
             assert_eq!(error_paths(&config), want, "{name}");
         }
+    }
+
+    #[test]
+    fn wall_clock_errors_say_what_to_write_once() {
+        let config = base(vec![
+            ("custom_toolkit", cmd("a")),
+            (
+                "constraints",
+                obj(vec![("max_wall_clock_time", Value::string("soon"))]),
+            ),
+        ]);
+        let diags = validate_config(&config);
+        let detail = diags.iter().map(|d| d.detail.clone()).collect::<String>();
+        assert_eq!(detail.matches("write").count(), 1, "{detail}");
+    }
+
+    #[test]
+    fn check_plan_names_a_missing_cluster() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let client: Client = std::sync::Arc::new(crate::platform::local::LocalPlatform::new(
+            dir.path().to_path_buf(),
+        ));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let check = |planned: Value| {
+            runtime.block_on(JobResource.check_plan(&client, &Context::background(), &planned))
+        };
+        let missing = check(base(vec![
+            ("custom_toolkit", cmd("a")),
+            ("node_count", Value::number(1)),
+        ]));
+        let errors: Vec<_> = missing
+            .iter()
+            .filter(|d| d.severity == tfplug::Severity::Error)
+            .collect();
+        assert_eq!(errors.len(), 1, "{missing}");
+        assert_eq!(errors[0].path, Some(at(&["cluster_id"])));
+        assert!(errors[0].detail.contains("no cluster gpu"), "{missing}");
+        // A cluster created in the same plan has no ID yet: nothing to look up.
+        let mut created = base(vec![("custom_toolkit", cmd("a"))]);
+        super::super::set_path(&mut created, &["cluster_id"], Value::unknown());
+        assert!(check(created).is_empty());
     }
 
     #[test]

@@ -54,38 +54,56 @@ pub(crate) fn mount_volumes_block(root: &str, description: &str) -> Block {
                  contain `..`."
         ))
     };
-    let azure_only = |name: &str, what: &str| {
+    let account_key = || {
+        Attribute::optional("account_key", Type::String)
+            .sensitive()
+            .description("The storage account's key; stored in state, marked sensitive.")
+    };
+    let azure_only = |name: &str, mut attributes: Vec<Attribute>, what: &str| {
+        attributes.push(path_attr());
         NestedBlock::new(
             name,
             Nesting::List,
             block(
-                vec![
-                    Attribute::required("account_name", Type::String)
-                        .description("The storage account."),
-                    Attribute::optional("azure_file_url", Type::String)
-                        .description("The file share URL (Azure Files)."),
-                    Attribute::optional("container_name", Type::String)
-                        .description("The blob container (blobfuse)."),
-                    Attribute::optional("account_key", Type::String)
-                        .sensitive()
-                        .description("The storage account key."),
-                    Attribute::optional("mount_options", Type::String)
-                        .description("Extra mount options."),
-                    path_attr(),
-                ],
+                attributes,
                 vec![],
                 &format!("{what}. Needs the azure platform."),
             ),
         )
     };
+    let file_share = azure_only(
+        "azure_file_share",
+        vec![
+            Attribute::required("account_name", Type::String)
+                .description("The storage account that holds the share."),
+            Attribute::required("azure_file_url", Type::String)
+                .description("The share's URL, `https://<account>.file.core.windows.net/<share>`."),
+            account_key(),
+            Attribute::optional("directory_mode", Type::String)
+                .description("Permissions of directories in the share, in octal (default `0777`)."),
+            Attribute::optional("file_mode", Type::String)
+                .description("Permissions of files in the share, in octal (default `0777`)."),
+        ],
+        "An Azure Files share mounted over SMB",
+    );
+    let blob = azure_only(
+        "azure_blob_file_system",
+        vec![
+            Attribute::required("account_name", Type::String)
+                .description("The storage account that holds the container."),
+            Attribute::required("container_name", Type::String)
+                .description("The blob container to mount."),
+            account_key(),
+            Attribute::optional("mount_options", Type::String)
+                .description("Extra blobfuse options, e.g. `-o attr_timeout=240`."),
+        ],
+        "An Azure Blob container mounted with blobfuse",
+    );
     block(
         vec![],
         vec![
-            azure_only("azure_file_share", "An Azure Files share mounted over SMB"),
-            azure_only(
-                "azure_blob_file_system",
-                "An Azure Blob container mounted with blobfuse",
-            ),
+            file_share,
+            blob,
             NestedBlock::new(
                 "file_server",
                 Nesting::List,
@@ -267,4 +285,35 @@ pub(crate) async fn check_plan(client: &Client, planned: &Value) -> Diagnostics 
         }
     }
     diags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attribute names of the `kind` block.
+    fn fields(kind: &str) -> Vec<String> {
+        let volumes = mount_volumes_block("AZ_BATCHAI_MOUNT_ROOT", "volumes");
+        let block = volumes
+            .blocks
+            .iter()
+            .find(|b| b.type_name == kind)
+            .unwrap_or_else(|| panic!("no {kind} block"));
+        block
+            .block
+            .attributes
+            .iter()
+            .map(|a| a.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn azure_blocks_have_their_own_fields() {
+        let share = fields("azure_file_share");
+        let blob = fields("azure_blob_file_system");
+        assert!(share.contains(&"azure_file_url".to_owned()), "{share:?}");
+        assert!(!share.contains(&"container_name".to_owned()), "{share:?}");
+        assert!(blob.contains(&"container_name".to_owned()), "{blob:?}");
+        assert!(!blob.contains(&"azure_file_url".to_owned()), "{blob:?}");
+    }
 }
