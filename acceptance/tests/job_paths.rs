@@ -462,7 +462,7 @@ fn detached_processes_end_with_their_job_and_their_cluster() -> anyhow::Result<(
             .collect()
     };
     let setup = format!(
-        "  setup_task {{\n    command_line = \"{}\"\n  }}",
+        "  setup_task {{\n    command_line = \"{}\"\n    std_out_err_path_prefix = \"$AZ_BATCHAI_MOUNT_ROOT/setuplogs\"\n  }}",
         detach(&dir, "setup")
     );
     let config = cluster(1, &setup)
@@ -483,6 +483,21 @@ fn detached_processes_end_with_their_job_and_their_cluster() -> anyhow::Result<(
     ws.write_config(&config)?;
     ws.init()?;
     ws.apply()?;
+    // The setup task's log prefix is expanded on the node, not taken as a relative directory.
+    let logs: Vec<PathBuf> = walk(&ws.root)
+        .into_iter()
+        .filter(|p| p.ends_with("stdout.txt") && p.to_string_lossy().contains("/setuplogs/c/"))
+        .collect();
+    ensure!(
+        logs.len() == 1 && logs[0].to_string_lossy().contains("/mounts/setuplogs/c/"),
+        "setup logs below the mount root: {logs:?}"
+    );
+    ensure!(
+        !walk(&ws.root)
+            .iter()
+            .any(|p| p.to_string_lossy().contains("$AZ_BATCHAI_MOUNT_ROOT")),
+        "a literal $AZ_BATCHAI_MOUNT_ROOT directory was created"
+    );
     // The finished job's detached processes went when it ended.
     for path in pids("finished") {
         let pid = pid_in(&path)?;
