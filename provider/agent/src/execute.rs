@@ -15,7 +15,8 @@ use control::records::{self, MountSource, NodeError, NodeRecord, NodeState, keys
 use control::{DirStore, Store};
 use serde::{Deserialize, Serialize};
 
-use crate::setup::{self, node_error as job_error, tail};
+use crate::launcher::OWNER_VAR;
+use crate::setup::{self, node_error as job_error, redact, tail};
 use crate::toolkit::{self, Layout, Proc, sh_quote};
 
 /// How long processes get between SIGTERM and SIGKILL.
@@ -302,6 +303,8 @@ const NODE_SPECIFIC: &[&str] = &[
     "AZ_BATCHAI_JOB_NODE_INDEX",
     "AZ_BATCHAI_NUM_GPUS",
     "CUDA_VISIBLE_DEVICES",
+    // Ranks on this node belong to this node's attempt, so its termination finds them.
+    OWNER_VAR,
 ];
 
 /// `mpirun` as the local platform runs it. Ranks reach other nodes through this binary's rsh
@@ -311,14 +314,100 @@ const NODE_SPECIFIC: &[&str] = &[
 /// not in DNS, and a lookup stalls for the resolver's timeout), and each rank starts in its
 /// node's working directory (`-wdir /proc/self/cwd`, the directory its daemon was started in).
 /// No tree spawn flag: with it the daemons daemonize, escape the rsh bridge, and a daemon that
-/// dies early leaves mpirun waiting forever.
-pub fn mpirun(exe: &Path) -> String {
+/// dies early leaves mpirun waiting forever. Each rank's output also goes to its own files,
+/// `<ranks>/1/rank.<N>/{stdout,stderr}` (still copied to mpirun's), so a failure can quote the
+/// failing rank rather than mpirun's summary.
+pub fn mpirun(exe: &Path, ranks: &Path) -> String {
     format!(
         "mpirun --allow-run-as-root --oversubscribe --bind-to none --mca plm_rsh_agent {} \
          --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo \
-         --mca if_base_do_not_resolve 1 -wdir /proc/self/cwd",
-        sh_quote(&format!("{} agent rsh", exe.display()))
+         --mca if_base_do_not_resolve 1 -wdir /proc/self/cwd --output-filename {}",
+        sh_quote(&format!("{} agent rsh", exe.display())),
+        sh_quote(&ranks.display().to_string())
     )
+}
+
+/// The rank whose failure ended an `mpirun`, from mpirun's own report: `Process name:
+/// [[jobid,1],N]` for a non-zero exit, `process rank N` for a signal.
+fn failing_rank(mpirun_stderr: &str) -> Option<u32> {
+    mpirun_stderr.lines().find_map(|line| {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("Process name:") {
+            return name
+                .trim()
+                .trim_end_matches(']')
+                .rsplit(',')
+                .next()?
+                .parse()
+                .ok();
+        }
+        let (_, after) = line.split_once("process rank ")?;
+        after.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// The last lines of what `path` got from byte `from` on: the current attempt's part of a log
+/// that every attempt appends to.
+fn tail_from(path: &Path, from: u64, lines: usize) -> String {
+    use std::io::{Read as _, Seek as _};
+    let mut text = Vec::new();
+    if let Ok(mut f) = File::open(path)
+        && f.seek(std::io::SeekFrom::Start(from)).is_ok()
+    {
+        let _ = f.read_to_end(&mut text);
+    }
+    tail(&String::from_utf8_lossy(&text), lines)
+}
+
+/// The image reference the runtime pulls. One that starts with `-` would be read as a flag
+/// (`--privileged`) and is refused.
+fn image_reference(settings: &jobs::Container) -> Result<String, String> {
+    let image = match &settings.server_url {
+        Some(server) => format!("{}/{}", server.trim_end_matches('/'), settings.image),
+        None => settings.image.clone(),
+    };
+    if image.starts_with('-') || image.trim().is_empty() {
+        return Err(format!(
+            "the container image {image:?} is not an image reference; it must not be empty or start with `-`"
+        ));
+    }
+    Ok(image)
+}
+
+/// The container runtime's arguments for one process: `run` with the node's network, the
+/// volumes at their own paths, the working directory, the names of the variables to pass (their
+/// values travel in the runtime's environment, not on its command line), then the image and
+/// `bash -c <command>`, so the job's variables in the command expand inside the container. An
+/// image reference that starts with `-` would be read as a flag (`--privileged`) and is refused.
+fn container_args<'k>(
+    settings: &jobs::Container,
+    name: &str,
+    volumes: &[PathBuf],
+    workdir: &Path,
+    env_keys: impl Iterator<Item = &'k String>,
+    command: &str,
+) -> Result<Vec<String>, String> {
+    let image = image_reference(settings)?;
+    let mut args: Vec<String> = ["run", "--rm", "--init", "--network", "host", "--name", name]
+        .map(str::to_owned)
+        .into();
+    if let Some(shm) = &settings.shm_size {
+        args.extend(["--shm-size".to_owned(), shm.clone()]);
+    }
+    for v in volumes {
+        args.extend(["-v".to_owned(), format!("{0}:{0}", v.display())]);
+    }
+    args.extend(["-w".to_owned(), workdir.display().to_string()]);
+    for key in env_keys {
+        args.extend(["-e".to_owned(), key.clone()]);
+    }
+    args.extend([
+        image,
+        "bash".to_owned(),
+        "-c".to_owned(),
+        command.to_owned(),
+    ]);
+    Ok(args)
 }
 
 fn load<T: serde::de::DeserializeOwned>(
@@ -372,6 +461,9 @@ fn run(
         status_key: &status_key,
         stop,
         children: Vec::new(),
+        owner: crate::launcher::attempt_owner(&ctx.node_dir, &spec.uid, assignment.attempt),
+        secrets: Vec::new(),
+        mpi: None,
         deadline: status
             .start_ms
             .unwrap_or_else(records::now_ms)
@@ -507,6 +599,8 @@ struct Running {
     required: bool,
     stdout: PathBuf,
     stderr: PathBuf,
+    /// Where this attempt's part of `stderr` starts: the logs are appended to by every attempt.
+    stderr_from: u64,
     container: Option<(String, String)>,
 }
 
@@ -518,6 +612,12 @@ struct Attempt<'a> {
     status_key: &'a str,
     stop: &'a AtomicU8,
     children: Vec<Running>,
+    /// The [`OWNER_VAR`] of every process this attempt starts.
+    owner: String,
+    /// The job's secret values, redacted from every log tail it reports.
+    secrets: Vec<String>,
+    /// The label of the `mpirun` process and the directory its ranks' output goes to.
+    mpi: Option<(String, PathBuf)>,
     deadline: u64,
 }
 
@@ -571,6 +671,7 @@ impl Attempt<'_> {
             return Outcome::Report(failed(error, None), None);
         }
         let mut env = job_environment(self.ctx, self.spec, &dirs, status, index);
+        env.insert(OWNER_VAR.to_owned(), self.owner.clone());
         let secrets = if self.spec.has_secrets {
             load::<BTreeMap<String, String>>(
                 self.store,
@@ -620,8 +721,15 @@ impl Attempt<'_> {
         ) {
             tracing::warn!(error = %e, "publish the node's rank environment");
         }
+        self.secrets = secrets.values().cloned().collect();
         env.extend(secrets);
 
+        if let Some(Err(e)) = self.spec.container.as_ref().map(image_reference) {
+            return Outcome::Report(
+                failed(job_error("InvalidContainerImage", e, &[]), None),
+                None,
+            );
+        }
         let runtime = match &self.spec.container {
             Some(_) => match container_runtime() {
                 Ok(r) => Some(r),
@@ -674,13 +782,16 @@ impl Attempt<'_> {
             }
         }
 
+        let ranks_dir = dirs
+            .stdouterr
+            .join(format!("mpi-{}", self.assignment.attempt));
         let layout = Layout {
             nodes: &status.nodes,
             index,
             ports: &status.ports,
             address: LOCAL_ADDRESS,
             host_file: &dirs.host_file().display().to_string(),
-            mpirun: &mpirun(&self.ctx.exe),
+            mpirun: &mpirun(&self.ctx.exe, &ranks_dir),
         };
         let plan = toolkit::plan(&self.spec.toolkit, &layout);
         let mut plan_procs: Vec<(Proc, bool)> = Vec::new();
@@ -695,6 +806,9 @@ impl Attempt<'_> {
         for mut p in plan.background {
             p.label = format!("{}-{}", self.ctx.node, p.label);
             plan_procs.push((p, false));
+        }
+        if toolkit::uses_mpi(&self.spec.toolkit, node_count) {
+            self.mpi = Some((self.ctx.node.clone(), ranks_dir));
         }
         for (p, required) in &plan_procs {
             if let Err(e) = self.spawn(p, *required, &env, &dirs, runtime.as_deref()) {
@@ -728,6 +842,28 @@ impl Attempt<'_> {
         create(&dirs.temp)?;
         create(&dirs.shared_temp)?;
         setup::realise_mounts(&self.spec.mounts, &dirs.job_mount_root)?;
+        // Paths below a mount root stay below it (or below what its mounts link to): a link
+        // an earlier job planted on a share must not carry this job's output elsewhere.
+        let cluster_mounts = load::<records::ClusterSpec>(
+            self.store,
+            &keys::spec(&self.ctx.cluster),
+            "cluster spec",
+        )
+        .ok()
+        .flatten()
+        .map(|c| c.mounts)
+        .unwrap_or_default();
+        let mut roots = setup::mount_roots(&self.ctx.mount_root, &cluster_mounts);
+        roots.extend(setup::mount_roots(&dirs.job_mount_root, &self.spec.mounts));
+        let beneath = |configured: &str, resolved: &Path| match jobs::split_job_path(configured) {
+            Ok((Some(_), _)) => jobs::check_beneath(resolved, &roots)
+                .map_err(|e| job_error("JobPreparationFailed", e, &[])),
+            _ => Ok(()),
+        };
+        beneath(&self.spec.std_out_err_path_prefix, &dirs.stdouterr)?;
+        for (d, (_, path)) in self.spec.output_directories.iter().zip(&dirs.outputs) {
+            beneath(&d.path_prefix, path)?;
+        }
         create(&dirs.stdouterr)?;
         for (_, path) in &dirs.outputs {
             create(path)?;
@@ -752,6 +888,7 @@ impl Attempt<'_> {
                 .open(p)
                 .map_err(|e| job_error("JobFailed", format!("open {}: {e}", p.display()), &[]))
         };
+        let stderr_from = std::fs::metadata(&stderr).map_or(0, |m| m.len());
         let mut all_env = env.clone();
         all_env.extend(proc.env.clone());
         let mut container = None;
@@ -762,19 +899,6 @@ impl Attempt<'_> {
                     self.ctx.cluster, self.spec.name, self.assignment.attempt, proc.label
                 );
                 container = Some((runtime.to_owned(), name.clone()));
-                let mut c = Command::new(runtime);
-                c.args([
-                    "run",
-                    "--rm",
-                    "--init",
-                    "--network",
-                    "host",
-                    "--name",
-                    &name,
-                ]);
-                if let Some(shm) = &settings.shm_size {
-                    c.args(["--shm-size", shm]);
-                }
                 let mut volumes = vec![self.ctx.root.clone()];
                 volumes.extend(self.spec.mounts.iter().filter_map(|m| match &m.source {
                     MountSource::Directory { path } => Some(PathBuf::from(path)),
@@ -783,20 +907,21 @@ impl Attempt<'_> {
                 for (_, p) in dirs.inputs.iter().chain(&dirs.outputs) {
                     volumes.push(p.clone());
                 }
-                for v in volumes {
-                    let v = v.canonicalize().unwrap_or(v);
-                    c.arg("-v").arg(format!("{0}:{0}", v.display()));
-                }
-                c.arg("-w").arg(&dirs.temp);
-                // Values travel in the runtime's environment, not on its command line.
-                for key in all_env.keys() {
-                    c.arg("-e").arg(key);
-                }
-                let image = match &settings.server_url {
-                    Some(server) => format!("{}/{}", server.trim_end_matches('/'), settings.image),
-                    None => settings.image.clone(),
-                };
-                c.arg(image).args(["bash", "-c", &proc.command]);
+                let volumes: Vec<PathBuf> = volumes
+                    .into_iter()
+                    .map(|v| v.canonicalize().unwrap_or(v))
+                    .collect();
+                let args = container_args(
+                    settings,
+                    &name,
+                    &volumes,
+                    &dirs.temp,
+                    all_env.keys(),
+                    &proc.command,
+                )
+                .map_err(|e| job_error("InvalidContainerImage", e, &[]))?;
+                let mut c = Command::new(runtime);
+                c.args(args);
                 c
             }
             _ => {
@@ -824,6 +949,7 @@ impl Attempt<'_> {
             required,
             stdout,
             stderr,
+            stderr_from,
             container,
         });
         Ok(())
@@ -876,22 +1002,9 @@ impl Attempt<'_> {
                 }
             }
             if records::now_ms() > self.deadline {
+                let report = self.overrun();
                 self.kill_all();
-                let limit = control::duration::format_ms(self.spec.max_wall_clock_ms);
-                return Some(Outcome::Report(
-                    failed(
-                        job_error(
-                            "JobWallClockTimeExceeded",
-                            format!(
-                                "the job ran longer than its max_wall_clock_time ({limit}) and was stopped on {}",
-                                self.ctx.node
-                            ),
-                            &[("max_wall_clock_time", limit.clone())],
-                        ),
-                        None,
-                    ),
-                    None,
-                ));
+                return Some(Outcome::Report(report, None));
             }
             if last_watch.elapsed() >= POLL * 4 {
                 last_watch = Instant::now();
@@ -955,6 +1068,9 @@ impl Attempt<'_> {
         }
     }
 
+    /// The error of a process that failed: its exit code, its log files and the last lines of
+    /// what it wrote to stderr in this attempt, secrets redacted. For `mpirun`, whose own
+    /// stderr only summarises, the failing rank's log files and lines.
     fn failure(&self, label: &str, code: Option<i32>) -> NodeReport {
         let Some(c) = self.children.iter().find(|c| c.label == label) else {
             return NodeReport {
@@ -962,27 +1078,84 @@ impl Attempt<'_> {
                 error: None,
             };
         };
-        let stderr = std::fs::read_to_string(&c.stderr).unwrap_or_default();
         let code_text = code.map_or_else(|| "a signal".to_owned(), |c| format!("code {c}"));
+        let mut stdout = c.stdout.clone();
+        let mut stderr = c.stderr.clone();
+        let mut stderr_tail = tail_from(&c.stderr, c.stderr_from, 10);
+        let mut who = "the job".to_owned();
+        let mut details = Vec::new();
+        if let Some((mpi_label, ranks)) = &self.mpi
+            && mpi_label == label
+            && let Some(rank) = failing_rank(&tail_from(&c.stderr, c.stderr_from, 1000))
+        {
+            let dir = ranks.join("1").join(format!("rank.{rank}"));
+            if dir.is_dir() {
+                stdout = dir.join("stdout");
+                stderr = dir.join("stderr");
+                stderr_tail = tail_from(&stderr, 0, 10);
+                who = format!("rank {rank} of the job");
+                details.push(("rank", rank.to_string()));
+                details.push(("mpirun_stderr_path", c.stderr.display().to_string()));
+            }
+        }
+        details.extend([
+            ("exit_code", code.map(|c| c.to_string()).unwrap_or_default()),
+            ("node", self.ctx.node.clone()),
+            ("stdout_path", stdout.display().to_string()),
+            ("stderr_path", stderr.display().to_string()),
+            ("stderr_tail", redact(&stderr_tail, &self.secrets)),
+        ]);
         NodeReport {
             exit_code: code,
             error: Some(job_error(
                 "JobFailed",
                 format!(
-                    "the job exited with {code_text} on {}; its output is in {} and {}",
+                    "{who} exited with {code_text} on {}; its output is in {} and {}",
                     self.ctx.node,
-                    c.stdout.display(),
-                    c.stderr.display()
+                    stdout.display(),
+                    stderr.display()
                 ),
-                &[
-                    ("exit_code", code.map(|c| c.to_string()).unwrap_or_default()),
-                    ("node", self.ctx.node.clone()),
-                    ("stdout_path", c.stdout.display().to_string()),
-                    ("stderr_path", c.stderr.display().to_string()),
-                    ("stderr_tail", tail(&stderr, 10)),
-                ],
+                &details,
             )),
         }
+    }
+
+    /// The error of an attempt stopped by its wall-clock limit, naming where its output is.
+    fn overrun(&self) -> NodeReport {
+        let limit = control::duration::format_ms(self.spec.max_wall_clock_ms);
+        let logs: Vec<String> = self
+            .children
+            .iter()
+            .filter(|c| c.required)
+            .flat_map(|c| {
+                [
+                    c.stdout.display().to_string(),
+                    c.stderr.display().to_string(),
+                ]
+            })
+            .collect();
+        let mut details = vec![("max_wall_clock_time", limit.clone())];
+        if let Some(c) = self.children.iter().find(|c| c.required) {
+            details.push(("node", self.ctx.node.clone()));
+            details.push(("stdout_path", c.stdout.display().to_string()));
+            details.push(("stderr_path", c.stderr.display().to_string()));
+            details.push((
+                "stderr_tail",
+                redact(&tail_from(&c.stderr, c.stderr_from, 10), &self.secrets),
+            ));
+        }
+        failed(
+            job_error(
+                "JobWallClockTimeExceeded",
+                format!(
+                    "the job ran longer than its max_wall_clock_time ({limit}) and was stopped on {}; its output is in {}",
+                    self.ctx.node,
+                    logs.join(" and ")
+                ),
+                &details,
+            ),
+            None,
+        )
     }
 
     /// SIGTERM to every process group, a grace period, then SIGKILL. Every group is signalled,
@@ -1000,9 +1173,14 @@ impl Attempt<'_> {
             }
             groups.iter().any(|g| crate::launcher::group_alive(*g))
         };
-        if !any_alive(&mut self.children) {
+        // Whatever left the groups (`setsid`, a double fork) still carries the attempt's mark.
+        let marked = || crate::launcher::marked_processes(&self.owner);
+        if !any_alive(&mut self.children) && marked().is_empty() {
             self.children.clear();
             return;
+        }
+        for pid in marked() {
+            crate::launcher::signal_process(pid, libc::SIGTERM);
         }
         let mut stoppers = Vec::new();
         for c in &mut self.children {
@@ -1019,11 +1197,14 @@ impl Attempt<'_> {
             }
         }
         let deadline = Instant::now() + TERMINATE_GRACE;
-        while Instant::now() < deadline && any_alive(&mut self.children) {
+        while Instant::now() < deadline && (any_alive(&mut self.children) || !marked().is_empty()) {
             std::thread::sleep(POLL);
         }
         for g in &groups {
             crate::launcher::signal_group(*g, libc::SIGKILL);
+        }
+        for pid in marked() {
+            crate::launcher::signal_process(pid, libc::SIGKILL);
         }
         for c in &mut self.children {
             let _ = c.child.wait();
@@ -1106,4 +1287,105 @@ pub fn rsh(root: &Path, cluster: &str, node: &str, command: &[String]) -> Result
         .status()
         .map_err(|e| format!("run on {node}: {e}"))?;
     Ok(status.code().unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(image: &str, server: Option<&str>) -> jobs::Container {
+        jobs::Container {
+            image: image.to_owned(),
+            server_url: server.map(str::to_owned),
+            shm_size: Some("1g".to_owned()),
+        }
+    }
+
+    #[test]
+    fn container_commands_expand_job_paths_inside_the_container() {
+        let script = toolkit::sh_path("$AZ_BATCHAI_INPUT_DATA/x y.py");
+        let command = format!("python3 {script}");
+        let keys = ["AZ_BATCHAI_INPUT_DATA".to_owned(), "TOKEN".to_owned()];
+        let args = container_args(
+            &settings("python:3.12", Some("registry.example/")),
+            "batchai-c-j-1-node-1",
+            &[PathBuf::from("/root")],
+            Path::new("/root/tmp"),
+            keys.iter(),
+            &command,
+        );
+        let want: Vec<String> = [
+            "run",
+            "--rm",
+            "--init",
+            "--network",
+            "host",
+            "--name",
+            "batchai-c-j-1-node-1",
+            "--shm-size",
+            "1g",
+            "-v",
+            "/root:/root",
+            "-w",
+            "/root/tmp",
+            "-e",
+            "AZ_BATCHAI_INPUT_DATA",
+            "-e",
+            "TOKEN",
+            "registry.example/python:3.12",
+            "bash",
+            "-c",
+            r#"python3 "${AZ_BATCHAI_INPUT_DATA}"'/x y.py'"#,
+        ]
+        .map(str::to_owned)
+        .into();
+        // The reference stays for the container's bash, which has the variable.
+        assert_eq!(args, Ok(want));
+    }
+
+    #[test]
+    fn images_that_read_as_flags_are_refused() {
+        for (image, server) in [
+            ("--privileged", None),
+            ("-v/:/host", None),
+            ("", None),
+            ("ubuntu", Some("--privileged")),
+        ] {
+            let got = container_args(
+                &settings(image, server),
+                "n",
+                &[],
+                Path::new("/"),
+                std::iter::empty(),
+                "true",
+            );
+            assert!(got.is_err(), "{image:?} {server:?}: {got:?}");
+        }
+        assert!(image_reference(&settings("ubuntu:24.04", None)).is_ok());
+    }
+
+    #[test]
+    fn the_failing_rank_is_read_from_mpiruns_report() {
+        let exited = "err-0\n--------\nmpirun detected that one or more processes exited with non-zero status, thus causing\nthe job to be terminated. The first process to do so was:\n\n  Process name: [[24171,1],2]\n  Exit code:    5\n";
+        let signalled =
+            "mpirun noticed that process rank 1 with PID 0 on node n exited on signal 9 (Killed).";
+        assert_eq!(failing_rank(exited), Some(2));
+        assert_eq!(failing_rank(signalled), Some(1));
+        assert_eq!(failing_rank("Traceback: boom"), None);
+    }
+
+    #[test]
+    fn tails_start_at_the_attempts_offset() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("stderr.txt");
+        std::fs::write(&log, "attempt-1 line\n").unwrap_or_else(|e| panic!("{e}"));
+        let from = std::fs::metadata(&log).map_or(0, |m| m.len());
+        let mut f = File::options()
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::io::Write::write_all(&mut f, b"attempt-2 line\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(tail_from(&log, from, 10), "attempt-2 line");
+        assert_eq!(tail_from(&log, 0, 10), "attempt-1 line\nattempt-2 line");
+    }
 }

@@ -118,6 +118,74 @@ pub fn signal_session(sid: u32, signal: i32) {
     }
 }
 
+/// The environment variable that marks every process a node starts for a job or a setup task,
+/// however it detaches (`setsid`, a double fork): process groups and sessions can be left, an
+/// inherited environment stays. Its value is a path-like owner below the node's directory, so
+/// one prefix finds an attempt's processes, a node's, or a whole cluster's
+/// ([`attempt_owner`], [`node_owner`], [`cluster_owner`]). Only a process that clears its
+/// environment on purpose (`env -i`) escapes it.
+pub const OWNER_VAR: &str = "BATCHAI_OWNER";
+
+/// The owner of everything one attempt of a job starts on a node.
+pub fn attempt_owner(node_dir: &Path, job_uid: &str, attempt: u32) -> String {
+    format!("{}/job/{job_uid}/{attempt}", node_dir.display())
+}
+
+/// The owner of a node's setup task.
+pub fn setup_owner(node_dir: &Path) -> String {
+    format!("{}/setup", node_dir.display())
+}
+
+/// The prefix of every owner on a node.
+pub fn node_owner(node_dir: &Path) -> String {
+    format!("{}/", node_dir.display())
+}
+
+/// The prefix of every owner on every node of a cluster.
+pub fn cluster_owner(root: &Path, cluster: &str) -> String {
+    format!("{}/", LocalLauncher::cluster_dir(root, cluster).display())
+}
+
+/// Live processes (of this user: others' environments are unreadable) whose [`OWNER_VAR`]
+/// starts with `prefix`. Zombies have exited already and are left out.
+pub fn marked_processes(prefix: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    let mut want = format!("{OWNER_VAR}=").into_bytes();
+    want.extend_from_slice(prefix.as_bytes());
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me && is_other_live_process(*pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var.starts_with(&want)))
+        })
+        .collect()
+}
+
+/// Stops every process marked with an owner starting with `prefix`: SIGTERM, up to `grace` for
+/// them to go, then SIGKILL to what is left.
+pub fn stop_marked(prefix: &str, grace: std::time::Duration) {
+    let marked = marked_processes(prefix);
+    if marked.is_empty() {
+        return;
+    }
+    for pid in &marked {
+        signal_process(*pid, libc::SIGTERM);
+    }
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline && !marked_processes(prefix).is_empty() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Processes started during the grace period are marked too, so they are found here.
+    for pid in marked_processes(prefix) {
+        signal_process(pid, libc::SIGKILL);
+    }
+}
+
 /// True when `pid` is held by a running (not zombie) process.
 fn is_other_live_process(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -318,6 +386,9 @@ impl Launcher for LocalLauncher {
                 signal_session(pid, libc::SIGKILL);
             }
         }
+        // What its jobs and setup task started in sessions of their own.
+        let node_dir = Self::node_dir(&self.root, &record.cluster, &record.id);
+        stop_marked(&node_owner(&node_dir), std::time::Duration::ZERO);
         // The node's directory stays: its agent log and setup logs explain why it was lost.
         // Destroying the cluster removes it.
     }
@@ -387,6 +458,62 @@ mod tests {
         assert!(
             !alive(child),
             "signal_session did not reach the orphaned child"
+        );
+    }
+
+    #[test]
+    fn marked_processes_are_found_however_they_detach() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let node_dir = dir.path().join("clusters/c/node-1");
+        let other = dir.path().join("clusters/c/node-10");
+        let pids = dir.path().join("pids");
+        // A setsid child and a double-forked one; the starter exits at once.
+        let start = |owner: String, file: &str| {
+            let status = Command::new("bash")
+                .arg("-c")
+                .arg(format!(
+                    "setsid sleep 300 & echo $! >> {f}; (setsid sh -c 'sleep 300 & echo $! >> {f}' &)",
+                    f = pids.join(file).display()
+                ))
+                .env(OWNER_VAR, owner)
+                .status()
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(status.success());
+        };
+        std::fs::create_dir_all(&pids).unwrap_or_else(|e| panic!("{e}"));
+        start(attempt_owner(&node_dir, "u1", 1), "mine");
+        start(attempt_owner(&other, "u1", 1), "other");
+        let read = |file: &str| -> Vec<u32> {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                let text = std::fs::read_to_string(pids.join(file)).unwrap_or_default();
+                let found: Vec<u32> = text.lines().filter_map(|l| l.parse().ok()).collect();
+                if found.len() == 2 || std::time::Instant::now() > deadline {
+                    return found;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        };
+        let (mine, others) = (read("mine"), read("other"));
+        assert_eq!((mine.len(), others.len()), (2, 2));
+        let mut found = marked_processes(&attempt_owner(&node_dir, "u1", 1));
+        found.sort_unstable();
+        let mut want = mine.clone();
+        want.sort_unstable();
+        assert_eq!(found, want, "an attempt's processes, and only those");
+        stop_marked(&node_owner(&node_dir), std::time::Duration::from_secs(5));
+        assert!(
+            mine.iter().all(|p| !alive(*p)),
+            "the node's processes are gone"
+        );
+        assert!(others.iter().all(|p| alive(*p)), "node-10 is not node-1");
+        stop_marked(
+            &cluster_owner(dir.path(), "c"),
+            std::time::Duration::from_secs(5),
+        );
+        assert!(
+            others.iter().all(|p| !alive(*p)),
+            "the cluster's processes are gone"
         );
     }
 }

@@ -242,6 +242,11 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         running.stop(Stop::Requeue);
         running.join();
     }
+    // What the setup task or a job left running, however it detached, goes with the node.
+    crate::launcher::stop_marked(
+        &crate::launcher::node_owner(&node_dir),
+        crate::execute::TERMINATE_GRACE,
+    );
     election.release(&store);
     leave(&store, &key, &owner, action);
     result

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use control::jobs;
 use control::records::{ClusterSpec, Mount, MountSource, NodeError};
 
 /// Checks that a relative mount path stays below the mount root.
@@ -25,20 +26,52 @@ pub fn check_relative_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Where a node's setup task writes stdout and stderr: below the configured prefix, a segment
-/// unique to this cluster incarnation, then the node.
-pub fn setup_log_dir(spec: &ClusterSpec, node_dir: &Path, node: &str) -> PathBuf {
+/// Where a node's setup task writes stdout and stderr: below the configured prefix (absolute, or
+/// below `$AZ_BATCHAI_MOUNT_ROOT`, expanded here), a segment unique to this cluster incarnation,
+/// then the node. A prefix below the mount root must stay there once links are followed.
+pub fn setup_log_dir(
+    spec: &ClusterSpec,
+    node_dir: &Path,
+    mount_root: &Path,
+    node: &str,
+) -> Result<PathBuf, String> {
     match spec
         .setup_task
         .as_ref()
         .and_then(|t| t.std_out_err_path_prefix.as_deref())
     {
-        Some(prefix) => Path::new(prefix)
-            .join(&spec.name)
-            .join(&spec.uid)
-            .join(node),
-        None => node_dir.join("setup"),
+        Some(prefix) => {
+            let (resolved, beneath) = jobs::resolve_setup_log_prefix(prefix, mount_root)?;
+            if beneath {
+                jobs::check_beneath(&resolved, &mount_roots(mount_root, &spec.mounts))
+                    .map_err(|e| format!("std_out_err_path_prefix {prefix:?}: {e}"))?;
+            }
+            Ok(resolved.join(&spec.name).join(&spec.uid).join(node))
+        }
+        None => Ok(node_dir.join("setup")),
     }
+}
+
+/// The directories a path below `mount_root` may lead to once links are followed: the mount
+/// root and what its directory mounts link to.
+pub fn mount_roots(mount_root: &Path, mounts: &[Mount]) -> Vec<PathBuf> {
+    let mut roots = vec![mount_root.to_path_buf()];
+    roots.extend(mounts.iter().filter_map(|m| match &m.source {
+        MountSource::Directory { path } => Some(PathBuf::from(path)),
+        MountSource::Command { .. } => None,
+    }));
+    roots
+}
+
+/// `text` with every secret value replaced by `***`, longest first so that a value containing
+/// another is hidden whole. Every non-empty value counts, however short: a tail with a few more
+/// stars is better than a secret in state.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut values: Vec<&String> = secrets.iter().filter(|v| !v.is_empty()).collect();
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values
+        .into_iter()
+        .fold(text.to_owned(), |text, v| text.replace(v.as_str(), "***"))
 }
 
 /// A node or job error with its code, message and details.
@@ -187,7 +220,9 @@ pub fn run_setup_task(
     let Some(task) = &spec.setup_task else {
         return Ok(());
     };
-    let log_dir = setup_log_dir(spec, node_dir, node);
+    let mount_root = node_dir.join("mounts");
+    let log_dir = setup_log_dir(spec, node_dir, &mount_root, node)
+        .map_err(|e| node_error("SetupTaskFailed", e, &[]))?;
     std::fs::create_dir_all(&log_dir).map_err(|e| {
         node_error(
             "SetupTaskFailed",
@@ -214,6 +249,11 @@ pub fn run_setup_task(
         .envs(&task.environment_variables)
         .envs(&task.secrets)
         .env("AZ_BATCHAI_STDOUTERR_DIR", &log_dir)
+        // What it leaves running is stopped with the node, however it detached.
+        .env(
+            crate::launcher::OWNER_VAR,
+            crate::launcher::setup_owner(node_dir),
+        )
         .stdin(Stdio::null())
         .stdout(open(&stdout_path)?)
         .stderr(open(&stderr_path)?);
@@ -254,7 +294,13 @@ pub fn run_setup_task(
             ("exit_code", code.clone()),
             ("stdout_path", stdout_path.display().to_string()),
             ("stderr_path", stderr_path.display().to_string()),
-            ("stderr_tail", tail(&stderr, 10)),
+            (
+                "stderr_tail",
+                redact(
+                    &tail(&stderr, 10),
+                    &task.secrets.values().cloned().collect::<Vec<_>>(),
+                ),
+            ),
         ],
     ))
 }
@@ -262,6 +308,24 @@ pub fn run_setup_task(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_spec() -> ClusterSpec {
+        ClusterSpec {
+            format: control::records::FORMAT,
+            name: "c".to_owned(),
+            uid: "u".to_owned(),
+            vm_size: "Standard_D2s_v3".to_owned(),
+            vm_priority: "dedicated".to_owned(),
+            scale: control::records::Scale::Manual {
+                target_node_count: 1,
+                node_deallocation_option: control::records::DeallocationOption::Requeue,
+            },
+            setup_task: None,
+            mounts: Vec::new(),
+            gpus_per_node: 0,
+            deleting: false,
+        }
+    }
 
     #[test]
     fn relative_paths_must_stay_below_the_root() {
@@ -276,6 +340,56 @@ mod tests {
         ];
         for (path, ok) in cases {
             assert_eq!(check_relative_path(path).is_ok(), ok, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted_from_tails() {
+        let secrets = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let cases = [
+            ("token=hunter2\nok", secrets(&["hunter2"]), "token=***\nok"),
+            ("ab abc", secrets(&["ab", "abc"]), "*** ***"),
+            ("x1y", secrets(&["1", ""]), "x***y"),
+            ("nothing", secrets(&[]), "nothing"),
+        ];
+        for (text, values, want) in cases {
+            assert_eq!(redact(text, &values), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn setup_logs_expand_the_mount_root_and_stay_beneath_it() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let node_dir = dir.path().join("node-1");
+        let mount_root = node_dir.join("mounts");
+        let outside = dir.path().join("outside");
+        for d in [&mount_root, &outside] {
+            std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::os::unix::fs::symlink(&outside, mount_root.join("planted"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let spec = |prefix: &str| ClusterSpec {
+            setup_task: Some(control::records::SetupTask {
+                command_line: "true".to_owned(),
+                environment_variables: BTreeMap::new(),
+                secrets: BTreeMap::new(),
+                std_out_err_path_prefix: Some(prefix.to_owned()),
+            }),
+            ..test_spec()
+        };
+        let got = |prefix: &str| setup_log_dir(&spec(prefix), &node_dir, &mount_root, "node-1");
+        assert_eq!(
+            got("$AZ_BATCHAI_MOUNT_ROOT/logs"),
+            Ok(mount_root.join("logs/c/u/node-1"))
+        );
+        assert_eq!(got("/abs"), Ok(PathBuf::from("/abs/c/u/node-1")));
+        for bad in [
+            "../../..",
+            "$AZ_BATCHAI_MOUNT_ROOT/../..",
+            "$AZ_BATCHAI_JOB_MOUNT_ROOT/x",
+            "$AZ_BATCHAI_MOUNT_ROOT/planted/logs",
+        ] {
+            assert!(got(bad).is_err(), "{bad}: {:?}", got(bad));
         }
     }
 

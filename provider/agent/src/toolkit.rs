@@ -55,6 +55,67 @@ pub fn sh_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r#"'\''"#))
 }
 
+/// Turns a path-like field into one shell word in which the job's environment variables
+/// (`$NAME` and `${NAME}`) expand as the shell that runs the command expands them (bash on the
+/// host, bash in the container, or the master's shell for `mpirun`), an unset one to nothing,
+/// and nothing else happens: no word splitting, no globbing, no command substitution. Literal
+/// runs are single-quoted; each reference becomes `"${NAME}"`. Only environment variable names
+/// expand: `$1`, `$$`, `$(...)`, `${NAME:-x}` and a trailing `$` stay literal, since a path
+/// field is not a script.
+pub fn sh_path(text: &str) -> String {
+    fn is_name_start(c: char) -> bool {
+        c == '_' || c.is_ascii_alphabetic()
+    }
+    fn is_name(c: char) -> bool {
+        c == '_' || c.is_ascii_alphanumeric()
+    }
+    fn flush(literal: &mut String, word: &mut String) {
+        if !literal.is_empty() {
+            word.push_str(&sh_quote(literal));
+            literal.clear();
+        }
+    }
+    let mut word = String::new();
+    let mut literal = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        literal.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, consumed) = if let Some(braced) = after.strip_prefix('{') {
+            match braced.find('}') {
+                Some(end)
+                    if braced[..end].starts_with(is_name_start)
+                        && braced[..end].chars().all(is_name) =>
+                {
+                    (&braced[..end], end + 2)
+                }
+                _ => ("", 0),
+            }
+        } else {
+            let end = after.find(|c| !is_name(c)).unwrap_or(after.len());
+            if after.starts_with(is_name_start) {
+                (&after[..end], end)
+            } else {
+                ("", 0)
+            }
+        };
+        if name.is_empty() {
+            literal.push('$');
+            rest = after;
+            continue;
+        }
+        flush(&mut literal, &mut word);
+        word.push_str(&format!("\"${{{name}}}\""));
+        rest = &after[consumed..];
+    }
+    literal.push_str(rest);
+    flush(&mut literal, &mut word);
+    if word.is_empty() {
+        word.push_str("''");
+    }
+    word
+}
+
 fn python(script: &Script, args: Option<&str>) -> String {
     let interpreter = script
         .python_interpreter_path
@@ -62,8 +123,8 @@ fn python(script: &Script, args: Option<&str>) -> String {
         .unwrap_or("python3");
     let command = format!(
         "{} {}",
-        sh_quote(interpreter),
-        sh_quote(&script.python_script_file_path)
+        sh_path(interpreter),
+        sh_path(&script.python_script_file_path)
     );
     with_args(command, args)
 }
@@ -174,7 +235,7 @@ fn rank_command(toolkit: &Toolkit) -> String {
             ..
         } => match (language_type.as_str(), config_file_path) {
             ("brainscript", Some(config)) => with_args(
-                format!("cntk configFile={}", sh_quote(config)),
+                format!("cntk configFile={}", sh_path(config)),
                 script.command_line_args.as_deref(),
             ),
             _ => python(script, script.command_line_args.as_deref()),
@@ -185,7 +246,7 @@ fn rank_command(toolkit: &Toolkit) -> String {
             ..
         } => match config_file_path {
             Some(config) => with_args(
-                format!("caffe train --solver={}", sh_quote(config)),
+                format!("caffe train --solver={}", sh_path(config)),
                 script.command_line_args.as_deref(),
             ),
             None => python(script, script.command_line_args.as_deref()),
@@ -593,6 +654,73 @@ mod tests {
                 "python3 tf.py --worker".to_owned(),
                 hosts("1")
             )]
+        );
+    }
+
+    #[test]
+    fn paths_expand_variables_and_nothing_else() {
+        // (path, shell word, what bash makes of it with A="x y", B="*", EMPTY unset)
+        let cases = [
+            ("/plain/t.py", "/plain/t.py", "/plain/t.py"),
+            ("$A/t.py", r#""${A}"/t.py"#, "x y/t.py"),
+            ("${A}B", r#""${A}"B"#, "x yB"),
+            ("$AB", r#""${AB}""#, ""),
+            ("/d/$B", r#"/d/"${B}""#, "/d/*"),
+            ("$EMPTY/t.py", r#""${EMPTY}"/t.py"#, "/t.py"),
+            ("/a b/it's.py", r#"'/a b/it'\''s.py'"#, "/a b/it's.py"),
+            ("$1/x", "'$1/x'", "$1/x"),
+            ("$$", "'$$'", "$$"),
+            ("/x$", "'/x$'", "/x$"),
+            ("$(touch /tmp/no)", "'$(touch /tmp/no)'", "$(touch /tmp/no)"),
+            ("`id`", "'`id`'", "`id`"),
+            ("${A:-z}", "'${A:-z}'", "${A:-z}"),
+            ("${A", "'${A'", "${A"),
+            ("/d/*.py", "'/d/*.py'", "/d/*.py"),
+            ("$A$A", r#""${A}""${A}""#, "x yx y"),
+            ("", "''", ""),
+        ];
+        for (path, word, expanded) in cases {
+            assert_eq!(sh_path(path), word, "{path:?}");
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(format!("printf '%s|' {word}"))
+                .env("A", "x y")
+                .env("B", "*")
+                .env_remove("EMPTY")
+                .env_remove("AB")
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .unwrap_or_else(|e| panic!("bash: {e}"));
+            // One word, exactly: no splitting, no globbing.
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                format!("{expanded}|"),
+                "{path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn toolkit_paths_expand_job_variables() {
+        let toolkit = Toolkit::Caffe {
+            config_file_path: Some("$AZ_BATCHAI_INPUT_DATA/solver.prototxt".into()),
+            script: script("", None),
+            process_count: Some(1),
+        };
+        let nodes = nodes(1);
+        assert_eq!(
+            plan(&toolkit, &layout(&nodes, 0, &[])).required[0].command,
+            r#"caffe train --solver="${AZ_BATCHAI_INPUT_DATA}"/solver.prototxt"#
+        );
+        let mut s = script("${AZ_BATCHAI_JOB_TEMP}/t.py", Some("--x $Y"));
+        s.python_interpreter_path = Some("$AZ_BATCHAI_MOUNT_ROOT/venv/bin/python".into());
+        let toolkit = Toolkit::Horovod {
+            script: s,
+            process_count: Some(2),
+        };
+        assert_eq!(
+            plan(&toolkit, &layout(&nodes, 0, &[])).required[0].command,
+            r#"mpirun --hostfile /tmp/hosts -np 2 "${AZ_BATCHAI_MOUNT_ROOT}"/venv/bin/python "${AZ_BATCHAI_JOB_TEMP}"/t.py --x $Y"#
         );
     }
 

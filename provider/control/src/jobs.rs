@@ -537,6 +537,58 @@ pub fn resolve_job_path(
     })
 }
 
+/// Resolves a setup task's `std_out_err_path_prefix` on a node: an absolute path, or one below
+/// `$AZ_BATCHAI_MOUNT_ROOT` that stays below it (a setup task has no job mount root). True in
+/// the second case: the path must then stay beneath the mount root once links are followed
+/// ([`check_beneath`]). Plan-time validation calls it with any mount root.
+pub fn resolve_setup_log_prefix(
+    path: &str,
+    mount_root: &std::path::Path,
+) -> Result<(std::path::PathBuf, bool), String> {
+    match split_job_path(path)? {
+        (Some(MOUNT_ROOT_VAR), rest) => Ok((mount_root.join(rest), true)),
+        (Some(var), _) => Err(format!(
+            "{path:?} starts with ${var}, which a setup task does not have; use ${MOUNT_ROOT_VAR} or an absolute path"
+        )),
+        (None, absolute) => Ok((std::path::PathBuf::from(absolute), false)),
+    }
+}
+
+/// Checks a setup task's `std_out_err_path_prefix` at plan time.
+pub fn check_setup_log_prefix(path: &str) -> Result<(), String> {
+    resolve_setup_log_prefix(path, std::path::Path::new("/")).map(|_| ())
+}
+
+/// Checks that `path` (which may not exist yet) stays beneath one of `roots` once the links
+/// along its existing part are followed: a link planted on a share by an earlier job must not
+/// carry a later job's output or logs out of it. The part that does not exist yet is created
+/// as directories, so it holds no links.
+pub fn check_beneath(path: &std::path::Path, roots: &[std::path::PathBuf]) -> Result<(), String> {
+    let mut existing = path;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(parent) => existing = parent,
+            None => return Ok(()),
+        }
+    }
+    let real = existing
+        .canonicalize()
+        .map_err(|e| format!("resolve {}: {e}", existing.display()))?;
+    let inside = roots
+        .iter()
+        .filter_map(|r| r.canonicalize().ok())
+        .any(|root| real.starts_with(root));
+    if inside {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} leads to {} through a link, outside the mount root",
+            path.display(),
+            real.display()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -719,6 +771,62 @@ mod tests {
                 Ok(p) => assert_eq!(got, Ok(std::path::PathBuf::from(p)), "{path}"),
                 Err(()) => assert!(got.is_err(), "{path}: {got:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn setup_log_prefixes() {
+        let root = std::path::Path::new("/n/mounts");
+        let cases = [
+            ("$AZ_BATCHAI_MOUNT_ROOT/logs", Ok(("/n/mounts/logs", true))),
+            ("${AZ_BATCHAI_MOUNT_ROOT}", Ok(("/n/mounts/", true))),
+            ("/var/log/setup", Ok(("/var/log/setup", false))),
+            ("../../..", Err(())),
+            ("$AZ_BATCHAI_MOUNT_ROOT/../x", Err(())),
+            ("$AZ_BATCHAI_JOB_MOUNT_ROOT/x", Err(())),
+        ];
+        for (path, want) in cases {
+            let got = resolve_setup_log_prefix(path, root);
+            match want {
+                Ok((p, beneath)) => {
+                    assert_eq!(got, Ok((std::path::PathBuf::from(p), beneath)), "{path}");
+                }
+                Err(()) => assert!(
+                    got.is_err() && check_setup_log_prefix(path).is_err(),
+                    "{path}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn paths_stay_beneath_their_roots_through_links() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().join("mounts");
+        let share = dir.path().join("share");
+        let outside = dir.path().join("outside");
+        for d in [&root, &share, &outside] {
+            std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let link = |target: &std::path::Path, at: &std::path::Path| {
+            std::os::unix::fs::symlink(target, at).unwrap_or_else(|e| panic!("{e}"));
+        };
+        // A mount links to its share; an earlier job planted links on the share and the root.
+        link(&share, &root.join("data"));
+        link(&outside, &share.join("planted"));
+        link(&outside, &root.join("planted"));
+        let roots = [root.clone(), share.clone()];
+        let cases = [
+            ("new/out", true),
+            ("data/out/deeper", true),
+            ("data", true),
+            ("data/planted/out", false),
+            ("planted/out", false),
+            ("data/planted/../out", false),
+        ];
+        for (rel, ok) in cases {
+            let got = check_beneath(&root.join(rel), &roots);
+            assert_eq!(got.is_ok(), ok, "{rel}: {got:?}");
         }
     }
 }

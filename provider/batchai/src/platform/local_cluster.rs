@@ -363,6 +363,11 @@ pub(super) async fn delete(platform: &LocalPlatform, name: &Name) -> Result<(), 
         }
         tokio::time::sleep(POLL).await;
     }
+    // Processes a job or setup task detached from a node that was killed rather than stopped.
+    agent::launcher::stop_marked(
+        &agent::launcher::cluster_owner(platform.root(), name),
+        Duration::ZERO,
+    );
     for node in &nodes {
         let _ = agent::gpu::release(&store, &format!("{name}/{}", node.id));
     }

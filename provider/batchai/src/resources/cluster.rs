@@ -477,6 +477,16 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
             );
         }
     }
+    if let Some(prefix) = config
+        .get_attr("setup_task")
+        .and_then(|t| t.get_attr("std_out_err_path_prefix"))
+        .and_then(Value::as_str)
+        && let Err(e) = control::jobs::check_setup_log_prefix(prefix)
+    {
+        diags.push(Diagnostic::error("invalid std_out_err_path_prefix", e).at(
+            AttributePath::attrs(["setup_task", "std_out_err_path_prefix"]),
+        ));
+    }
     diags.extend(super::mounts::validate(config));
     diags
 }
@@ -1070,6 +1080,30 @@ mod tests {
                 ),
             ),
         ];
+        let setup_logs = |prefix: &str| {
+            let mut cfg = config(manual(1), Value::Null);
+            if let Value::Object(fields) = &mut cfg {
+                fields.insert(
+                    "setup_task".to_owned(),
+                    obj(vec![
+                        ("command_line", Value::string("true")),
+                        ("std_out_err_path_prefix", Value::string(prefix)),
+                    ]),
+                );
+            }
+            cfg
+        };
+        let prefix_at = AttributePath::attrs(["setup_task", "std_out_err_path_prefix"]);
+        let mut cases = cases;
+        cases.extend([
+            (setup_logs("$AZ_BATCHAI_MOUNT_ROOT/logs"), None),
+            (setup_logs("../../.."), Some(prefix_at.clone())),
+            (
+                setup_logs("$AZ_BATCHAI_MOUNT_ROOT/../.."),
+                Some(prefix_at.clone()),
+            ),
+            (setup_logs("$AZ_BATCHAI_JOB_MOUNT_ROOT/x"), Some(prefix_at)),
+        ]);
         for (cfg, want) in cases {
             let diags = validate_config(&cfg);
             assert_eq!(

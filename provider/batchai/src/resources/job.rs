@@ -1046,6 +1046,21 @@ fn platform_error(e: PlatformError) -> Diagnostics {
     Diagnostic::error(summary, e.to_string()).into()
 }
 
+/// The diagnostic for a wait that Terraform stopped (Ctrl-C): it says what the job was doing
+/// then, since a queued job has not run.
+fn interrupted(job: &str, state: Option<JobState>) -> Diagnostic {
+    let doing = match state {
+        Some(JobState::Queued) => "was still queued; it stays queued",
+        _ => "was running; it keeps running",
+    };
+    Diagnostic::error(
+        "interrupted",
+        format!(
+            "Terraform asked the provider to stop while job {job} {doing} and is saved to state, so destroying it terminates it"
+        ),
+    )
+}
+
 /// The error a failed job is reported with: its last error, with the stderr tail and log paths.
 fn failure(view: &JobView) -> Diagnostics {
     let s = &view.status;
@@ -1249,10 +1264,10 @@ impl Resource<Client> for JobResource {
                     "job did not finish in time",
                     format!("job {job} did not finish within timeouts.create; it keeps running and is saved to state (tainted). Raise timeouts.create, set wait_for_completion = false, or destroy it to terminate it"),
                 ).into()),
-                () = ctx.stopped() => Err(Diagnostic::error(
-                    "interrupted",
-                    format!("Terraform asked the provider to stop while job {job} ran; the job keeps running and is saved to state, so destroying it terminates it"),
-                ).into()),
+                () = ctx.stopped() => {
+                    let state = client.get_job(&cluster, &job).await.ok().flatten();
+                    Err(interrupted(job.as_str(), state.map(|v| v.status.state)).into())
+                }
             };
             let (view, mut diagnostics) = match waited {
                 Ok(view) => (view, Diagnostics::new()),
@@ -1397,6 +1412,19 @@ mod tests {
     #[test]
     fn schema_is_valid() {
         assert!(schema().validate().is_ok());
+    }
+
+    #[test]
+    fn an_interrupted_wait_says_whether_the_job_ran() {
+        let queued = interrupted("j", Some(JobState::Queued)).detail;
+        assert!(
+            queued.contains("was still queued") && !queued.contains("ran"),
+            "{queued}"
+        );
+        for state in [Some(JobState::Running), None] {
+            let running = interrupted("j", state).detail;
+            assert!(running.contains("was running"), "{running}");
+        }
     }
 
     fn obj(pairs: Vec<(&str, Value)>) -> Value {
