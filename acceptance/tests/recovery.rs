@@ -419,3 +419,133 @@ fn corrupt_records_are_isolated_and_destroy_still_works() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+/// The README's first hour: the setup task needs a file that is not there, so every node is
+/// unusable. The job does not wait forever: it fails after `max_unschedulable_time`, quoting
+/// the nodes' error, stderr and log paths, and the cluster says it is unusable. Once the file
+/// is there, the next apply replaces the unusable nodes at once and runs the job.
+#[test]
+fn a_job_on_a_cluster_whose_nodes_all_fail_fails_in_bounded_time_and_runs_once_fixed()
+-> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let needed = ws.path().join("requirements.txt");
+    let setup = format!(
+        "  setup_task {{\n    command_line = \"test -f {} || {{ echo requirements.txt is missing >&2; exit 1; }}\"\n  }}",
+        needed.display()
+    );
+    // As in the README: an auto-scale cluster starts empty, so it is created fine, and its
+    // nodes only fail once the job asks for them.
+    let mut config = format!(
+        r#"resource "batchai_cluster" "c" {{
+  name    = "c"
+  vm_size = "Standard_D2s_v3"
+  scale_settings {{
+    auto_scale {{
+      minimum_node_count = 0
+      maximum_node_count = 2
+    }}
+  }}
+{setup}
+}}
+"#
+    );
+    config.push_str(&job(
+        "train",
+        "  constraints {\n    max_unschedulable_time = \"10s\"\n  }\n  custom_toolkit {\n    command_line = \"echo trained\"\n  }",
+    ));
+    ws.write_config(&config)?;
+    ws.init()?;
+    let stderr = apply_fails(&ws)?;
+    for want in [
+        "ClusterUnusable",
+        "requirements.txt is missing",
+        "stderr.txt",
+        "apply again",
+    ] {
+        ensure!(
+            stderr.contains(want),
+            "the diagnostic says {want:?}:\n{stderr}"
+        );
+    }
+    ws.ok(&[
+        "apply",
+        "-refresh-only",
+        "-auto-approve",
+        "-input=false",
+        "-no-color",
+    ])?;
+    let cluster = values(&ws, "batchai_cluster.c")?;
+    ensure!(
+        cluster["errors"][0]["code"] == "ClusterUnusable",
+        "the cluster says it is unusable: {}",
+        cluster["errors"]
+    );
+    let job = values(&ws, "batchai_job.train")?;
+    ensure!(
+        job["execution_state"] == "failed" && job["errors"][0]["code"] == "ClusterUnusable",
+        "{job}"
+    );
+
+    std::fs::write(&needed, "")?;
+    ws.apply()
+        .context("once the cause is fixed, the next apply runs the job")?;
+    let job = values(&ws, "batchai_job.train")?;
+    ensure!(job["execution_state"] == "succeeded", "{job}");
+    ws.ok(&[
+        "apply",
+        "-refresh-only",
+        "-auto-approve",
+        "-input=false",
+        "-no-color",
+    ])?;
+    let cluster = values(&ws, "batchai_cluster.c")?;
+    ensure!(
+        cluster["node_state_counts"]["unusable"] == 0,
+        "the unusable nodes were replaced: {cluster}"
+    );
+    ws.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"])?;
+    Ok(())
+}
+
+/// A queued gang that the cluster can no longer hold (it was scaled down under it) fails
+/// after `max_unschedulable_time` and says why, instead of waiting forever.
+#[test]
+fn a_job_whose_node_count_can_never_be_met_fails_and_says_why() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let jobs = |nodes: u32| {
+        let mut config = cluster(nodes, "");
+        config.push_str(&job(
+            "blocker",
+            "  wait_for_completion = false\n  custom_toolkit {\n    command_line = \"sleep 300\"\n  }",
+        ));
+        config.push_str(&job(
+            "gang",
+            "  node_count = 2\n  wait_for_completion = false\n  depends_on = [batchai_job.blocker]\n  constraints {\n    max_unschedulable_time = \"5s\"\n  }\n  custom_toolkit {\n    command_line = \"echo never\"\n  }",
+        ));
+        config
+    };
+    ws.write_config(&jobs(2))?;
+    ws.init()?;
+    ws.apply()?;
+    wait_for("the blocker to run", Duration::from_secs(30), || {
+        Ok(status(&ws, "blocker")?.is_some_and(|s| s.state == JobState::Running))
+    })?;
+    // The idle node goes; the gang of two can never start on one node.
+    ws.write_config(&jobs(1))?;
+    ws.apply()?;
+    wait_for("the gang to fail", Duration::from_secs(60), || {
+        Ok(status(&ws, "gang")?.is_some_and(|s| s.state.is_terminal()))
+    })?;
+    let gang = status(&ws, "gang")?.context("no status")?;
+    let error = gang.errors.last().context("no error")?;
+    ensure!(
+        error.code == "NodeCountUnattainable" && error.message.contains("at most 1"),
+        "{gang:?}"
+    );
+    ensure!(
+        status(&ws, "blocker")?.is_some_and(|s| s.state == JobState::Running),
+        "the running job is untouched"
+    );
+    ws.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"])?;
+    Ok(())
+}

@@ -259,6 +259,7 @@ fn read(store: &DirStore, name: &str) -> Result<Option<ClusterView>, agent::Agen
         resource: resource.resource,
         creation_time: resource.creation_time,
         desired_node_count: status.desired_node_count,
+        failing_since_ms: status.failing_since_ms,
     }))
 }
 

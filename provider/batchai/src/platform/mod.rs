@@ -188,4 +188,6 @@ pub struct ClusterView {
     pub creation_time: String,
     /// The node count the cluster is converging to.
     pub desired_node_count: u32,
+    /// Since when nodes fail to prepare (see `ClusterStatus::failing_since_ms`).
+    pub failing_since_ms: Option<u64>,
 }

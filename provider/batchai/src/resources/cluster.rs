@@ -683,6 +683,25 @@ fn with_live(mut model: Model, view: &ClusterView) -> Model {
             });
         }
     }
+    // Said once for the cluster, not only per node: no job can start here until the cause of
+    // the nodes' failures is fixed.
+    if let Some(since) = view.failing_since_ms
+        && counts.idle + counts.running == 0
+        && counts.unusable > 0
+    {
+        errors.insert(
+            0,
+            ErrorModel {
+                code: "ClusterUnusable".to_owned(),
+                message: format!(
+                    "every node of cluster {} failed to prepare since {} (see the nodes' errors); jobs cannot start until the cause is fixed: fix the setup task or mount, then apply again (a new job replaces the unusable nodes at once, otherwise they are retried with a backoff of 30 s doubling to 15 min)",
+                    view.spec.name,
+                    super::rfc3339_ms(since)
+                ),
+                details: Default::default(),
+            },
+        );
+    }
     let count = u32::try_from(view.nodes.len()).unwrap_or(u32::MAX);
     let steady = count == view.desired_node_count
         && counts.preparing == 0

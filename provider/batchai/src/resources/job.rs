@@ -24,6 +24,8 @@ use crate::platform::{JobView, PlatformError};
 
 pub const TYPE_NAME: &str = "batchai_job";
 const DEFAULT_MAX_WALL_CLOCK: &str = "7.00:00:00";
+/// The default of `constraints.max_unschedulable_time`: [`control::jobs::DEFAULT_MAX_UNSCHEDULABLE_MS`].
+const DEFAULT_MAX_UNSCHEDULABLE: &str = "00:05:00";
 /// Toolkit blocks: a job sets exactly one.
 const TOOLKITS: [&str; 9] = [
     "custom_toolkit",
@@ -147,6 +149,7 @@ pub(crate) struct OutputModel {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct ConstraintsModel {
     pub max_wall_clock_time: Option<String>,
+    pub max_unschedulable_time: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -410,11 +413,23 @@ fn schema() -> Schema {
         NestedBlock::optional_single(
             "constraints",
             block(
-                vec![Attribute::optional_computed("max_wall_clock_time", Type::String).description(
-                    "The longest the job may run, as Batch AI's `d.hh:mm:ss`, an ISO 8601 \
-                     duration (`PT2H`) or `1h30m`. Defaults to 7 days. A job that runs over is \
-                     stopped and fails with `JobWallClockTimeExceeded`.",
-                )],
+                vec![
+                    Attribute::optional_computed("max_wall_clock_time", Type::String).description(
+                        "The longest the job may run, as Batch AI's `d.hh:mm:ss`, an ISO 8601 \
+                         duration (`PT2H`) or `1h30m`. Defaults to 7 days. A job that runs over \
+                         is stopped and fails with `JobWallClockTimeExceeded`.",
+                    ),
+                    Attribute::optional_computed("max_unschedulable_time", Type::String)
+                        .description(
+                            "How long the job may wait in the queue while its cluster cannot run \
+                             it: its nodes fail to prepare (a setup task or mount fails on every \
+                             node) and no usable node is left, or it needs more nodes than the \
+                             cluster can ever have. Same notations as `max_wall_clock_time`; \
+                             defaults to 5 minutes. The job then fails with `ClusterUnusable` \
+                             (quoting the nodes' errors and log paths) or \
+                             `NodeCountUnattainable`. Waiting for busy nodes is not counted.",
+                        ),
+                ],
                 "Limits on the job.",
             ),
         )
@@ -723,15 +738,13 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
             at(&["tensorflow", "parameter_server_count"]),
         );
     }
-    if let Some(limit) = str_at(config, &["constraints", "max_wall_clock_time"])
-        && let Err(e) = control::duration::parse(limit)
-    {
-        // The parser's message already says which notations are accepted.
-        error(
-            "invalid max_wall_clock_time",
-            e,
-            at(&["constraints", "max_wall_clock_time"]),
-        );
+    for field in ["max_wall_clock_time", "max_unschedulable_time"] {
+        if let Some(limit) = str_at(config, &["constraints", field])
+            && let Err(e) = control::duration::parse(limit)
+        {
+            // The parser's message already says which notations are accepted.
+            error(&format!("invalid {field}"), e, at(&["constraints", field]));
+        }
     }
     if let Some(n) = int_at(config, &["retry", "max_retries"])
         && !(0..=100).contains(&n)
@@ -836,6 +849,8 @@ fn apply_defaults(model: &mut Model) {
     if let Some(c) = &mut model.constraints {
         c.max_wall_clock_time
             .get_or_insert_with(|| DEFAULT_MAX_WALL_CLOCK.to_owned());
+        c.max_unschedulable_time
+            .get_or_insert_with(|| DEFAULT_MAX_UNSCHEDULABLE.to_owned());
     }
     if let Some(c) = &mut model.cntk {
         c.language_type.get_or_insert_with(|| "python".to_owned());
@@ -932,6 +947,15 @@ async fn spec_from(client: &Client, model: &Model) -> Result<(JobSpec, Name), Di
         Diagnostic::error("invalid max_wall_clock_time", e)
             .at(at(&["constraints", "max_wall_clock_time"]))
     })?;
+    let unschedulable = model
+        .constraints
+        .as_ref()
+        .and_then(|c| c.max_unschedulable_time.as_deref())
+        .unwrap_or(DEFAULT_MAX_UNSCHEDULABLE);
+    let max_unschedulable = control::duration::parse(unschedulable).map_err(|e| {
+        Diagnostic::error("invalid max_unschedulable_time", e)
+            .at(at(&["constraints", "max_unschedulable_time"]))
+    })?;
     let environment_variables = model.environment_variables.clone().unwrap_or_default();
     let spec = JobSpec {
         format: records::FORMAT,
@@ -975,7 +999,7 @@ async fn spec_from(client: &Client, model: &Model) -> Result<(JobSpec, Name), Di
             .unwrap_or_else(|| client.default_job_log_prefix()),
         mounts: super::mounts::resolve(client, model.mount_volumes.as_ref()).await?,
         max_wall_clock_ms: u64::try_from(max_wall_clock.as_millis()).unwrap_or(u64::MAX),
-        max_unschedulable_ms: control::jobs::DEFAULT_MAX_UNSCHEDULABLE_MS,
+        max_unschedulable_ms: u64::try_from(max_unschedulable.as_millis()).unwrap_or(u64::MAX),
         retry: model
             .retry
             .as_ref()
@@ -1164,6 +1188,10 @@ impl Resource<Client> for JobResource {
                 (
                     &["constraints", "max_wall_clock_time"],
                     Value::string(DEFAULT_MAX_WALL_CLOCK),
+                ),
+                (
+                    &["constraints", "max_unschedulable_time"],
+                    Value::string(DEFAULT_MAX_UNSCHEDULABLE),
                 ),
                 (&["cntk", "language_type"], Value::string("python")),
             ],
