@@ -93,12 +93,16 @@ pub struct CorruptNode {
     pub error: String,
 }
 
+/// A cluster's node records as read: the readable ones with their ETags, the corrupt ones apart.
+#[derive(Debug, Default)]
+pub struct NodeRecords {
+    pub readable: Vec<(NodeRecord, control::ETag)>,
+    pub corrupt: Vec<CorruptNode>,
+}
+
 /// Reads every node record of a cluster with its ETag, and the keys of corrupt ones apart: one
 /// bad record must not hide the others (nor block a destroy).
-pub fn read_nodes(
-    store: &dyn Store,
-    cluster: &str,
-) -> Result<(Vec<(NodeRecord, control::ETag)>, Vec<CorruptNode>), AgentError> {
+pub fn read_nodes(store: &dyn Store, cluster: &str) -> Result<NodeRecords, AgentError> {
     let mut out = Vec::new();
     let mut corrupt = Vec::new();
     for key in store.list(&keys::nodes_prefix(cluster))? {
@@ -114,7 +118,10 @@ pub fn read_nodes(
             }
         }
     }
-    Ok((out, corrupt))
+    Ok(NodeRecords {
+        readable: out,
+        corrupt,
+    })
 }
 
 /// Every readable node record of a cluster with its ETag (corrupt ones are the scheduler's to
@@ -123,7 +130,7 @@ pub fn nodes(
     store: &dyn Store,
     cluster: &str,
 ) -> Result<Vec<(NodeRecord, control::ETag)>, AgentError> {
-    Ok(read_nodes(store, cluster)?.0)
+    Ok(read_nodes(store, cluster)?.readable)
 }
 
 /// Whether a node is gone: its agent died (as far as the platform can tell), or its heartbeat
@@ -155,7 +162,7 @@ pub fn reconcile(
 
     let mut live = Vec::new();
     let mut present = Vec::new();
-    let (readable, corrupt) = read_nodes(store, cluster)?;
+    let NodeRecords { readable, corrupt } = read_nodes(store, cluster)?;
     for bad in corrupt {
         // A node whose record is garbage is treated as lost: its agent finds the record gone
         // and leaves, and a replacement is launched below.

@@ -531,9 +531,10 @@ fn schema() -> Schema {
              first node, which collects every rank's output) and `<node>-rank-N` (PyTorch \
              ranks after the first), `<node>-worker-N` or `<node>-ps-N` (TensorFlow) for the \
              others; `job_preparation` writes `stdout-job_prep-<node>.txt` and \
-             `stderr-job_prep-<node>.txt` on each node; and `metrics-<attempt>.jsonl` holds \
-             what the job appended to `$BATCHAI_METRICS_FILE` in each attempt. Follow a \
-             running job with `tail -f`.",
+             `stderr-job_prep-<node>.txt` on each node; MPI toolkits also keep each rank's own \
+             output in `mpi-<attempt>/1/rank.<N>/stdout` and `stderr`; and \
+             `metrics-<attempt>.jsonl` holds what the job appended to `$BATCHAI_METRICS_FILE` \
+             in each attempt. Follow a running job with `tail -f`.",
         ),
         Attribute::computed("job_output_directory_path_segment", Type::String).description(
             "The generated part of output and log paths, `<cluster>/jobs/<name>/<unique id>`.",
