@@ -281,12 +281,16 @@ pub(super) fn get(
     name: &str,
 ) -> Result<Option<JobView>, PlatformError> {
     let store = open_store(platform, "read", name)?;
-    // Its cluster is scheduled first: an attempt on nodes that died goes back to the queue
-    // before the job is reported.
-    if let Err(e) = super::local_cluster::nudge(platform, &store, cluster) {
-        tracing::warn!(job = name, error = %e, "schedule the cluster before reading the job");
-    }
     let mut view = read(platform, &store, cluster, name)?;
+    // A job that has not ended is reported only after its cluster was scheduled: an attempt on
+    // nodes that died goes back to the queue first. Ended jobs (most of a large plan) cost no
+    // scheduling pass.
+    if view.as_ref().is_some_and(|v| !v.status.state.is_terminal()) {
+        if let Err(e) = super::local_cluster::nudge(platform, &store, cluster) {
+            tracing::warn!(job = name, error = %e, "schedule the cluster before reading the job");
+        }
+        view = read(platform, &store, cluster, name)?;
+    }
     if let Some(v) = &mut view {
         live_metrics(platform, v);
     }
