@@ -454,3 +454,46 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A manual-scale cluster `c` of `nodes` nodes (no GPUs), with `extra` inside its block.
+pub fn cluster_c(nodes: u32, extra: &str) -> String {
+    format!(
+        r#"resource "batchai_cluster" "c" {{
+  name    = "c"
+  vm_size = "Standard_D2s_v3"
+  scale_settings {{
+    manual {{
+      target_node_count = {nodes}
+    }}
+  }}
+{extra}
+}}
+"#
+    )
+}
+
+/// A job on cluster `c` with `body` inside its block.
+pub fn job_on_c(name: &str, body: &str) -> String {
+    format!(
+        r#"resource "batchai_job" "{name}" {{
+  name       = "{name}"
+  cluster_id = batchai_cluster.c.id
+{body}
+}}
+"#
+    )
+}
+
+/// The status record of job `name` on `cluster` in the local platform rooted at `root`.
+pub fn job_status(
+    root: &Path,
+    cluster: &str,
+    name: &str,
+) -> anyhow::Result<Option<control::jobs::JobStatus>> {
+    use control::Store as _;
+    let store = control::DirStore::open(root.join("store"))?;
+    let Some(v) = store.get(&control::records::keys::job_status(cluster, name))? else {
+        return Ok(None);
+    };
+    Ok(Some(control::records::decode("job status", &v.data)?))
+}

@@ -12,35 +12,16 @@ use batchai_acceptance::{
     resource_values, wait_for, walk,
 };
 use control::jobs::{JobState, JobStatus};
-use control::records::{self, NodeRecord, keys};
+use control::records::{NodeRecord, keys};
 use control::{DirStore, Store as _};
 use serde_json::Value as Json;
 
 fn cluster(nodes: u32) -> String {
-    format!(
-        r#"resource "batchai_cluster" "c" {{
-  name    = "c"
-  vm_size = "Standard_D2s_v3"
-  scale_settings {{
-    manual {{
-      target_node_count = {nodes}
-    }}
-  }}
-}}
-"#
-    )
+    batchai_acceptance::cluster_c(nodes, "")
 }
 
-/// A job on cluster `c` with `body` inside its block.
 fn job(name: &str, body: &str) -> String {
-    format!(
-        r#"resource "batchai_job" "{name}" {{
-  name       = "{name}"
-  cluster_id = batchai_cluster.c.id
-{body}
-}}
-"#
-    )
+    batchai_acceptance::job_on_c(name, body)
 }
 
 fn store(ws: &Workspace) -> anyhow::Result<DirStore> {
@@ -53,10 +34,7 @@ fn status(ws: &Workspace, name: &str) -> anyhow::Result<Option<JobStatus>> {
 }
 
 fn status_on(ws: &Workspace, cluster: &str, name: &str) -> anyhow::Result<Option<JobStatus>> {
-    let Some(v) = store(ws)?.get(&keys::job_status(cluster, name))? else {
-        return Ok(None);
-    };
-    Ok(Some(records::decode("job status", &v.data)?))
+    batchai_acceptance::job_status(&ws.root, cluster, name)
 }
 
 fn wait_state(ws: &Workspace, name: &str, want: JobState, limit: Duration) -> anyhow::Result<()> {

@@ -7,37 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use batchai_acceptance::{Workspace, alive, newest_cli, resource_values, wait_for, walk};
+use batchai_acceptance::{
+    Workspace, alive, cluster_c as cluster, job_on_c as job, newest_cli, resource_values, wait_for,
+    walk,
+};
 use serde_json::Value as Json;
-
-/// A cluster `c` of `nodes` nodes with `extra` inside its block.
-fn cluster(nodes: u32, extra: &str) -> String {
-    format!(
-        r#"resource "batchai_cluster" "c" {{
-  name    = "c"
-  vm_size = "Standard_D2s_v3"
-  scale_settings {{
-    manual {{
-      target_node_count = {nodes}
-    }}
-  }}
-{extra}
-}}
-"#
-    )
-}
-
-/// A job on cluster `c` with `body` inside its block.
-fn job(name: &str, body: &str) -> String {
-    format!(
-        r#"resource "batchai_job" "{name}" {{
-  name       = "{name}"
-  cluster_id = batchai_cluster.c.id
-{body}
-}}
-"#
-    )
-}
 
 fn job_values(state: &Json, name: &str) -> anyhow::Result<Json> {
     resource_values(state, &format!("batchai_job.{name}"))

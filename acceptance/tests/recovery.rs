@@ -7,55 +7,58 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use batchai_acceptance::{Workspace, newest_cli, resource_values, wait_for, walk};
+use batchai_acceptance::{
+    Workspace, cluster_c as cluster, job_on_c as job, newest_cli, resource_values, wait_for, walk,
+};
 use control::jobs::{JobState, JobStatus};
-use control::records::{self, keys};
+use control::records::keys;
 use control::{DirStore, Store as _};
 use serde_json::Value as Json;
-
-fn cluster(nodes: u32, extra: &str) -> String {
-    format!(
-        r#"resource "batchai_cluster" "c" {{
-  name    = "c"
-  vm_size = "Standard_D2s_v3"
-  scale_settings {{
-    manual {{
-      target_node_count = {nodes}
-    }}
-  }}
-{extra}
-}}
-"#
-    )
-}
-
-/// A job on cluster `c` with `body` inside its block.
-fn job(name: &str, body: &str) -> String {
-    format!(
-        r#"resource "batchai_job" "{name}" {{
-  name       = "{name}"
-  cluster_id = batchai_cluster.c.id
-{body}
-}}
-"#
-    )
-}
 
 fn store(ws: &Workspace) -> anyhow::Result<DirStore> {
     Ok(DirStore::open(ws.root.join("store"))?)
 }
 
 fn status(ws: &Workspace, name: &str) -> anyhow::Result<Option<JobStatus>> {
-    let Some(v) = store(ws)?.get(&keys::job_status("c", name))? else {
-        return Ok(None);
-    };
-    Ok(Some(records::decode("job status", &v.data)?))
+    batchai_acceptance::job_status(&ws.root, "c", name)
+}
+
+/// Applies `config` and waits until job `name` runs.
+fn start_running(ws: &Workspace, config: &str, name: &str) -> anyhow::Result<()> {
+    ws.write_config(config)?;
+    ws.init()?;
+    ws.apply()?;
+    wait_for(
+        &format!("job {name} to run"),
+        Duration::from_secs(30),
+        || Ok(status(ws, name)?.is_some_and(|s| s.state == JobState::Running)),
+    )
+}
+
+/// A job on `c` that runs until it is stopped, without apply waiting for it.
+fn background_job(name: &str) -> String {
+    job(
+        name,
+        "  wait_for_completion = false\n  custom_toolkit {\n    command_line = \"sleep 300\"\n  }",
+    )
 }
 
 fn values(ws: &Workspace, address: &str) -> anyhow::Result<Json> {
     resource_values(&ws.state_json()?, address)
         .cloned()
         .with_context(|| format!("no {address} in state"))
+}
+
+/// `apply -refresh-only`: what Read reports now, in state.
+fn refresh(ws: &Workspace) -> anyhow::Result<()> {
+    ws.ok(&[
+        "apply",
+        "-refresh-only",
+        "-auto-approve",
+        "-input=false",
+        "-no-color",
+    ])?;
+    Ok(())
 }
 
 fn apply_fails(ws: &Workspace) -> anyhow::Result<String> {
@@ -198,17 +201,7 @@ fn agent_pids(ws: &Workspace) -> anyhow::Result<Vec<(String, u32)>> {
 #[test]
 fn a_cluster_whose_agents_all_died_is_healed_by_the_next_refresh() -> anyhow::Result<()> {
     let ws = Workspace::new(&newest_cli())?;
-    let mut config = cluster(2, "");
-    config.push_str(&job(
-        "long",
-        "  wait_for_completion = false\n  custom_toolkit {\n    command_line = \"sleep 300\"\n  }",
-    ));
-    ws.write_config(&config)?;
-    ws.init()?;
-    ws.apply()?;
-    wait_for("the job to run", Duration::from_secs(30), || {
-        Ok(status(&ws, "long")?.is_some_and(|s| s.state == JobState::Running))
-    })?;
+    start_running(&ws, &(cluster(2, "") + &background_job("long")), "long")?;
     let killed = agent_pids(&ws)?;
     ensure!(killed.len() == 2, "{killed:?}");
     for (_, pid) in &killed {
@@ -222,13 +215,7 @@ fn a_cluster_whose_agents_all_died_is_healed_by_the_next_refresh() -> anyhow::Re
             .all(|(_, pid)| !batchai_acceptance::alive(*pid)))
     })?;
 
-    ws.ok(&[
-        "apply",
-        "-refresh-only",
-        "-auto-approve",
-        "-input=false",
-        "-no-color",
-    ])?;
+    refresh(&ws)?;
     let now = batchai_acceptance::node_records(&ws.root, "c")?;
     ensure!(
         now.iter().all(|n| killed.iter().all(|(id, _)| *id != n.id)),
@@ -291,17 +278,12 @@ impl Drop for ReadOnly {
 #[test]
 fn a_store_outage_of_twenty_seconds_loses_no_job() -> anyhow::Result<()> {
     let ws = Workspace::new(&newest_cli())?;
-    let mut config = cluster(1, "");
-    config.push_str(&job(
-        "steady",
-        "  wait_for_completion = false\n  custom_toolkit {\n    command_line = \"for i in $(seq 1 10); do sleep 1; done; echo done-ok\"\n  }",
-    ));
-    ws.write_config(&config)?;
-    ws.init()?;
-    ws.apply()?;
-    wait_for("the job to run", Duration::from_secs(30), || {
-        Ok(status(&ws, "steady")?.is_some_and(|s| s.state == JobState::Running))
-    })?;
+    let config = cluster(1, "")
+        + &job(
+            "steady",
+            "  wait_for_completion = false\n  custom_toolkit {\n    command_line = \"for i in $(seq 1 10); do sleep 1; done; echo done-ok\"\n  }",
+        );
+    start_running(&ws, &config, "steady")?;
     let before = agent_pids(&ws)?;
     {
         let _outage = ReadOnly::mount(&ws.root.join("store"))?;
@@ -350,17 +332,8 @@ fn truncate(path: &Path) -> anyhow::Result<()> {
 #[test]
 fn corrupt_records_are_isolated_and_destroy_still_works() -> anyhow::Result<()> {
     let ws = Workspace::new(&newest_cli())?;
-    let mut config = cluster(2, "");
-    config.push_str(&job(
-        "victim",
-        "  wait_for_completion = false\n  custom_toolkit {\n    command_line = \"sleep 300\"\n  }",
-    ));
-    ws.write_config(&config)?;
-    ws.init()?;
-    ws.apply()?;
-    wait_for("the victim to run", Duration::from_secs(30), || {
-        Ok(status(&ws, "victim")?.is_some_and(|s| s.state == JobState::Running))
-    })?;
+    let mut config = cluster(2, "") + &background_job("victim");
+    start_running(&ws, &config, "victim")?;
     truncate(&value_file(&ws, &keys::job_status("c", "victim")))?;
 
     // A job queued next to the corrupt one runs (a create timeout bounds the old hang).
@@ -467,13 +440,7 @@ fn a_job_on_a_cluster_whose_nodes_all_fail_fails_in_bounded_time_and_runs_once_f
             "the diagnostic says {want:?}:\n{stderr}"
         );
     }
-    ws.ok(&[
-        "apply",
-        "-refresh-only",
-        "-auto-approve",
-        "-input=false",
-        "-no-color",
-    ])?;
+    refresh(&ws)?;
     let cluster = values(&ws, "batchai_cluster.c")?;
     ensure!(
         cluster["errors"][0]["code"] == "ClusterUnusable",
@@ -491,13 +458,7 @@ fn a_job_on_a_cluster_whose_nodes_all_fail_fails_in_bounded_time_and_runs_once_f
         .context("once the cause is fixed, the next apply runs the job")?;
     let job = values(&ws, "batchai_job.train")?;
     ensure!(job["execution_state"] == "succeeded", "{job}");
-    ws.ok(&[
-        "apply",
-        "-refresh-only",
-        "-auto-approve",
-        "-input=false",
-        "-no-color",
-    ])?;
+    refresh(&ws)?;
     let cluster = values(&ws, "batchai_cluster.c")?;
     ensure!(
         cluster["node_state_counts"]["unusable"] == 0,
@@ -513,23 +474,14 @@ fn a_job_on_a_cluster_whose_nodes_all_fail_fails_in_bounded_time_and_runs_once_f
 fn a_job_whose_node_count_can_never_be_met_fails_and_says_why() -> anyhow::Result<()> {
     let ws = Workspace::new(&newest_cli())?;
     let jobs = |nodes: u32| {
-        let mut config = cluster(nodes, "");
-        config.push_str(&job(
-            "blocker",
-            "  wait_for_completion = false\n  custom_toolkit {\n    command_line = \"sleep 300\"\n  }",
-        ));
+        let mut config = cluster(nodes, "") + &background_job("blocker");
         config.push_str(&job(
             "gang",
             "  node_count = 2\n  wait_for_completion = false\n  depends_on = [batchai_job.blocker]\n  constraints {\n    max_unschedulable_time = \"5s\"\n  }\n  custom_toolkit {\n    command_line = \"echo never\"\n  }",
         ));
         config
     };
-    ws.write_config(&jobs(2))?;
-    ws.init()?;
-    ws.apply()?;
-    wait_for("the blocker to run", Duration::from_secs(30), || {
-        Ok(status(&ws, "blocker")?.is_some_and(|s| s.state == JobState::Running))
-    })?;
+    start_running(&ws, &jobs(2), "blocker")?;
     // The idle node goes; the gang of two can never start on one node.
     ws.write_config(&jobs(1))?;
     ws.apply()?;
