@@ -193,12 +193,16 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
     ) {
         tracing::warn!(error = %e, "record the node's preparation in the cluster status");
     }
-    update_record(&store, &key, |r| {
-        r.state = state;
-        r.last_heartbeat_ms = records::now_ms();
-        if let Some(e) = &error {
-            r.errors.push(e.clone());
-        }
+    // Through a store outage too: a prepared node must not give up on what it prepared.
+    crate::until_stored("record the node's preparation", || {
+        records::update(&store, &key, "node record", |r: &mut NodeRecord| {
+            r.state = state;
+            r.last_heartbeat_ms = records::now_ms();
+            if let Some(e) = &error {
+                r.errors.push(e.clone());
+            }
+            true
+        })
     })?;
 
     let mut election = Election {
