@@ -234,7 +234,9 @@ impl Warnings {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Diagnostics> {
         // A panic while pushing leaves a valid list behind, so a poisoned lock is still usable.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -23,6 +23,52 @@ pub fn decode<T: DeserializeOwned>(value: &Value, ty: &Type) -> Result<T, Diagno
     })
 }
 
+/// The same number checks as [`decode`], for validation, where parts of the configuration may
+/// still be unknown (they are skipped, as null: configurable fields are `Option`s): `1.5` for an integer field is reported at plan time, at
+/// its attribute path, instead of failing the apply.
+pub fn check_numbers<T: DeserializeOwned>(config: &Value, ty: &Type) -> Diagnostics {
+    let Ok(mut json) = json::to_json(&config.unknown_as_null(), ty) else {
+        return Diagnostics::new();
+    };
+    // An unknown collection (a `dynamic` block over an unknown list) decodes as empty: models
+    // may hold collections as plain `Vec`s.
+    empty_collections_for_nulls(&mut json, ty);
+    if serde_json::from_value::<T>(json.clone()).is_ok() {
+        return Diagnostics::new();
+    }
+    numbers_out_of_range::<T>(&json, ty).unwrap_or_default()
+}
+
+fn empty_collections_for_nulls(json: &mut Json, ty: &Type) {
+    match (json, ty) {
+        (json @ Json::Null, Type::List(_) | Type::Set(_)) => *json = Json::Array(Vec::new()),
+        (json @ Json::Null, Type::Map(_)) => *json = Json::Object(serde_json::Map::new()),
+        (Json::Object(map), Type::Object(fields)) => {
+            for (key, value) in map.iter_mut() {
+                if let Some(field) = fields.get(key) {
+                    empty_collections_for_nulls(value, field);
+                }
+            }
+        }
+        (Json::Object(map), Type::Map(element)) => {
+            for value in map.values_mut() {
+                empty_collections_for_nulls(value, element);
+            }
+        }
+        (Json::Array(items), Type::List(element) | Type::Set(element)) => {
+            for value in items {
+                empty_collections_for_nulls(value, element);
+            }
+        }
+        (Json::Array(items), Type::Tuple(elements)) => {
+            for (value, element) in items.iter_mut().zip(elements) {
+                empty_collections_for_nulls(value, element);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Encodes a model as a value of type `ty`; every attribute of the type must be a field.
 pub fn encode<T: Serialize>(model: &T, ty: &Type) -> Result<Value, Diagnostics> {
     let json = serde_json::to_value(model)
@@ -41,7 +87,13 @@ pub fn encode<T: Serialize>(model: &T, ty: &Type) -> Result<Value, Diagnostics> 
 /// field accepts tell its range.
 fn numbers_out_of_range<T: DeserializeOwned>(json: &Json, ty: &Type) -> Option<Diagnostics> {
     let mut leaves = Vec::new();
-    number_leaves(json, ty, &AttributePath::root(), &mut Vec::new(), &mut leaves);
+    number_leaves(
+        json,
+        ty,
+        &AttributePath::root(),
+        &mut Vec::new(),
+        &mut leaves,
+    );
     let mut zeroed = json.clone();
     for leaf in &leaves {
         if let Some(slot) = pointer_mut(&mut zeroed, &leaf.pointer) {
@@ -81,7 +133,9 @@ fn numbers_out_of_range<T: DeserializeOwned>(json: &Json, ty: &Type) -> Option<D
                 0
             };
             match max {
-                Some(max) => format!("{name} must be a whole number from {min} to {max}, got {number}"),
+                Some(max) => {
+                    format!("{name} must be a whole number from {min} to {max}, got {number}")
+                }
                 None => format!("{name} is out of range, got {number}"),
             }
         } else {
@@ -202,6 +256,8 @@ mod tests {
         offset: Option<i8>,
         scale: Option<Scale>,
         disks: Option<Vec<Disk>>,
+        #[serde(default)]
+        tags: Vec<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -222,14 +278,12 @@ mod tests {
             ("ratio", Type::Number),
             ("node_count", Type::Number),
             ("offset", Type::Number),
-            (
-                "scale",
-                Type::object([("target_node_count", Type::Number)]),
-            ),
+            ("scale", Type::object([("target_node_count", Type::Number)])),
             (
                 "disks",
                 Type::list(Type::object([("size_gb", Type::Number)])),
             ),
+            ("tags", Type::list(Type::String)),
         ])
     }
 
@@ -240,7 +294,8 @@ mod tests {
     #[test]
     fn numbers_that_do_not_fit_an_integer_field_are_errors_at_their_path() {
         let base = serde_json::json!({
-            "name": "a", "ratio": null, "node_count": 2, "offset": null, "scale": null, "disks": null
+            "name": "a", "ratio": null, "node_count": 2, "offset": null, "scale": null, "disks": null,
+            "tags": []
         });
         let with = |key: &str, v: serde_json::Value| {
             let mut j = base.clone();
@@ -293,8 +348,41 @@ mod tests {
             assert_eq!(d.severity, Severity::Error, "{json}");
             assert!(!d.summary.contains("internal-error"), "{json}: {d}");
             assert_eq!(d.detail, detail, "{json}");
-            assert_eq!(d.path.as_ref().map(ToString::to_string).as_deref(), Some(path));
+            assert_eq!(
+                d.path.as_ref().map(ToString::to_string).as_deref(),
+                Some(path)
+            );
         }
+    }
+
+    #[test]
+    fn validation_reports_the_same_numbers_and_skips_unknowns() {
+        let config = Value::Object(
+            [
+                ("name".to_owned(), Value::unknown()),
+                ("ratio".to_owned(), Value::Null),
+                (
+                    "node_count".to_owned(),
+                    Value::Number(crate::Number::parse("1.5").unwrap()),
+                ),
+                ("offset".to_owned(), Value::unknown()),
+                ("scale".to_owned(), Value::unknown()),
+                ("disks".to_owned(), Value::Null),
+                ("tags".to_owned(), Value::unknown()),
+            ]
+            .into(),
+        );
+        let diags = check_numbers::<Model>(&config, &ty());
+        assert_eq!(diags.0.len(), 1, "{diags}");
+        assert_eq!(
+            diags.0[0].detail,
+            "node_count must be a whole number, got 1.5"
+        );
+        let fine = value(serde_json::json!({
+            "name": "a", "ratio": 0.5, "node_count": 3, "offset": -3, "scale": null, "disks": null,
+            "tags": ["x"]
+        }));
+        assert!(check_numbers::<Model>(&fine, &ty()).is_empty());
     }
 
     #[test]

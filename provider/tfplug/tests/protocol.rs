@@ -49,12 +49,18 @@ fn thing_schema() -> Schema {
 }
 
 fn name_of(value: &Value) -> &str {
-    value.get_attr("name").and_then(Value::as_str).unwrap_or_default()
+    value
+        .get_attr("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// The warning a phase reports for a `warn` object, by phase name.
 fn phase_warning(phase: &str) -> Diagnostic {
-    Diagnostic::warning(format!("{phase} warning"), format!("reported during {phase}"))
+    Diagnostic::warning(
+        format!("{phase} warning"),
+        format!("reported during {phase}"),
+    )
 }
 
 fn set(value: &mut Value, name: &str, v: Value) {
@@ -825,7 +831,9 @@ async fn warnings_from_every_phase_reach_terraform() {
         .unwrap()
         .into_inner();
     let plan = h.plan(&config).await;
-    let plan_only = h.plan(&thing(Value::string("warn-only"), Value::Null)).await;
+    let plan_only = h
+        .plan(&thing(Value::string("warn-only"), Value::Null))
+        .await;
     assert!(
         plan_only.planned_state.is_some(),
         "a plan with only warnings stands"
@@ -911,7 +919,11 @@ async fn warnings_from_every_phase_reach_terraform() {
         .into_inner();
 
     let table: [(&str, &[pb::Diagnostic], &[&str]); 9] = [
-        ("ValidateResourceConfig", &validate.diagnostics, &["validate"]),
+        (
+            "ValidateResourceConfig",
+            &validate.diagnostics,
+            &["validate"],
+        ),
         (
             "PlanResourceChange",
             &plan.diagnostics,
@@ -922,9 +934,17 @@ async fn warnings_from_every_phase_reach_terraform() {
             &plan_only.diagnostics,
             &["modify_plan"],
         ),
-        ("ApplyResourceChange (create)", &apply.diagnostics, &["create"]),
+        (
+            "ApplyResourceChange (create)",
+            &apply.diagnostics,
+            &["create"],
+        ),
         ("ReadResource", &read.diagnostics, &["read"]),
-        ("ApplyResourceChange (delete)", &delete.diagnostics, &["delete"]),
+        (
+            "ApplyResourceChange (delete)",
+            &delete.diagnostics,
+            &["delete"],
+        ),
         ("ImportResourceState", &import.diagnostics, &["import"]),
         ("ReadDataSource", &data.diagnostics, &["data source read"]),
         ("ConfigureProvider", &configure.diagnostics, &["configure"]),
