@@ -3,7 +3,7 @@
 //! not fit an integer attribute.
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
@@ -11,14 +11,30 @@ use batchai_acceptance::{Workspace, alive, for_every_cli, newest_cli, provider_b
 
 const COOKIE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
 
+/// Runs the provider with `args` outside Terraform and returns what it printed. A provider that
+/// serves instead of answering is stopped after a generous bound, so the test fails instead of
+/// hanging.
+fn run_by_hand(args: &[&str]) -> Output {
+    let mut child = Command::new(provider_binary())
+        .args(args)
+        .env_remove("TF_PLUGIN_MAGIC_COOKIE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[test]
 fn help_prints_usage_on_stdout_and_exits_0() {
     for flag in ["--help", "-h"] {
-        let out = Command::new(provider_binary())
-            .arg(flag)
-            .env_remove("TF_PLUGIN_MAGIC_COOKIE")
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let out = run_by_hand(&[flag]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{flag}: {stdout}");
         assert!(
@@ -37,11 +53,7 @@ fn help_prints_usage_on_stdout_and_exits_0() {
 #[test]
 fn unknown_flags_print_usage_on_stderr_and_exit_2() {
     for args in [&["--bogus"][..], &["-x"], &["--debug", "extra"]] {
-        let out = Command::new(provider_binary())
-            .args(args)
-            .env_remove("TF_PLUGIN_MAGIC_COOKIE")
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let out = run_by_hand(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?}: stdout must stay empty");
@@ -267,4 +279,53 @@ resource "batchai_job" "j" {
         }
         Ok(())
     });
+}
+
+#[test]
+fn a_plan_time_warning_reaches_the_user() {
+    let cli = newest_cli();
+    let ws = Workspace::new(&cli).unwrap_or_else(|e| panic!("{e:#}"));
+    let cluster = r#"resource "batchai_cluster" "c" {
+  name    = "warned"
+  vm_size = "Standard_D2s_v3"
+  scale_settings {
+    manual {
+      target_node_count = 1
+    }
+  }
+}
+"#;
+    ws.write_config(cluster).unwrap_or_else(|e| panic!("{e:#}"));
+    ws.init().unwrap_or_else(|e| panic!("{e:#}"));
+    ws.apply().unwrap_or_else(|e| panic!("{e:#}"));
+    // The job needs more nodes than the cluster has: only a warning at plan, since the cluster
+    // could be scaled up earlier in the same apply.
+    ws.write_config(&format!(
+        r#"{cluster}
+resource "batchai_job" "j" {{
+  name       = "warned"
+  cluster_id = batchai_cluster.c.id
+  node_count = 2
+  custom_toolkit {{
+    command_line = "true"
+  }}
+}}
+"#
+    ))
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let out = ws
+        .run(&["plan", "-input=false", "-no-color"])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ws.ok(&["destroy", "-auto-approve", "-no-color"])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(out.status.success(), "a warning fails nothing:\n{text}");
+    assert!(
+        text.contains("Warning:") && text.contains("needs 2 nodes at once"),
+        "the plan warning is shown:\n{text}"
+    );
 }

@@ -99,6 +99,9 @@ pub fn handshake_line(socket: &std::path::Path, cert_der: Option<&[u8]>) -> Stri
 
 /// Serves `provider` until Terraform shuts it down. Runs the whole process lifecycle.
 pub async fn serve<P: Provider>(provider: P, options: ServeOptions) -> Result<(), ServeError> {
+    // Read before anything else: a parent that dies while the provider starts must already
+    // count as gone.
+    let parent = std::os::unix::process::parent_id();
     crate::tls::install_default_provider();
     if options.mode == Mode::Plugin {
         let cookie = std::env::var(MAGIC_COOKIE_KEY).ok();
@@ -140,6 +143,9 @@ pub async fn serve<P: Provider>(provider: P, options: ServeOptions) -> Result<()
         }
     };
 
+    if options.mode == Mode::Plugin {
+        exit_with_parent(parent, dir.path().to_owned());
+    }
     match options.mode {
         Mode::Plugin => {
             let line = handshake_line(&socket, tls.as_ref().map(|t| t.certificate_der.as_slice()));
@@ -152,9 +158,6 @@ pub async fn serve<P: Provider>(provider: P, options: ServeOptions) -> Result<()
         Mode::Debug => print_reattach(&options.address, &socket).map_err(ServeError::Handshake)?,
     }
     tracing::info!(socket = %socket.display(), tls = tls.is_some(), "serving tfplugin6");
-    if options.mode == Mode::Plugin {
-        exit_with_parent(dir.path().to_owned());
-    }
 
     let served = router
         .serve_with_incoming_shutdown(incoming, stop_signal)
@@ -168,8 +171,7 @@ pub async fn serve<P: Provider>(provider: P, options: ServeOptions) -> Result<()
 /// provider would live on. The parent's death shows as a new parent process ID (init or a
 /// subreaper adopts the orphan). A thread rather than a task, so it runs even when every
 /// runtime worker is busy. Not in debug mode, where the parent is a developer's shell.
-fn exit_with_parent(socket_dir: PathBuf) {
-    let parent = std::os::unix::process::parent_id();
+fn exit_with_parent(parent: u32, socket_dir: PathBuf) {
     let watcher = std::thread::Builder::new()
         .name("parent-watch".into())
         .spawn(move || {
