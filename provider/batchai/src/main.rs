@@ -1,6 +1,7 @@
 //! Entry point of `terraform-provider-batchai`: serves the provider to Terraform, or with
 //! `--debug` to a developer who attaches Terraform through `TF_REATTACH_PROVIDERS`, or runs the
 //! node agent (`agent ...`) so provider and agent versions always match.
+use std::io::Write as _;
 use std::process::ExitCode;
 
 /// What `--help` prints. Serving keeps stdout for the handshake line alone; `--help` and
@@ -38,13 +39,12 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Some("--help" | "-help" | "-h" | "help") => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
+        Some("--help" | "-help" | "-h" | "help") => return answer(USAGE),
         Some("--version" | "-version" | "version") => {
-            println!("terraform-provider-batchai {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
+            return answer(&format!(
+                "terraform-provider-batchai {}\n",
+                env!("CARGO_PKG_VERSION")
+            ));
         }
         Some(other) => {
             eprint!("terraform-provider-batchai: unknown argument {other:?}\n\n{USAGE}");
@@ -64,5 +64,18 @@ fn main() -> ExitCode {
             eprintln!("terraform-provider-batchai: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Prints the answer to a command a person typed on stdout (the one place outside the
+/// handshake where the binary writes there).
+fn answer(text: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(1),
     }
 }

@@ -242,6 +242,7 @@ fn pointer_mut<'a>(json: &'a mut Json, pointer: &[Step]) -> Option<&'a mut Json>
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use serde::Deserialize;
 
     use super::*;
