@@ -169,7 +169,18 @@ fn the_provider_exits_when_terraform_dies() {
     }
     let pid = pid.unwrap_or_else(|| panic!("no provider pid"));
     assert!(alive(pid));
-    assert_eq!(socket_dirs(sockets.path()).len(), 1);
+    let dirs = socket_dirs(sockets.path());
+    assert_eq!(dirs.len(), 1);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(sockets.path().join(&dirs[0]))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o700,
+        "the socket directory is private to its user"
+    );
 
     parent.kill().unwrap_or_else(|e| panic!("{e}"));
     let _ = parent.wait();

@@ -24,8 +24,9 @@ pub fn decode<T: DeserializeOwned>(value: &Value, ty: &Type) -> Result<T, Diagno
 }
 
 /// The same number checks as [`decode`], for validation, where parts of the configuration may
-/// still be unknown (they are skipped, as null: configurable fields are `Option`s): `1.5` for an integer field is reported at plan time, at
-/// its attribute path, instead of failing the apply.
+/// still be unknown (they are skipped, as null: configurable fields are `Option`s). `1.5` for an
+/// integer field is then reported at plan time, at its attribute path, instead of failing the
+/// apply. Call it from `Resource::validate` with the resource's model.
 pub fn check_numbers<T: DeserializeOwned>(config: &Value, ty: &Type) -> Diagnostics {
     let Ok(mut json) = json::to_json(&config.unknown_as_null(), ty) else {
         return Diagnostics::new();

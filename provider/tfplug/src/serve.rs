@@ -1,6 +1,7 @@
 //! The plugin process: go-plugin handshake, unix socket, AutoMTLS, the auxiliary services
 //! (controller, health, stdio) and the process rules Terraform relies on.
 use std::io::Write as _;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -258,7 +259,7 @@ async fn wait_for_exit(
     });
 }
 
-/// The private directory holding the plugin socket, removed when dropped.
+/// The directory holding the plugin socket, private to this user and removed when dropped.
 #[derive(Debug)]
 struct SocketDir(PathBuf);
 
@@ -273,10 +274,16 @@ impl SocketDir {
             .map(|d| d.subsec_nanos())
             .unwrap_or_default();
         let dir = base.join(format!("tfplug-{}-{nanos:x}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|source| ServeError::Socket {
-            path: dir.clone(),
-            source,
-        })?;
+        // Only this user may reach the socket, whatever the umask: without AutoMTLS (debug mode,
+        // old clients) it is the only barrier.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| ServeError::Socket {
+                path: dir.clone(),
+                source,
+            })?;
         Ok(Self(dir))
     }
 
