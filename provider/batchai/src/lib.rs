@@ -61,9 +61,9 @@ impl Provider for BatchAi {
 /// Runs the provider process until Terraform shuts it down.
 pub fn run(mode: tfplug::Mode) -> anyhow::Result<()> {
     if mode == tfplug::Mode::Plugin {
-        tfplug::logging::init_hclog();
+        tfplug::logging::init_hclog(log_scope());
     } else {
-        tfplug::logging::init_hclog_at(tfplug::logging::LevelFilter::INFO);
+        tfplug::logging::init_hclog_at(tfplug::logging::LevelFilter::INFO, log_scope());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -76,6 +76,20 @@ pub fn run(mode: tfplug::Mode) -> anyhow::Result<()> {
         },
     ))?;
     Ok(())
+}
+
+/// The provider's own crates log at the level asked for; gRPC, HTTP/2 and TLS internals only
+/// with `BATCHAI_LOG_LIBRARIES=1`.
+fn log_scope() -> tfplug::logging::Scope {
+    const OWN: &[&str] = &[
+        "terraform_provider_batchai",
+        "batchai",
+        "tfplug",
+        "control",
+        "agent",
+    ];
+    let libraries = std::env::var("BATCHAI_LOG_LIBRARIES").is_ok_and(|v| !v.is_empty() && v != "0");
+    tfplug::logging::Scope::new(OWN).with_libraries(libraries)
 }
 
 /// Runs the node agent: `agent --root DIR --cluster NAME --node ID`.
@@ -103,7 +117,7 @@ pub fn run_agent(args: &[String]) -> anyhow::Result<u8> {
         Ok("warn") => tfplug::logging::LevelFilter::WARN,
         _ => tfplug::logging::LevelFilter::INFO,
     };
-    tfplug::logging::init_hclog_at(level);
+    tfplug::logging::init_hclog_at(level, log_scope());
     let exe = std::env::current_exe()?;
     agent::run_node(agent::NodeArgs {
         root: root

@@ -1,5 +1,6 @@
 //! Diagnostics and attribute paths: how every problem reaches the user, never as a gRPC error.
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 /// Whether a diagnostic stops the operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +206,37 @@ impl fmt::Display for Diagnostics {
             write!(f, "{d}")?;
         }
         Ok(())
+    }
+}
+
+/// Where an operation reports warnings while it still succeeds: a shared handle that the server
+/// creates for each call and drains into the response, whatever the outcome. Resource code
+/// reaches it through [`crate::Context::warn`], [`crate::PlanRequest::warnings`] or
+/// [`crate::ConfigureRequest::warnings`], so a warning never depends on how the operation ends.
+#[derive(Debug, Clone, Default)]
+pub struct Warnings(Arc<Mutex<Diagnostics>>);
+
+impl Warnings {
+    /// Records a diagnostic for the response; errors are reported too, but fail nothing: an
+    /// operation fails by returning its error.
+    pub fn push(&self, diagnostic: Diagnostic) {
+        self.lock().push(diagnostic);
+    }
+
+    pub fn extend(&self, diagnostics: Diagnostics) {
+        self.lock().extend(diagnostics);
+    }
+
+    /// Everything recorded so far, leaving the sink empty.
+    pub fn take(&self) -> Diagnostics {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Diagnostics> {
+        // A panic while pushing leaves a valid list behind, so a poisoned lock is still usable.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

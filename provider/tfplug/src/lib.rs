@@ -16,7 +16,7 @@ pub mod timeouts;
 pub mod tls;
 pub mod value;
 
-pub use diag::{AttributePath, Diagnostic, Diagnostics, Severity};
+pub use diag::{AttributePath, Diagnostic, Diagnostics, Severity, Warnings};
 pub use resource::{
     ApplyRequest, ApplyResult, BoxFuture, ClientCapabilities, ConfigureRequest, Context,
     DataSource, Plan, PlanRequest, Provider, ReadResult, Resource, TimeoutDefaults,

@@ -8,25 +8,59 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::Layer;
 pub use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{FilterExt as _, filter_fn};
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
+
+/// Whose events a provider logs: its own crates' at every level, and the libraries' below it
+/// (gRPC, HTTP/2, TLS) only at warn and error unless a user opts in. At `TF_LOG=trace` those
+/// libraries log every HTTP/2 frame, megabytes per plan that drown the provider's own lines.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope {
+    own_crates: &'static [&'static str],
+    libraries: bool,
+}
+
+impl Scope {
+    /// Logs the events of `own_crates` (crate names as in `tracing` targets, e.g. `batchai`).
+    pub fn new(own_crates: &'static [&'static str]) -> Self {
+        Self {
+            own_crates,
+            libraries: false,
+        }
+    }
+
+    /// Also logs library events at every level, for debugging the transport itself.
+    #[must_use]
+    pub fn with_libraries(mut self, libraries: bool) -> Self {
+        self.libraries = libraries;
+        self
+    }
+
+    /// Whether an event of `target` at `level` is logged (the level filter applies on top).
+    pub fn keeps(&self, target: &str, level: Level) -> bool {
+        let crate_name = target.split("::").next().unwrap_or_default();
+        self.libraries || level <= Level::WARN || self.own_crates.contains(&crate_name)
+    }
+}
 
 /// Installs the hclog JSON subscriber at the level Terraform asked for.
 ///
 /// Terraform filters the lines again on its side; reading the same variables here only saves the
 /// work of formatting lines nobody will see.
-pub fn init_hclog() {
+pub fn init_hclog(scope: Scope) {
     let level = level_from_env(
         std::env::var("TF_LOG_PROVIDER")
             .or_else(|_| std::env::var("TF_LOG"))
             .ok()
             .as_deref(),
     );
-    init_hclog_at(level);
+    init_hclog_at(level, scope);
 }
 
 /// Installs the hclog JSON subscriber at a fixed level (debug mode, tools).
-pub fn init_hclog_at(level: LevelFilter) {
-    let subscriber = tracing_subscriber::registry().with(HclogLayer.with_filter(level));
+pub fn init_hclog_at(level: LevelFilter, scope: Scope) {
+    let scoped = filter_fn(move |metadata| scope.keeps(metadata.target(), *metadata.level()));
+    let subscriber = tracing_subscriber::registry().with(HclogLayer.with_filter(level.and(scoped)));
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
@@ -155,6 +189,36 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(level_from_env(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn library_internals_need_an_opt_in() {
+        let scope = Scope::new(&["tfplug", "batchai", "agent"]);
+        let opted_in = scope.with_libraries(true);
+        // (target, level, kept by default)
+        let cases = [
+            ("tfplug::serve", Level::TRACE, true),
+            ("batchai", Level::DEBUG, true),
+            ("agent::node", Level::INFO, true),
+            ("h2::codec::framed_read", Level::TRACE, false),
+            ("h2::proto::connection", Level::DEBUG, false),
+            ("hyper::proto::h2::server", Level::TRACE, false),
+            ("tonic::transport::server", Level::INFO, false),
+            ("rustls::server::hs", Level::DEBUG, false),
+            // A crate whose name merely starts like one of ours is a library.
+            ("tfplugx", Level::TRACE, false),
+            ("batchai_extra::x", Level::DEBUG, false),
+            // Library warnings and errors are rare and say something went wrong.
+            ("h2::proto::connection", Level::WARN, true),
+            ("rustls::conn", Level::ERROR, true),
+        ];
+        for (target, level, kept) in cases {
+            assert_eq!(scope.keeps(target, level), kept, "{target} at {level}");
+            assert!(
+                opted_in.keeps(target, level),
+                "opted in: {target} at {level}"
+            );
         }
     }
 

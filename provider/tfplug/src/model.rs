@@ -2,18 +2,72 @@
 //! with plain Rust structs (`Option` for null, nested structs for blocks).
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value as Json;
 
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{AttributePath, Diagnostic, Diagnostics};
 use crate::value::{Type, Value, json};
 
 /// Decodes a wholly known value into `T`. Unknown values are an error: decode configuration in
 /// validation only once the relevant parts are known.
+///
+/// cty has one number type, so a model's integer fields are where `1.5`, `-1` or `1e12` meet
+/// their real range. Such a number is the user's mistake, not the provider's: it becomes an error
+/// at the attribute's path, found generically for every integer field of every model.
 pub fn decode<T: DeserializeOwned>(value: &Value, ty: &Type) -> Result<T, Diagnostics> {
     let json = json::to_json(value, ty)
         .map_err(|e| Diagnostic::internal(format!("cannot convert a value to JSON: {e}")))?;
-    serde_json::from_value(json).map_err(|e| {
-        Diagnostic::internal(format!("the value does not match the resource model: {e}")).into()
+    serde_json::from_value(json.clone()).map_err(|e| {
+        numbers_out_of_range::<T>(&json, ty).unwrap_or_else(|| {
+            Diagnostic::internal(format!("the value does not match the resource model: {e}")).into()
+        })
     })
+}
+
+/// The same number checks as [`decode`], for validation, where parts of the configuration may
+/// still be unknown (they are skipped, as null: configurable fields are `Option`s). `1.5` for an
+/// integer field is then reported at plan time, at its attribute path, instead of failing the
+/// apply. Call it from `Resource::validate` with the resource's model.
+pub fn check_numbers<T: DeserializeOwned>(config: &Value, ty: &Type) -> Diagnostics {
+    let Ok(mut json) = json::to_json(&config.unknown_as_null(), ty) else {
+        return Diagnostics::new();
+    };
+    // An unknown collection (a `dynamic` block over an unknown list) decodes as empty: models
+    // may hold collections as plain `Vec`s.
+    empty_collections_for_nulls(&mut json, ty);
+    if serde_json::from_value::<T>(json.clone()).is_ok() {
+        return Diagnostics::new();
+    }
+    numbers_out_of_range::<T>(&json, ty).unwrap_or_default()
+}
+
+fn empty_collections_for_nulls(json: &mut Json, ty: &Type) {
+    match (json, ty) {
+        (json @ Json::Null, Type::List(_) | Type::Set(_)) => *json = Json::Array(Vec::new()),
+        (json @ Json::Null, Type::Map(_)) => *json = Json::Object(serde_json::Map::new()),
+        (Json::Object(map), Type::Object(fields)) => {
+            for (key, value) in map.iter_mut() {
+                if let Some(field) = fields.get(key) {
+                    empty_collections_for_nulls(value, field);
+                }
+            }
+        }
+        (Json::Object(map), Type::Map(element)) => {
+            for value in map.values_mut() {
+                empty_collections_for_nulls(value, element);
+            }
+        }
+        (Json::Array(items), Type::List(element) | Type::Set(element)) => {
+            for value in items {
+                empty_collections_for_nulls(value, element);
+            }
+        }
+        (Json::Array(items), Type::Tuple(elements)) => {
+            for (value, element) in items.iter_mut().zip(elements) {
+                empty_collections_for_nulls(value, element);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Encodes a model as a value of type `ty`; every attribute of the type must be a field.
@@ -23,4 +77,326 @@ pub fn encode<T: Serialize>(model: &T, ty: &Type) -> Result<Value, Diagnostics> 
     json::from_json(&json, ty).map_err(|e| {
         Diagnostic::internal(format!("the resource model does not match its schema: {e}")).into()
     })
+}
+
+/// Errors for numbers that do not fit their integer fields, at the fields' paths; `None` when
+/// the failure is not about numbers.
+///
+/// serde (with arbitrary-precision numbers) says only "invalid number", so the fields are found
+/// by probing: with every number set to 0, which any numeric field accepts, the value must
+/// decode; then each number that fails alone is one of the user's mistakes, and the values its
+/// field accepts tell its range.
+fn numbers_out_of_range<T: DeserializeOwned>(json: &Json, ty: &Type) -> Option<Diagnostics> {
+    let mut leaves = Vec::new();
+    number_leaves(
+        json,
+        ty,
+        &AttributePath::root(),
+        &mut Vec::new(),
+        &mut leaves,
+    );
+    let mut zeroed = json.clone();
+    for leaf in &leaves {
+        if let Some(slot) = pointer_mut(&mut zeroed, &leaf.pointer) {
+            *slot = Json::from(0);
+        }
+    }
+    if serde_json::from_value::<T>(zeroed.clone()).is_err() {
+        return None;
+    }
+    let fits = |leaf: &Leaf, number: Json| {
+        let mut probe = zeroed.clone();
+        if let Some(slot) = pointer_mut(&mut probe, &leaf.pointer) {
+            *slot = number;
+        }
+        serde_json::from_value::<T>(probe).is_ok()
+    };
+    let mut diags = Diagnostics::new();
+    for leaf in &leaves {
+        if fits(leaf, Json::Number(leaf.number.clone())) {
+            continue;
+        }
+        let number = leaf.number.to_string();
+        let name = if leaf.path.is_root() {
+            "the value".to_owned()
+        } else {
+            leaf.path.to_string()
+        };
+        let detail = if number.parse::<i128>().is_ok() {
+            let max = INTEGER_MAXIMA
+                .iter()
+                .copied()
+                .filter(|max| fits(leaf, Json::from(*max)))
+                .max();
+            let min = if fits(leaf, Json::from(-1)) {
+                max.map_or(i128::from(i64::MIN), |m| -i128::from(m) - 1)
+            } else {
+                0
+            };
+            match max {
+                Some(max) => {
+                    format!("{name} must be a whole number from {min} to {max}, got {number}")
+                }
+                None => format!("{name} is out of range, got {number}"),
+            }
+        } else {
+            format!("{name} must be a whole number, got {number}")
+        };
+        let diagnostic = Diagnostic::error("invalid number", detail);
+        diags.push(if leaf.path.is_root() {
+            diagnostic
+        } else {
+            diagnostic.at(leaf.path.clone())
+        });
+    }
+    (!diags.is_empty()).then_some(diags)
+}
+
+/// The largest value of each integer type, for telling a field's range.
+const INTEGER_MAXIMA: [u64; 8] = [
+    i8::MAX as u64,
+    u8::MAX as u64,
+    i16::MAX as u64,
+    u16::MAX as u64,
+    i32::MAX as u64,
+    u32::MAX as u64,
+    i64::MAX as u64,
+    u64::MAX,
+];
+
+struct Leaf {
+    number: serde_json::Number,
+    path: AttributePath,
+    /// Steps into the JSON document, object keys and array indices.
+    pointer: Vec<Step>,
+}
+
+#[derive(Clone)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Every number in `json`, with its Terraform path (set elements have none of their own, so
+/// their path ends at the set) and its place in the document.
+fn number_leaves(
+    json: &Json,
+    ty: &Type,
+    path: &AttributePath,
+    pointer: &mut Vec<Step>,
+    out: &mut Vec<Leaf>,
+) {
+    match (json, ty) {
+        (Json::Number(n), _) => out.push(Leaf {
+            number: n.clone(),
+            path: path.clone(),
+            pointer: pointer.clone(),
+        }),
+        (Json::Object(map), Type::Object(fields)) => {
+            for (key, value) in map {
+                let Some(field) = fields.get(key) else {
+                    continue;
+                };
+                pointer.push(Step::Key(key.clone()));
+                number_leaves(value, field, &path.clone().attr(key), pointer, out);
+                pointer.pop();
+            }
+        }
+        (Json::Object(map), Type::Map(element)) => {
+            for (key, value) in map {
+                pointer.push(Step::Key(key.clone()));
+                number_leaves(value, element, &path.clone().key(key), pointer, out);
+                pointer.pop();
+            }
+        }
+        (Json::Array(items), Type::List(element) | Type::Set(element)) => {
+            let set = matches!(ty, Type::Set(_));
+            for (i, value) in items.iter().enumerate() {
+                pointer.push(Step::Index(i));
+                let at = if set {
+                    path.clone()
+                } else {
+                    path.clone().index(i64::try_from(i).unwrap_or(i64::MAX))
+                };
+                number_leaves(value, element, &at, pointer, out);
+                pointer.pop();
+            }
+        }
+        (Json::Array(items), Type::Tuple(elements)) => {
+            for (i, (value, element)) in items.iter().zip(elements).enumerate() {
+                pointer.push(Step::Index(i));
+                let at = path.clone().index(i64::try_from(i).unwrap_or(i64::MAX));
+                number_leaves(value, element, &at, pointer, out);
+                pointer.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn pointer_mut<'a>(json: &'a mut Json, pointer: &[Step]) -> Option<&'a mut Json> {
+    pointer.iter().try_fold(json, |node, step| match step {
+        Step::Key(k) => node.get_mut(k.as_str()),
+        Step::Index(i) => node.get_mut(*i),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::diag::Severity;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Model {
+        name: Option<String>,
+        ratio: Option<f64>,
+        node_count: Option<u32>,
+        offset: Option<i8>,
+        scale: Option<Scale>,
+        disks: Option<Vec<Disk>>,
+        #[serde(default)]
+        tags: Vec<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Scale {
+        target_node_count: u32,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Disk {
+        size_gb: u64,
+    }
+
+    fn ty() -> Type {
+        Type::object([
+            ("name", Type::String),
+            ("ratio", Type::Number),
+            ("node_count", Type::Number),
+            ("offset", Type::Number),
+            ("scale", Type::object([("target_node_count", Type::Number)])),
+            (
+                "disks",
+                Type::list(Type::object([("size_gb", Type::Number)])),
+            ),
+            ("tags", Type::list(Type::String)),
+        ])
+    }
+
+    fn value(json: serde_json::Value) -> Value {
+        json::from_json(&json, &ty()).unwrap()
+    }
+
+    #[test]
+    fn numbers_that_do_not_fit_an_integer_field_are_errors_at_their_path() {
+        let base = serde_json::json!({
+            "name": "a", "ratio": null, "node_count": 2, "offset": null, "scale": null, "disks": null,
+            "tags": []
+        });
+        let with = |key: &str, v: serde_json::Value| {
+            let mut j = base.clone();
+            j[key] = v;
+            j
+        };
+        let cases = [
+            (
+                with("node_count", serde_json::json!(1.5)),
+                "node_count",
+                "node_count must be a whole number, got 1.5",
+            ),
+            (
+                with("node_count", serde_json::json!(-1)),
+                "node_count",
+                "node_count must be a whole number from 0 to 4294967295, got -1",
+            ),
+            (
+                with("offset", serde_json::json!(300)),
+                "offset",
+                "offset must be a whole number from -128 to 127, got 300",
+            ),
+            (
+                with("scale", serde_json::json!({"target_node_count": 2.5})),
+                "scale.target_node_count",
+                "scale.target_node_count must be a whole number, got 2.5",
+            ),
+            (
+                with(
+                    "disks",
+                    serde_json::json!([{"size_gb": 10}, {"size_gb": 0.5}]),
+                ),
+                "disks[1].size_gb",
+                "disks[1].size_gb must be a whole number, got 0.5",
+            ),
+            // The same number in a float field first: only the integer field is blamed.
+            (
+                {
+                    let mut j = with("ratio", serde_json::json!(1.5));
+                    j["node_count"] = serde_json::json!(1.5);
+                    j
+                },
+                "node_count",
+                "node_count must be a whole number, got 1.5",
+            ),
+        ];
+        for (json, path, detail) in cases {
+            let err = decode::<Model>(&value(json.clone()), &ty()).unwrap_err();
+            let d = err.iter().next().unwrap();
+            assert_eq!(d.severity, Severity::Error, "{json}");
+            assert!(!d.summary.contains("internal-error"), "{json}: {d}");
+            assert_eq!(d.detail, detail, "{json}");
+            assert_eq!(
+                d.path.as_ref().map(ToString::to_string).as_deref(),
+                Some(path)
+            );
+        }
+    }
+
+    #[test]
+    fn validation_reports_the_same_numbers_and_skips_unknowns() {
+        let config = Value::Object(
+            [
+                ("name".to_owned(), Value::unknown()),
+                ("ratio".to_owned(), Value::Null),
+                (
+                    "node_count".to_owned(),
+                    Value::Number(crate::Number::parse("1.5").unwrap()),
+                ),
+                ("offset".to_owned(), Value::unknown()),
+                ("scale".to_owned(), Value::unknown()),
+                ("disks".to_owned(), Value::Null),
+                ("tags".to_owned(), Value::unknown()),
+            ]
+            .into(),
+        );
+        let diags = check_numbers::<Model>(&config, &ty());
+        assert_eq!(diags.0.len(), 1, "{diags}");
+        assert_eq!(
+            diags.0[0].detail,
+            "node_count must be a whole number, got 1.5"
+        );
+        let fine = value(serde_json::json!({
+            "name": "a", "ratio": 0.5, "node_count": 3, "offset": -3, "scale": null, "disks": null,
+            "tags": ["x"]
+        }));
+        assert!(check_numbers::<Model>(&fine, &ty()).is_empty());
+    }
+
+    #[test]
+    fn other_mismatches_stay_internal_errors() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Strict {
+            name: u32,
+        }
+        let ty = Type::object([("name", Type::String)]);
+        let v = json::from_json(&serde_json::json!({"name": "x"}), &ty).unwrap();
+        let err = decode::<Strict>(&v, &ty).unwrap_err();
+        assert!(err.to_string().contains("internal-error"), "{err}");
+    }
 }

@@ -6,26 +6,33 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Diagnostic, Diagnostics, Warnings};
 use crate::schema::Schema;
 use crate::value::{Type, Value};
 
 /// A boxed future, so traits with async operations stay object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Per-call context: cancellation by `StopProvider` and the operation's deadline.
+/// Per-call context: cancellation by `StopProvider`, the operation's deadline, and where its
+/// warnings go.
 #[derive(Debug, Clone)]
 pub struct Context {
     stop: Option<watch::Receiver<bool>>,
     /// How long the operation may take, from the resource's `timeouts` block or its default.
     pub timeout: Option<Duration>,
+    warnings: Warnings,
 }
 
 impl Context {
-    pub(crate) fn new(stop: watch::Receiver<bool>, timeout: Option<Duration>) -> Self {
+    pub(crate) fn new(
+        stop: watch::Receiver<bool>,
+        timeout: Option<Duration>,
+        warnings: Warnings,
+    ) -> Self {
         Self {
             stop: Some(stop),
             timeout,
+            warnings,
         }
     }
 
@@ -34,7 +41,18 @@ impl Context {
         Self {
             stop: None,
             timeout: None,
+            warnings: Warnings::default(),
         }
+    }
+
+    /// Reports a warning with the operation's response, whether it succeeds or fails.
+    pub fn warn(&self, diagnostic: Diagnostic) {
+        self.warnings.push(diagnostic);
+    }
+
+    /// What was reported through [`Context::warn`] so far (tests and tools).
+    pub fn take_warnings(&self) -> Diagnostics {
+        self.warnings.take()
     }
 
     /// True once Terraform asked the provider to stop (Ctrl-C).
@@ -60,6 +78,8 @@ impl Context {
 pub struct ConfigureRequest<'a> {
     pub config: &'a Value,
     pub terraform_version: &'a str,
+    /// Warnings for the user while configuration still succeeds.
+    pub warnings: Warnings,
 }
 
 /// What Terraform can do, as it told the provider.
@@ -77,6 +97,8 @@ pub struct PlanRequest<'a> {
     pub prior: &'a Value,
     pub config: &'a Value,
     pub prior_private: &'a [u8],
+    /// Warnings about this plan; errors are returned from `modify_plan` instead.
+    pub warnings: Warnings,
 }
 
 /// The planned new state, which attribute changes force replacement, and private data.

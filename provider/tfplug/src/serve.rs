@@ -1,6 +1,7 @@
 //! The plugin process: go-plugin handshake, unix socket, AutoMTLS, the auxiliary services
 //! (controller, health, stdio) and the process rules Terraform relies on.
 use std::io::Write as _;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,6 +28,13 @@ pub const MAGIC_COOKIE_VALUE: &str =
 /// gRPC message limit, as terraform-plugin-go sets it: large states and plans exceed tonic's
 /// 4 MiB default.
 pub const MAX_MESSAGE_SIZE: usize = 256 << 20;
+
+/// How long a client on the plugin socket may take to complete its TLS handshake. Terraform
+/// completes it in milliseconds; a client that connects and sends nothing is dropped after this.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a plugin checks that Terraform, its parent, is still alive.
+const PARENT_POLL: Duration = Duration::from_millis(500);
 
 /// Errors that stop the plugin process from serving.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +100,9 @@ pub fn handshake_line(socket: &std::path::Path, cert_der: Option<&[u8]>) -> Stri
 
 /// Serves `provider` until Terraform shuts it down. Runs the whole process lifecycle.
 pub async fn serve<P: Provider>(provider: P, options: ServeOptions) -> Result<(), ServeError> {
+    // Read before anything else: a parent that dies while the provider starts must already
+    // count as gone.
+    let parent = std::os::unix::process::parent_id();
     crate::tls::install_default_provider();
     if options.mode == Mode::Plugin {
         let cookie = std::env::var(MAGIC_COOKIE_KEY).ok();
@@ -101,8 +112,10 @@ pub async fn serve<P: Provider>(provider: P, options: ServeOptions) -> Result<()
         negotiate(std::env::var("PLUGIN_PROTOCOL_VERSIONS").ok().as_deref())?;
     }
 
-    let dir = socket_dir()?;
-    let socket = dir.join("plugin.sock");
+    // Removed on every way out of this function; the exits that skip destructors remove it
+    // themselves.
+    let dir = SocketDir::create()?;
+    let socket = dir.path().join("plugin.sock");
     let listener = UnixListener::bind(&socket).map_err(|source| ServeError::Socket {
         path: socket.clone(),
         source,
@@ -114,19 +127,26 @@ pub async fn serve<P: Provider>(provider: P, options: ServeOptions) -> Result<()
     };
 
     let shutdown = Arc::new(Notify::new());
-    let incoming = accept_loop(listener, tls.as_ref().map(|t| t.config.clone()));
+    let incoming = accept_loop(
+        listener,
+        tls.as_ref().map(|t| t.config.clone()),
+        TLS_HANDSHAKE_TIMEOUT,
+    );
     let router = router(ProviderService::new(provider), shutdown.clone());
 
     let stop_signal = {
         let shutdown = shutdown.clone();
         let debug = options.mode == Mode::Debug;
-        let socket_dir = dir.clone();
+        let socket_dir = dir.path().to_owned();
         let signals = Signals::install();
         async move {
             wait_for_exit(shutdown, debug, socket_dir, signals).await;
         }
     };
 
+    if options.mode == Mode::Plugin {
+        exit_with_parent(parent, dir.path().to_owned());
+    }
     match options.mode {
         Mode::Plugin => {
             let line = handshake_line(&socket, tls.as_ref().map(|t| t.certificate_der.as_slice()));
@@ -143,8 +163,31 @@ pub async fn serve<P: Provider>(provider: P, options: ServeOptions) -> Result<()
     let served = router
         .serve_with_incoming_shutdown(incoming, stop_signal)
         .await;
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     served.map_err(ServeError::from)
+}
+
+/// Ends the process once Terraform is gone. go-plugin stops its plugins on every way out except
+/// its own death (`kill -9`, an OOM kill, a crash); then nobody will ever call Shutdown and the
+/// provider would live on. The parent's death shows as a new parent process ID (init or a
+/// subreaper adopts the orphan). A thread rather than a task, so it runs even when every
+/// runtime worker is busy. Not in debug mode, where the parent is a developer's shell.
+fn exit_with_parent(parent: u32, socket_dir: PathBuf) {
+    let watcher = std::thread::Builder::new()
+        .name("parent-watch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(PARENT_POLL);
+                if std::os::unix::process::parent_id() != parent {
+                    tracing::warn!(parent, "Terraform (the parent process) is gone; exiting");
+                    let _ = std::fs::remove_dir_all(&socket_dir);
+                    std::process::exit(1);
+                }
+            }
+        });
+    if let Err(e) = watcher {
+        tracing::warn!(error = %e, "cannot watch the parent process; the provider will not exit on its own if Terraform dies");
+    }
 }
 
 /// Builds the gRPC router with every service Terraform's plugin client talks to.
@@ -216,21 +259,43 @@ async fn wait_for_exit(
     });
 }
 
-fn socket_dir() -> Result<PathBuf, ServeError> {
-    // Unix socket paths are limited to about 104 bytes, so keep the directory short.
-    let base = std::env::var_os("PLUGIN_UNIX_SOCKET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    let dir = base.join(format!("tfplug-{}-{nanos:x}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| ServeError::Socket {
-        path: dir.clone(),
-        source,
-    })?;
-    Ok(dir)
+/// The directory holding the plugin socket, private to this user and removed when dropped.
+#[derive(Debug)]
+struct SocketDir(PathBuf);
+
+impl SocketDir {
+    fn create() -> Result<Self, ServeError> {
+        // Unix socket paths are limited to about 104 bytes, so keep the directory short.
+        let base = std::env::var_os("PLUGIN_UNIX_SOCKET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let dir = base.join(format!("tfplug-{}-{nanos:x}", std::process::id()));
+        // Only this user may reach the socket, whatever the umask: without AutoMTLS (debug mode,
+        // old clients) it is the only barrier.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| ServeError::Socket {
+                path: dir.clone(),
+                source,
+            })?;
+        Ok(Self(dir))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn print_reattach(address: &str, socket: &std::path::Path) -> std::io::Result<()> {
@@ -252,11 +317,17 @@ fn print_reattach(address: &str, socket: &std::path::Path) -> std::io::Result<()
     stdout.flush()
 }
 
-type Incoming = ReceiverStream<Result<Io, std::io::Error>>;
+/// The connections [`accept_loop`] yields, ready for the gRPC server.
+pub type Incoming = ReceiverStream<Result<Io, std::io::Error>>;
 
 /// Accepts connections and completes TLS handshakes off the accept path, so one slow or
-/// failing client never blocks another.
-fn accept_loop(listener: UnixListener, tls: Option<Arc<rustls::ServerConfig>>) -> Incoming {
+/// failing client never blocks another; a handshake that takes longer than
+/// `handshake_timeout` is abandoned and its connection closed.
+pub fn accept_loop(
+    listener: UnixListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    handshake_timeout: Duration,
+) -> Incoming {
     let (tx, rx) = mpsc::channel(16);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::spawn(async move {
@@ -273,13 +344,23 @@ fn accept_loop(listener: UnixListener, tls: Option<Arc<rustls::ServerConfig>>) -
             tokio::spawn(async move {
                 let io = match acceptor {
                     None => Io::Plain(stream),
-                    Some(acceptor) => match acceptor.accept(stream).await {
-                        Ok(tls) => Io::Tls(Box::new(tls)),
-                        Err(e) => {
-                            tracing::error!(error = %e, "TLS handshake with Terraform failed");
-                            return;
+                    Some(acceptor) => {
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                        {
+                            Ok(Ok(tls)) => Io::Tls(Box::new(tls)),
+                            Ok(Err(e)) => {
+                                tracing::error!(error = %e, "TLS handshake with Terraform failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::warn!(
+                                    timeout_s = handshake_timeout.as_secs_f64(),
+                                    "a client on the plugin socket did not complete its TLS handshake in time; closed it"
+                                );
+                                return;
+                            }
                         }
-                    },
+                    }
                 };
                 let _ = tx.send(Ok(io)).await;
             });

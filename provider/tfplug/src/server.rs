@@ -10,7 +10,7 @@ use futures_util::FutureExt as _;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use crate::diag::{AttributePath, Diagnostic, Diagnostics, PathStep, Severity};
+use crate::diag::{AttributePath, Diagnostic, Diagnostics, PathStep, Severity, Warnings};
 use crate::generated::tfplugin6 as pb;
 use crate::plan::{check_apply, check_plan, default_plan};
 use crate::resource::{
@@ -162,8 +162,8 @@ impl<P: Provider> ProviderService<P> {
         }
     }
 
-    fn context(&self, timeout: Option<std::time::Duration>) -> Context {
-        Context::new(self.inner.stop.subscribe(), timeout)
+    fn context(&self, timeout: Option<std::time::Duration>, warnings: &Warnings) -> Context {
+        Context::new(self.inner.stop.subscribe(), timeout, warnings.clone())
     }
 
     fn client(&self) -> Result<Arc<P::Client>, Diagnostics> {
@@ -304,6 +304,22 @@ fn null_value() -> pb::DynamicValue {
         msgpack: vec![0xc0],
         json: Vec::new(),
     }
+}
+
+/// The diagnostics of a response: the call's warnings, then what its outcome carries.
+fn reported(warnings: &Warnings, outcome: Diagnostics) -> Vec<pb::Diagnostic> {
+    let mut diags = warnings.take();
+    diags.extend(outcome);
+    diags_to_proto(diags)
+}
+
+/// Splits a phase's diagnostics: errors stop the operation, warnings go to the response.
+fn keep_warnings(warnings: &Warnings, diags: Diagnostics) -> Result<(), Diagnostics> {
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    warnings.extend(diags);
+    Ok(())
 }
 
 fn diags_to_proto(diags: Diagnostics) -> Vec<pb::Diagnostic> {
@@ -638,6 +654,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         let req = request.into_inner();
         // A debug-mode server is reused across commands; a stop belongs to the previous one.
         self.inner.stop.send_replace(false);
+        let warnings = Warnings::default();
         let result = guarded(&self.inner.stop, "ConfigureProvider", async {
             let config = decode(
                 req.config.as_ref(),
@@ -650,6 +667,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 .configure(ConfigureRequest {
                     config: &config,
                     terraform_version: &req.terraform_version,
+                    warnings: warnings.clone(),
                 })
                 .await?;
             let mut slot = self.inner.client.write().map_err(|_| {
@@ -660,7 +678,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         })
         .await;
         Ok(Response::new(pb::configure_provider::Response {
-            diagnostics: diags_to_proto(result.err().unwrap_or_default()),
+            diagnostics: reported(&warnings, result.err().unwrap_or_default()),
         }))
     }
 
@@ -669,6 +687,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::read_resource::Request>,
     ) -> RpcResult<pb::read_resource::Response> {
         let req = request.into_inner();
+        let warnings = Warnings::default();
         let result = guarded(&self.inner.stop, "ReadResource", async {
             let entry = self.resource(&req.type_name)?;
             let state = decode(req.current_state.as_ref(), &entry.ty, "current state")?;
@@ -678,7 +697,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             let client = self.client()?;
             let timeout =
                 timeouts::configured(&state, Operation::Read).or(entry.timeouts.map(|t| t.read));
-            let ctx = self.context(timeout);
+            let ctx = self.context(timeout, &warnings);
             let read = with_timeout(
                 timeout,
                 format!("reading {}", req.type_name),
@@ -700,13 +719,14 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             Ok((new_state, private)) => pb::read_resource::Response {
                 new_state: Some(new_state),
                 private,
+                diagnostics: reported(&warnings, Diagnostics::new()),
                 ..Default::default()
             },
             Err(d) => pb::read_resource::Response {
                 // Keep the object in state: an error is not evidence that it is gone.
                 new_state: req.current_state.clone(),
                 private: req.private.clone(),
-                diagnostics: diags_to_proto(d),
+                diagnostics: reported(&warnings, d),
                 ..Default::default()
             },
         };
@@ -718,6 +738,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::plan_resource_change::Request>,
     ) -> RpcResult<pb::plan_resource_change::Response> {
         let req = request.into_inner();
+        let warnings = Warnings::default();
         let result = guarded(&self.inner.stop, "PlanResourceChange", async {
             let entry = self.resource(&req.type_name)?;
             let prior = decode(req.prior_state.as_ref(), &entry.ty, "prior state")?;
@@ -741,22 +762,24 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 prior: &prior,
                 config: &config,
                 prior_private: &req.prior_private,
+                warnings: warnings.clone(),
             };
-            entry.resource.modify_plan(&plan_request, &mut plan)?;
-            let violations = check_plan(&entry.schema, &prior, &config, &plan.planned);
-            if violations.has_errors() {
-                return Err(violations);
+            // Diagnostics without an error are warnings about a plan that stands.
+            if let Err(diags) = entry.resource.modify_plan(&plan_request, &mut plan) {
+                keep_warnings(&warnings, diags)?;
             }
+            keep_warnings(
+                &warnings,
+                check_plan(&entry.schema, &prior, &config, &plan.planned),
+            )?;
             if !plan.planned.is_null() {
                 let client = self.client()?;
-                let ctx = self.context(entry.timeouts.map(|t| t.read));
+                let ctx = self.context(entry.timeouts.map(|t| t.read), &warnings);
                 let problems = entry
                     .resource
                     .check_plan(&client, &ctx, &plan.planned)
                     .await;
-                if problems.has_errors() {
-                    return Err(problems);
-                }
+                keep_warnings(&warnings, problems)?;
             }
             Ok(plan)
         })
@@ -772,12 +795,13 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 planned_state: Some(planned_state),
                 requires_replace: plan.requires_replace.iter().map(path_to_proto).collect(),
                 planned_private: plan.private,
+                diagnostics: reported(&warnings, Diagnostics::new()),
                 ..Default::default()
             })
         }) {
             Ok(response) => response,
             Err(d) => pb::plan_resource_change::Response {
-                diagnostics: diags_to_proto(d),
+                diagnostics: reported(&warnings, d),
                 ..Default::default()
             },
         };
@@ -789,6 +813,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::apply_resource_change::Request>,
     ) -> RpcResult<pb::apply_resource_change::Response> {
         let req = request.into_inner();
+        let warnings = Warnings::default();
         let result = guarded(&self.inner.stop, "ApplyResourceChange", async {
             let entry = self.resource(&req.type_name)?;
             let prior = decode(req.prior_state.as_ref(), &entry.ty, "prior state")?;
@@ -799,7 +824,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             if planned.is_null() {
                 let timeout = timeouts::configured(&prior, Operation::Delete)
                     .or(entry.timeouts.map(|t| t.delete));
-                let ctx = self.context(timeout);
+                let ctx = self.context(timeout, &warnings);
                 with_timeout(
                     timeout,
                     format!("deleting {type_name}"),
@@ -817,7 +842,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 (Operation::Update, entry.timeouts.map(|t| t.update))
             };
             let timeout = timeouts::configured(&planned, op).or(default);
-            let ctx = self.context(timeout);
+            let ctx = self.context(timeout, &warnings);
             let apply = ApplyRequest {
                 prior: &prior,
                 planned: &planned,
@@ -860,14 +885,14 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             Ok((new_state, private, diags)) => pb::apply_resource_change::Response {
                 new_state: Some(new_state),
                 private,
-                diagnostics: diags_to_proto(diags),
+                diagnostics: reported(&warnings, diags),
                 legacy_type_system: false,
             },
             Err(d) => pb::apply_resource_change::Response {
                 // Without a new state Terraform keeps the prior one, so nothing is forgotten.
                 new_state: req.prior_state.clone(),
                 private: req.planned_private.clone(),
-                diagnostics: diags_to_proto(d),
+                diagnostics: reported(&warnings, d),
                 legacy_type_system: false,
             },
         };
@@ -879,10 +904,11 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::import_resource_state::Request>,
     ) -> RpcResult<pb::import_resource_state::Response> {
         let req = request.into_inner();
+        let warnings = Warnings::default();
         let result = guarded(&self.inner.stop, "ImportResourceState", async {
             let entry = self.resource(&req.type_name)?;
             let client = self.client()?;
-            let ctx = self.context(entry.timeouts.map(|t| t.read));
+            let ctx = self.context(entry.timeouts.map(|t| t.read), &warnings);
             let state = entry.resource.import(&client, &ctx, &req.id).await?;
             encode(&state, &entry.ty, "imported state")
         })
@@ -894,10 +920,11 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                     state: Some(state),
                     private: Vec::new(),
                 }],
+                diagnostics: reported(&warnings, Diagnostics::new()),
                 ..Default::default()
             },
             Err(d) => pb::import_resource_state::Response {
-                diagnostics: diags_to_proto(d),
+                diagnostics: reported(&warnings, d),
                 ..Default::default()
             },
         };
@@ -909,11 +936,12 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         request: Request<pb::read_data_source::Request>,
     ) -> RpcResult<pb::read_data_source::Response> {
         let req = request.into_inner();
+        let warnings = Warnings::default();
         let result = guarded(&self.inner.stop, "ReadDataSource", async {
             let entry = self.data_source(&req.type_name)?;
             let config = decode(req.config.as_ref(), &entry.ty, "data source configuration")?;
             let client = self.client()?;
-            let ctx = self.context(None);
+            let ctx = self.context(None, &warnings);
             let state = entry.data_source.read(&client, &ctx, &config).await?;
             if state.is_null() || !state.is_wholly_known() {
                 return Err(Diagnostic::internal(format!(
@@ -928,10 +956,11 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         let response = match result {
             Ok(state) => pb::read_data_source::Response {
                 state: Some(state),
+                diagnostics: reported(&warnings, Diagnostics::new()),
                 ..Default::default()
             },
             Err(d) => pb::read_data_source::Response {
-                diagnostics: diags_to_proto(d),
+                diagnostics: reported(&warnings, d),
                 ..Default::default()
             },
         };

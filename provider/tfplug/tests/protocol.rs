@@ -20,7 +20,8 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::{Channel, Endpoint};
 
 /// A resource whose behaviour is steered by its `name`: `slow` sleeps, `panic` panics,
-/// `bad-plan` breaks the plan rules, `bad-apply` breaks the apply rules.
+/// `bad-plan` breaks the plan rules, `bad-apply` breaks the apply rules, `warn` warns in every
+/// phase (`warn-only` returns its plan warning as the error side of `modify_plan`).
 struct Thing {
     applies: Arc<AtomicUsize>,
 }
@@ -47,6 +48,21 @@ fn thing_schema() -> Schema {
     )
 }
 
+fn name_of(value: &Value) -> &str {
+    value
+        .get_attr("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// The warning a phase reports for a `warn` object, by phase name.
+fn phase_warning(phase: &str) -> Diagnostic {
+    Diagnostic::warning(
+        format!("{phase} warning"),
+        format!("reported during {phase}"),
+    )
+}
+
 fn set(value: &mut Value, name: &str, v: Value) {
     if let Value::Object(m) = value {
         m.insert(name.to_owned(), v);
@@ -66,14 +82,35 @@ impl Resource<()> for Thing {
         if config.get_attr("name").and_then(Value::as_str) == Some("panic-validate") {
             panic!("validation exploded");
         }
+        if name_of(config) == "warn" {
+            return phase_warning("validate").into();
+        }
         Diagnostics::new()
     }
 
     fn modify_plan(&self, request: &PlanRequest<'_>, plan: &mut Plan) -> Result<(), Diagnostics> {
-        if request.config.get_attr("name").and_then(Value::as_str) == Some("bad-plan") {
-            set(&mut plan.planned, "name", Value::string("changed"));
+        match name_of(request.config) {
+            "bad-plan" => set(&mut plan.planned, "name", Value::string("changed")),
+            "warn" => request.warnings.push(phase_warning("modify_plan")),
+            "warn-only" => return Err(phase_warning("modify_plan").into()),
+            _ => {}
         }
         Ok(())
+    }
+
+    fn check_plan<'a>(
+        &'a self,
+        _c: &'a (),
+        ctx: &'a Context,
+        planned: &'a Value,
+    ) -> BoxFuture<'a, Diagnostics> {
+        Box::pin(async move {
+            if name_of(planned) != "warn" {
+                return Diagnostics::new();
+            }
+            ctx.warn(phase_warning("check_plan (context)"));
+            phase_warning("check_plan").into()
+        })
     }
 
     fn create<'a>(
@@ -112,6 +149,9 @@ impl Resource<()> for Thing {
             if name == "panic" {
                 panic!("create exploded");
             }
+            if name == "warn" {
+                ctx.warn(phase_warning("create"));
+            }
             let mut state = r.planned.clone();
             set(&mut state, "id", Value::string(format!("id-{name}")));
             set(
@@ -129,11 +169,14 @@ impl Resource<()> for Thing {
     fn read<'a>(
         &'a self,
         _c: &'a (),
-        _x: &'a Context,
+        ctx: &'a Context,
         s: &'a Value,
         p: &'a [u8],
     ) -> BoxFuture<'a, Result<Option<ReadResult>, Diagnostics>> {
         Box::pin(async move {
+            if name_of(s) == "warn" {
+                ctx.warn(phase_warning("read"));
+            }
             Ok(Some(ReadResult {
                 state: s.clone(),
                 private: p.to_vec(),
@@ -144,11 +187,30 @@ impl Resource<()> for Thing {
     fn delete<'a>(
         &'a self,
         _c: &'a (),
-        _x: &'a Context,
-        _s: &'a Value,
+        ctx: &'a Context,
+        s: &'a Value,
         _p: &'a [u8],
     ) -> BoxFuture<'a, Result<(), Diagnostics>> {
-        Box::pin(async { Ok(()) })
+        Box::pin(async move {
+            if name_of(s) == "warn" {
+                ctx.warn(phase_warning("delete"));
+            }
+            Ok(())
+        })
+    }
+
+    fn import<'a>(
+        &'a self,
+        _c: &'a (),
+        ctx: &'a Context,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Value, Diagnostics>> {
+        Box::pin(async move {
+            ctx.warn(phase_warning("import"));
+            let mut state = thing(Value::string(id), Value::Null);
+            set(&mut state, "id", Value::string(id));
+            Ok(state)
+        })
     }
 
     fn upgrade(
@@ -193,10 +255,13 @@ impl DataSource<()> for Echo {
     fn read<'a>(
         &'a self,
         _c: &'a (),
-        _x: &'a Context,
+        ctx: &'a Context,
         config: &'a Value,
     ) -> BoxFuture<'a, Result<Value, Diagnostics>> {
         Box::pin(async move {
+            if config.get_attr("input") == Some(&Value::number(7)) {
+                ctx.warn(phase_warning("data source read"));
+            }
             let mut out = config.clone();
             let input = config.get_attr("input").cloned().unwrap_or(Value::Null);
             set(&mut out, "output", input);
@@ -220,7 +285,10 @@ impl Provider for TestProvider {
         Schema::new(0, Block::default())
     }
 
-    fn configure<'a>(&'a self, _r: ConfigureRequest<'a>) -> BoxFuture<'a, Result<(), Diagnostics>> {
+    fn configure<'a>(&'a self, r: ConfigureRequest<'a>) -> BoxFuture<'a, Result<(), Diagnostics>> {
+        if r.terraform_version == "0.0.0-warn" {
+            r.warnings.push(phase_warning("configure"));
+        }
         Box::pin(async { Ok(()) })
     }
 
@@ -735,4 +803,161 @@ async fn data_source_destroy_plan_health_and_shutdown() {
         .await
         .unwrap()
         .unwrap();
+}
+
+/// Warnings of a response, by summary.
+fn warnings(diags: &[pb::Diagnostic]) -> Vec<String> {
+    diags
+        .iter()
+        .filter(|d| d.severity == pb::diagnostic::Severity::Warning as i32)
+        .map(|d| d.summary.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn warnings_from_every_phase_reach_terraform() {
+    let mut h = start().await;
+    let ty = thing_type();
+    let config = thing(Value::string("warn"), Value::Null);
+
+    let validate = h
+        .client
+        .validate_resource_config(pb::validate_resource_config::Request {
+            type_name: "test_thing".into(),
+            config: Some(dv(&config, &ty)),
+            client_capabilities: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let plan = h.plan(&config).await;
+    let plan_only = h
+        .plan(&thing(Value::string("warn-only"), Value::Null))
+        .await;
+    assert!(
+        plan_only.planned_state.is_some(),
+        "a plan with only warnings stands"
+    );
+    let planned = plan.planned_state.clone();
+    let apply = h
+        .client
+        .apply_resource_change(pb::apply_resource_change::Request {
+            type_name: "test_thing".into(),
+            prior_state: Some(dv(&Value::Null, &ty)),
+            planned_state: planned,
+            config: Some(dv(&config, &ty)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let state = apply.new_state.clone();
+    let read = h
+        .client
+        .read_resource(pb::read_resource::Request {
+            type_name: "test_thing".into(),
+            current_state: state.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let delete = h
+        .client
+        .apply_resource_change(pb::apply_resource_change::Request {
+            type_name: "test_thing".into(),
+            prior_state: state,
+            planned_state: Some(dv(&Value::Null, &ty)),
+            config: Some(dv(&Value::Null, &ty)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let import = h
+        .client
+        .import_resource_state(pb::import_resource_state::Request {
+            type_name: "test_thing".into(),
+            id: "warn".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let echo_ty = Type::object([("input", Type::Number), ("output", Type::Number)]);
+    let data = h
+        .client
+        .read_data_source(pb::read_data_source::Request {
+            type_name: "test_echo".into(),
+            config: Some(dv(
+                &Value::Object(
+                    [
+                        ("input".to_owned(), Value::number(7)),
+                        ("output".to_owned(), Value::Null),
+                    ]
+                    .into(),
+                ),
+                &echo_ty,
+            )),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let configure = h
+        .client
+        .configure_provider(pb::configure_provider::Request {
+            terraform_version: "0.0.0-warn".into(),
+            config: Some(dv(
+                &Value::Object(Default::default()),
+                &Type::object::<[(&str, Type); 0], &str>([]),
+            )),
+            client_capabilities: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let table: [(&str, &[pb::Diagnostic], &[&str]); 9] = [
+        (
+            "ValidateResourceConfig",
+            &validate.diagnostics,
+            &["validate"],
+        ),
+        (
+            "PlanResourceChange",
+            &plan.diagnostics,
+            &["modify_plan", "check_plan (context)", "check_plan"],
+        ),
+        (
+            "PlanResourceChange (warnings returned as Err)",
+            &plan_only.diagnostics,
+            &["modify_plan"],
+        ),
+        (
+            "ApplyResourceChange (create)",
+            &apply.diagnostics,
+            &["create"],
+        ),
+        ("ReadResource", &read.diagnostics, &["read"]),
+        (
+            "ApplyResourceChange (delete)",
+            &delete.diagnostics,
+            &["delete"],
+        ),
+        ("ImportResourceState", &import.diagnostics, &["import"]),
+        ("ReadDataSource", &data.diagnostics, &["data source read"]),
+        ("ConfigureProvider", &configure.diagnostics, &["configure"]),
+    ];
+    for (rpc, diags, phases) in table {
+        let want: Vec<String> = phases.iter().map(|p| format!("{p} warning")).collect();
+        assert_eq!(warnings(diags), want, "{rpc}: {:?}", summaries(diags));
+        assert_eq!(warnings(diags).len(), diags.len(), "{rpc}: only warnings");
+    }
+    assert!(
+        plan.planned_state.is_some() && apply.new_state.is_some(),
+        "warnings fail nothing"
+    );
+    assert_eq!(import.imported_resources.len(), 1);
+    assert!(data.state.is_some());
 }

@@ -116,3 +116,66 @@ async fn any_other_client_certificate_is_refused() {
     let err = handshake(&pinned.pem, &intruder).await.unwrap_err();
     assert!(err.starts_with("server:"), "{err}");
 }
+
+/// The client config of a Terraform-like client that trusts exactly `server_der`.
+fn client_config(server_der: Vec<u8>, client: &TerraformLikeClient) -> ClientConfig {
+    let mut config = ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(PinnedServer(server_der)))
+    .with_client_auth_cert(
+        vec![CertificateDer::from(client.der.clone())],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(client.key.clone())),
+    )
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    config
+}
+
+#[tokio::test]
+async fn a_silent_client_neither_blocks_terraform_nor_holds_its_connection() {
+    use tokio::io::AsyncReadExt as _;
+    use tokio_stream::StreamExt as _;
+
+    let client = terraform_like_client();
+    let server = tfplug::tls::server_tls(&client.pem).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("p.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    // A short handshake limit keeps the test quick; the production limit is the same code path.
+    let mut incoming = tfplug::serve::accept_loop(
+        listener,
+        Some(server.config.clone()),
+        std::time::Duration::from_millis(300),
+    );
+
+    // Connects and never says a word.
+    let mut silent = tokio::net::UnixStream::connect(&socket).await.unwrap();
+
+    let connector =
+        tokio_rustls::TlsConnector::from(Arc::new(client_config(server.certificate_der, &client)));
+    let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let bound = std::time::Duration::from_secs(30);
+    let (connected, accepted) = tokio::time::timeout(bound, async {
+        tokio::join!(
+            connector.connect(ServerName::try_from("localhost").unwrap(), stream),
+            incoming.next()
+        )
+    })
+    .await
+    .expect("the real client's handshake waited for the silent one");
+    connected.unwrap();
+    assert!(matches!(accepted, Some(Ok(tfplug::serve::Io::Tls(_)))));
+
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(bound, silent.read(&mut buf))
+        .await
+        .expect("the silent client's connection was never closed");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the server closed the connection: {read:?}"
+    );
+}

@@ -780,7 +780,9 @@ impl Resource<Client> for ClusterResource {
     }
 
     fn validate(&self, config: &Value, _capabilities: ClientCapabilities) -> Diagnostics {
-        validate_config(config)
+        let mut diags = validate_config(config);
+        diags.extend(tfplug::model::check_numbers::<Model>(config, &type_of()));
+        diags
     }
 
     fn modify_plan(&self, request: &PlanRequest<'_>, plan: &mut Plan) -> Result<(), Diagnostics> {

@@ -1175,7 +1175,9 @@ impl Resource<Client> for JobResource {
     }
 
     fn validate(&self, config: &Value, _capabilities: ClientCapabilities) -> Diagnostics {
-        validate_config(config)
+        let mut diags = validate_config(config);
+        diags.extend(tfplug::model::check_numbers::<Model>(config, &type_of()));
+        diags
     }
 
     fn modify_plan(&self, request: &PlanRequest<'_>, plan: &mut Plan) -> Result<(), Diagnostics> {
