@@ -346,6 +346,19 @@ fn failing_rank(mpirun_stderr: &str) -> Option<u32> {
     })
 }
 
+/// The rank to quote when mpirun's report does not name one (OpenMPI sometimes prints only its
+/// "process returned a non-zero exit code" summary): the only rank that wrote to stderr, if
+/// exactly one did.
+fn only_rank_with_stderr(ranks: &Path) -> Option<u32> {
+    let mut wrote = std::fs::read_dir(ranks.join("1"))
+        .ok()?
+        .flatten()
+        .filter(|e| std::fs::metadata(e.path().join("stderr")).is_ok_and(|m| m.len() > 0))
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("rank.")?.parse().ok());
+    let rank = wrote.next()?;
+    wrote.next().is_none().then_some(rank)
+}
+
 /// The last lines of what `path` got from byte `from` on: the current attempt's part of a log
 /// that every attempt appends to.
 fn tail_from(path: &Path, from: u64, lines: usize) -> String {
@@ -1087,6 +1100,7 @@ impl Attempt<'_> {
         if let Some((mpi_label, ranks)) = &self.mpi
             && mpi_label == label
             && let Some(rank) = failing_rank(&tail_from(&c.stderr, c.stderr_from, 1000))
+                .or_else(|| only_rank_with_stderr(ranks))
         {
             let dir = ranks.join("1").join(format!("rank.{rank}"));
             if dir.is_dir() {
@@ -1372,6 +1386,25 @@ mod tests {
         assert_eq!(failing_rank(exited), Some(2));
         assert_eq!(failing_rank(signalled), Some(1));
         assert_eq!(failing_rank("Traceback: boom"), None);
+    }
+
+    #[test]
+    fn without_a_report_the_only_rank_that_wrote_stderr_is_quoted() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let rank = |n: u32, err: &str| {
+            let d = dir.path().join("1").join(format!("rank.{n}"));
+            std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(d.join("stderr"), err).unwrap_or_else(|e| panic!("{e}"));
+        };
+        rank(0, "");
+        rank(1, "boom\n");
+        assert_eq!(only_rank_with_stderr(dir.path()), Some(1));
+        rank(2, "also\n");
+        assert_eq!(
+            only_rank_with_stderr(dir.path()),
+            None,
+            "two ranks wrote: no guess"
+        );
     }
 
     #[test]
