@@ -181,8 +181,10 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
     };
     let error: Option<NodeError> = prepared.err();
     // The cluster's health: a failure starts (or extends) its failing streak, a success ends it.
+    // A node stopped during its preparation (drained, scaled in) says nothing about it.
     let now = records::now_ms();
-    if let Err(e) = records::update(
+    if !stop.load(Ordering::SeqCst)
+        && let Err(e) = records::update(
         &store,
         &keys::status(&args.cluster),
         "cluster status",
