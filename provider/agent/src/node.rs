@@ -185,14 +185,15 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
     let now = records::now_ms();
     if !stop.load(Ordering::SeqCst)
         && let Err(e) = records::update(
-        &store,
-        &keys::status(&args.cluster),
-        "cluster status",
-        |s: &mut ClusterStatus| {
-            s.record_preparation(&args.node, error.as_ref(), now);
-            true
-        },
-    ) {
+            &store,
+            &keys::status(&args.cluster),
+            "cluster status",
+            |s: &mut ClusterStatus| {
+                s.record_preparation(&args.node, error.as_ref(), now);
+                true
+            },
+        )
+    {
         tracing::warn!(error = %e, "record the node's preparation in the cluster status");
     }
     // Through a store outage too: a prepared node must not give up on what it prepared.
