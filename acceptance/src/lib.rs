@@ -356,6 +356,11 @@ impl Drop for Workspace {
     fn drop(&mut self) {
         if self.owns_root {
             kill_agents_under(&self.root);
+            // And what their jobs and setup tasks detached (`setsid`, double forks).
+            agent::launcher::stop_marked(
+                &format!("{}/", self.root.display()),
+                std::time::Duration::ZERO,
+            );
         }
     }
 }

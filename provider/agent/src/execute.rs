@@ -456,7 +456,9 @@ fn run(
     let Some(status) = load::<JobStatus>(store, &status_key, "job status")? else {
         return Ok(());
     };
-    if !status.runs(&ctx.node, assignment) {
+    // A node that already reported its part (and was re-handed the same assignment after a
+    // store error cut its bookkeeping short) does not run it again.
+    if !status.runs(&ctx.node, assignment) || status.reports.contains_key(&ctx.node) {
         return Ok(());
     }
     let index = status

@@ -127,13 +127,14 @@ pub fn signal_session(sid: u32, signal: i32) {
 pub const OWNER_VAR: &str = "BATCHAI_OWNER";
 
 /// The owner of everything one attempt of a job starts on a node.
+/// Every owner ends in `/`, so that one is never the prefix of another (attempt 1 of attempt 10).
 pub fn attempt_owner(node_dir: &Path, job_uid: &str, attempt: u32) -> String {
-    format!("{}/job/{job_uid}/{attempt}", node_dir.display())
+    format!("{}/job/{job_uid}/{attempt}/", node_dir.display())
 }
 
 /// The owner of a node's setup task.
 pub fn setup_owner(node_dir: &Path) -> String {
-    format!("{}/setup", node_dir.display())
+    format!("{}/setup/", node_dir.display())
 }
 
 /// The prefix of every owner on a node.

@@ -38,8 +38,8 @@ const STORE_RETRY_REPORT: Duration = Duration::from_secs(30);
 
 /// Runs `op` until it gets through the store: a store outage (a full or read-only disk, a blob
 /// service that is down) delays what the node has to say, it never drops it. Conflicts and
-/// missing records are `op`'s to handle; a record that cannot be decoded is returned at once,
-/// since no retry can fix it.
+/// missing records are `op`'s to handle; any other error (a record that cannot be decoded, a
+/// key or lease the store refuses) is returned at once, since no retry can fix it.
 pub fn until_stored<T>(
     what: &str,
     mut op: impl FnMut() -> Result<T, control::records::UpdateError>,
@@ -49,7 +49,8 @@ pub fn until_stored<T>(
     let mut said = None::<std::time::Instant>;
     loop {
         match op() {
-            Err(control::records::UpdateError::Store(e)) => {
+            // Only I/O fails for a while and comes back; a refused key or lease never will.
+            Err(control::records::UpdateError::Store(e @ control::StoreError::Io { .. })) => {
                 if said.is_none_or(|t| t.elapsed() >= STORE_RETRY_REPORT) {
                     tracing::warn!(
                         error = %e,

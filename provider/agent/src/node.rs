@@ -227,6 +227,9 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
     // as long as the outage lasts. Whatever the end, a running attempt is stopped and handed
     // back before the node leaves, so no job process outlives its node.
     let mut execution: Option<Execution> = None;
+    // The last attempt this node ran: kept across passes that a store error cut short, or
+    // the node would take an attempt it already ran for a new one.
+    let mut last_done: Option<Assignment> = None;
     let mut failing = StoreFailures::default();
     let result = loop {
         let ran = node_loop(
@@ -239,6 +242,8 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
             &ctx,
             action,
             &mut execution,
+            &mut last_done,
+            &mut failing,
         );
         match ran {
             Ok(()) => break Ok::<(), AgentError>(()),
@@ -314,8 +319,9 @@ fn node_loop(
     ctx: &Arc<NodeContext>,
     action: DrainAction,
     execution: &mut Option<Execution>,
+    last_done: &mut Option<Assignment>,
+    failing: &mut StoreFailures,
 ) -> Result<(), AgentError> {
-    let mut last_done: Option<Assignment> = None;
     let mut draining = false;
     let mut removed = false;
     let mut next_heartbeat = Instant::now();
@@ -325,7 +331,7 @@ fn node_loop(
         if let Some(done) = execution.take_if(|e| e.is_finished()) {
             let assignment = done.assignment.clone();
             done.join();
-            last_done = Some(assignment);
+            *last_done = Some(assignment);
         }
         if stop.load(Ordering::SeqCst) && !draining {
             tracing::info!(node = %args.node, ?action, "SIGTERM: draining");
@@ -353,9 +359,12 @@ fn node_loop(
             None
         } else if now >= next_heartbeat {
             next_heartbeat = now + HEARTBEAT;
-            own_record(update_record(store, key, |r| {
+            let record = own_record(update_record(store, key, |r| {
                 r.last_heartbeat_ms = records::now_ms();
-            }))?
+            }))?;
+            // A heartbeat got through: the store works (again).
+            *failing = StoreFailures::default();
+            record
         } else {
             own_record(match store.get(key)? {
                 Some(v) => records::decode::<NodeRecord>("node record", &v.data)
@@ -367,7 +376,7 @@ fn node_loop(
         // The attempt ran here and its thread could not free the node (the store was down
         // then): free it now, or the node would never take work again.
         if execution.is_none()
-            && let Some(done) = &last_done
+            && let Some(done) = last_done.as_ref()
             && record.as_ref().and_then(|r| r.job.as_ref()) == Some(done)
         {
             update_record(store, key, |r| {

@@ -153,8 +153,17 @@ pub fn reconcile(
     let Some(spec) = store.get(&keys::spec(cluster))? else {
         return Ok(Outcome::default());
     };
-    let spec: ClusterSpec = records::decode("cluster spec", &spec.data)?;
-    if spec.deleting {
+    // A corrupt spec leaves nothing to converge on, but lost nodes are still reaped and their
+    // attempts requeued (or failed), so that jobs can end and be destroyed.
+    let spec: Option<ClusterSpec> = match records::decode("cluster spec", &spec.data) {
+        Ok(spec) => Some(spec),
+        Err(e) if e.is_corrupt() => {
+            tracing::error!(error = %e, "corrupt cluster spec: reaping lost nodes only");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if spec.as_ref().is_some_and(|s| s.deleting) {
         return Ok(Outcome::default());
     }
     let now = records::now_ms();
@@ -171,6 +180,21 @@ pub fn reconcile(
                 tracing::error!(key = %bad.key, error = %bad.error, "corrupt node record removed; replacing the node");
                 if let Some(id) = bad.key.rsplit('/').next() {
                     let _ = crate::gpu::release(store, &format!("{cluster}/{id}"));
+                    // Its agent leaves by itself if it lives; what its jobs started in
+                    // sessions of their own is stopped by the node's ID alone.
+                    launcher.reap(&NodeRecord {
+                        format: records::FORMAT,
+                        id: id.to_owned(),
+                        cluster: cluster.to_owned(),
+                        state: NodeState::Leaving,
+                        pid: None,
+                        gpus: Vec::new(),
+                        launched_at_ms: 0,
+                        last_heartbeat_ms: 0,
+                        errors: Vec::new(),
+                        drain_requested: true,
+                        job: None,
+                    });
                     outcome.reaped.push(id.to_owned());
                 }
             }
@@ -202,8 +226,12 @@ pub fn reconcile(
         }
         present.push(node);
     }
+    let Some(spec) = spec else {
+        outcome.jobs = crate::dispatch::pass(store, cluster, &present, None, now)?;
+        return Ok(outcome);
+    };
     let status_key = keys::status(cluster);
-    let (mut status, status_condition) = match store.get(&status_key)? {
+    let (mut status, mut status_condition) = match store.get(&status_key)? {
         Some(v) => match records::decode::<ClusterStatus>("cluster status", &v.data) {
             Ok(status) => (status, Condition::IfMatch(v.etag)),
             // Rewritten below: a corrupt status must not stop the cluster.
@@ -215,7 +243,7 @@ pub fn reconcile(
         },
         None => (ClusterStatus::default(), Condition::IfNoneExists),
     };
-    let before = status.clone();
+    let mut before = status.clone();
     // Attempts on reaped nodes go back to the queue before demand is counted.
     let capacity = crate::dispatch::Capacity::of(&spec, &status, &present);
     outcome.jobs = crate::dispatch::pass(store, cluster, &present, Some(&capacity), now)?;
@@ -224,16 +252,34 @@ pub fn reconcile(
 
     // Unusable nodes get another chance once their backoff is over (or at once after a new
     // apply): whatever made them fail may be fixed by now.
+    // The backoff is stored before any node is drained, so that a conflicting write (a node
+    // reporting its preparation) can never lose it: on a conflict the next pass decides.
     if live.iter().any(|n| n.state == NodeState::Unusable) && now >= status.next_replacement_ms {
-        for node in live.iter().filter(|n| n.state == NodeState::Unusable) {
-            if request_drain(store, cluster, &node.id)? {
-                tracing::info!(node = %node.id, "replacing an unusable node");
-                outcome.drained.push(node.id.clone());
+        let mut claimed = status.clone();
+        claimed.format = records::FORMAT;
+        claimed.replacements = claimed.replacements.saturating_add(1);
+        claimed.next_replacement_ms = now + records::replacement_backoff_ms(claimed.replacements);
+        match store.put(
+            &status_key,
+            &records::encode(&claimed),
+            status_condition.clone(),
+            None,
+        ) {
+            Ok(etag) => {
+                status = claimed;
+                before = status.clone();
+                status_condition = Condition::IfMatch(etag);
+                for node in live.iter().filter(|n| n.state == NodeState::Unusable) {
+                    if request_drain(store, cluster, &node.id)? {
+                        tracing::info!(node = %node.id, "replacing an unusable node");
+                        outcome.drained.push(node.id.clone());
+                    }
+                }
+                live.retain(|n| n.state != NodeState::Unusable);
             }
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e.into()),
         }
-        live.retain(|n| n.state != NodeState::Unusable);
-        status.replacements = status.replacements.saturating_add(1);
-        status.next_replacement_ms = now + records::replacement_backoff_ms(status.replacements);
     }
 
     let count = u32::try_from(live.len()).unwrap_or(u32::MAX);

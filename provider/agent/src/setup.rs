@@ -65,13 +65,19 @@ pub fn mount_roots(mount_root: &Path, mounts: &[Mount]) -> Vec<PathBuf> {
 
 /// `text` with every secret value replaced by `***`, longest first so that a value containing
 /// another is hidden whole. Every non-empty value counts, however short: a tail with a few more
-/// stars is better than a secret in state.
+/// stars is better than a secret in state. Each line of a multi-line value (a PEM key, JSON
+/// credentials) counts on its own too, since a tail may hold only some of its lines.
 pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut values: Vec<&String> = secrets.iter().filter(|v| !v.is_empty()).collect();
+    let mut values: Vec<&str> = secrets
+        .iter()
+        .flat_map(|v| std::iter::once(v.as_str()).chain(v.lines().map(str::trim)))
+        .filter(|v| !v.is_empty())
+        .collect();
     values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values.dedup();
     values
         .into_iter()
-        .fold(text.to_owned(), |text, v| text.replace(v.as_str(), "***"))
+        .fold(text.to_owned(), |text, v| text.replace(v, "***"))
 }
 
 /// A node or job error with its code, message and details.
@@ -351,6 +357,11 @@ mod tests {
             ("ab abc", secrets(&["ab", "abc"]), "*** ***"),
             ("x1y", secrets(&["1", ""]), "x***y"),
             ("nothing", secrets(&[]), "nothing"),
+            (
+                "...\nMIIB-line-2\n-----END KEY-----\nexit 1",
+                secrets(&["-----BEGIN KEY-----\nMIIB-line-1\nMIIB-line-2\n-----END KEY-----"]),
+                "...\n***\n***\nexit 1",
+            ),
         ];
         for (text, values, want) in cases {
             assert_eq!(redact(text, &values), want, "{text:?}");

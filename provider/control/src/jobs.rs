@@ -303,7 +303,7 @@ impl JobStatus {
             NodeError {
                 code: "CorruptRecord".to_owned(),
                 message: format!(
-                    "the job's records in the control store could not be read ({reason}); the job was marked failed: apply again to run it as a new submission"
+                    "the job's records in the control store could not be read ({reason}); the job was marked failed: run it again with terraform apply -replace, or destroy it"
                 ),
                 details: BTreeMap::new(),
             },
@@ -363,7 +363,11 @@ impl JobStatus {
         now_ms: u64,
     ) -> bool {
         let live = matches!(self.state, JobState::Running | JobState::Terminating);
-        if !live || !self.is_current(assignment) || !self.nodes.iter().any(|n| n == node) {
+        if !live
+            || !self.is_current(assignment)
+            || !self.nodes.iter().any(|n| n == node)
+            || self.reports.contains_key(node)
+        {
             return false;
         }
         let failed = !report.succeeded();

@@ -267,7 +267,14 @@ impl Platform for LocalPlatform {
         &'a self,
         name: &'a Name,
     ) -> BoxFuture<'a, Result<Option<super::ClusterView>, PlatformError>> {
-        Box::pin(async move { super::local_cluster::get(self, name) })
+        Box::pin(async move { super::local_cluster::get(self, name, false) })
+    }
+
+    fn read_cluster<'a>(
+        &'a self,
+        name: &'a Name,
+    ) -> BoxFuture<'a, Result<Option<super::ClusterView>, PlatformError>> {
+        Box::pin(async move { super::local_cluster::get(self, name, true) })
     }
 
     fn update_cluster_scale<'a>(

@@ -194,11 +194,18 @@ fn reconcile_if_unscheduled(
         Err(e) if e.is_conflict() || matches!(e, StoreError::LeaseHeld { .. }) => {}
         Err(e) => return Err(e.into()),
     }
+    let mut takeover = None;
     let lease = match store.acquire_lease(&key, agent::SCHEDULER_LEASE) {
         Ok(lease) => lease,
         Err(StoreError::LeaseHeld { .. }) if scheduler_is_dead(store, launcher, name)? => {
             // Every agent is gone (killed at once, say): the lease of the dead scheduler would
-            // keep the cluster unscheduled, and its state untrue, until it expires.
+            // keep the cluster unscheduled, and its state untrue, until it expires. Terraform
+            // reads many resources at once, so only the caller that creates the takeover mark
+            // breaks the lease; the others leave the pass to it.
+            let Some(mark) = claim_takeover(store, name)? else {
+                return Ok(());
+            };
+            takeover = Some(mark);
             tracing::warn!(
                 cluster = name,
                 "every node's agent is gone; taking over the scheduler lease"
@@ -206,8 +213,14 @@ fn reconcile_if_unscheduled(
             store.break_lease(&key)?;
             match store.acquire_lease(&key, agent::SCHEDULER_LEASE) {
                 Ok(lease) => lease,
-                Err(StoreError::LeaseHeld { .. }) => return Ok(()),
-                Err(e) => return Err(e.into()),
+                Err(StoreError::LeaseHeld { .. }) => {
+                    release_takeover(store, takeover);
+                    return Ok(());
+                }
+                Err(e) => {
+                    release_takeover(store, takeover);
+                    return Err(e.into());
+                }
             }
         }
         Err(StoreError::LeaseHeld { .. }) => return Ok(()),
@@ -215,7 +228,47 @@ fn reconcile_if_unscheduled(
     };
     let result = scheduler::reconcile(store, launcher, name);
     let _ = store.release_lease(&key, &lease);
+    release_takeover(store, takeover);
     result.map(|_| ())
+}
+
+/// How long a takeover mark stands before it counts as left by a provider that died mid-pass.
+const TAKEOVER_STALE_MS: u64 = 60_000;
+
+/// Creates the cluster's takeover mark; `None` when another caller holds a live one.
+fn claim_takeover(
+    store: &DirStore,
+    name: &str,
+) -> Result<Option<(String, control::ETag)>, agent::AgentError> {
+    let key = format!("{}scheduler-takeover", keys::cluster_prefix(name));
+    let now = records::now_ms();
+    match store.put(
+        &key,
+        now.to_string().as_bytes(),
+        Condition::IfNoneExists,
+        None,
+    ) {
+        Ok(etag) => Ok(Some((key, etag))),
+        Err(e) if e.is_conflict() => {
+            if let Some(v) = store.get(&key)? {
+                let at: u64 = std::str::from_utf8(&v.data)
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0);
+                if now.saturating_sub(at) > TAKEOVER_STALE_MS {
+                    let _ = store.delete(&key, Condition::IfMatch(v.etag), None);
+                }
+            }
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn release_takeover(store: &DirStore, mark: Option<(String, control::ETag)>) {
+    if let Some((key, etag)) = mark {
+        let _ = store.delete(&key, Condition::IfMatch(etag), None);
+    }
 }
 
 /// True when the cluster has nodes and the platform knows every one of their agents is gone:
@@ -263,14 +316,16 @@ fn read(store: &DirStore, name: &str) -> Result<Option<ClusterView>, agent::Agen
     }))
 }
 
+/// The cluster as it is; with `heal`, after a scheduling pass when nobody schedules it (lost
+/// nodes reaped, their attempts requeued, replacements launched), so that what Read reports is
+/// true. Plan-time checks read without healing: a plan changes nothing.
 pub(super) fn get(
     platform: &LocalPlatform,
     name: &Name,
+    heal: bool,
 ) -> Result<Option<ClusterView>, PlatformError> {
     let store = open_store(platform, "read", name.as_str())?;
-    // Reading a cluster heals it when nobody schedules it: lost nodes are reaped (their
-    // attempts requeued) and replaced, so what Read reports is true.
-    if let Err(e) = nudge(platform, &store, name.as_str()) {
+    if heal && let Err(e) = nudge(platform, &store, name.as_str()) {
         tracing::warn!(cluster = name.as_str(), error = %e, "schedule the cluster before reading it");
     }
     let view = read(&store, name.as_str()).map_err(|e| failed("read", name.as_str(), e))?;

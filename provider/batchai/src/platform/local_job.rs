@@ -225,17 +225,15 @@ fn read(
         name: name.to_owned(),
         reason: e.to_string(),
     };
-    // One corrupt record is the job's problem alone. Without its spec nothing is known of the
-    // job: its records go (its nodes find its status gone and stop) and Terraform plans to
-    // create it again. A corrupt status fails the job, with the reason in its errors.
+    // One corrupt record is the job's problem alone. A corrupt status fails the job, with the
+    // reason in its errors. Without its spec the job cannot be shown: its status is failed all
+    // the same (its nodes stop it) and the caller gets `Corrupt`, keeps what it knew and can
+    // still destroy the job, whose removal needs no spec.
     let spec: JobSpec = match records::decode("job spec", &spec.data) {
         Ok(spec) => spec,
         Err(e) if e.is_corrupt() => {
-            tracing::error!(job = name, error = %e, "corrupt job spec: removing the job's records");
-            for key in job_keys(cluster, name) {
-                let _ = store.delete(&key, Condition::Always, None);
-            }
-            return Ok(None);
+            agent::dispatch::write_off(store, &status_key, status.etag, "", &e.to_string());
+            return Err(corrupt(e));
         }
         Err(e) => return Err(corrupt(e)),
     };
@@ -431,8 +429,10 @@ pub(super) async fn delete(
         if terminal && !held {
             break;
         }
-        super::local_cluster::nudge(platform, &store, cluster)
-            .map_err(|e| failed("delete", name, e))?;
+        // Destroy goes on whatever the cluster's state: a pass that fails only delays it.
+        if let Err(e) = super::local_cluster::nudge(platform, &store, cluster) {
+            tracing::warn!(job = name, error = %e, "schedule the cluster while deleting a job");
+        }
         tokio::time::sleep(POLL_FIRST * 5).await;
     }
     for key in job_keys(cluster, name) {

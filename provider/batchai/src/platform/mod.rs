@@ -110,8 +110,16 @@ pub trait Platform: Send + Sync + std::fmt::Debug {
         resource: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<ClusterView, PlatformError>>;
 
-    /// `Ok(None)` when the cluster does not exist (or was removed outside Terraform).
+    /// `Ok(None)` when the cluster does not exist (or was removed outside Terraform). Changes
+    /// nothing: plan-time checks use it.
     fn get_cluster<'a>(
+        &'a self,
+        name: &'a Name,
+    ) -> BoxFuture<'a, Result<Option<ClusterView>, PlatformError>>;
+
+    /// What Read reports: the cluster after a scheduling pass when nobody else schedules it, so
+    /// that lost nodes are reaped (their attempts requeued) and replaced before it is shown.
+    fn read_cluster<'a>(
         &'a self,
         name: &'a Name,
     ) -> BoxFuture<'a, Result<Option<ClusterView>, PlatformError>>;

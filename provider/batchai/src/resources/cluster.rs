@@ -687,7 +687,7 @@ fn with_live(mut model: Model, view: &ClusterView) -> Model {
     // the nodes' failures is fixed.
     if let Some(since) = view.failing_since_ms
         && counts.idle + counts.running == 0
-        && counts.unusable > 0
+        && counts.unusable + counts.preparing > 0
     {
         errors.insert(
             0,
@@ -923,7 +923,7 @@ impl Resource<Client> for ClusterResource {
             let ty = type_of();
             let prior: Model = decode(state, &ty)?;
             let name = super::stored_name(prior.name.as_deref())?;
-            let Some(view) = client.get_cluster(&name).await.map_err(platform_error)? else {
+            let Some(view) = client.read_cluster(&name).await.map_err(platform_error)? else {
                 return Ok(None);
             };
             Ok(Some(ReadResult {
@@ -989,7 +989,7 @@ impl Resource<Client> for ClusterResource {
         Box::pin(async move {
             let name = parse_id(id).map_err(|e| Diagnostic::error("invalid import ID", e))?;
             let view = client
-                .get_cluster(&name)
+                .read_cluster(&name)
                 .await
                 .map_err(platform_error)?
                 .ok_or_else(|| {

@@ -1324,7 +1324,7 @@ impl Resource<Client> for JobResource {
     fn read<'a>(
         &'a self,
         client: &'a Client,
-        _ctx: &'a Context,
+        ctx: &'a Context,
         state: &'a Value,
         private: &'a [u8],
     ) -> BoxFuture<'a, Result<Option<ReadResult>, Diagnostics>> {
@@ -1333,12 +1333,34 @@ impl Resource<Client> for JobResource {
             let prior: Model = decode(state, &ty)?;
             let (cluster, job) = parse_id(prior.id.as_deref().unwrap_or_default())
                 .map_err(|e| Diagnostic::internal(format!("stored job ID is invalid: {e}")))?;
-            let Some(view) = client
-                .get_job(&cluster, &job)
-                .await
-                .map_err(platform_error)?
-            else {
-                return Ok(None);
+            let view = match client.get_job(&cluster, &job).await {
+                Ok(Some(view)) => view,
+                Ok(None) => return Ok(None),
+                // The job's records cannot be read; it was failed on the platform. State keeps
+                // what it knew, marked failed, so the plan replaces it (or destroys it).
+                Err(PlatformError::Corrupt { reason, .. }) => {
+                    ctx.warn(Diagnostic::warning(
+                        "job records are corrupt",
+                        format!(
+                            "job {job} on cluster {cluster}: {reason}; the job was marked failed: run it again with terraform apply -replace, or destroy it"
+                        ),
+                    ));
+                    let mut model = prior;
+                    model.execution_state = Some("failed".to_owned());
+                    model
+                        .errors
+                        .get_or_insert_with(Vec::new)
+                        .push(super::cluster::ErrorModel {
+                            code: "CorruptRecord".to_owned(),
+                            message: format!("the job's records could not be read: {reason}"),
+                            details: BTreeMap::new(),
+                        });
+                    return Ok(Some(ReadResult {
+                        state: encode(&model, &ty)?,
+                        private: private.to_vec(),
+                    }));
+                }
+                Err(e) => return Err(platform_error(e)),
             };
             Ok(Some(ReadResult {
                 state: encode(&with_live(prior, &view), &ty)?,
