@@ -1,6 +1,7 @@
 //! GPUs: how many an Azure VM size has, how many this machine has, and a machine-wide
 //! allocation so local nodes get disjoint devices through `CUDA_VISIBLE_DEVICES`.
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use control::records::keys;
 use control::{Condition, Store};
@@ -65,19 +66,50 @@ pub fn gpus_for_vm_size(vm_size: &str) -> u32 {
 
 /// NVIDIA GPUs on this machine, from `nvidia-smi -L`; 0 when there is no driver.
 pub fn detect_gpus() -> u32 {
-    std::process::Command::new("nvidia-smi")
+    count_gpus(Path::new("nvidia-smi"), NVIDIA_SMI_TIMEOUT)
+}
+
+/// How long `nvidia-smi` may take: a driver in a bad state can hang it, and a plan or a node's
+/// start must not hang with it.
+const NVIDIA_SMI_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The GPUs `program -L` lists; none when it is missing, fails or does not answer in time.
+fn count_gpus(program: &Path, timeout: std::time::Duration) -> u32 {
+    use std::io::Read as _;
+    let Ok(mut child) = std::process::Command::new(program)
         .arg("-L")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map_or(0, |out| {
-            let n = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| l.starts_with("GPU "))
-                .count();
-            u32::try_from(n).unwrap_or(0)
-        })
+        .spawn()
+    else {
+        return 0;
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            _ => {
+                tracing::warn!(program = %program.display(), "GPU detection did not answer in time; counting no GPUs");
+                let _ = child.kill();
+                let _ = child.wait();
+                return 0;
+            }
+        }
+    };
+    let mut out = String::new();
+    if !status.success()
+        || child
+            .stdout
+            .take()
+            .is_none_or(|mut s| s.read_to_string(&mut out).is_err())
+    {
+        return 0;
+    }
+    u32::try_from(out.lines().filter(|l| l.starts_with("GPU ")).count()).unwrap_or(0)
 }
 
 /// Which node holds each GPU index on this machine.
@@ -152,6 +184,30 @@ pub fn release(store: &dyn Store, owner: &str) -> Result<(), AgentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gpu_detection_counts_listed_gpus_and_never_hangs() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let script = |name: &str, body: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                .unwrap_or_else(|e| panic!("{e}"));
+            p
+        };
+        let two = script(
+            "two",
+            "echo 'GPU 0: A (UUID: x)'; echo 'GPU 1: A (UUID: y)'",
+        );
+        let hung = script("hung", "exec sleep 60");
+        let broken = script("broken", "echo 'GPU 0: A'; exit 9");
+        let short = std::time::Duration::from_millis(300);
+        assert_eq!(count_gpus(&two, short * 10), 2);
+        assert_eq!(count_gpus(&hung, short), 0);
+        assert_eq!(count_gpus(&broken, short * 10), 0);
+        assert_eq!(count_gpus(&dir.path().join("missing"), short), 0);
+    }
 
     #[test]
     fn vm_sizes() {
