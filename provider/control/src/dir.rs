@@ -557,7 +557,15 @@ pub fn private_dir_all(dir: &Path) -> io::Result<()> {
         .mode(PRIVATE_DIR)
         .create(dir)?;
     if fs::metadata(dir)?.permissions().mode() & 0o777 != PRIVATE_DIR {
-        fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR)).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "make {} private (mode 0700): {e}; it must belong to the user running Terraform",
+                    dir.display()
+                ),
+            )
+        })?;
     }
     Ok(())
 }
