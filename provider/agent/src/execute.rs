@@ -346,17 +346,34 @@ fn failing_rank(mpirun_stderr: &str) -> Option<u32> {
     })
 }
 
-/// The rank to quote when mpirun's report does not name one (OpenMPI sometimes prints only its
-/// "process returned a non-zero exit code" summary): the only rank that wrote to stderr, if
-/// exactly one did.
-fn only_rank_with_stderr(ranks: &Path) -> Option<u32> {
-    let mut wrote = std::fs::read_dir(ranks.join("1"))
-        .ok()?
+/// The ranks that wrote to stderr, lowest first: what to quote when mpirun's report does not
+/// name the failing rank (OpenMPI 4.1 prints only its "process returned a non-zero exit code"
+/// summary in about half the runs).
+fn ranks_with_stderr(ranks: &Path) -> Vec<u32> {
+    let mut wrote: Vec<u32> = std::fs::read_dir(ranks.join("1"))
+        .into_iter()
+        .flatten()
         .flatten()
         .filter(|e| std::fs::metadata(e.path().join("stderr")).is_ok_and(|m| m.len() > 0))
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("rank.")?.parse().ok());
-    let rank = wrote.next()?;
-    wrote.next().is_none().then_some(rank)
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("rank.")?.parse().ok())
+        .collect();
+    wrote.sort_unstable();
+    wrote
+}
+
+/// The last lines of several ranks' stderr, each line prefixed with its rank.
+fn ranks_tail(ranks: &Path, which: &[u32], lines_each: usize) -> String {
+    which
+        .iter()
+        .flat_map(|rank| {
+            let path = ranks.join("1").join(format!("rank.{rank}")).join("stderr");
+            tail_from(&path, 0, lines_each)
+                .lines()
+                .map(|l| format!("rank {rank}: {l}"))
+                .collect::<Vec<_>>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The last lines of what `path` got from byte `from` on: the current attempt's part of a log
@@ -1101,17 +1118,34 @@ impl Attempt<'_> {
         let mut details = Vec::new();
         if let Some((mpi_label, ranks)) = &self.mpi
             && mpi_label == label
-            && let Some(rank) = failing_rank(&tail_from(&c.stderr, c.stderr_from, 1000))
-                .or_else(|| only_rank_with_stderr(ranks))
         {
-            let dir = ranks.join("1").join(format!("rank.{rank}"));
-            if dir.is_dir() {
-                stdout = dir.join("stdout");
-                stderr = dir.join("stderr");
-                stderr_tail = tail_from(&stderr, 0, 10);
-                who = format!("rank {rank} of the job");
-                details.push(("rank", rank.to_string()));
-                details.push(("mpirun_stderr_path", c.stderr.display().to_string()));
+            let wrote = ranks_with_stderr(ranks);
+            let named = failing_rank(&tail_from(&c.stderr, c.stderr_from, 1000));
+            let only = if wrote.len() == 1 {
+                wrote.first().copied()
+            } else {
+                None
+            };
+            match named.or(only) {
+                Some(rank) => {
+                    let dir = ranks.join("1").join(format!("rank.{rank}"));
+                    if dir.is_dir() {
+                        stdout = dir.join("stdout");
+                        stderr = dir.join("stderr");
+                        stderr_tail = tail_from(&stderr, 0, 10);
+                        who = format!("rank {rank} of the job");
+                        details.push(("rank", rank.to_string()));
+                        details.push(("mpirun_stderr_path", c.stderr.display().to_string()));
+                    }
+                }
+                // Unnamed, and several ranks wrote: each one's last lines, not mpirun's summary.
+                None if !wrote.is_empty() => {
+                    stderr_tail = ranks_tail(ranks, &wrote[..wrote.len().min(4)], 3);
+                    let listed: Vec<String> = wrote.iter().map(u32::to_string).collect();
+                    details.push(("ranks_with_stderr", listed.join(",")));
+                    details.push(("ranks_path", ranks.join("1").display().to_string()));
+                }
+                None => {}
             }
         }
         details.extend([
@@ -1391,7 +1425,7 @@ mod tests {
     }
 
     #[test]
-    fn without_a_report_the_only_rank_that_wrote_stderr_is_quoted() {
+    fn without_a_report_the_ranks_that_wrote_stderr_are_quoted() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let rank = |n: u32, err: &str| {
             let d = dir.path().join("1").join(format!("rank.{n}"));
@@ -1400,12 +1434,12 @@ mod tests {
         };
         rank(0, "");
         rank(1, "boom\n");
-        assert_eq!(only_rank_with_stderr(dir.path()), Some(1));
-        rank(2, "also\n");
+        assert_eq!(ranks_with_stderr(dir.path()), [1]);
+        rank(10, "also\nlast\n");
+        assert_eq!(ranks_with_stderr(dir.path()), [1, 10]);
         assert_eq!(
-            only_rank_with_stderr(dir.path()),
-            None,
-            "two ranks wrote: no guess"
+            ranks_tail(dir.path(), &[1, 10], 3),
+            "rank 1: boom\nrank 10: also\nrank 10: last"
         );
     }
 

@@ -512,10 +512,16 @@ fn schema() -> Schema {
         )
         .description(
             "What went wrong, one entry per failed attempt: `code` (`JobFailed`, \
-             `JobPreparationFailed`, `JobWallClockTimeExceeded`, `MountFailed` or \
-             `JobTerminated`), `message` (what happened, on which node) and `details`, a map \
-             that for a failed process holds `exit_code`, `node`, `stdout_path`, `stderr_path` \
-             and `stderr_tail` (its last lines of stderr).",
+             `JobPreparationFailed`, `JobWallClockTimeExceeded`, `MountFailed`, \
+             `JobTerminated`, `InvalidContainerImage`, `CorruptRecord`, or, for a job that \
+             waited in vain, `ClusterUnusable` and `NodeCountUnattainable`), `message` (what \
+             happened, on which node, and what to do) and `details`, a map that for a failed \
+             process holds `exit_code`, `node`, `stdout_path`, `stderr_path` and `stderr_tail` \
+             (its last lines of stderr, secrets shown as `***`); for an MPI rank also `rank` \
+             and `mpirun_stderr_path`, or `ranks_with_stderr` and `ranks_path` when mpirun did \
+             not name the failing rank; for `ClusterUnusable` the first failing node's \
+             `node`, `stderr_tail` and log paths with `node_count`, `usable_nodes` and \
+             `unusable_nodes`.",
         ),
         Attribute::computed("attempts", Type::Number).description(
             "Attempts started: a retry counts, and so does a restart after a lost node.",
