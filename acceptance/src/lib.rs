@@ -502,3 +502,16 @@ pub fn job_status(
     };
     Ok(Some(control::records::decode("job status", &v.data)?))
 }
+
+/// Terraform's log (its stderr) for a `plan` of an empty configuration with the newest CLI,
+/// with `env` set: what the provider logs on start-up and shutdown.
+pub fn empty_plan_log(env: &[(&str, &str)]) -> anyhow::Result<String> {
+    let mut ws = Workspace::new(&newest_cli())?;
+    for (key, value) in env {
+        ws.env(key, value);
+    }
+    ws.write_config("")?;
+    ws.init()?;
+    let out = ws.run(&["plan", "-no-color"])?;
+    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+}

@@ -7,7 +7,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use batchai_acceptance::{Workspace, alive, for_every_cli, newest_cli, provider_binary};
+use batchai_acceptance::{
+    Workspace, alive, cluster_c, empty_plan_log, for_every_cli, job_on_c, newest_cli,
+    provider_binary,
+};
 
 const COOKIE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
 
@@ -218,17 +221,13 @@ fn provider_lines_from<'a>(log: &'a str, crates: &[&str]) -> Vec<&'a str> {
 fn trace_logs_hold_the_providers_events_and_library_internals_only_on_request() {
     let libraries = ["h2", "hyper", "hyper_util", "tonic", "rustls", "tower"];
     let run = |opt_in: bool| {
-        let mut ws = Workspace::new(&newest_cli()).unwrap_or_else(|e| panic!("{e:#}"));
-        ws.env("TF_LOG_PROVIDER", "trace");
-        if opt_in {
-            ws.env("BATCHAI_LOG_LIBRARIES", "1");
-        }
-        ws.write_config("").unwrap_or_else(|e| panic!("{e:#}"));
-        ws.init().unwrap_or_else(|e| panic!("{e:#}"));
-        let out = ws
-            .run(&["plan", "-no-color"])
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let libraries_too = [("BATCHAI_LOG_LIBRARIES", "1")];
+        let env = [
+            &[("TF_LOG_PROVIDER", "trace")][..],
+            if opt_in { &libraries_too } else { &[] },
+        ]
+        .concat();
+        empty_plan_log(&env).unwrap_or_else(|e| panic!("{e:#}"))
     };
     let log = run(false);
     assert!(
@@ -296,34 +295,19 @@ resource "batchai_job" "j" {
 fn a_plan_time_warning_reaches_the_user() {
     let cli = newest_cli();
     let ws = Workspace::new(&cli).unwrap_or_else(|e| panic!("{e:#}"));
-    let cluster = r#"resource "batchai_cluster" "c" {
-  name    = "warned"
-  vm_size = "Standard_D2s_v3"
-  scale_settings {
-    manual {
-      target_node_count = 1
-    }
-  }
-}
-"#;
-    ws.write_config(cluster).unwrap_or_else(|e| panic!("{e:#}"));
+    let cluster = cluster_c(1, "");
+    ws.write_config(&cluster)
+        .unwrap_or_else(|e| panic!("{e:#}"));
     ws.init().unwrap_or_else(|e| panic!("{e:#}"));
     ws.apply().unwrap_or_else(|e| panic!("{e:#}"));
     // The job needs more nodes than the cluster has: only a warning at plan, since the cluster
     // could be scaled up earlier in the same apply.
-    ws.write_config(&format!(
-        r#"{cluster}
-resource "batchai_job" "j" {{
-  name       = "warned"
-  cluster_id = batchai_cluster.c.id
-  node_count = 2
-  custom_toolkit {{
-    command_line = "true"
-  }}
-}}
-"#
-    ))
-    .unwrap_or_else(|e| panic!("{e:#}"));
+    let job = job_on_c(
+        "warned",
+        "  node_count = 2\n  custom_toolkit {\n    command_line = \"true\"\n  }",
+    );
+    ws.write_config(&(cluster + &job))
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let out = ws
         .run(&["plan", "-input=false", "-no-color"])
         .unwrap_or_else(|e| panic!("{e:#}"));

@@ -4,7 +4,7 @@ use std::io::{BufRead as _, BufReader, Read as _};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use batchai_acceptance::{Workspace, newest_cli, provider_binary};
+use batchai_acceptance::provider_binary;
 
 const COOKIE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
 
@@ -97,14 +97,8 @@ fn handshake_then_sigint_is_ignored_and_sigterm_ends_it() {
 
 #[test]
 fn provider_logs_reach_terraforms_log_over_automtls() {
-    let mut ws = Workspace::new(&newest_cli()).unwrap_or_else(|e| panic!("{e:#}"));
-    ws.env("TF_LOG_PROVIDER", "debug");
-    ws.write_config("").unwrap_or_else(|e| panic!("{e:#}"));
-    ws.init().unwrap_or_else(|e| panic!("{e:#}"));
-    let out = ws
-        .run(&["plan", "-no-color"])
+    let log = batchai_acceptance::empty_plan_log(&[("TF_LOG_PROVIDER", "debug")])
         .unwrap_or_else(|e| panic!("{e:#}"));
-    let log = String::from_utf8_lossy(&out.stderr);
     // go-plugin parsed our hclog JSON line: message and fields arrive as its own log entry,
     // and `tls=true` shows Terraform connected with AutoMTLS.
     let line = log

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use control::records::{self, ClusterSpec, NodeRecord, NodeState, keys};
+use control::records::{self, ClusterSpec, NodeRecord, keys};
 use control::{Condition, Store};
 use serde::{Deserialize, Serialize};
 
@@ -352,19 +352,7 @@ impl Launcher for LocalLauncher {
         let ids = reserve_ids(store, &spec.name, count)?;
         let now = records::now_ms();
         for id in &ids {
-            let record = NodeRecord {
-                format: records::FORMAT,
-                id: id.clone(),
-                cluster: spec.name.clone(),
-                state: NodeState::Launching,
-                pid: None,
-                gpus: Vec::new(),
-                launched_at_ms: now,
-                last_heartbeat_ms: 0,
-                errors: Vec::new(),
-                drain_requested: false,
-                job: None,
-            };
+            let record = NodeRecord::launching(&spec.name, id, now);
             store.put(
                 &keys::node(&spec.name, id),
                 &records::encode(&record),

@@ -96,6 +96,15 @@ pub enum AgentError {
 }
 
 impl AgentError {
+    /// A record that does not decode (see [`control::records::RecordError::is_corrupt`]).
+    pub fn is_corrupt(&self) -> bool {
+        match self {
+            Self::Record(e) => e.is_corrupt(),
+            Self::Update(e) => e.is_corrupt(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(
         op: &'static str,
         path: impl AsRef<std::path::Path>,

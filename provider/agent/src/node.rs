@@ -448,11 +448,7 @@ fn own_record(
     read: Result<Option<NodeRecord>, AgentError>,
 ) -> Result<Option<NodeRecord>, AgentError> {
     match read {
-        Err(AgentError::Record(e)) if e.is_corrupt() => {
-            tracing::error!(error = %e, "this node's record is corrupt: leaving");
-            Ok(None)
-        }
-        Err(AgentError::Update(e)) if e.is_corrupt() => {
+        Err(e) if e.is_corrupt() => {
             tracing::error!(error = %e, "this node's record is corrupt: leaving");
             Ok(None)
         }

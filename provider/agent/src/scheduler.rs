@@ -182,19 +182,7 @@ pub fn reconcile(
                     let _ = crate::gpu::release(store, &format!("{cluster}/{id}"));
                     // Its agent leaves by itself if it lives; what its jobs started in
                     // sessions of their own is stopped by the node's ID alone.
-                    launcher.reap(&NodeRecord {
-                        format: records::FORMAT,
-                        id: id.to_owned(),
-                        cluster: cluster.to_owned(),
-                        state: NodeState::Leaving,
-                        pid: None,
-                        gpus: Vec::new(),
-                        launched_at_ms: 0,
-                        last_heartbeat_ms: 0,
-                        errors: Vec::new(),
-                        drain_requested: true,
-                        job: None,
-                    });
+                    launcher.reap(&NodeRecord::launching(cluster, id, 0));
                     outcome.reaped.push(id.to_owned());
                 }
             }

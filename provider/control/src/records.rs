@@ -301,6 +301,23 @@ pub struct NodeRecord {
 }
 
 impl NodeRecord {
+    /// A node as its launcher records it, before its agent registers.
+    pub fn launching(cluster: &str, id: &str, now_ms: u64) -> Self {
+        Self {
+            format: FORMAT,
+            id: id.to_owned(),
+            cluster: cluster.to_owned(),
+            state: NodeState::Launching,
+            pid: None,
+            gpus: Vec::new(),
+            launched_at_ms: now_ms,
+            last_heartbeat_ms: 0,
+            errors: Vec::new(),
+            drain_requested: false,
+            job: None,
+        }
+    }
+
     /// A node is lost when its agent stopped heartbeating (or never started).
     pub fn is_lost(&self, now_ms: u64, stale_after_ms: u64, launch_grace_ms: u64) -> bool {
         if self.last_heartbeat_ms == 0 {

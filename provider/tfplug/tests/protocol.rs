@@ -333,18 +333,7 @@ async fn start() -> Harness {
         .await
         .unwrap();
     let mut client = ProviderClient::new(channel.clone());
-    let response = client
-        .configure_provider(pb::configure_provider::Request {
-            terraform_version: "1.15.5".into(),
-            config: Some(dv(
-                &Value::Object(Default::default()),
-                &Type::object::<[(&str, Type); 0], &str>([]),
-            )),
-            client_capabilities: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let response = configure(&mut client, "1.15.5").await;
     assert!(
         response.diagnostics.is_empty(),
         "{:?}",
@@ -357,6 +346,25 @@ async fn start() -> Harness {
         shutdown,
         _dir: dir,
     }
+}
+
+/// `ConfigureProvider` with the test provider's empty configuration, as Terraform `version`.
+async fn configure(
+    client: &mut ProviderClient<Channel>,
+    version: &str,
+) -> pb::configure_provider::Response {
+    client
+        .configure_provider(pb::configure_provider::Request {
+            terraform_version: version.into(),
+            config: Some(dv(
+                &Value::Object(Default::default()),
+                &Type::object::<[(&str, Type); 0], &str>([]),
+            )),
+            client_capabilities: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 fn thing_type() -> Type {
@@ -412,16 +420,28 @@ impl Harness {
     }
 
     async fn create(&mut self, config: &Value) -> pb::apply_resource_change::Response {
-        let ty = thing_type();
         let plan = self.plan(config).await;
         assert!(plan.diagnostics.is_empty(), "{:?}", plan.diagnostics);
+        let prior = dv(&Value::Null, &thing_type());
+        self.apply(prior, plan.planned_state, config, plan.planned_private)
+            .await
+    }
+
+    /// `ApplyResourceChange` of a `test_thing` from `prior` to `planned` under `config`.
+    async fn apply(
+        &mut self,
+        prior: pb::DynamicValue,
+        planned: Option<pb::DynamicValue>,
+        config: &Value,
+        planned_private: Vec<u8>,
+    ) -> pb::apply_resource_change::Response {
         self.client
             .apply_resource_change(pb::apply_resource_change::Request {
                 type_name: "test_thing".into(),
-                prior_state: Some(dv(&Value::Null, &ty)),
-                planned_state: plan.planned_state,
-                config: Some(dv(config, &ty)),
-                planned_private: plan.planned_private,
+                prior_state: Some(prior),
+                planned_state: planned,
+                config: Some(dv(config, &thing_type())),
+                planned_private,
                 ..Default::default()
             })
             .await
@@ -838,19 +858,14 @@ async fn warnings_from_every_phase_reach_terraform() {
         plan_only.planned_state.is_some(),
         "a plan with only warnings stands"
     );
-    let planned = plan.planned_state.clone();
     let apply = h
-        .client
-        .apply_resource_change(pb::apply_resource_change::Request {
-            type_name: "test_thing".into(),
-            prior_state: Some(dv(&Value::Null, &ty)),
-            planned_state: planned,
-            config: Some(dv(&config, &ty)),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+        .apply(
+            dv(&Value::Null, &ty),
+            plan.planned_state.clone(),
+            &config,
+            Vec::new(),
+        )
+        .await;
     let state = apply.new_state.clone();
     let read = h
         .client
@@ -863,17 +878,13 @@ async fn warnings_from_every_phase_reach_terraform() {
         .unwrap()
         .into_inner();
     let delete = h
-        .client
-        .apply_resource_change(pb::apply_resource_change::Request {
-            type_name: "test_thing".into(),
-            prior_state: state,
-            planned_state: Some(dv(&Value::Null, &ty)),
-            config: Some(dv(&Value::Null, &ty)),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+        .apply(
+            state.unwrap_or_default(),
+            Some(dv(&Value::Null, &ty)),
+            &Value::Null,
+            Vec::new(),
+        )
+        .await;
     let import = h
         .client
         .import_resource_state(pb::import_resource_state::Request {
@@ -904,19 +915,7 @@ async fn warnings_from_every_phase_reach_terraform() {
         .await
         .unwrap()
         .into_inner();
-    let configure = h
-        .client
-        .configure_provider(pb::configure_provider::Request {
-            terraform_version: "0.0.0-warn".into(),
-            config: Some(dv(
-                &Value::Object(Default::default()),
-                &Type::object::<[(&str, Type); 0], &str>([]),
-            )),
-            client_capabilities: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let configure = configure(&mut h.client, "0.0.0-warn").await;
 
     let table: [(&str, &[pb::Diagnostic], &[&str]); 9] = [
         (
