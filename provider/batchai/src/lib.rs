@@ -11,7 +11,9 @@ pub mod resources;
 
 use std::sync::Arc;
 
-use tfplug::{BoxFuture, ConfigureRequest, DataSource, Diagnostics, Provider, Resource, Schema};
+use tfplug::{
+    BoxFuture, ConfigureRequest, Diagnostics, DynDataSource, DynResource, Provider, Schema,
+};
 
 /// The provider's source address.
 pub const ADDRESS: &str = "registry.terraform.io/batchai/batchai";
@@ -45,7 +47,7 @@ impl Provider for BatchAi {
         Box::pin(async move { config::configure(request.config) })
     }
 
-    fn resources(&self) -> Vec<Box<dyn Resource<Client>>> {
+    fn resources(&self) -> Vec<Box<dyn DynResource<Client>>> {
         vec![
             Box::new(resources::cluster::ClusterResource),
             Box::new(resources::file_server::FileServerResource),
@@ -53,7 +55,7 @@ impl Provider for BatchAi {
         ]
     }
 
-    fn data_sources(&self) -> Vec<Box<dyn DataSource<Client>>> {
+    fn data_sources(&self) -> Vec<Box<dyn DynDataSource<Client>>> {
         vec![Box::new(data_sources::file_server::FileServerDataSource)]
     }
 }

@@ -2,6 +2,9 @@
 //! values, schemas, diagnostics, and a typed API for resources. It knows nothing about any
 //! particular provider; generated protocol types never leave this crate except through
 //! [`testing`].
+// The derive names `::tfplug`, which inside this crate is the crate itself.
+extern crate self as tfplug;
+
 pub mod diag;
 pub mod docs;
 mod generated;
@@ -14,16 +17,20 @@ pub mod serve;
 pub mod server;
 pub mod timeouts;
 pub mod tls;
+pub mod validate;
 pub mod value;
 
 pub use diag::{AttributePath, Diagnostic, Diagnostics, Severity, Warnings};
+pub use model::Model;
 pub use resource::{
-    ApplyRequest, ApplyResult, BoxFuture, ClientCapabilities, ConfigureRequest, Context,
-    DataSource, Plan, PlanRequest, Provider, ReadResult, Resource, TimeoutDefaults,
+    Apply, ApplyRequest, ApplyResult, BoxFuture, ClientCapabilities, ConfigureRequest, Context,
+    DataSource, DynDataSource, DynResource, Interrupted, Plan, PlanRequest, Provider, ReadResult,
+    Resource, TimeoutDefaults,
 };
 pub use schema::{Attribute, Block, NestedBlock, Nesting, ObjectNesting, Schema};
 pub use serve::{Mode, ServeOptions, serve};
 pub use server::ProviderService;
+pub use validate::{BlockCheck, Validator};
 pub use value::{Number, Type, Value};
 
 /// Protocol messages and a gRPC client, for in-process protocol tests of providers built on

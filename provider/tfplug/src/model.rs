@@ -1,11 +1,131 @@
-//! Conversions between cty [`Value`]s and a resource's own serde types, so resource code works
-//! with plain Rust structs (`Option` for null, nested structs for blocks).
+//! Resource models: the typed Rust structs a schema is declared on (`#[derive(Model)]`), and
+//! the conversions between them and cty [`Value`]s (`Option` for null, nested structs for
+//! blocks).
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 
 use crate::diag::{AttributePath, Diagnostic, Diagnostics};
-use crate::value::{Type, Value, json};
+use crate::schema::Block;
+use crate::value::{Number, Type, Value, json};
+
+pub use tfplug_derive::Model;
+
+/// A typed model of a block: the schema is derived from the struct (`#[derive(Model)]`), so
+/// every attribute is declared once, next to the field it fills.
+///
+/// The derive reads `#[tf(...)]` on the struct and its fields:
+/// - fields: `required`, `optional`, `computed` (with `optional`: the provider may choose),
+///   `default = <literal>` (optional and computed; the planner plans it), `replace` (a change
+///   forces replacement), `sensitive`, `write_only`, `deprecated`, `block` (a nested block:
+///   `Option<T>` is a single block, `Vec<T>` a list; `required` makes a single block
+///   required), `flatten` (the field's own model's attributes and blocks join this block),
+///   `skip` (not in the schema), and validators: `range(min, max)`, `one_of("a", "b")`,
+///   `one_of_ignoring_case(...)`, `validate = path` (`fn(&T) -> Result<(), E: Display>` on the
+///   known value), with `summary = "..."` for the diagnostic's summary;
+/// - the struct: `exactly_one_of(a, b)`, `check = path` (`fn(&Self) -> Diagnostics`, unknowns
+///   as `None`) or `check(path, known(a, b))` (runs once `a` and `b` are known);
+/// - doc comments become descriptions (Markdown), lines joined with spaces and blank lines
+///   kept as paragraph breaks.
+pub trait Model: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The block this model is: attributes, nested blocks, validators, defaults, checks.
+    fn block() -> Block;
+}
+
+/// The cty type of a model field's Rust type.
+pub trait AttributeType {
+    fn attribute_type() -> Type;
+}
+
+macro_rules! attribute_types {
+    ($($rust:ty => $cty:expr),* $(,)?) => {
+        $(impl AttributeType for $rust {
+            fn attribute_type() -> Type {
+                $cty
+            }
+        })*
+    };
+}
+
+attribute_types! {
+    String => Type::String,
+    bool => Type::Bool,
+    u8 => Type::Number, u16 => Type::Number, u32 => Type::Number, u64 => Type::Number,
+    i8 => Type::Number, i16 => Type::Number, i32 => Type::Number, i64 => Type::Number,
+    f64 => Type::Number,
+    Json => Type::Dynamic,
+}
+
+impl<T: AttributeType> AttributeType for Option<T> {
+    fn attribute_type() -> Type {
+        T::attribute_type()
+    }
+}
+
+impl<T: AttributeType> AttributeType for Vec<T> {
+    fn attribute_type() -> Type {
+        Type::list(T::attribute_type())
+    }
+}
+
+impl<T: AttributeType> AttributeType for BTreeSet<T> {
+    fn attribute_type() -> Type {
+        Type::set(T::attribute_type())
+    }
+}
+
+impl<T: AttributeType> AttributeType for BTreeMap<String, T> {
+    fn attribute_type() -> Type {
+        Type::map(T::attribute_type())
+    }
+}
+
+/// A literal written as a declared default (`default = 1`, `default = "normal"`).
+pub trait Literal {
+    fn into_value(self) -> Value;
+}
+
+impl Literal for &str {
+    fn into_value(self) -> Value {
+        Value::string(self)
+    }
+}
+
+impl Literal for bool {
+    fn into_value(self) -> Value {
+        Value::Bool(self)
+    }
+}
+
+impl Literal for i32 {
+    fn into_value(self) -> Value {
+        Value::Number(Number::from_i64(i64::from(self)))
+    }
+}
+
+impl Literal for f64 {
+    fn into_value(self) -> Value {
+        Number::from_f64(self).map_or(Value::Null, Value::Number)
+    }
+}
+
+/// Decodes one known attribute value for a declared validator; the error says what is wrong.
+pub fn decode_attribute<T: DeserializeOwned + AttributeType>(value: &Value) -> Result<T, String> {
+    let json = json::to_json(value, &T::attribute_type()).map_err(|e| e.to_string())?;
+    serde_json::from_value(json).map_err(|e| e.to_string())
+}
+
+/// Decodes a block value for a declared block check: unknowns arrive as null, collections
+/// that are null as empty. `None` when the value does not fit the model (the number checks
+/// report that).
+pub fn decode_partial<T: Model>(value: &Value) -> Option<T> {
+    let ty = T::block().implied_type();
+    let mut json = json::to_json(&value.unknown_as_null(), &ty).ok()?;
+    empty_collections_for_nulls(&mut json, &ty);
+    serde_json::from_value(json).ok()
+}
 
 /// Decodes a wholly known value into `T`. Unknown values are an error: decode configuration in
 /// validation only once the relevant parts are known.
@@ -365,7 +485,7 @@ mod tests {
                 ("ratio".to_owned(), Value::Null),
                 (
                     "node_count".to_owned(),
-                    Value::Number(crate::Number::parse("1.5").unwrap()),
+                    Value::Number(Number::parse("1.5").unwrap()),
                 ),
                 ("offset".to_owned(), Value::unknown()),
                 ("scale".to_owned(), Value::unknown()),

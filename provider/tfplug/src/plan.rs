@@ -19,6 +19,7 @@ pub fn default_plan(
 ) -> (Value, Vec<AttributePath>) {
     let proposed = &null_write_only(&schema.block, proposed);
     let proposed = &single_blocks_follow_config(&schema.block, proposed, config);
+    let proposed = &with_defaults(&schema.block, proposed, config);
     if prior.is_null() {
         return (
             unknown_computed(&schema.block, proposed, config),
@@ -63,6 +64,56 @@ fn single_blocks_follow_config(block: &Block, proposed: &Value, config: &Value) 
             single_blocks_follow_config(&b.block, &p, c)
         };
         out.insert(b.type_name.clone(), fixed);
+    }
+    Value::Object(out)
+}
+
+/// Declared defaults fill the attributes configuration leaves null, in every configured block,
+/// so the plan shows the values apply will use.
+fn with_defaults(block: &Block, proposed: &Value, config: &Value) -> Value {
+    let Some(attrs) = object(proposed) else {
+        return proposed.clone();
+    };
+    let mut out = attrs.clone();
+    for a in &block.attributes {
+        if let Some(default) = &a.default
+            && config.get_attr(&a.name).is_none_or(Value::is_null)
+        {
+            out.insert(a.name.clone(), default.clone());
+        }
+    }
+    for b in &block.blocks {
+        let (Some(p), Some(c)) = (attrs.get(&b.type_name), config.get_attr(&b.type_name)) else {
+            continue;
+        };
+        let filled = match (b.nesting, p, c) {
+            (Nesting::Single | Nesting::Group, p, c) if !p.is_null() && !c.is_unknown() => {
+                with_defaults(&b.block, p, c)
+            }
+            (Nesting::List, Value::List(ps), Value::List(cs)) if ps.len() == cs.len() => {
+                Value::List(
+                    ps.iter()
+                        .zip(cs)
+                        .map(|(p, c)| with_defaults(&b.block, p, c))
+                        .collect(),
+                )
+            }
+            (Nesting::Map, Value::Map(ps), Value::Map(cs)) => Value::Map(
+                ps.iter()
+                    .map(|(k, p)| {
+                        let filled = match cs.get(k) {
+                            Some(c) => with_defaults(&b.block, p, c),
+                            None => p.clone(),
+                        };
+                        (k.clone(), filled)
+                    })
+                    .collect(),
+            ),
+            // Set elements cannot be matched to their configuration; their defaults would
+            // change the elements' identity anyway.
+            _ => continue,
+        };
+        out.insert(b.type_name.clone(), filled);
     }
     Value::Object(out)
 }
@@ -113,7 +164,7 @@ fn unknown_computed(block: &Block, proposed: &Value, config: &Value) -> Value {
     let mut out = proposed_attrs.clone();
     for a in &block.attributes {
         let in_config = config.get_attr(&a.name).unwrap_or(&Value::Null);
-        if a.computed && in_config.is_null() {
+        if a.computed && a.default.is_none() && in_config.is_null() {
             out.insert(a.name.clone(), Value::unknown());
         }
     }

@@ -1,13 +1,15 @@
 //! The typed API resource authors implement: a provider, its resources and data sources, in
-//! terms of schemas, [`Value`]s and [`Diagnostics`], never protocol messages.
+//! terms of typed models ([`Resource`], [`DataSource`]) or, underneath, schemas and [`Value`]s
+//! ([`DynResource`], [`DynDataSource`]), never protocol messages.
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::diag::{Diagnostic, Diagnostics, Warnings};
-use crate::schema::Schema;
+use crate::diag::{AttributePath, Diagnostic, Diagnostics, Warnings};
+use crate::model::{self, Model};
+use crate::schema::{Block, Nesting, Schema};
 use crate::value::{Type, Value};
 
 /// A boxed future, so traits with async operations stay object safe.
@@ -60,6 +62,28 @@ impl Context {
         self.stop.as_ref().is_some_and(|rx| *rx.borrow())
     }
 
+    /// Runs `work` until it finishes, the operation's deadline less `margin` passes, or
+    /// Terraform asks the provider to stop, whichever comes first. A resource that waits for
+    /// something it created uses this so it can still return what exists (a partial state)
+    /// instead of being dropped by the framework's own deadline.
+    pub async fn bounded<T>(
+        &self,
+        margin: Duration,
+        work: impl Future<Output = T>,
+    ) -> Result<T, Interrupted> {
+        let budget = self.timeout.map(|t| t.saturating_sub(margin));
+        tokio::select! {
+            done = work => Ok(done),
+            () = async {
+                match budget {
+                    Some(b) => tokio::time::sleep(b).await,
+                    None => std::future::pending().await,
+                }
+            } => Err(Interrupted::Deadline),
+            () = self.stopped() => Err(Interrupted::Stopped),
+        }
+    }
+
     /// Resolves when Terraform asks the provider to stop; select on it in long waits.
     pub async fn stopped(&self) {
         match &self.stop {
@@ -71,6 +95,15 @@ impl Context {
             None => std::future::pending().await,
         }
     }
+}
+
+/// Why [`Context::bounded`] gave up on its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupted {
+    /// The operation's timeout (less the margin) ran out.
+    Deadline,
+    /// Terraform asked the provider to stop (Ctrl-C).
+    Stopped,
 }
 
 /// What `ConfigureProvider` hands the provider.
@@ -105,7 +138,7 @@ pub struct PlanRequest<'a> {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub planned: Value,
-    pub requires_replace: Vec<crate::diag::AttributePath>,
+    pub requires_replace: Vec<AttributePath>,
     pub private: Vec<u8>,
 }
 
@@ -119,17 +152,39 @@ pub struct ApplyRequest<'a> {
     pub private: &'a [u8],
 }
 
+/// Input to a typed create or update: the plan as the resource's model.
+#[derive(Debug)]
+pub struct Apply<'a, M> {
+    /// `None` on create.
+    pub prior: Option<M>,
+    /// What to create or update to: the configuration with declared defaults, write-only
+    /// values from the configuration, prior values of unchanged computed attributes, and
+    /// `None` for what the plan left unknown.
+    pub planned: M,
+    pub private: &'a [u8],
+}
+
 /// The outcome of create or update: with an error and a state, Terraform saves the partial
 /// object (tainted after a create), so nothing that exists is forgotten.
-#[derive(Debug, Default)]
-pub struct ApplyResult {
-    pub state: Option<Value>,
+#[derive(Debug)]
+pub struct ApplyResult<S = Value> {
+    pub state: Option<S>,
     pub private: Vec<u8>,
     pub diagnostics: Diagnostics,
 }
 
-impl ApplyResult {
-    pub fn ok(state: Value) -> Self {
+impl<S> Default for ApplyResult<S> {
+    fn default() -> Self {
+        Self {
+            state: None,
+            private: Vec::new(),
+            diagnostics: Diagnostics::new(),
+        }
+    }
+}
+
+impl<S> ApplyResult<S> {
+    pub fn ok(state: S) -> Self {
         Self {
             state: Some(state),
             ..Self::default()
@@ -142,12 +197,29 @@ impl ApplyResult {
             ..Self::default()
         }
     }
+
+    /// A state that exists despite errors (a job that failed, a wait cut short).
+    pub fn partial(state: S, diagnostics: Diagnostics) -> Self {
+        Self {
+            state: Some(state),
+            private: Vec::new(),
+            diagnostics,
+        }
+    }
+
+    /// `Ok` as a saved state, `Err` as a failure without one.
+    pub fn from_result(result: Result<S, Diagnostics>) -> Self {
+        match result {
+            Ok(state) => Self::ok(state),
+            Err(d) => Self::failed(d),
+        }
+    }
 }
 
 /// The current object as read from the platform.
 #[derive(Debug)]
-pub struct ReadResult {
-    pub state: Value,
+pub struct ReadResult<S = Value> {
+    pub state: S,
     pub private: Vec<u8>,
 }
 
@@ -181,12 +253,433 @@ pub trait Provider: Send + Sync + 'static {
         request: ConfigureRequest<'a>,
     ) -> BoxFuture<'a, Result<Self::Client, Diagnostics>>;
 
-    fn resources(&self) -> Vec<Box<dyn Resource<Self::Client>>>;
-    fn data_sources(&self) -> Vec<Box<dyn DataSource<Self::Client>>>;
+    fn resources(&self) -> Vec<Box<dyn DynResource<Self::Client>>>;
+    fn data_sources(&self) -> Vec<Box<dyn DynDataSource<Self::Client>>>;
 }
 
-/// A managed resource. Planning is pure; I/O happens in create, read, update, delete and import.
-pub trait Resource<C>: Send + Sync {
+/// A managed resource, in terms of its typed model: the schema is the model's (declared with
+/// `#[derive(Model)]`), declared validators and defaults are run by the framework, and CRUD
+/// receives and returns models. Planning is pure and works on [`Value`]s, which may be unknown;
+/// I/O happens in create, read, update, delete and import.
+pub trait Resource<C>: Send + Sync + 'static {
+    type Model: Model + Clone;
+
+    fn type_name(&self) -> &'static str;
+
+    /// The state schema version; stored state with a lower version goes through `upgrade`.
+    fn version(&self) -> i64 {
+        0
+    }
+
+    /// Default durations of the `timeouts` block the framework adds; none without one.
+    fn timeouts(&self) -> Option<TimeoutDefaults> {
+        None
+    }
+
+    /// Checks beyond the declared ones; values may be unknown.
+    fn validate(&self, _config: &Value, _capabilities: ClientCapabilities) -> Diagnostics {
+        Diagnostics::new()
+    }
+
+    /// Adjusts the framework's default plan; must stay a pure function.
+    fn modify_plan(&self, _request: &PlanRequest<'_>, _plan: &mut Plan) -> Result<(), Diagnostics> {
+        Ok(())
+    }
+
+    /// Read-only checks of a plan against the platform; see [`DynResource::check_plan`].
+    fn check_plan<'a>(
+        &'a self,
+        _client: &'a C,
+        _ctx: &'a Context,
+        _planned: &'a Value,
+    ) -> BoxFuture<'a, Diagnostics> {
+        Box::pin(async { Diagnostics::new() })
+    }
+
+    fn create<'a>(
+        &'a self,
+        client: &'a C,
+        ctx: &'a Context,
+        request: Apply<'a, Self::Model>,
+    ) -> BoxFuture<'a, ApplyResult<Self::Model>>;
+
+    /// `Ok(None)` means the object no longer exists; Terraform then plans to create it again.
+    fn read<'a>(
+        &'a self,
+        client: &'a C,
+        ctx: &'a Context,
+        state: Self::Model,
+        private: &'a [u8],
+    ) -> BoxFuture<'a, Result<Option<ReadResult<Self::Model>>, Diagnostics>>;
+
+    /// Updates in place. The default accepts the plan as is, which suits resources whose only
+    /// in-place changes are to provider-side settings such as `timeouts`.
+    fn update<'a>(
+        &'a self,
+        _client: &'a C,
+        _ctx: &'a Context,
+        request: Apply<'a, Self::Model>,
+    ) -> BoxFuture<'a, ApplyResult<Self::Model>> {
+        let private = request.private.to_vec();
+        Box::pin(async move {
+            ApplyResult {
+                state: Some(request.planned),
+                private,
+                diagnostics: Diagnostics::new(),
+            }
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        client: &'a C,
+        ctx: &'a Context,
+        state: Self::Model,
+        private: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), Diagnostics>>;
+
+    /// Builds the state of an existing object from its ID; Terraform reads it right after.
+    fn import<'a>(
+        &'a self,
+        _client: &'a C,
+        _ctx: &'a Context,
+        _id: &'a str,
+    ) -> BoxFuture<'a, Result<Self::Model, Diagnostics>> {
+        let name = self.type_name();
+        Box::pin(async move {
+            Err(
+                Diagnostic::error("import not supported", format!("{name} cannot be imported"))
+                    .into(),
+            )
+        })
+    }
+
+    /// Upgrades state stored under an older schema version; see [`DynResource::upgrade`].
+    fn upgrade(
+        &self,
+        version: i64,
+        raw: &serde_json::Value,
+        current: &Type,
+    ) -> Result<Value, Diagnostics> {
+        let _ = version;
+        current_state(self.type_name(), raw, current)
+    }
+}
+
+/// Stored state read as the current schema.
+fn current_state(
+    type_name: &str,
+    raw: &serde_json::Value,
+    current: &Type,
+) -> Result<Value, Diagnostics> {
+    crate::value::json::from_json(raw, current).map_err(|e| {
+        Diagnostic::error(
+            "cannot read stored state",
+            format!("the state of this {type_name} does not match its schema: {e}"),
+        )
+        .into()
+    })
+}
+
+/// Attributes the framework adds to every resource's schema and keeps itself.
+const FRAMEWORK_ATTRIBUTES: [&str; 1] = ["timeouts"];
+
+impl<C: Send + Sync + 'static, R: Resource<C>> DynResource<C> for R {
+    fn type_name(&self) -> &'static str {
+        Resource::type_name(self)
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(self.version(), R::Model::block())
+    }
+
+    fn timeouts(&self) -> Option<TimeoutDefaults> {
+        Resource::timeouts(self)
+    }
+
+    fn validate(&self, config: &Value, capabilities: ClientCapabilities) -> Diagnostics {
+        let mut diags = model::check_numbers::<R::Model>(config, &full_type::<C, R>(self));
+        diags.extend(Resource::validate(self, config, capabilities));
+        diags
+    }
+
+    fn modify_plan(&self, request: &PlanRequest<'_>, plan: &mut Plan) -> Result<(), Diagnostics> {
+        Resource::modify_plan(self, request, plan)
+    }
+
+    fn check_plan<'a>(
+        &'a self,
+        client: &'a C,
+        ctx: &'a Context,
+        planned: &'a Value,
+    ) -> BoxFuture<'a, Diagnostics> {
+        Resource::check_plan(self, client, ctx, planned)
+    }
+
+    fn create<'a>(
+        &'a self,
+        client: &'a C,
+        ctx: &'a Context,
+        request: ApplyRequest<'a>,
+    ) -> BoxFuture<'a, ApplyResult> {
+        Box::pin(async move {
+            let ty = full_type::<C, R>(self);
+            let typed = match typed_apply::<R::Model>(&request, &ty) {
+                Ok(t) => t,
+                Err(d) => return ApplyResult::failed(d),
+            };
+            let result = Resource::create(self, client, ctx, typed).await;
+            erase_apply(result, request.planned, &ty)
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        client: &'a C,
+        ctx: &'a Context,
+        state: &'a Value,
+        private: &'a [u8],
+    ) -> BoxFuture<'a, Result<Option<ReadResult>, Diagnostics>> {
+        Box::pin(async move {
+            let ty = full_type::<C, R>(self);
+            let model: R::Model = model::decode(state, &ty)?;
+            let Some(read) = Resource::read(self, client, ctx, model, private).await? else {
+                return Ok(None);
+            };
+            let mut value = model::encode(&read.state, &ty)?;
+            keep_framework_attributes(&mut value, state);
+            Ok(Some(ReadResult {
+                state: value,
+                private: read.private,
+            }))
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        client: &'a C,
+        ctx: &'a Context,
+        request: ApplyRequest<'a>,
+    ) -> BoxFuture<'a, ApplyResult> {
+        Box::pin(async move {
+            let ty = full_type::<C, R>(self);
+            let typed = match typed_apply::<R::Model>(&request, &ty) {
+                Ok(t) => t,
+                Err(d) => return ApplyResult::failed(d),
+            };
+            let result = Resource::update(self, client, ctx, typed).await;
+            erase_apply(result, request.planned, &ty)
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        client: &'a C,
+        ctx: &'a Context,
+        prior: &'a Value,
+        private: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), Diagnostics>> {
+        Box::pin(async move {
+            let model: R::Model = model::decode(prior, &full_type::<C, R>(self))?;
+            Resource::delete(self, client, ctx, model, private).await
+        })
+    }
+
+    fn import<'a>(
+        &'a self,
+        client: &'a C,
+        ctx: &'a Context,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Value, Diagnostics>> {
+        Box::pin(async move {
+            let model = Resource::import(self, client, ctx, id).await?;
+            let ty = full_type::<C, R>(self);
+            let mut value = model::encode(&model, &ty)?;
+            null_write_only(&R::Model::block(), &mut value);
+            Ok(value)
+        })
+    }
+
+    fn upgrade(
+        &self,
+        version: i64,
+        raw: &serde_json::Value,
+        current: &Type,
+    ) -> Result<Value, Diagnostics> {
+        Resource::upgrade(self, version, raw, current)
+    }
+}
+
+/// The type of the served schema, with the framework's `timeouts` block.
+fn full_type<C: Send + Sync + 'static, R: Resource<C>>(resource: &R) -> Type {
+    crate::server::resource_schema::<C>(resource).implied_type()
+}
+
+/// The typed request: the planned value with unknowns as null and write-only values taken
+/// from the configuration (plans never hold them).
+fn typed_apply<'a, M: Model>(
+    request: &ApplyRequest<'a>,
+    ty: &Type,
+) -> Result<Apply<'a, M>, Diagnostics> {
+    let mut planned = request.planned.unknown_as_null();
+    with_write_only(&M::block(), &mut planned, request.config);
+    let prior = if request.prior.is_null() {
+        None
+    } else {
+        Some(model::decode(request.prior, ty)?)
+    };
+    Ok(Apply {
+        prior,
+        planned: model::decode(&planned, ty)?,
+        private: request.private,
+    })
+}
+
+/// The untyped result: the model encoded, write-only values nulled (they never reach state)
+/// and the framework's attributes as planned.
+fn erase_apply<M: Model>(result: ApplyResult<M>, planned: &Value, ty: &Type) -> ApplyResult {
+    let ApplyResult {
+        state,
+        private,
+        mut diagnostics,
+    } = result;
+    let state = state.and_then(|m| match model::encode(&m, ty) {
+        Ok(mut value) => {
+            null_write_only(&M::block(), &mut value);
+            keep_framework_attributes(&mut value, planned);
+            Some(value)
+        }
+        Err(d) => {
+            diagnostics.extend(d);
+            None
+        }
+    });
+    ApplyResult {
+        state,
+        private,
+        diagnostics,
+    }
+}
+
+fn keep_framework_attributes(value: &mut Value, from: &Value) {
+    if let Value::Object(attrs) = value {
+        for name in FRAMEWORK_ATTRIBUTES {
+            if let Some(v) = from.get_attr(name) {
+                attrs.insert(name.to_owned(), v.clone());
+            }
+        }
+    }
+}
+
+/// Applies `f` to each attribute value of `block` inside `value` and `other` (matching nested
+/// blocks), at any depth.
+fn each_write_only(
+    block: &Block,
+    value: &mut Value,
+    other: Option<&Value>,
+    f: &mut dyn FnMut(&mut Value, Option<&Value>),
+) {
+    let Value::Object(attrs) = value else {
+        return;
+    };
+    for a in block.attributes.iter().filter(|a| a.write_only) {
+        if let Some(v) = attrs.get_mut(&a.name) {
+            f(v, other.and_then(|o| o.get_attr(&a.name)));
+        }
+    }
+    for b in &block.blocks {
+        let Some(v) = attrs.get_mut(&b.type_name) else {
+            continue;
+        };
+        let o = other.and_then(|o| o.get_attr(&b.type_name));
+        match (b.nesting, v) {
+            (Nesting::Single | Nesting::Group, v) => each_write_only(&b.block, v, o, f),
+            (Nesting::List | Nesting::Set, Value::List(items) | Value::Set(items)) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    let o = match o {
+                        Some(Value::List(os)) => os.get(i),
+                        _ => None,
+                    };
+                    each_write_only(&b.block, item, o, f);
+                }
+            }
+            (Nesting::Map, Value::Map(items)) => {
+                for (k, item) in items.iter_mut() {
+                    let o = match o {
+                        Some(Value::Map(os)) => os.get(k),
+                        _ => None,
+                    };
+                    each_write_only(&b.block, item, o, f);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn with_write_only(block: &Block, planned: &mut Value, config: &Value) {
+    each_write_only(block, planned, Some(config), &mut |v, c| {
+        *v = c.map(Value::unknown_as_null).unwrap_or(Value::Null);
+    });
+}
+
+fn null_write_only(block: &Block, value: &mut Value) {
+    each_write_only(block, value, None, &mut |v, _| *v = Value::Null);
+}
+
+/// A typed data source: the model is the configuration in and the state out.
+pub trait DataSource<C>: Send + Sync + 'static {
+    type Model: Model;
+
+    fn type_name(&self) -> &'static str;
+
+    /// Checks beyond the declared ones; values may be unknown.
+    fn validate(&self, _config: &Value) -> Diagnostics {
+        Diagnostics::new()
+    }
+
+    fn read<'a>(
+        &'a self,
+        client: &'a C,
+        ctx: &'a Context,
+        config: Self::Model,
+    ) -> BoxFuture<'a, Result<Self::Model, Diagnostics>>;
+}
+
+impl<C: Send + Sync + 'static, D: DataSource<C>> DynDataSource<C> for D {
+    fn type_name(&self) -> &'static str {
+        DataSource::type_name(self)
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(0, D::Model::block())
+    }
+
+    fn validate(&self, config: &Value) -> Diagnostics {
+        let mut diags = model::check_numbers::<D::Model>(config, &D::Model::block().implied_type());
+        diags.extend(DataSource::validate(self, config));
+        diags
+    }
+
+    fn read<'a>(
+        &'a self,
+        client: &'a C,
+        ctx: &'a Context,
+        config: &'a Value,
+    ) -> BoxFuture<'a, Result<Value, Diagnostics>> {
+        Box::pin(async move {
+            let ty = D::Model::block().implied_type();
+            let model: D::Model = model::decode(config, &ty)?;
+            let state = DataSource::read(self, client, ctx, model).await?;
+            model::encode(&state, &ty)
+        })
+    }
+}
+
+/// A managed resource in terms of [`Value`]s, as the server calls it; implement [`Resource`]
+/// instead unless the resource has no typed model (protocol tests). Planning is pure; I/O
+/// happens in create, read, update, delete and import.
+pub trait DynResource<C>: Send + Sync {
     fn type_name(&self) -> &'static str;
     /// The schema without the `timeouts` block; the framework adds it when
     /// [`Resource::timeouts`] returns defaults.
@@ -286,21 +779,13 @@ pub trait Resource<C>: Send + Sync {
         current: &Type,
     ) -> Result<Value, Diagnostics> {
         let _ = version;
-        crate::value::json::from_json(raw, current).map_err(|e| {
-            Diagnostic::error(
-                "cannot read stored state",
-                format!(
-                    "the state of this {} does not match its schema: {e}",
-                    self.type_name()
-                ),
-            )
-            .into()
-        })
+        current_state(self.type_name(), raw, current)
     }
 }
 
-/// A data source: read-only, evaluated at plan time when its configuration is known.
-pub trait DataSource<C>: Send + Sync {
+/// A data source in terms of [`Value`]s: read-only, evaluated at plan time when its
+/// configuration is known. Implement [`DataSource`] instead unless it has no typed model.
+pub trait DynDataSource<C>: Send + Sync {
     fn type_name(&self) -> &'static str;
     fn schema(&self) -> Schema;
 

@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value as Json, json};
 
-use crate::value::Type;
+use crate::validate::{BlockCheck, Validator};
+use crate::value::{Type, Value};
 
 /// A resource, data source or provider schema with its state version.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +23,9 @@ pub struct Block {
     /// Markdown.
     pub description: String,
     pub deprecated: bool,
+    /// Checks across the block's attributes and blocks ("exactly one of"), run by
+    /// `ValidateResourceConfig`; not part of the served schema.
+    pub checks: Vec<BlockCheck>,
 }
 
 /// How nested blocks repeat.
@@ -78,6 +82,11 @@ pub struct Attribute {
     pub write_only: bool,
     /// A change of this attribute forces replacement; planning adds it to `requires_replace`.
     pub force_new: bool,
+    /// What the planner plans when configuration leaves the attribute null (optional and
+    /// computed attributes only); not part of the served schema, which has no defaults.
+    pub default: Option<Value>,
+    /// Checks of a known, non-null value, run by `ValidateResourceConfig`.
+    pub validators: Vec<Validator>,
 }
 
 impl Attribute {
@@ -93,6 +102,8 @@ impl Attribute {
             deprecated: false,
             write_only: false,
             force_new: false,
+            default: None,
+            validators: Vec::new(),
         }
     }
 
@@ -163,6 +174,23 @@ impl Attribute {
     #[must_use]
     pub fn force_new(mut self) -> Self {
         self.force_new = true;
+        self
+    }
+
+    /// Plans `value` when configuration leaves the attribute null; makes it optional and
+    /// computed, as Terraform needs for a value the provider fills in.
+    #[must_use]
+    pub fn default(mut self, value: Value) -> Self {
+        self.default = Some(value);
+        self.required = false;
+        self.optional = true;
+        self.computed = true;
+        self
+    }
+
+    #[must_use]
+    pub fn validator(mut self, validator: Validator) -> Self {
+        self.validators.push(validator);
         self
     }
 
@@ -251,12 +279,19 @@ impl Block {
             blocks,
             description: String::new(),
             deprecated: false,
+            checks: Vec::new(),
         }
     }
 
     #[must_use]
     pub fn description(mut self, text: impl Into<String>) -> Self {
         self.description = text.into();
+        self
+    }
+
+    #[must_use]
+    pub fn check(mut self, check: BlockCheck) -> Self {
+        self.checks.push(check);
         self
     }
 
@@ -502,6 +537,18 @@ fn validate_attribute(a: &Attribute, path: &str, in_set: bool, errors: &mut Vec<
     }
     if a.write_only && a.computed {
         errors.push(format!("{path}: write-only attributes cannot be computed"));
+    }
+    if let Some(default) = &a.default {
+        if !(a.optional && a.computed) {
+            errors.push(format!(
+                "{path}: an attribute with a default must be optional and computed"
+            ));
+        }
+        if default.is_null() || !default.is_wholly_known() {
+            errors.push(format!("{path}: a default must be a known, non-null value"));
+        } else if let Err(e) = default.conforms_to(&a.implied_type()) {
+            errors.push(format!("{path}: the default does not match the type: {e}"));
+        }
     }
     if in_set && (a.write_only || a.implied_type().has_dynamic()) {
         errors.push(format!(

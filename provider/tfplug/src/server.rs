@@ -14,22 +14,22 @@ use crate::diag::{AttributePath, Diagnostic, Diagnostics, PathStep, Severity, Wa
 use crate::generated::tfplugin6 as pb;
 use crate::plan::{check_apply, check_plan, default_plan};
 use crate::resource::{
-    ApplyRequest, ClientCapabilities, ConfigureRequest, Context, DataSource, Plan, PlanRequest,
-    Provider, Resource, TimeoutDefaults,
+    ApplyRequest, ClientCapabilities, ConfigureRequest, Context, DynDataSource, DynResource, Plan,
+    PlanRequest, Provider, TimeoutDefaults,
 };
 use crate::schema::{Attribute, AttributeType, Block, Nesting, ObjectNesting, Schema};
 use crate::timeouts::{self, Operation};
 use crate::value::{Type, Value, json, msgpack};
 
 struct ResourceEntry<C> {
-    resource: Box<dyn Resource<C>>,
+    resource: Box<dyn DynResource<C>>,
     schema: Schema,
     ty: Type,
     timeouts: Option<TimeoutDefaults>,
 }
 
 struct DataSourceEntry<C> {
-    data_source: Box<dyn DataSource<C>>,
+    data_source: Box<dyn DynDataSource<C>>,
     schema: Schema,
     ty: Type,
 }
@@ -68,7 +68,7 @@ impl<P: Provider> std::fmt::Debug for ProviderService<P> {
 }
 
 /// The full schema of a resource as served, with the framework's `timeouts` block.
-pub fn resource_schema<C>(resource: &dyn Resource<C>) -> Schema {
+pub fn resource_schema<C>(resource: &dyn DynResource<C>) -> Schema {
     let mut schema = resource.schema();
     if let Some(defaults) = resource.timeouts() {
         schema.block.blocks.push(timeouts::block(&defaults));
@@ -531,7 +531,9 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 &self.inner.provider_type,
                 "provider configuration",
             )?;
-            Ok(self.inner.provider.validate(&config))
+            let mut diags = crate::validate::validate(&self.inner.provider_schema.block, &config);
+            diags.extend(self.inner.provider.validate(&config));
+            Ok(diags)
         })
         .await;
         let diags = result.unwrap_or_else(|d| d);
@@ -567,6 +569,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                     );
                 }
             }
+            diags.extend(crate::validate::validate(&entry.schema.block, &config));
             diags.extend(entry.resource.validate(&config, capabilities));
             Ok(diags)
         })
@@ -584,7 +587,9 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         let result = guarded(&self.inner.stop, "ValidateDataResourceConfig", async {
             let entry = self.data_source(&req.type_name)?;
             let config = decode(req.config.as_ref(), &entry.ty, "data source configuration")?;
-            Ok(entry.data_source.validate(&config))
+            let mut diags = crate::validate::validate(&entry.schema.block, &config);
+            diags.extend(entry.data_source.validate(&config));
+            Ok(diags)
         })
         .await;
         Ok(Response::new(pb::validate_data_resource_config::Response {

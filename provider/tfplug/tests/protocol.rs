@@ -12,8 +12,8 @@ use tfplug::testing::{GrpcControllerClient, HealthClient, ProviderClient};
 use tfplug::value::{Type, Value, msgpack};
 use tfplug::{
     ApplyRequest, ApplyResult, Attribute, Block, BoxFuture, ClientCapabilities, ConfigureRequest,
-    Context, DataSource, Diagnostic, Diagnostics, NestedBlock, ObjectNesting, Plan, PlanRequest,
-    Provider, ReadResult, Resource, Schema,
+    Context, Diagnostic, Diagnostics, DynDataSource, DynResource, NestedBlock, ObjectNesting, Plan,
+    PlanRequest, Provider, ReadResult, Schema,
 };
 use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::wrappers::UnixListenerStream;
@@ -69,7 +69,7 @@ fn set(value: &mut Value, name: &str, v: Value) {
     }
 }
 
-impl Resource<()> for Thing {
+impl DynResource<()> for Thing {
     fn type_name(&self) -> &'static str {
         "test_thing"
     }
@@ -234,7 +234,7 @@ impl Resource<()> for Thing {
 
 struct Echo;
 
-impl DataSource<()> for Echo {
+impl DynDataSource<()> for Echo {
     fn type_name(&self) -> &'static str {
         "test_echo"
     }
@@ -292,13 +292,13 @@ impl Provider for TestProvider {
         Box::pin(async { Ok(()) })
     }
 
-    fn resources(&self) -> Vec<Box<dyn Resource<()>>> {
+    fn resources(&self) -> Vec<Box<dyn DynResource<()>>> {
         vec![Box::new(Thing {
             applies: self.applies.clone(),
         })]
     }
 
-    fn data_sources(&self) -> Vec<Box<dyn DataSource<()>>> {
+    fn data_sources(&self) -> Vec<Box<dyn DynDataSource<()>>> {
         vec![Box::new(Echo)]
     }
 }

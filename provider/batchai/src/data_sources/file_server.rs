@@ -2,7 +2,7 @@
 use serde::{Deserialize, Serialize};
 use tfplug::model::encode;
 use tfplug::{
-    Attribute, AttributePath, Block, BoxFuture, Context, DataSource, Diagnostic, Diagnostics,
+    Attribute, AttributePath, Block, BoxFuture, Context, Diagnostic, Diagnostics, DynDataSource,
     Schema, Type, Value,
 };
 
@@ -71,7 +71,7 @@ fn schema() -> Schema {
     )
 }
 
-impl DataSource<Client> for FileServerDataSource {
+impl DynDataSource<Client> for FileServerDataSource {
     fn type_name(&self) -> &'static str {
         crate::resources::file_server::TYPE_NAME
     }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use tfplug::model::{decode, encode};
 use tfplug::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, BoxFuture, ClientCapabilities,
-    Context, Diagnostic, Diagnostics, NestedBlock, Plan, PlanRequest, ReadResult, Resource, Schema,
-    TimeoutDefaults, Type, Value,
+    Context, Diagnostic, Diagnostics, DynResource, NestedBlock, Plan, PlanRequest, ReadResult,
+    Schema, TimeoutDefaults, Type, Value,
 };
 
 use super::mounts::MountVolumesModel;
@@ -766,7 +766,7 @@ fn unusable_nodes(view: &ClusterView) -> Diagnostics {
     diags
 }
 
-impl Resource<Client> for ClusterResource {
+impl DynResource<Client> for ClusterResource {
     fn type_name(&self) -> &'static str {
         TYPE_NAME
     }

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 use tfplug::model::{decode, encode};
 use tfplug::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, BoxFuture, ClientCapabilities,
-    Context, Diagnostic, Diagnostics, NestedBlock, Plan, PlanRequest, ReadResult, Resource, Schema,
-    TimeoutDefaults, Type, Value,
+    Context, Diagnostic, Diagnostics, DynResource, NestedBlock, Plan, PlanRequest, ReadResult,
+    Schema, TimeoutDefaults, Type, Value,
 };
 
 use crate::Client;
@@ -421,7 +421,7 @@ fn platform_error(e: PlatformError) -> Diagnostics {
     Diagnostic::error(summary, e.to_string()).into()
 }
 
-impl Resource<Client> for FileServerResource {
+impl DynResource<Client> for FileServerResource {
     fn type_name(&self) -> &'static str {
         TYPE_NAME
     }

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use tfplug::model::{decode, encode};
 use tfplug::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, BoxFuture, ClientCapabilities,
-    Context, Diagnostic, Diagnostics, NestedBlock, Nesting, Plan, PlanRequest, ReadResult,
-    Resource, Schema, TimeoutDefaults, Type, Value,
+    Context, Diagnostic, Diagnostics, DynResource, NestedBlock, Nesting, Plan, PlanRequest,
+    ReadResult, Schema, TimeoutDefaults, Type, Value,
 };
 
 use super::mounts::MountVolumesModel;
@@ -1163,7 +1163,7 @@ fn cluster_not_found(client: &Client, cluster: &Name) -> Diagnostic {
     .at(at(&["cluster_id"]))
 }
 
-impl Resource<Client> for JobResource {
+impl DynResource<Client> for JobResource {
     fn type_name(&self) -> &'static str {
         TYPE_NAME
     }

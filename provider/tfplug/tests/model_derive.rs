@@ -1,0 +1,235 @@
+//! `#[derive(Model)]`: the schema, validators, defaults and checks a model declares, and the
+//! planner and validation that use them.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tfplug::plan::default_plan;
+use tfplug::validate::validate;
+use tfplug::{AttributePath, Diagnostic, Diagnostics, Model, Nesting, Schema, Type, Value};
+
+/// A thing with every kind of declaration.
+///
+/// Second paragraph.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+#[tf(exactly_one_of(small, large), summary = "one size")]
+#[tf(check(bounds, known(low, high)))]
+struct Thing {
+    /// The ID.
+    #[tf(computed)]
+    id: Option<String>,
+    /// The name,
+    /// on two lines.
+    #[tf(required, replace, validate = check_name, summary = "invalid thing name")]
+    name: Option<String>,
+    #[tf(default = "normal", one_of("low", "normal", "high"))]
+    priority: Option<String>,
+    #[tf(default = 1, range(1, 10), replace)]
+    count: Option<u32>,
+    #[tf(optional, sensitive, write_only)]
+    secret: Option<BTreeMap<String, String>>,
+    #[tf(optional)]
+    low: Option<i64>,
+    #[tf(optional)]
+    high: Option<i64>,
+    /// A small size.
+    #[tf(block)]
+    small: Option<Size>,
+    #[tf(block, replace)]
+    large: Option<Size>,
+    #[tf(block)]
+    items: Vec<Item>,
+    #[tf(flatten)]
+    #[serde(flatten)]
+    extra: Extra,
+    #[tf(computed)]
+    counts: Option<Counts>,
+    #[tf(skip)]
+    scratch: Option<String>,
+}
+
+/// A size.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+struct Size {
+    #[tf(default = true)]
+    fast: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+struct Item {
+    #[tf(required)]
+    path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+struct Extra {
+    #[tf(optional)]
+    note: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+struct Counts {
+    #[tf(computed)]
+    idle: u32,
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.contains(' ') {
+        return Err(format!("{name:?} has a space"));
+    }
+    Ok(())
+}
+
+fn bounds(thing: &Thing) -> Diagnostics {
+    match (thing.low, thing.high) {
+        (Some(l), Some(h)) if l > h => Diagnostic::error("invalid bounds", "low is above high")
+            .at(AttributePath::attrs(["low"]))
+            .into(),
+        _ => Diagnostics::new(),
+    }
+}
+
+#[test]
+fn the_schema_is_the_model() {
+    let block = Thing::block();
+    Schema::new(0, block.clone())
+        .validate()
+        .expect("valid schema");
+    assert_eq!(
+        block.description,
+        "A thing with every kind of declaration.\n\nSecond paragraph."
+    );
+    let names: Vec<&str> = block.attributes.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "id", "name", "priority", "count", "secret", "low", "high", "note", "counts"
+        ]
+    );
+    let attr = |n: &str| block.attribute(n).expect(n);
+    assert!(attr("id").computed && !attr("id").optional);
+    let name = attr("name");
+    assert!(name.required && name.force_new);
+    assert_eq!(name.description, "The name, on two lines.");
+    let priority = attr("priority");
+    assert!(priority.optional && priority.computed);
+    assert_eq!(priority.default, Some(Value::string("normal")));
+    assert_eq!(attr("count").default, Some(Value::number(1)));
+    assert!(attr("secret").write_only && attr("secret").sensitive);
+    assert_eq!(attr("secret").implied_type(), Type::map(Type::String));
+    assert_eq!(
+        attr("counts").implied_type(),
+        Type::object([("idle", Type::Number)])
+    );
+    let small = block.block("small").expect("small");
+    assert_eq!(small.nesting, Nesting::Single);
+    assert_eq!(small.block.description, "A small size.");
+    assert!(block.block("large").expect("large").force_new);
+    assert_eq!(
+        block.block("large").expect("large").block.description,
+        "A size."
+    );
+    assert_eq!(block.block("items").expect("items").nesting, Nesting::List);
+    assert_eq!(block.checks.len(), 2);
+}
+
+/// A name, a configuration, and the (summary, path) of each diagnostic it must get.
+type Case = (&'static str, Value, Vec<(&'static str, &'static str)>);
+
+fn obj(pairs: Vec<(&str, Value)>) -> Value {
+    let ty = Thing::block().implied_type();
+    let Type::Object(fields) = ty else {
+        unreachable!()
+    };
+    let mut map: BTreeMap<String, Value> =
+        fields.keys().map(|k| (k.clone(), Value::Null)).collect();
+    map.insert("items".into(), Value::List(Vec::new()));
+    for (k, v) in pairs {
+        map.insert(k.to_owned(), v);
+    }
+    Value::Object(map)
+}
+
+fn size() -> Value {
+    Value::Object([("fast".to_owned(), Value::Null)].into_iter().collect())
+}
+
+#[test]
+fn declared_validators_and_checks_run_with_their_summaries() {
+    let cases: Vec<Case> = vec![
+        (
+            "valid",
+            obj(vec![("name", Value::string("a")), ("small", size())]),
+            vec![],
+        ),
+        (
+            "all wrong",
+            obj(vec![
+                ("name", Value::string("a b")),
+                ("priority", Value::string("urgent")),
+                ("count", Value::number(11)),
+                ("low", Value::number(5)),
+                ("high", Value::number(1)),
+            ]),
+            vec![
+                ("invalid thing name", "name"),
+                ("invalid priority", "priority"),
+                ("invalid count", "count"),
+                ("one size", "(root)"),
+                ("invalid bounds", "low"),
+            ],
+        ),
+        (
+            "a bound not known yet is not judged",
+            obj(vec![
+                ("name", Value::unknown()),
+                ("low", Value::number(5)),
+                ("high", Value::unknown()),
+                ("large", size()),
+            ]),
+            vec![],
+        ),
+    ];
+    for (name, config, want) in cases {
+        let got: Vec<(String, String)> = validate(&Thing::block(), &config)
+            .into_iter()
+            .map(|d| (d.summary, d.path.unwrap_or_default().to_string()))
+            .collect();
+        let want: Vec<(String, String)> = want
+            .into_iter()
+            .map(|(s, p)| (s.to_owned(), p.to_owned()))
+            .collect();
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn the_planner_plans_declared_defaults_in_configured_blocks() {
+    let schema = Schema::new(0, Thing::block());
+    let config = obj(vec![("name", Value::string("a")), ("small", size())]);
+    let (planned, replace) = default_plan(&schema, &Value::Null, &config, &config);
+    assert!(replace.is_empty());
+    assert_eq!(planned.get_attr("priority"), Some(&Value::string("normal")));
+    assert_eq!(planned.get_attr("count"), Some(&Value::number(1)));
+    assert!(planned.get_attr("id").is_some_and(Value::is_unknown));
+    assert_eq!(
+        planned.get_attr("small").and_then(|s| s.get_attr("fast")),
+        Some(&Value::Bool(true))
+    );
+    // An unset block gets no defaults.
+    assert_eq!(planned.get_attr("large"), Some(&Value::Null));
+    // A configured value wins over the default, and the plan of an unchanged object stands.
+    let config = obj(vec![
+        ("name", Value::string("a")),
+        ("count", Value::number(3)),
+        ("small", size()),
+    ]);
+    let (first, _) = default_plan(&schema, &Value::Null, &config, &config);
+    assert_eq!(first.get_attr("count"), Some(&Value::number(3)));
+    let mut prior = first.unknown_as_null();
+    if let Value::Object(m) = &mut prior {
+        m.insert("id".into(), Value::string("x"));
+    }
+    let (second, replace) = default_plan(&schema, &prior, &prior, &config);
+    assert!(replace.is_empty(), "{replace:?}");
+    assert_eq!(second, prior);
+}
