@@ -288,7 +288,9 @@ fn field_spec(field: &syn::Field) -> syn::Result<FieldSpec> {
                             value: &::tfplug::Value,
                         ) -> ::core::result::Result<(), ::std::string::String> {
                             let value: #value_ty = ::tfplug::model::decode_attribute(value)?;
-                            #function(&value).map_err(|e| ::std::string::ToString::to_string(&e))
+                            #function(&value)
+                                .map(|_| ())
+                                .map_err(|e| ::std::string::ToString::to_string(&e))
                         }
                         check
                     })

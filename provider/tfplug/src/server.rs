@@ -76,6 +76,38 @@ pub fn resource_schema<C>(resource: &dyn DynResource<C>) -> Schema {
     schema
 }
 
+/// Everything `ValidateResourceConfig` checks: the `timeouts` block, write-only attributes the
+/// CLI cannot keep out of state, the schema's declared validators and checks, then the
+/// resource's own `validate`. Public so resource tests check exactly what Terraform gets.
+pub fn validate_resource_config<C>(
+    resource: &dyn DynResource<C>,
+    schema: &Schema,
+    config: &Value,
+    capabilities: ClientCapabilities,
+) -> Diagnostics {
+    let mut diags = validate_timeouts(config);
+    if !capabilities.write_only_attributes_allowed {
+        let mut paths = Vec::new();
+        set_write_only_paths(&schema.block, config, &AttributePath::root(), &mut paths);
+        for path in paths {
+            diags.push(
+                Diagnostic::error(
+                    "write-only attribute needs a newer Terraform",
+                    format!(
+                        "{path} is write-only: its value must never be stored in state, \
+                         and this Terraform CLI does not support write-only attributes. \
+                         Use Terraform 1.11 or later (or OpenTofu 1.11 or later), or remove {path}"
+                    ),
+                )
+                .at(path),
+            );
+        }
+    }
+    diags.extend(crate::validate::validate(&schema.block, config));
+    diags.extend(resource.validate(config, capabilities));
+    diags
+}
+
 impl<P: Provider> ProviderService<P> {
     pub fn new(provider: P) -> Self {
         let provider_schema = provider.schema();
@@ -551,27 +583,12 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             let entry = self.resource(&req.type_name)?;
             let config = decode(req.config.as_ref(), &entry.ty, "resource configuration")?;
             let capabilities = capabilities_from(req.client_capabilities.as_ref());
-            let mut diags = validate_timeouts(&config);
-            if !capabilities.write_only_attributes_allowed {
-                let mut paths = Vec::new();
-                set_write_only_paths(&entry.schema.block, &config, &AttributePath::root(), &mut paths);
-                for path in paths {
-                    diags.push(
-                        Diagnostic::error(
-                            "write-only attribute needs a newer Terraform",
-                            format!(
-                                "{path} is write-only: its value must never be stored in state, \
-                                 and this Terraform CLI does not support write-only attributes. \
-                                 Use Terraform 1.11 or later (or OpenTofu 1.11 or later), or remove {path}"
-                            ),
-                        )
-                        .at(path),
-                    );
-                }
-            }
-            diags.extend(crate::validate::validate(&entry.schema.block, &config));
-            diags.extend(entry.resource.validate(&config, capabilities));
-            Ok(diags)
+            Ok(validate_resource_config(
+                entry.resource.as_ref(),
+                &entry.schema,
+                &config,
+                capabilities,
+            ))
         })
         .await;
         Ok(Response::new(pb::validate_resource_config::Response {

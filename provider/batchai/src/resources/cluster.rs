@@ -223,8 +223,8 @@ fn schema() -> Schema {
          setup task fails is `unusable` and the failure, with its exit code and log paths, is in \
          `errors`. Changing it forces replacement.",
         );
-    let mount_volumes = super::mounts::mount_volumes_block(
-        "AZ_BATCHAI_MOUNT_ROOT",
+    let mount_volumes = Block::description(
+        <MountVolumesModel as tfplug::Model>::block(),
         "Volumes mounted on every node under `$AZ_BATCHAI_MOUNT_ROOT`. Changing them forces \
          replacement.",
     );
@@ -487,7 +487,6 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
             AttributePath::attrs(["setup_task", "std_out_err_path_prefix"]),
         ));
     }
-    diags.extend(super::mounts::validate(config));
     diags
 }
 
@@ -1126,7 +1125,7 @@ mod tests {
             (setup_logs("$AZ_BATCHAI_JOB_MOUNT_ROOT/x"), Some(prefix_at)),
         ]);
         for (cfg, want) in cases {
-            let diags = validate_config(&cfg);
+            let diags = crate::resources::validate_all(&ClusterResource, &cfg);
             assert_eq!(
                 diags.0.first().and_then(|d| d.path.clone()),
                 want,

@@ -608,7 +608,7 @@ mod tests {
             (config("data", 2, "Standard_LRS", Value::unknown()), None),
         ];
         for (cfg, want) in cases {
-            let diags = validate_config(&cfg);
+            let diags = crate::resources::validate_all(&FileServerResource, &cfg);
             match want {
                 None => assert!(!diags.has_errors(), "{diags}"),
                 Some(path) => {

@@ -403,9 +403,7 @@ fn schema() -> Schema {
         .force_new(),
         NestedBlock::optional_single(
             "mount_volumes",
-            super::mounts::mount_volumes_block(
-                "AZ_BATCHAI_JOB_MOUNT_ROOT",
-                "Volumes mounted under `$AZ_BATCHAI_JOB_MOUNT_ROOT` on the job's nodes for the \
+            Block::description(<MountVolumesModel as tfplug::Model>::block(), "Volumes mounted under `$AZ_BATCHAI_JOB_MOUNT_ROOT` on the job's nodes for the \
                  run only.",
             ),
         )
@@ -822,7 +820,6 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
             }
         }
     }
-    diags.extend(super::mounts::validate(config));
     diags
 }
 
@@ -1505,7 +1502,7 @@ mod tests {
 
     /// The attribute paths of every error, rendered.
     fn error_paths(config: &Value) -> Vec<String> {
-        validate_config(config)
+        crate::resources::validate_all(&JobResource, config)
             .iter()
             .map(|d| d.path.as_ref().map(ToString::to_string).unwrap_or_default())
             .collect()
@@ -1629,7 +1626,7 @@ mod tests {
                 obj(vec![("max_wall_clock_time", Value::string("soon"))]),
             ),
         ]);
-        let diags = validate_config(&config);
+        let diags = crate::resources::validate_all(&JobResource, &config);
         let detail = diags.iter().map(|d| d.detail.clone()).collect::<String>();
         assert_eq!(detail.matches("write").count(), 1, "{detail}");
     }

@@ -88,3 +88,21 @@ pub(crate) fn plan_defaults(config: &Value, planned: &mut Value, defaults: &[(&[
         }
     }
 }
+
+/// What `ValidateResourceConfig` reports for `config`, declared checks included, with a CLI
+/// that accepts write-only attributes.
+#[cfg(test)]
+pub(crate) fn validate_all(
+    resource: &dyn tfplug::DynResource<crate::Client>,
+    config: &Value,
+) -> Diagnostics {
+    let schema = tfplug::server::resource_schema(resource);
+    tfplug::server::validate_resource_config(
+        resource,
+        &schema,
+        config,
+        tfplug::ClientCapabilities {
+            write_only_attributes_allowed: true,
+        },
+    )
+}

@@ -1,285 +1,321 @@
 //! Mount volumes, shared by clusters (mounted under `$AZ_BATCHAI_MOUNT_ROOT` for the cluster's
-//! life) and jobs (under `$AZ_BATCHAI_JOB_MOUNT_ROOT` for one run): schema, validation, plan-time
-//! checks and resolution into the records agents mount.
+//! life) and jobs (under `$AZ_BATCHAI_JOB_MOUNT_ROOT` for one run): one model per volume type,
+//! each saying what it needs to become a mount, and the plan-time checks and resolution into
+//! the records agents mount, driven by that one list.
 use control::records::{Mount, MountSource};
 use serde::{Deserialize, Serialize};
-use tfplug::{
-    Attribute, AttributePath, Block, Diagnostic, Diagnostics, NestedBlock, Nesting, Type, Value,
-};
+use tfplug::model::{Model, decode_partial};
+use tfplug::{AttributePath, Diagnostic, Diagnostics, Value};
 
 use crate::Client;
 
-fn block(attributes: Vec<Attribute>, blocks: Vec<NestedBlock>, description: &str) -> Block {
-    Block::new(attributes, blocks).description(description)
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Volumes mounted below the mount root of a cluster's nodes or a job's run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
 pub(crate) struct MountVolumesModel {
+    /// An Azure Files share mounted over SMB. Needs the azure platform.
+    #[tf(block)]
     #[serde(default)]
-    pub azure_file_share: Vec<serde_json::Value>,
+    pub azure_file_share: Vec<AzureFileShareModel>,
+    /// An Azure Blob container mounted with blobfuse. Needs the azure platform.
+    #[tf(block)]
     #[serde(default)]
-    pub azure_blob_file_system: Vec<serde_json::Value>,
+    pub azure_blob_file_system: Vec<AzureBlobFileSystemModel>,
+    /// A `batchai_file_server`'s export.
+    #[tf(block)]
     #[serde(default)]
     pub file_server: Vec<FileServerMountModel>,
+    /// Any file system a command can mount.
+    #[tf(block)]
     #[serde(default)]
     pub unmanaged_file_system: Vec<UnmanagedMountModel>,
+    /// A directory of this machine (local platform only).
+    #[tf(block)]
     #[serde(default)]
     pub host_directory: Vec<HostDirectoryModel>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct FileServerMountModel {
-    pub file_server_id: Option<String>,
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+pub(crate) struct AzureFileShareModel {
+    /// The storage account that holds the share.
+    #[tf(required)]
+    pub account_name: Option<String>,
+    /// The share's URL, `https://<account>.file.core.windows.net/<share>`.
+    #[tf(required)]
+    pub azure_file_url: Option<String>,
+    /// The storage account's key; stored in state, marked sensitive.
+    #[tf(optional, sensitive)]
+    pub account_key: Option<String>,
+    /// Permissions of directories in the share, in octal (default `0777`).
+    #[tf(optional)]
+    pub directory_mode: Option<String>,
+    /// Permissions of files in the share, in octal (default `0777`).
+    #[tf(optional)]
+    pub file_mode: Option<String>,
+    /// Where the volume appears below the mount root (`$AZ_BATCHAI_MOUNT_ROOT` for a
+    /// cluster's volumes, `$AZ_BATCHAI_JOB_MOUNT_ROOT` for a job's); must be relative and must
+    /// not contain `..`.
+    #[tf(required, validate = agent::setup::check_relative_path)]
     pub relative_mount_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+pub(crate) struct AzureBlobFileSystemModel {
+    /// The storage account that holds the container.
+    #[tf(required)]
+    pub account_name: Option<String>,
+    /// The blob container to mount.
+    #[tf(required)]
+    pub container_name: Option<String>,
+    /// The storage account's key; stored in state, marked sensitive.
+    #[tf(optional, sensitive)]
+    pub account_key: Option<String>,
+    /// Extra blobfuse options, e.g. `-o attr_timeout=240`.
+    #[tf(optional)]
+    pub mount_options: Option<String>,
+    /// Where the volume appears below the mount root (`$AZ_BATCHAI_MOUNT_ROOT` for a
+    /// cluster's volumes, `$AZ_BATCHAI_JOB_MOUNT_ROOT` for a job's); must be relative and must
+    /// not contain `..`.
+    #[tf(required, validate = agent::setup::check_relative_path)]
+    pub relative_mount_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+pub(crate) struct FileServerMountModel {
+    /// The `id` of a `batchai_file_server`.
+    #[tf(required, validate = super::file_server::parse_id)]
+    pub file_server_id: Option<String>,
+    /// Where the volume appears below the mount root (`$AZ_BATCHAI_MOUNT_ROOT` for a
+    /// cluster's volumes, `$AZ_BATCHAI_JOB_MOUNT_ROOT` for a job's); must be relative and must
+    /// not contain `..`.
+    #[tf(required, validate = agent::setup::check_relative_path)]
+    pub relative_mount_path: Option<String>,
+    /// NFS mount options (Azure).
+    #[tf(optional)]
     pub mount_options: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
 pub(crate) struct UnmanagedMountModel {
+    /// A command that mounts the file system; the mount path is appended to it, as Batch AI
+    /// did.
+    #[tf(required)]
     pub mount_command: Option<String>,
+    /// Where the volume appears below the mount root (`$AZ_BATCHAI_MOUNT_ROOT` for a
+    /// cluster's volumes, `$AZ_BATCHAI_JOB_MOUNT_ROOT` for a job's); must be relative and must
+    /// not contain `..`.
+    #[tf(required, validate = agent::setup::check_relative_path)]
     pub relative_mount_path: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
 pub(crate) struct HostDirectoryModel {
+    /// An existing directory on this machine.
+    #[tf(required)]
     pub path: Option<String>,
+    /// Where the volume appears below the mount root (`$AZ_BATCHAI_MOUNT_ROOT` for a
+    /// cluster's volumes, `$AZ_BATCHAI_JOB_MOUNT_ROOT` for a job's); must be relative and must
+    /// not contain `..`.
+    #[tf(required, validate = agent::setup::check_relative_path)]
     pub relative_mount_path: Option<String>,
 }
 
-/// The `mount_volumes` block; `root` names the variable paths are relative to.
-pub(crate) fn mount_volumes_block(root: &str, description: &str) -> Block {
-    let path_attr = || {
-        Attribute::required("relative_mount_path", Type::String).description(format!(
-            "Where the volume appears below `${root}`; must be relative and must not \
-                 contain `..`."
-        ))
-    };
-    let account_key = || {
-        Attribute::optional("account_key", Type::String)
-            .sensitive()
-            .description("The storage account's key; stored in state, marked sensitive.")
-    };
-    let azure_only = |name: &str, mut attributes: Vec<Attribute>, what: &str| {
-        attributes.push(path_attr());
-        NestedBlock::new(
-            name,
-            Nesting::List,
-            block(
-                attributes,
-                vec![],
-                &format!("{what}. Needs the azure platform."),
-            ),
-        )
-    };
-    let file_share = azure_only(
-        "azure_file_share",
-        vec![
-            Attribute::required("account_name", Type::String)
-                .description("The storage account that holds the share."),
-            Attribute::required("azure_file_url", Type::String)
-                .description("The share's URL, `https://<account>.file.core.windows.net/<share>`."),
-            account_key(),
-            Attribute::optional("directory_mode", Type::String)
-                .description("Permissions of directories in the share, in octal (default `0777`)."),
-            Attribute::optional("file_mode", Type::String)
-                .description("Permissions of files in the share, in octal (default `0777`)."),
-        ],
-        "An Azure Files share mounted over SMB",
-    );
-    let blob = azure_only(
-        "azure_blob_file_system",
-        vec![
-            Attribute::required("account_name", Type::String)
-                .description("The storage account that holds the container."),
-            Attribute::required("container_name", Type::String)
-                .description("The blob container to mount."),
-            account_key(),
-            Attribute::optional("mount_options", Type::String)
-                .description("Extra blobfuse options, e.g. `-o attr_timeout=240`."),
-        ],
-        "An Azure Blob container mounted with blobfuse",
-    );
-    block(
-        vec![],
-        vec![
-            file_share,
-            blob,
-            NestedBlock::new(
-                "file_server",
-                Nesting::List,
-                block(
-                    vec![
-                        Attribute::required("file_server_id", Type::String)
-                            .description("The `id` of a `batchai_file_server`."),
-                        path_attr(),
-                        Attribute::optional("mount_options", Type::String)
-                            .description("NFS mount options (Azure)."),
-                    ],
-                    vec![],
-                    "A `batchai_file_server`'s export.",
-                ),
-            ),
-            NestedBlock::new(
-                "unmanaged_file_system",
-                Nesting::List,
-                block(
-                    vec![
-                        Attribute::required("mount_command", Type::String).description(
-                            "A command that mounts the file system; the mount path is appended \
-                             to it, as Batch AI did.",
-                        ),
-                        path_attr(),
-                    ],
-                    vec![],
-                    "Any file system a command can mount.",
-                ),
-            ),
-            NestedBlock::new(
-                "host_directory",
-                Nesting::List,
-                block(
-                    vec![
-                        Attribute::required("path", Type::String)
-                            .description("An existing directory on this machine."),
-                        path_attr(),
-                    ],
-                    vec![],
-                    "A directory of this machine (local platform only).",
-                ),
-            ),
-        ],
-        description,
-    )
+/// What a configured volume needs to become a mount on a node.
+enum Needs<'a> {
+    /// Nothing more.
+    Mount(MountSource),
+    /// The export of the file server with this ID, looked up on the platform.
+    FileServer(&'a str),
+    /// Azure Storage, which only the azure platform mounts.
+    Azure,
 }
 
-/// Checks relative mount paths.
-pub(crate) fn validate(config: &Value) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    if let Some(mounts) = config.get_attr("mount_volumes").filter(|m| !m.is_null()) {
-        for kind in [
-            "file_server",
-            "unmanaged_file_system",
-            "host_directory",
-            "azure_file_share",
-            "azure_blob_file_system",
-        ] {
-            let Some(Value::List(items)) = mounts.get_attr(kind) else {
-                continue;
-            };
-            for (i, item) in items.iter().enumerate() {
-                if let Some(path) = item.get_attr("relative_mount_path").and_then(Value::as_str)
-                    && let Err(e) = agent::setup::check_relative_path(path)
-                {
-                    diags.push(
-                        Diagnostic::error("invalid relative_mount_path", e).at(
-                            AttributePath::attrs(["mount_volumes", kind])
-                                .index(i64::try_from(i).unwrap_or(0))
-                                .attr("relative_mount_path"),
-                        ),
-                    );
-                }
-            }
-        }
+/// A volume type: its model is its block inside `mount_volumes`.
+trait Volume: Sync {
+    fn relative_mount_path(&self) -> &str;
+    fn needs(&self) -> Needs<'_>;
+}
+
+impl Volume for AzureFileShareModel {
+    fn relative_mount_path(&self) -> &str {
+        self.relative_mount_path.as_deref().unwrap_or_default()
     }
-    diags
+
+    fn needs(&self) -> Needs<'_> {
+        Needs::Azure
+    }
 }
 
-/// Resolves configured volumes (file server IDs to their exports).
+impl Volume for AzureBlobFileSystemModel {
+    fn relative_mount_path(&self) -> &str {
+        self.relative_mount_path.as_deref().unwrap_or_default()
+    }
+
+    fn needs(&self) -> Needs<'_> {
+        Needs::Azure
+    }
+}
+
+impl Volume for FileServerMountModel {
+    fn relative_mount_path(&self) -> &str {
+        self.relative_mount_path.as_deref().unwrap_or_default()
+    }
+
+    fn needs(&self) -> Needs<'_> {
+        Needs::FileServer(self.file_server_id.as_deref().unwrap_or_default())
+    }
+}
+
+impl Volume for UnmanagedMountModel {
+    fn relative_mount_path(&self) -> &str {
+        self.relative_mount_path.as_deref().unwrap_or_default()
+    }
+
+    fn needs(&self) -> Needs<'_> {
+        Needs::Mount(MountSource::Command {
+            mount_command: self.mount_command.clone().unwrap_or_default(),
+        })
+    }
+}
+
+impl Volume for HostDirectoryModel {
+    fn relative_mount_path(&self) -> &str {
+        self.relative_mount_path.as_deref().unwrap_or_default()
+    }
+
+    fn needs(&self) -> Needs<'_> {
+        Needs::Mount(MountSource::Directory {
+            path: self.path.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// One configured volume, with the path of its block item.
+struct Configured<'a> {
+    kind: &'static str,
+    index: usize,
+    volume: &'a dyn Volume,
+}
+
+impl Configured<'_> {
+    fn path(&self) -> AttributePath {
+        AttributePath::attrs(["mount_volumes", self.kind])
+            .index(i64::try_from(self.index).unwrap_or(i64::MAX))
+    }
+}
+
+impl MountVolumesModel {
+    /// Every configured volume in block order: the one list resolution and plan checks use.
+    fn volumes(&self) -> Vec<Configured<'_>> {
+        fn each<'a, V: Volume>(kind: &'static str, items: &'a [V], out: &mut Vec<Configured<'a>>) {
+            out.extend(items.iter().enumerate().map(|(index, v)| Configured {
+                kind,
+                index,
+                volume: v,
+            }));
+        }
+        let mut out = Vec::new();
+        each("azure_file_share", &self.azure_file_share, &mut out);
+        each(
+            "azure_blob_file_system",
+            &self.azure_blob_file_system,
+            &mut out,
+        );
+        each("file_server", &self.file_server, &mut out);
+        each(
+            "unmanaged_file_system",
+            &self.unmanaged_file_system,
+            &mut out,
+        );
+        each("host_directory", &self.host_directory, &mut out);
+        out
+    }
+}
+
+fn needs_azure(client: &Client, v: &Configured<'_>) -> Diagnostic {
+    Diagnostic::error(
+        "mount type needs the azure platform",
+        format!(
+            "{} volumes are Azure Storage, which the {} platform cannot mount; use a \
+             batchai_file_server or host_directory volume, or configure the provider's azure \
+             platform",
+            v.kind,
+            client.name()
+        ),
+    )
+    .at(v.path())
+}
+
+/// Resolves configured volumes into what agents mount (file server IDs to their exports).
 pub(crate) async fn resolve(
     client: &Client,
     volumes: Option<&MountVolumesModel>,
 ) -> Result<Vec<Mount>, Diagnostics> {
     let mut mounts = Vec::new();
-    if let Some(volumes) = volumes {
-        for (i, fs) in volumes.file_server.iter().enumerate() {
-            let path = AttributePath::attrs(["mount_volumes", "file_server"])
-                .index(i64::try_from(i).unwrap_or(0))
-                .attr("file_server_id");
-            let id = fs.file_server_id.clone().unwrap_or_default();
-            let server = crate::resources::file_server::parse_id(&id)
-                .map_err(|e| Diagnostic::error("invalid file_server_id", e).at(path.clone()))?;
-            let status = client
-                .get_file_server(&server)
-                .await
-                .map_err(|e| Diagnostic::error("file server lookup failed", e.to_string()))?
-                .ok_or_else(|| {
-                    Diagnostic::error(
-                        "file server not found",
-                        format!("no file server {id:?} exists; create it first or fix the ID"),
-                    )
-                    .at(path)
-                })?;
-            mounts.push(Mount {
-                relative_mount_path: fs.relative_mount_path.clone().unwrap_or_default(),
-                source: MountSource::Directory {
+    let Some(volumes) = volumes else {
+        return Ok(mounts);
+    };
+    for v in volumes.volumes() {
+        let source = match v.volume.needs() {
+            Needs::Mount(source) => source,
+            Needs::Azure => return Err(needs_azure(client, &v).into()),
+            Needs::FileServer(id) => {
+                let path = v.path().attr("file_server_id");
+                let server = super::file_server::parse_id(id)
+                    .map_err(|e| Diagnostic::error("invalid file_server_id", e).at(path.clone()))?;
+                let status = client
+                    .get_file_server(&server)
+                    .await
+                    .map_err(|e| Diagnostic::error("file server lookup failed", e.to_string()))?
+                    .ok_or_else(|| {
+                        Diagnostic::error(
+                            "file server not found",
+                            format!("no file server {id:?} exists; create it first or fix the ID"),
+                        )
+                        .at(path)
+                    })?;
+                MountSource::Directory {
                     path: status.mount_point,
-                },
-            });
-        }
-        for m in &volumes.unmanaged_file_system {
-            mounts.push(Mount {
-                relative_mount_path: m.relative_mount_path.clone().unwrap_or_default(),
-                source: MountSource::Command {
-                    mount_command: m.mount_command.clone().unwrap_or_default(),
-                },
-            });
-        }
-        for m in &volumes.host_directory {
-            mounts.push(Mount {
-                relative_mount_path: m.relative_mount_path.clone().unwrap_or_default(),
-                source: MountSource::Directory {
-                    path: m.path.clone().unwrap_or_default(),
-                },
-            });
-        }
+                }
+            }
+        };
+        mounts.push(Mount {
+            relative_mount_path: v.volume.relative_mount_path().to_owned(),
+            source,
+        });
     }
     Ok(mounts)
 }
 
-/// Plan-time checks that need the platform: Azure-only volume types and file servers that exist.
+/// Plan-time checks that need the platform: Azure-only volume types and file servers that
+/// exist. Values not known yet are checked at apply.
 pub(crate) async fn check_plan(client: &Client, planned: &Value) -> Diagnostics {
     let mut diags = Diagnostics::new();
-    let Some(mounts) = planned.get_attr("mount_volumes").filter(|m| !m.is_null()) else {
+    let Some(volumes) = planned
+        .get_attr("mount_volumes")
+        .filter(|m| !m.is_null())
+        .and_then(decode_partial::<MountVolumesModel>)
+    else {
         return diags;
     };
-    for kind in ["azure_file_share", "azure_blob_file_system"] {
-        if let Some(Value::List(items)) = mounts.get_attr(kind) {
-            for i in 0..items.len() {
-                diags.push(
-                            Diagnostic::error(
-                                "mount type needs the azure platform",
-                                format!(
-                                    "{kind} volumes are Azure Storage, which the {} platform cannot mount; \
-                                     use a batchai_file_server or host_directory volume, or configure the \
-                                     provider's azure platform",
-                                    client.name()
-                                ),
-                            )
-                            .at(AttributePath::attrs(["mount_volumes", kind]).index(i64::try_from(i).unwrap_or(0))),
-                        );
-            }
-        }
-    }
-    if let Some(Value::List(items)) = mounts.get_attr("file_server") {
-        for (i, item) in items.iter().enumerate() {
-            let Some(id) = item.get_attr("file_server_id").and_then(Value::as_str) else {
-                continue;
-            };
-            let path = AttributePath::attrs(["mount_volumes", "file_server"])
-                .index(i64::try_from(i).unwrap_or(0))
-                .attr("file_server_id");
-            match crate::resources::file_server::parse_id(id) {
-                Err(e) => diags.push(Diagnostic::error("invalid file_server_id", e).at(path)),
-                Ok(name) => {
-                    if let Ok(None) = client.get_file_server(&name).await {
-                        diags.push(
-                                    Diagnostic::error(
-                                        "file server not found",
-                                        format!("no file server {id:?} exists; reference a batchai_file_server's id"),
-                                    )
-                                    .at(path),
-                                );
-                    }
+    for v in volumes.volumes() {
+        match v.volume.needs() {
+            Needs::Mount(_) => {}
+            Needs::Azure => diags.push(needs_azure(client, &v)),
+            // An unknown ID arrives empty; a malformed one was reported by validation.
+            Needs::FileServer(id) => {
+                let Ok(name) = super::file_server::parse_id(id) else {
+                    continue;
+                };
+                if let Ok(None) = client.get_file_server(&name).await {
+                    diags.push(
+                        Diagnostic::error(
+                            "file server not found",
+                            format!(
+                                "no file server {id:?} exists; reference a batchai_file_server's id"
+                            ),
+                        )
+                        .at(v.path().attr("file_server_id")),
+                    );
                 }
             }
         }
@@ -293,7 +329,7 @@ mod tests {
 
     /// Attribute names of the `kind` block.
     fn fields(kind: &str) -> Vec<String> {
-        let volumes = mount_volumes_block("AZ_BATCHAI_MOUNT_ROOT", "volumes");
+        let volumes = MountVolumesModel::block();
         let block = volumes
             .blocks
             .iter()
@@ -315,5 +351,23 @@ mod tests {
         assert!(!share.contains(&"container_name".to_owned()), "{share:?}");
         assert!(blob.contains(&"container_name".to_owned()), "{blob:?}");
         assert!(!blob.contains(&"azure_file_url".to_owned()), "{blob:?}");
+    }
+
+    #[test]
+    fn every_volume_block_is_listed_once() {
+        let all = MountVolumesModel {
+            azure_file_share: vec![AzureFileShareModel::default()],
+            azure_blob_file_system: vec![AzureBlobFileSystemModel::default()],
+            file_server: vec![FileServerMountModel::default()],
+            unmanaged_file_system: vec![UnmanagedMountModel::default()],
+            host_directory: vec![HostDirectoryModel::default()],
+        };
+        let listed: Vec<&str> = all.volumes().iter().map(|v| v.kind).collect();
+        let blocks: Vec<String> = MountVolumesModel::block()
+            .blocks
+            .iter()
+            .map(|b| b.type_name.clone())
+            .collect();
+        assert_eq!(listed, blocks);
     }
 }
