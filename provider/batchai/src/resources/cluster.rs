@@ -13,6 +13,7 @@ use tfplug::{
     Schema, TimeoutDefaults, Type, Value,
 };
 
+use super::ErrorModel;
 use super::mounts::MountVolumesModel;
 use crate::Client;
 use crate::names::Name;
@@ -115,13 +116,6 @@ pub(crate) struct NodeModel {
     pub id: String,
     pub state: String,
     pub gpus: Vec<u32>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct ErrorModel {
-    pub code: String,
-    pub message: String,
-    pub details: BTreeMap<String, String>,
 }
 
 fn block(attributes: Vec<Attribute>, blocks: Vec<NestedBlock>, description: &str) -> Block {

@@ -73,7 +73,7 @@ pub(crate) struct Model {
     pub exit_code: Option<i64>,
     pub start_time: Option<String>,
     pub end_time: Option<String>,
-    pub errors: Option<Vec<super::cluster::ErrorModel>>,
+    pub errors: Option<Vec<super::ErrorModel>>,
     pub attempts: Option<u32>,
     pub job_output_directory_path_segment: Option<String>,
     pub std_out_err_directory: Option<String>,
@@ -1051,7 +1051,7 @@ fn with_live(mut model: Model, view: &JobView) -> Model {
     model.errors = Some(
         s.errors
             .iter()
-            .map(|e| super::cluster::ErrorModel {
+            .map(|e| super::ErrorModel {
                 code: e.code.clone(),
                 message: e.message.clone(),
                 details: e.details.clone(),
@@ -1353,7 +1353,7 @@ impl DynResource<Client> for JobResource {
                     model
                         .errors
                         .get_or_insert_with(Vec::new)
-                        .push(super::cluster::ErrorModel {
+                        .push(super::ErrorModel {
                             code: "CorruptRecord".to_owned(),
                             message: format!("the job's records could not be read: {reason}"),
                             details: BTreeMap::new(),

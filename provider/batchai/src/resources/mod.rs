@@ -4,9 +4,11 @@ pub mod file_server;
 pub mod job;
 pub(crate) mod mounts;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tfplug::{Diagnostic, Diagnostics, TimeoutDefaults, Value};
+use serde::{Deserialize, Serialize};
+use tfplug::{Diagnostic, Diagnostics, Model, TimeoutDefaults, Value};
 
 use crate::names::Name;
 
@@ -17,6 +19,17 @@ pub(crate) const DEFAULT_TIMEOUTS: TimeoutDefaults = TimeoutDefaults {
     update: Duration::from_secs(30 * 60),
     delete: Duration::from_secs(30 * 60),
 };
+
+/// One problem the platform reports, as a resource's `errors` attribute lists it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+pub(crate) struct ErrorModel {
+    #[tf(computed)]
+    pub code: String,
+    #[tf(computed)]
+    pub message: String,
+    #[tf(computed)]
+    pub details: BTreeMap<String, String>,
+}
 
 /// The name kept in state, which was validated when it was stored.
 pub(crate) fn stored_name(name: Option<&str>) -> Result<Name, Diagnostics> {
