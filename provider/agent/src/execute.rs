@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use control::jobs::{self, Assignment, JobSpec, JobState, JobStatus, NodeReport};
-use control::records::{self, MountSource, NodeError, NodeRecord, NodeState, keys};
+use control::records::{self, ErrorCode, MountSource, NodeError, NodeRecord, NodeState, keys};
 use control::{DirStore, Store};
 use serde::{Deserialize, Serialize};
 
@@ -534,7 +534,7 @@ fn run(
                 match why {
                     Stop::Terminate => s.fail(
                         job_error(
-                            "NodeDeallocated",
+                            ErrorCode::NodeDeallocated,
                             format!(
                                 "node {} was removed with node_deallocation_option = terminate",
                                 ctx.node
@@ -696,7 +696,10 @@ impl Attempt<'_> {
         let dirs = match JobDirs::resolve(self.ctx, self.spec) {
             Ok(d) => d,
             Err(e) => {
-                return Outcome::Report(failed(job_error("InvalidJobPath", e, &[]), None), None);
+                return Outcome::Report(
+                    failed(job_error(ErrorCode::InvalidJobPath, e, &[]), None),
+                    None,
+                );
             }
         };
         if let Err(error) = self.prepare_dirs(&dirs) {
@@ -725,7 +728,7 @@ impl Attempt<'_> {
                 return Outcome::Report(
                     failed(
                         job_error(
-                            "JobPreparationFailed",
+                            ErrorCode::JobPreparationFailed,
                             format!("write the MPI hostfile: {e}"),
                             &[],
                         ),
@@ -758,7 +761,7 @@ impl Attempt<'_> {
 
         if let Some(Err(e)) = self.spec.container.as_ref().map(image_reference) {
             return Outcome::Report(
-                failed(job_error("InvalidContainerImage", e, &[]), None),
+                failed(job_error(ErrorCode::InvalidContainerImage, e, &[]), None),
                 None,
             );
         }
@@ -769,7 +772,7 @@ impl Attempt<'_> {
                     return Outcome::Report(
                         failed(
                             job_error(
-                                "ContainerRuntimeUnavailable",
+                                ErrorCode::ContainerRuntimeUnavailable,
                                 format!(
                                     "the job asks for container_settings but node {} cannot run containers: {message}",
                                     self.ctx.node
@@ -802,7 +805,7 @@ impl Attempt<'_> {
                     let report = NodeReport {
                         exit_code: report.exit_code,
                         error: report.error.map(|mut e| {
-                            e.code = "JobPreparationFailed".to_owned();
+                            e.code = ErrorCode::JobPreparationFailed;
                             e.message = format!("job preparation: {}", e.message);
                             e
                         }),
@@ -865,7 +868,7 @@ impl Attempt<'_> {
         let create = |p: &Path| {
             std::fs::create_dir_all(p).map_err(|e| {
                 job_error(
-                    "JobPreparationFailed",
+                    ErrorCode::JobPreparationFailed,
                     format!("create {}: {e}", p.display()),
                     &[],
                 )
@@ -889,7 +892,7 @@ impl Attempt<'_> {
         roots.extend(setup::mount_roots(&dirs.job_mount_root, &self.spec.mounts));
         let beneath = |configured: &str, resolved: &Path| match jobs::split_job_path(configured) {
             Ok((Some(_), _)) => jobs::check_beneath(resolved, &roots)
-                .map_err(|e| job_error("JobPreparationFailed", e, &[])),
+                .map_err(|e| job_error(ErrorCode::JobPreparationFailed, e, &[])),
             _ => Ok(()),
         };
         beneath(&self.spec.std_out_err_path_prefix, &dirs.stdouterr)?;
@@ -918,7 +921,13 @@ impl Attempt<'_> {
                 .create(true)
                 .append(true)
                 .open(p)
-                .map_err(|e| job_error("JobFailed", format!("open {}: {e}", p.display()), &[]))
+                .map_err(|e| {
+                    job_error(
+                        ErrorCode::JobFailed,
+                        format!("open {}: {e}", p.display()),
+                        &[],
+                    )
+                })
         };
         let stderr_from = std::fs::metadata(&stderr).map_or(0, |m| m.len());
         let mut all_env = env.clone();
@@ -951,7 +960,7 @@ impl Attempt<'_> {
                     all_env.keys(),
                     &proc.command,
                 )
-                .map_err(|e| job_error("InvalidContainerImage", e, &[]))?;
+                .map_err(|e| job_error(ErrorCode::InvalidContainerImage, e, &[]))?;
                 let mut c = Command::new(runtime);
                 c.args(args);
                 c
@@ -970,7 +979,7 @@ impl Attempt<'_> {
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().map_err(|e| {
             job_error(
-                "JobFailed",
+                ErrorCode::JobFailed,
                 format!("start {} on {}: {e}", proc.label, self.ctx.node),
                 &[],
             )
@@ -1158,7 +1167,7 @@ impl Attempt<'_> {
         NodeReport {
             exit_code: code,
             error: Some(job_error(
-                "JobFailed",
+                ErrorCode::JobFailed,
                 format!(
                     "{who} exited with {code_text} on {}; its output is in {} and {}",
                     self.ctx.node,
@@ -1196,7 +1205,7 @@ impl Attempt<'_> {
         }
         failed(
             job_error(
-                "JobWallClockTimeExceeded",
+                ErrorCode::JobWallClockTimeExceeded,
                 format!(
                     "the job ran longer than its max_wall_clock_time ({limit}) and was stopped on {}; its output is in {}",
                     self.ctx.node,

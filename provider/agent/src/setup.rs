@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use control::jobs;
-use control::records::{ClusterSpec, Mount, MountSource, NodeError};
+use control::records::{ClusterSpec, ErrorCode, Mount, MountSource, NodeError};
 
 /// Checks that a relative mount path stays below the mount root.
 pub fn check_relative_path(path: &str) -> Result<(), String> {
@@ -81,9 +81,13 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
 }
 
 /// A node or job error with its code, message and details.
-pub(crate) fn node_error(code: &str, message: String, details: &[(&str, String)]) -> NodeError {
+pub(crate) fn node_error(
+    code: ErrorCode,
+    message: String,
+    details: &[(&str, String)],
+) -> NodeError {
     NodeError {
-        code: code.to_owned(),
+        code,
         message,
         details: details
             .iter()
@@ -97,14 +101,14 @@ pub(crate) fn node_error(code: &str, message: String, details: &[(&str, String)]
 pub fn realise_mounts(mounts: &[Mount], mount_root: &Path) -> Result<(), NodeError> {
     std::fs::create_dir_all(mount_root).map_err(|e| {
         node_error(
-            "MountFailed",
+            ErrorCode::MountFailed,
             format!("create mount root {}: {e}", mount_root.display()),
             &[],
         )
     })?;
     for mount in mounts {
         check_relative_path(&mount.relative_mount_path)
-            .map_err(|e| node_error("MountFailed", e, &[]))?;
+            .map_err(|e| node_error(ErrorCode::MountFailed, e, &[]))?;
         let target = mount_root.join(&mount.relative_mount_path);
         if let Some(parent) = target.parent() {
             let _ = std::fs::create_dir_all(parent);
@@ -113,7 +117,7 @@ pub fn realise_mounts(mounts: &[Mount], mount_root: &Path) -> Result<(), NodeErr
             MountSource::Directory { path } => {
                 if !Path::new(path).is_dir() {
                     return Err(node_error(
-                        "MountFailed",
+                        ErrorCode::MountFailed,
                         format!(
                             "mount {}: source directory {path} does not exist",
                             mount.relative_mount_path
@@ -125,7 +129,7 @@ pub fn realise_mounts(mounts: &[Mount], mount_root: &Path) -> Result<(), NodeErr
                 let _ = std::fs::remove_file(&target);
                 std::os::unix::fs::symlink(path, &target).map_err(|e| {
                     node_error(
-                        "MountFailed",
+                        ErrorCode::MountFailed,
                         format!(
                             "mount {}: link {} to {path}: {e}",
                             mount.relative_mount_path,
@@ -145,11 +149,15 @@ pub fn realise_mounts(mounts: &[Mount], mount_root: &Path) -> Result<(), NodeErr
                     .stdin(Stdio::null())
                     .output()
                     .map_err(|e| {
-                        node_error("MountFailed", format!("run mount command: {e}"), &[])
+                        node_error(
+                            ErrorCode::MountFailed,
+                            format!("run mount command: {e}"),
+                            &[],
+                        )
                     })?;
                 if !out.status.success() {
                     return Err(node_error(
-                        "MountFailed",
+                        ErrorCode::MountFailed,
                         format!(
                             "mount {}: `{mount_command}` failed with {}",
                             mount.relative_mount_path, out.status
@@ -228,10 +236,10 @@ pub fn run_setup_task(
     };
     let mount_root = node_dir.join("mounts");
     let log_dir = setup_log_dir(spec, node_dir, &mount_root, node)
-        .map_err(|e| node_error("SetupTaskFailed", e, &[]))?;
+        .map_err(|e| node_error(ErrorCode::SetupTaskFailed, e, &[]))?;
     std::fs::create_dir_all(&log_dir).map_err(|e| {
         node_error(
-            "SetupTaskFailed",
+            ErrorCode::SetupTaskFailed,
             format!("create log directory {}: {e}", log_dir.display()),
             &[],
         )
@@ -241,7 +249,7 @@ pub fn run_setup_task(
     let open = |p: &Path| {
         std::fs::File::create(p).map_err(|e| {
             node_error(
-                "SetupTaskFailed",
+                ErrorCode::SetupTaskFailed,
                 format!("create {}: {e}", p.display()),
                 &[],
             )
@@ -264,9 +272,13 @@ pub fn run_setup_task(
         .stdout(open(&stdout_path)?)
         .stderr(open(&stderr_path)?);
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| node_error("SetupTaskFailed", format!("start the setup task: {e}"), &[]))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        node_error(
+            ErrorCode::SetupTaskFailed,
+            format!("start the setup task: {e}"),
+            &[],
+        )
+    })?;
     let status = loop {
         if let Ok(Some(status)) = child.try_wait() {
             break status;
@@ -275,7 +287,7 @@ pub fn run_setup_task(
             crate::launcher::signal_group(child.id(), libc::SIGKILL);
             let _ = child.wait();
             return Err(node_error(
-                "SetupTaskFailed",
+                ErrorCode::SetupTaskFailed,
                 "the node was stopped during its setup task".to_owned(),
                 &[],
             ));
@@ -290,7 +302,7 @@ pub fn run_setup_task(
         .code()
         .map_or_else(|| format!("signal {status}"), |c| c.to_string());
     Err(node_error(
-        "SetupTaskFailed",
+        ErrorCode::SetupTaskFailed,
         format!(
             "the setup task failed with exit code {code}; its output is in {} and {}",
             stdout_path.display(),

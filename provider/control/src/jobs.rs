@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::{Mount, NodeError};
+use crate::records::{ErrorCode, Mount, NodeError};
 
 /// Scheduling priority, as Batch AI's `schedulingPriority`.
 #[derive(
@@ -301,7 +301,7 @@ impl JobStatus {
         let mut status = Self::queued(uid, now_ms);
         status.fail(
             NodeError {
-                code: "CorruptRecord".to_owned(),
+                code: ErrorCode::CorruptRecord,
                 message: format!(
                     "the job's records in the control store could not be read ({reason}); the job was marked failed: run it again with terraform apply -replace, or destroy it"
                 ),
@@ -378,7 +378,7 @@ impl JobStatus {
         if self.state == JobState::Terminating {
             self.finish(JobState::Failed, exit_code, now_ms);
             self.errors.push(NodeError {
-                code: "JobTerminated".to_owned(),
+                code: ErrorCode::JobTerminated,
                 message: "the job was terminated before it finished".to_owned(),
                 details: BTreeMap::new(),
             });
@@ -389,7 +389,7 @@ impl JobStatus {
                 self.errors.push(error);
             } else {
                 self.errors.push(NodeError {
-                    code: "JobFailed".to_owned(),
+                    code: ErrorCode::JobFailed,
                     message: match exit_code {
                         Some(code) => format!("the job exited with code {code} on {node}"),
                         None => format!("the job was killed by a signal on {node}"),
@@ -442,7 +442,7 @@ impl JobStatus {
                 self.terminate_requested = true;
                 self.fail(
                     NodeError {
-                        code: "JobTerminated".to_owned(),
+                        code: ErrorCode::JobTerminated,
                         message: "the job was terminated before it started".to_owned(),
                         details: BTreeMap::new(),
                     },
@@ -739,8 +739,8 @@ mod tests {
         ));
         assert_eq!(s.state, JobState::Failed);
         assert_eq!(
-            s.errors.last().map(|e| e.code.as_str()),
-            Some("JobTerminated")
+            s.errors.last().map(|e| &e.code),
+            Some(&ErrorCode::JobTerminated)
         );
     }
 

@@ -677,7 +677,7 @@ fn with_live(mut model: Model, view: &ClusterView) -> Model {
         }
         for e in &node.errors {
             errors.push(ErrorModel {
-                code: e.code.clone(),
+                code: e.code.to_string(),
                 message: format!("node {}: {}", node.id, e.message),
                 details: e.details.clone(),
             });
@@ -754,7 +754,7 @@ fn unusable_nodes(view: &ClusterView) -> Diagnostics {
                 detail.push_str(&format!("\n\nLast lines of stderr:\n{tail}"));
             }
             diags.push(Diagnostic::error(
-                if e.code == "SetupTaskFailed" {
+                if e.code == records::ErrorCode::SetupTaskFailed {
                     "setup task failed"
                 } else {
                     "node preparation failed"

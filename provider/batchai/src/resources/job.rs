@@ -1055,7 +1055,7 @@ fn with_live(mut model: Model, view: &JobView) -> Model {
         s.errors
             .iter()
             .map(|e| super::cluster::ErrorModel {
-                code: e.code.clone(),
+                code: e.code.to_string(),
                 message: e.message.clone(),
                 details: e.details.clone(),
             })
@@ -1096,7 +1096,7 @@ fn interrupted(job: &str, state: Option<JobState>) -> Diagnostic {
 fn failure(view: &JobView) -> Diagnostics {
     let s = &view.status;
     let last = s.errors.last().cloned().unwrap_or(NodeError {
-        code: "JobFailed".to_owned(),
+        code: records::ErrorCode::JobFailed,
         message: "the job failed".to_owned(),
         details: BTreeMap::new(),
     });
