@@ -7,23 +7,47 @@ use std::process::{Command, Stdio};
 use control::jobs;
 use control::records::{ClusterSpec, ErrorCode, Mount, MountSource, NodeError};
 
+/// A relative mount path (or path suffix) that would not stay below its root.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelativePathError {
+    #[error("the path is empty")]
+    Empty,
+    #[error("{path:?} is absolute; give a path relative to the mount root")]
+    Absolute { path: String },
+    #[error("{path:?} contains `..` or `.`; it must stay below the mount root")]
+    NotNormal { path: String },
+}
+
 /// Checks that a relative mount path stays below the mount root.
-pub fn check_relative_path(path: &str) -> Result<(), String> {
+pub fn check_relative_path(path: &str) -> Result<(), RelativePathError> {
     let p = Path::new(path);
     if path.is_empty() {
-        return Err("the path is empty".to_owned());
+        return Err(RelativePathError::Empty);
     }
     if p.is_absolute() {
-        return Err(format!(
-            "{path:?} is absolute; give a path relative to the mount root"
-        ));
+        return Err(RelativePathError::Absolute {
+            path: path.to_owned(),
+        });
     }
     if p.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(format!(
-            "{path:?} contains `..` or `.`; it must stay below the mount root"
-        ));
+        return Err(RelativePathError::NotNormal {
+            path: path.to_owned(),
+        });
     }
     Ok(())
+}
+
+/// A setup task's `std_out_err_path_prefix` that cannot be used on this node.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupLogError {
+    #[error(transparent)]
+    Path(#[from] jobs::JobPathError),
+    #[error("std_out_err_path_prefix {prefix:?}: {source}")]
+    Beneath {
+        prefix: String,
+        #[source]
+        source: jobs::BeneathError,
+    },
 }
 
 /// Where a node's setup task writes stdout and stderr: below the configured prefix (absolute, or
@@ -34,7 +58,7 @@ pub fn setup_log_dir(
     node_dir: &Path,
     mount_root: &Path,
     node: &str,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, SetupLogError> {
     match spec
         .setup_task
         .as_ref()
@@ -43,8 +67,12 @@ pub fn setup_log_dir(
         Some(prefix) => {
             let (resolved, beneath) = jobs::resolve_setup_log_prefix(prefix, mount_root)?;
             if beneath {
-                jobs::check_beneath(&resolved, &mount_roots(mount_root, &spec.mounts))
-                    .map_err(|e| format!("std_out_err_path_prefix {prefix:?}: {e}"))?;
+                jobs::check_beneath(&resolved, &mount_roots(mount_root, &spec.mounts)).map_err(
+                    |source| SetupLogError::Beneath {
+                        prefix: prefix.to_owned(),
+                        source,
+                    },
+                )?;
             }
             Ok(resolved.join(&spec.name).join(&spec.uid).join(node))
         }
@@ -83,12 +111,12 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
 /// A node or job error with its code, message and details.
 pub(crate) fn node_error(
     code: ErrorCode,
-    message: String,
+    message: impl std::fmt::Display,
     details: &[(&str, String)],
 ) -> NodeError {
     NodeError {
         code,
-        message,
+        message: message.to_string(),
         details: details
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
@@ -359,6 +387,22 @@ mod tests {
         for (path, ok) in cases {
             assert_eq!(check_relative_path(path).is_ok(), ok, "{path:?}");
         }
+        for (path, message) in [
+            ("", "the path is empty"),
+            (
+                "/abs",
+                "\"/abs\" is absolute; give a path relative to the mount root",
+            ),
+            (
+                "../up",
+                "\"../up\" contains `..` or `.`; it must stay below the mount root",
+            ),
+        ] {
+            assert_eq!(
+                check_relative_path(path).map_err(|e| e.to_string()),
+                Err(message.to_owned())
+            );
+        }
     }
 
     #[test]
@@ -402,10 +446,13 @@ mod tests {
         };
         let got = |prefix: &str| setup_log_dir(&spec(prefix), &node_dir, &mount_root, "node-1");
         assert_eq!(
-            got("$AZ_BATCHAI_MOUNT_ROOT/logs"),
+            got("$AZ_BATCHAI_MOUNT_ROOT/logs").map_err(|e| e.to_string()),
             Ok(mount_root.join("logs/c/u/node-1"))
         );
-        assert_eq!(got("/abs"), Ok(PathBuf::from("/abs/c/u/node-1")));
+        assert_eq!(
+            got("/abs").map_err(|e| e.to_string()),
+            Ok(PathBuf::from("/abs/c/u/node-1"))
+        );
         for bad in [
             "../../..",
             "$AZ_BATCHAI_MOUNT_ROOT/../..",

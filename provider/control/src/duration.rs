@@ -3,21 +3,32 @@
 //! exactly what agents enforce.
 use std::time::Duration;
 
-/// Parses any of the three notations; the error says what is accepted.
-pub fn parse(text: &str) -> Result<Duration, String> {
+/// A text in none of the three notations. The message says what is accepted; the source, for
+/// a text read as Go style, says what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{text:?} is not a duration; write \"1.12:00:00\" (d.hh:mm:ss), \"P1DT12H\" (ISO 8601) or \"36h\""
+)]
+pub struct ParseError {
+    text: String,
+    #[source]
+    go: Option<::duration::ParseError>,
+}
+
+/// Parses any of the three notations.
+pub fn parse(text: &str) -> Result<Duration, ParseError> {
     let s = text.trim();
-    let parsed = if s.starts_with('P') || s.starts_with('p') {
-        parse_iso8601(s)
-    } else if s.contains(':') {
-        parse_timespan(s)
-    } else {
-        parse_go(s)
+    let error = |go| ParseError {
+        text: text.to_owned(),
+        go,
     };
-    parsed.ok_or_else(|| {
-        format!(
-            "{text:?} is not a duration; write \"1.12:00:00\" (d.hh:mm:ss), \"P1DT12H\" (ISO 8601) or \"36h\""
-        )
-    })
+    if s.starts_with('P') || s.starts_with('p') {
+        parse_iso8601(s).ok_or_else(|| error(None))
+    } else if s.contains(':') {
+        parse_timespan(s).ok_or_else(|| error(None))
+    } else {
+        ::duration::parse(s).map_err(|e| error(Some(e)))
+    }
 }
 
 /// `[d.]hh:mm:ss[.fff]`, as .NET's TimeSpan and Batch AI's `maxWallClockTime`.
@@ -76,11 +87,6 @@ fn parse_iso8601(s: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(total).ok()
 }
 
-/// Go-style `1h30m`, `90s`, `2d`, as `timeouts` blocks are written.
-fn parse_go(s: &str) -> Option<Duration> {
-    ::duration::parse(s).ok()
-}
-
 /// Formats milliseconds as Batch AI did (`d.hh:mm:ss`, the day part only when there is one).
 pub fn format_ms(ms: u64) -> String {
     let secs = ms / 1000;
@@ -121,6 +127,13 @@ mod tests {
         for (text, secs) in ok {
             assert_eq!(parse(text), Ok(Duration::from_secs(secs)), "{text}");
         }
+        assert_eq!(
+            parse("soon").map_err(|e| e.to_string()),
+            Err(
+                "\"soon\" is not a duration; write \"1.12:00:00\" (d.hh:mm:ss), \"P1DT12H\" (ISO 8601) or \"36h\""
+                    .to_owned()
+            )
+        );
         for bad in [
             "",
             "soon",

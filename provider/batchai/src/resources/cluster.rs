@@ -483,9 +483,11 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
         .and_then(Value::as_str)
         && let Err(e) = control::jobs::check_setup_log_prefix(prefix)
     {
-        diags.push(Diagnostic::error("invalid std_out_err_path_prefix", e).at(
-            AttributePath::attrs(["setup_task", "std_out_err_path_prefix"]),
-        ));
+        diags.push(
+            Diagnostic::error("invalid std_out_err_path_prefix", e.to_string()).at(
+                AttributePath::attrs(["setup_task", "std_out_err_path_prefix"]),
+            ),
+        );
     }
     diags.extend(super::mounts::validate(config));
     diags

@@ -750,7 +750,11 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
             && let Err(e) = control::duration::parse(limit)
         {
             // The parser's message already says which notations are accepted.
-            error(&format!("invalid {field}"), e, at(&["constraints", field]));
+            error(
+                &format!("invalid {field}"),
+                e.to_string(),
+                at(&["constraints", field]),
+            );
         }
     }
     if let Some(n) = int_at(config, &["retry", "max_retries"])
@@ -779,7 +783,7 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
     {
         error(
             "invalid std_out_err_path_prefix",
-            e,
+            e.to_string(),
             at(&["std_out_err_path_prefix"]),
         );
     }
@@ -813,12 +817,16 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
             if let Some(p) = item.get_attr(attr).and_then(Value::as_str)
                 && let Err(e) = check_path(p)
             {
-                error("invalid path", e, base.clone().attr(attr));
+                error("invalid path", e.to_string(), base.clone().attr(attr));
             }
             if let Some(s) = item.get_attr("path_suffix").and_then(Value::as_str)
                 && let Err(e) = agent::setup::check_relative_path(s)
             {
-                error("invalid path_suffix", e, base.attr("path_suffix"));
+                error(
+                    "invalid path_suffix",
+                    e.to_string(),
+                    base.attr("path_suffix"),
+                );
             }
         }
     }
@@ -951,7 +959,7 @@ async fn spec_from(client: &Client, model: &Model) -> Result<(JobSpec, Name), Di
         .and_then(|c| c.max_wall_clock_time.as_deref())
         .unwrap_or(DEFAULT_MAX_WALL_CLOCK);
     let max_wall_clock = control::duration::parse(limit).map_err(|e| {
-        Diagnostic::error("invalid max_wall_clock_time", e)
+        Diagnostic::error("invalid max_wall_clock_time", e.to_string())
             .at(at(&["constraints", "max_wall_clock_time"]))
     })?;
     let unschedulable = model
@@ -960,7 +968,7 @@ async fn spec_from(client: &Client, model: &Model) -> Result<(JobSpec, Name), Di
         .and_then(|c| c.max_unschedulable_time.as_deref())
         .unwrap_or(DEFAULT_MAX_UNSCHEDULABLE);
     let max_unschedulable = control::duration::parse(unschedulable).map_err(|e| {
-        Diagnostic::error("invalid max_unschedulable_time", e)
+        Diagnostic::error("invalid max_unschedulable_time", e.to_string())
             .at(at(&["constraints", "max_unschedulable_time"]))
     })?;
     let environment_variables = model.environment_variables.clone().unwrap_or_default();

@@ -171,7 +171,7 @@ pub(crate) fn validate(config: &Value) -> Diagnostics {
                     && let Err(e) = agent::setup::check_relative_path(path)
                 {
                     diags.push(
-                        Diagnostic::error("invalid relative_mount_path", e).at(
+                        Diagnostic::error("invalid relative_mount_path", e.to_string()).at(
                             AttributePath::attrs(["mount_volumes", kind])
                                 .index(i64::try_from(i).unwrap_or(0))
                                 .attr("relative_mount_path"),
