@@ -12,7 +12,7 @@ use batchai_acceptance::{
     resource_values, wait_for, walk,
 };
 use control::jobs::{JobState, JobStatus};
-use control::records::{NodeRecord, keys};
+use control::records::{ErrorCode, NodeRecord, keys};
 use control::{DirStore, Store as _};
 use serde_json::Value as Json;
 
@@ -1184,7 +1184,9 @@ resource "batchai_job" "{name}" {{
     })?;
     let tm = job_status("tm")?.context("tm status")?;
     ensure!(
-        tm.errors.iter().any(|e| e.code == "NodeDeallocated"),
+        tm.errors
+            .iter()
+            .any(|e| e.code == ErrorCode::NodeDeallocated),
         "terminate must say why: {:?}",
         tm.errors
     );

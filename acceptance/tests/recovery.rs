@@ -11,7 +11,7 @@ use batchai_acceptance::{
     Workspace, cluster_c as cluster, job_on_c as job, newest_cli, resource_values, wait_for, walk,
 };
 use control::jobs::{JobState, JobStatus};
-use control::records::keys;
+use control::records::{ErrorCode, keys};
 use control::{DirStore, Store as _};
 use serde_json::Value as Json;
 
@@ -516,7 +516,7 @@ fn a_job_whose_node_count_can_never_be_met_fails_and_says_why() -> anyhow::Resul
     let gang = status(&ws, "gang")?.context("no status")?;
     let error = gang.errors.last().context("no error")?;
     ensure!(
-        error.code == "NodeCountUnattainable" && error.message.contains("at most 1"),
+        error.code == ErrorCode::NodeCountUnattainable && error.message.contains("at most 1"),
         "{gang:?}"
     );
     ensure!(

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use control::jobs::{JobSpec, JobState, JobStatus};
 use control::records::{
-    self, ClusterSpec, ClusterStatus, NodeError, NodeRecord, NodeState, Scale, keys,
+    self, ClusterSpec, ClusterStatus, ErrorCode, NodeError, NodeRecord, NodeState, Scale, keys,
 };
 use control::{Condition, Store};
 
@@ -215,7 +215,7 @@ pub fn unschedulable_error(job: &JobSpec, capacity: &Capacity) -> NodeError {
     let cluster = &job.cluster;
     if job.node_count > capacity.max {
         return NodeError {
-            code: "NodeCountUnattainable".to_owned(),
+            code: ErrorCode::NodeCountUnattainable,
             message: format!(
                 "the job needs {} nodes at once but cluster {cluster} can have at most {} and waited {waited} for that to change; lower node_count or scale the cluster up, then apply again",
                 job.node_count, capacity.max
@@ -253,7 +253,7 @@ pub fn unschedulable_error(job: &JobSpec, capacity: &Capacity) -> NodeError {
         }
     }
     NodeError {
-        code: "ClusterUnusable".to_owned(),
+        code: ErrorCode::ClusterUnusable,
         message: format!(
             "cluster {cluster} had {} usable node(s) of the {} the job needs for {waited}, and its nodes fail to prepare: {}. Fix the cause (the setup task or a mount), then apply again: the next apply replaces the unusable nodes and runs the job again",
             capacity.healthy,
@@ -430,7 +430,7 @@ fn abandon(
             failed = true;
             s.fail(
                 NodeError {
-                    code: "JobTerminated".to_owned(),
+                    code: ErrorCode::JobTerminated,
                     message: format!("the job was terminated ({problem})"),
                     details: BTreeMap::new(),
                 },

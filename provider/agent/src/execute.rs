@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use control::jobs::{self, Assignment, JobSpec, JobState, JobStatus, NodeReport};
-use control::records::{self, MountSource, NodeError, NodeRecord, NodeState, keys};
+use control::records::{self, ErrorCode, MountSource, NodeError, NodeRecord, NodeState, keys};
 use control::{DirStore, Store};
 use serde::{Deserialize, Serialize};
 
@@ -165,7 +165,7 @@ pub struct JobDirs {
 }
 
 impl JobDirs {
-    pub fn resolve(ctx: &NodeContext, spec: &JobSpec) -> Result<Self, String> {
+    pub fn resolve(ctx: &NodeContext, spec: &JobSpec) -> Result<Self, jobs::JobPathError> {
         Self::on_node(
             &ctx.root,
             &ctx.cluster,
@@ -182,7 +182,7 @@ impl JobDirs {
         cluster: &str,
         node: &str,
         spec: &JobSpec,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, jobs::JobPathError> {
         let node_dir = crate::LocalLauncher::node_dir(root, cluster, node);
         Self::on_node(root, cluster, &node_dir, &node_dir.join("mounts"), spec)
     }
@@ -193,7 +193,7 @@ impl JobDirs {
         node_dir: &Path,
         mount_root: &Path,
         spec: &JobSpec,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, jobs::JobPathError> {
         let job_mount_root = node_dir.join("jobmounts").join(&spec.name);
         let resolve = |p: &str| jobs::resolve_job_path(p, mount_root, &job_mount_root);
         let segment = spec.path_segment();
@@ -204,7 +204,7 @@ impl JobDirs {
             .input_directories
             .iter()
             .map(|d| Ok((d.id.clone(), resolve(&d.path)?)))
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, jobs::JobPathError>>()?;
         let outputs = spec
             .output_directories
             .iter()
@@ -215,7 +215,7 @@ impl JobDirs {
                 }
                 Ok((d.id.clone(), path))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, jobs::JobPathError>>()?;
         let temp_parent = node_dir.join("jobtemp");
         Ok(Self {
             temp: temp_parent.join(&spec.name),
@@ -389,17 +389,24 @@ fn tail_from(path: &Path, from: u64, lines: usize) -> String {
     tail(&String::from_utf8_lossy(&text), lines)
 }
 
+/// A container image the runtime would not read as an image.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the container image {image:?} is not an image reference; it must not be empty or start with `-`"
+)]
+struct ImageError {
+    image: String,
+}
+
 /// The image reference the runtime pulls. One that starts with `-` would be read as a flag
 /// (`--privileged`) and is refused.
-fn image_reference(settings: &jobs::Container) -> Result<String, String> {
+fn image_reference(settings: &jobs::Container) -> Result<String, ImageError> {
     let image = match &settings.server_url {
         Some(server) => format!("{}/{}", server.trim_end_matches('/'), settings.image),
         None => settings.image.clone(),
     };
     if image.starts_with('-') || image.trim().is_empty() {
-        return Err(format!(
-            "the container image {image:?} is not an image reference; it must not be empty or start with `-`"
-        ));
+        return Err(ImageError { image });
     }
     Ok(image)
 }
@@ -416,7 +423,7 @@ fn container_args<'k>(
     workdir: &Path,
     env_keys: impl Iterator<Item = &'k String>,
     command: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, ImageError> {
     let image = image_reference(settings)?;
     let mut args: Vec<String> = ["run", "--rm", "--init", "--network", "host", "--name", name]
         .map(str::to_owned)
@@ -534,7 +541,7 @@ fn run(
                 match why {
                     Stop::Terminate => s.fail(
                         job_error(
-                            "NodeDeallocated",
+                            ErrorCode::NodeDeallocated,
                             format!(
                                 "node {} was removed with node_deallocation_option = terminate",
                                 ctx.node
@@ -696,7 +703,10 @@ impl Attempt<'_> {
         let dirs = match JobDirs::resolve(self.ctx, self.spec) {
             Ok(d) => d,
             Err(e) => {
-                return Outcome::Report(failed(job_error("InvalidJobPath", e, &[]), None), None);
+                return Outcome::Report(
+                    failed(job_error(ErrorCode::InvalidJobPath, e, &[]), None),
+                    None,
+                );
             }
         };
         if let Err(error) = self.prepare_dirs(&dirs) {
@@ -725,7 +735,7 @@ impl Attempt<'_> {
                 return Outcome::Report(
                     failed(
                         job_error(
-                            "JobPreparationFailed",
+                            ErrorCode::JobPreparationFailed,
                             format!("write the MPI hostfile: {e}"),
                             &[],
                         ),
@@ -758,7 +768,7 @@ impl Attempt<'_> {
 
         if let Some(Err(e)) = self.spec.container.as_ref().map(image_reference) {
             return Outcome::Report(
-                failed(job_error("InvalidContainerImage", e, &[]), None),
+                failed(job_error(ErrorCode::InvalidContainerImage, e, &[]), None),
                 None,
             );
         }
@@ -769,7 +779,7 @@ impl Attempt<'_> {
                     return Outcome::Report(
                         failed(
                             job_error(
-                                "ContainerRuntimeUnavailable",
+                                ErrorCode::ContainerRuntimeUnavailable,
                                 format!(
                                     "the job asks for container_settings but node {} cannot run containers: {message}",
                                     self.ctx.node
@@ -802,7 +812,7 @@ impl Attempt<'_> {
                     let report = NodeReport {
                         exit_code: report.exit_code,
                         error: report.error.map(|mut e| {
-                            e.code = "JobPreparationFailed".to_owned();
+                            e.code = ErrorCode::JobPreparationFailed;
                             e.message = format!("job preparation: {}", e.message);
                             e
                         }),
@@ -865,7 +875,7 @@ impl Attempt<'_> {
         let create = |p: &Path| {
             std::fs::create_dir_all(p).map_err(|e| {
                 job_error(
-                    "JobPreparationFailed",
+                    ErrorCode::JobPreparationFailed,
                     format!("create {}: {e}", p.display()),
                     &[],
                 )
@@ -889,7 +899,7 @@ impl Attempt<'_> {
         roots.extend(setup::mount_roots(&dirs.job_mount_root, &self.spec.mounts));
         let beneath = |configured: &str, resolved: &Path| match jobs::split_job_path(configured) {
             Ok((Some(_), _)) => jobs::check_beneath(resolved, &roots)
-                .map_err(|e| job_error("JobPreparationFailed", e, &[])),
+                .map_err(|e| job_error(ErrorCode::JobPreparationFailed, e, &[])),
             _ => Ok(()),
         };
         beneath(&self.spec.std_out_err_path_prefix, &dirs.stdouterr)?;
@@ -918,7 +928,13 @@ impl Attempt<'_> {
                 .create(true)
                 .append(true)
                 .open(p)
-                .map_err(|e| job_error("JobFailed", format!("open {}: {e}", p.display()), &[]))
+                .map_err(|e| {
+                    job_error(
+                        ErrorCode::JobFailed,
+                        format!("open {}: {e}", p.display()),
+                        &[],
+                    )
+                })
         };
         let stderr_from = std::fs::metadata(&stderr).map_or(0, |m| m.len());
         let mut all_env = env.clone();
@@ -951,7 +967,7 @@ impl Attempt<'_> {
                     all_env.keys(),
                     &proc.command,
                 )
-                .map_err(|e| job_error("InvalidContainerImage", e, &[]))?;
+                .map_err(|e| job_error(ErrorCode::InvalidContainerImage, e, &[]))?;
                 let mut c = Command::new(runtime);
                 c.args(args);
                 c
@@ -970,7 +986,7 @@ impl Attempt<'_> {
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().map_err(|e| {
             job_error(
-                "JobFailed",
+                ErrorCode::JobFailed,
                 format!("start {} on {}: {e}", proc.label, self.ctx.node),
                 &[],
             )
@@ -1158,7 +1174,7 @@ impl Attempt<'_> {
         NodeReport {
             exit_code: code,
             error: Some(job_error(
-                "JobFailed",
+                ErrorCode::JobFailed,
                 format!(
                     "{who} exited with {code_text} on {}; its output is in {} and {}",
                     self.ctx.node,
@@ -1196,7 +1212,7 @@ impl Attempt<'_> {
         }
         failed(
             job_error(
-                "JobWallClockTimeExceeded",
+                ErrorCode::JobWallClockTimeExceeded,
                 format!(
                     "the job ran longer than its max_wall_clock_time ({limit}) and was stopped on {}; its output is in {}",
                     self.ctx.node,
@@ -1266,8 +1282,31 @@ impl Attempt<'_> {
     }
 }
 
+/// Why this node cannot run containers.
+#[derive(Debug, thiserror::Error)]
+enum RuntimeError {
+    #[error("neither docker nor podman is on PATH")]
+    NotOnPath,
+    /// Every runtime found failed, each for its own reason.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Unusable(Vec<RuntimeProblem>),
+}
+
+/// Why one container runtime on PATH cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum RuntimeProblem {
+    #[error("{} is installed but not usable: {stderr_tail}", .path.display())]
+    NoDaemon { path: PathBuf, stderr_tail: String },
+    #[error("{}: {source}", .path.display())]
+    Start {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// The container runtime on this node: `docker` or `podman` on PATH whose daemon answers.
-fn container_runtime() -> Result<String, String> {
+fn container_runtime() -> Result<String, RuntimeError> {
     let mut problems = Vec::new();
     for runtime in ["docker", "podman"] {
         let Some(path) = find_on_path(runtime) else {
@@ -1279,18 +1318,17 @@ fn container_runtime() -> Result<String, String> {
             .output();
         match output {
             Ok(o) if o.status.success() => return Ok(path.display().to_string()),
-            Ok(o) => problems.push(format!(
-                "{} is installed but not usable: {}",
-                path.display(),
-                tail(String::from_utf8_lossy(&o.stderr).trim(), 3)
-            )),
-            Err(e) => problems.push(format!("{}: {e}", path.display())),
+            Ok(o) => problems.push(RuntimeProblem::NoDaemon {
+                stderr_tail: tail(String::from_utf8_lossy(&o.stderr).trim(), 3),
+                path,
+            }),
+            Err(source) => problems.push(RuntimeProblem::Start { path, source }),
         }
     }
     if problems.is_empty() {
-        Err("neither docker nor podman is on PATH".to_owned())
+        Err(RuntimeError::NotOnPath)
     } else {
-        Err(problems.join("; "))
+        Err(RuntimeError::Unusable(problems))
     }
 }
 
@@ -1301,10 +1339,27 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Why `agent rsh` could not run its command on a node.
+#[derive(Debug, thiserror::Error)]
+pub enum RshError {
+    #[error("node {node} did not take part in job {job} attempt {attempt} within 60 s")]
+    NotTakingPart {
+        node: String,
+        job: String,
+        attempt: u32,
+    },
+    #[error("run on {node}: {source}")]
+    Run {
+        node: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// `<exe> agent rsh <node> <command...>`: how `mpirun` reaches another node. It waits for the node
 /// to publish its part of the job, takes on that node's environment and working directory, and
 /// runs the command there.
-pub fn rsh(root: &Path, cluster: &str, node: &str, command: &[String]) -> Result<i32, String> {
+pub fn rsh(root: &Path, cluster: &str, node: &str, command: &[String]) -> Result<i32, RshError> {
     let node_dir = crate::LocalLauncher::node_dir(root, cluster, node);
     let file = NodeContext::rank_env_file(&node_dir);
     let job = std::env::var("AZ_BATCHAI_JOB_NAME").unwrap_or_default();
@@ -1323,9 +1378,11 @@ pub fn rsh(root: &Path, cluster: &str, node: &str, command: &[String]) -> Result
             break r;
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "node {node} did not take part in job {job} attempt {attempt} within 60 s"
-            ));
+            return Err(RshError::NotTakingPart {
+                node: node.to_owned(),
+                job,
+                attempt,
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -1335,7 +1392,10 @@ pub fn rsh(root: &Path, cluster: &str, node: &str, command: &[String]) -> Result
         .current_dir(&published.cwd)
         .envs(&published.env)
         .status()
-        .map_err(|e| format!("run on {node}: {e}"))?;
+        .map_err(|source| RshError::Run {
+            node: node.to_owned(),
+            source,
+        })?;
     Ok(status.code().unwrap_or(1))
 }
 
@@ -1412,6 +1472,10 @@ mod tests {
             assert!(got.is_err(), "{image:?} {server:?}: {got:?}");
         }
         assert!(image_reference(&settings("ubuntu:24.04", None)).is_ok());
+        assert_eq!(
+            image_reference(&settings("--privileged", None)).map_err(|e| e.to_string()),
+            Err("the container image \"--privileged\" is not an image reference; it must not be empty or start with `-`".to_owned())
+        );
     }
 
     #[test]

@@ -5,25 +5,49 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use control::jobs;
-use control::records::{ClusterSpec, Mount, MountSource, NodeError};
+use control::records::{ClusterSpec, ErrorCode, Mount, MountSource, NodeError};
+
+/// A relative mount path (or path suffix) that would not stay below its root.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelativePathError {
+    #[error("the path is empty")]
+    Empty,
+    #[error("{path:?} is absolute; give a path relative to the mount root")]
+    Absolute { path: String },
+    #[error("{path:?} contains `..` or `.`; it must stay below the mount root")]
+    NotNormal { path: String },
+}
 
 /// Checks that a relative mount path stays below the mount root.
-pub fn check_relative_path(path: &str) -> Result<(), String> {
+pub fn check_relative_path(path: &str) -> Result<(), RelativePathError> {
     let p = Path::new(path);
     if path.is_empty() {
-        return Err("the path is empty".to_owned());
+        return Err(RelativePathError::Empty);
     }
     if p.is_absolute() {
-        return Err(format!(
-            "{path:?} is absolute; give a path relative to the mount root"
-        ));
+        return Err(RelativePathError::Absolute {
+            path: path.to_owned(),
+        });
     }
     if p.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(format!(
-            "{path:?} contains `..` or `.`; it must stay below the mount root"
-        ));
+        return Err(RelativePathError::NotNormal {
+            path: path.to_owned(),
+        });
     }
     Ok(())
+}
+
+/// A setup task's `std_out_err_path_prefix` that cannot be used on this node.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupLogError {
+    #[error(transparent)]
+    Path(#[from] jobs::JobPathError),
+    #[error("std_out_err_path_prefix {prefix:?}: {source}")]
+    Beneath {
+        prefix: String,
+        #[source]
+        source: jobs::BeneathError,
+    },
 }
 
 /// Where a node's setup task writes stdout and stderr: below the configured prefix (absolute, or
@@ -34,7 +58,7 @@ pub fn setup_log_dir(
     node_dir: &Path,
     mount_root: &Path,
     node: &str,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, SetupLogError> {
     match spec
         .setup_task
         .as_ref()
@@ -43,8 +67,12 @@ pub fn setup_log_dir(
         Some(prefix) => {
             let (resolved, beneath) = jobs::resolve_setup_log_prefix(prefix, mount_root)?;
             if beneath {
-                jobs::check_beneath(&resolved, &mount_roots(mount_root, &spec.mounts))
-                    .map_err(|e| format!("std_out_err_path_prefix {prefix:?}: {e}"))?;
+                jobs::check_beneath(&resolved, &mount_roots(mount_root, &spec.mounts)).map_err(
+                    |source| SetupLogError::Beneath {
+                        prefix: prefix.to_owned(),
+                        source,
+                    },
+                )?;
             }
             Ok(resolved.join(&spec.name).join(&spec.uid).join(node))
         }
@@ -81,10 +109,14 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
 }
 
 /// A node or job error with its code, message and details.
-pub(crate) fn node_error(code: &str, message: String, details: &[(&str, String)]) -> NodeError {
+pub(crate) fn node_error(
+    code: ErrorCode,
+    message: impl std::fmt::Display,
+    details: &[(&str, String)],
+) -> NodeError {
     NodeError {
-        code: code.to_owned(),
-        message,
+        code,
+        message: message.to_string(),
         details: details
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
@@ -97,14 +129,14 @@ pub(crate) fn node_error(code: &str, message: String, details: &[(&str, String)]
 pub fn realise_mounts(mounts: &[Mount], mount_root: &Path) -> Result<(), NodeError> {
     std::fs::create_dir_all(mount_root).map_err(|e| {
         node_error(
-            "MountFailed",
+            ErrorCode::MountFailed,
             format!("create mount root {}: {e}", mount_root.display()),
             &[],
         )
     })?;
     for mount in mounts {
         check_relative_path(&mount.relative_mount_path)
-            .map_err(|e| node_error("MountFailed", e, &[]))?;
+            .map_err(|e| node_error(ErrorCode::MountFailed, e, &[]))?;
         let target = mount_root.join(&mount.relative_mount_path);
         if let Some(parent) = target.parent() {
             let _ = std::fs::create_dir_all(parent);
@@ -113,7 +145,7 @@ pub fn realise_mounts(mounts: &[Mount], mount_root: &Path) -> Result<(), NodeErr
             MountSource::Directory { path } => {
                 if !Path::new(path).is_dir() {
                     return Err(node_error(
-                        "MountFailed",
+                        ErrorCode::MountFailed,
                         format!(
                             "mount {}: source directory {path} does not exist",
                             mount.relative_mount_path
@@ -125,7 +157,7 @@ pub fn realise_mounts(mounts: &[Mount], mount_root: &Path) -> Result<(), NodeErr
                 let _ = std::fs::remove_file(&target);
                 std::os::unix::fs::symlink(path, &target).map_err(|e| {
                     node_error(
-                        "MountFailed",
+                        ErrorCode::MountFailed,
                         format!(
                             "mount {}: link {} to {path}: {e}",
                             mount.relative_mount_path,
@@ -145,11 +177,15 @@ pub fn realise_mounts(mounts: &[Mount], mount_root: &Path) -> Result<(), NodeErr
                     .stdin(Stdio::null())
                     .output()
                     .map_err(|e| {
-                        node_error("MountFailed", format!("run mount command: {e}"), &[])
+                        node_error(
+                            ErrorCode::MountFailed,
+                            format!("run mount command: {e}"),
+                            &[],
+                        )
                     })?;
                 if !out.status.success() {
                     return Err(node_error(
-                        "MountFailed",
+                        ErrorCode::MountFailed,
                         format!(
                             "mount {}: `{mount_command}` failed with {}",
                             mount.relative_mount_path, out.status
@@ -228,10 +264,10 @@ pub fn run_setup_task(
     };
     let mount_root = node_dir.join("mounts");
     let log_dir = setup_log_dir(spec, node_dir, &mount_root, node)
-        .map_err(|e| node_error("SetupTaskFailed", e, &[]))?;
+        .map_err(|e| node_error(ErrorCode::SetupTaskFailed, e, &[]))?;
     std::fs::create_dir_all(&log_dir).map_err(|e| {
         node_error(
-            "SetupTaskFailed",
+            ErrorCode::SetupTaskFailed,
             format!("create log directory {}: {e}", log_dir.display()),
             &[],
         )
@@ -241,7 +277,7 @@ pub fn run_setup_task(
     let open = |p: &Path| {
         std::fs::File::create(p).map_err(|e| {
             node_error(
-                "SetupTaskFailed",
+                ErrorCode::SetupTaskFailed,
                 format!("create {}: {e}", p.display()),
                 &[],
             )
@@ -264,9 +300,13 @@ pub fn run_setup_task(
         .stdout(open(&stdout_path)?)
         .stderr(open(&stderr_path)?);
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| node_error("SetupTaskFailed", format!("start the setup task: {e}"), &[]))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        node_error(
+            ErrorCode::SetupTaskFailed,
+            format!("start the setup task: {e}"),
+            &[],
+        )
+    })?;
     let status = loop {
         if let Ok(Some(status)) = child.try_wait() {
             break status;
@@ -275,7 +315,7 @@ pub fn run_setup_task(
             crate::launcher::signal_group(child.id(), libc::SIGKILL);
             let _ = child.wait();
             return Err(node_error(
-                "SetupTaskFailed",
+                ErrorCode::SetupTaskFailed,
                 "the node was stopped during its setup task".to_owned(),
                 &[],
             ));
@@ -290,7 +330,7 @@ pub fn run_setup_task(
         .code()
         .map_or_else(|| format!("signal {status}"), |c| c.to_string());
     Err(node_error(
-        "SetupTaskFailed",
+        ErrorCode::SetupTaskFailed,
         format!(
             "the setup task failed with exit code {code}; its output is in {} and {}",
             stdout_path.display(),
@@ -347,6 +387,22 @@ mod tests {
         for (path, ok) in cases {
             assert_eq!(check_relative_path(path).is_ok(), ok, "{path:?}");
         }
+        for (path, message) in [
+            ("", "the path is empty"),
+            (
+                "/abs",
+                "\"/abs\" is absolute; give a path relative to the mount root",
+            ),
+            (
+                "../up",
+                "\"../up\" contains `..` or `.`; it must stay below the mount root",
+            ),
+        ] {
+            assert_eq!(
+                check_relative_path(path).map_err(|e| e.to_string()),
+                Err(message.to_owned())
+            );
+        }
     }
 
     #[test]
@@ -390,10 +446,13 @@ mod tests {
         };
         let got = |prefix: &str| setup_log_dir(&spec(prefix), &node_dir, &mount_root, "node-1");
         assert_eq!(
-            got("$AZ_BATCHAI_MOUNT_ROOT/logs"),
+            got("$AZ_BATCHAI_MOUNT_ROOT/logs").map_err(|e| e.to_string()),
             Ok(mount_root.join("logs/c/u/node-1"))
         );
-        assert_eq!(got("/abs"), Ok(PathBuf::from("/abs/c/u/node-1")));
+        assert_eq!(
+            got("/abs").map_err(|e| e.to_string()),
+            Ok(PathBuf::from("/abs/c/u/node-1"))
+        );
         for bad in [
             "../../..",
             "$AZ_BATCHAI_MOUNT_ROOT/../..",

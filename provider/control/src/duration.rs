@@ -3,21 +3,32 @@
 //! exactly what agents enforce.
 use std::time::Duration;
 
-/// Parses any of the three notations; the error says what is accepted.
-pub fn parse(text: &str) -> Result<Duration, String> {
+/// A text in none of the three notations. The message says what is accepted; the source, for
+/// a text read as Go style, says what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{text:?} is not a duration; write \"1.12:00:00\" (d.hh:mm:ss), \"P1DT12H\" (ISO 8601) or \"36h\""
+)]
+pub struct ParseError {
+    text: String,
+    #[source]
+    go: Option<::duration::ParseError>,
+}
+
+/// Parses any of the three notations.
+pub fn parse(text: &str) -> Result<Duration, ParseError> {
     let s = text.trim();
-    let parsed = if s.starts_with('P') || s.starts_with('p') {
-        parse_iso8601(s)
-    } else if s.contains(':') {
-        parse_timespan(s)
-    } else {
-        parse_go(s)
+    let error = |go| ParseError {
+        text: text.to_owned(),
+        go,
     };
-    parsed.ok_or_else(|| {
-        format!(
-            "{text:?} is not a duration; write \"1.12:00:00\" (d.hh:mm:ss), \"P1DT12H\" (ISO 8601) or \"36h\""
-        )
-    })
+    if s.starts_with('P') || s.starts_with('p') {
+        parse_iso8601(s).ok_or_else(|| error(None))
+    } else if s.contains(':') {
+        parse_timespan(s).ok_or_else(|| error(None))
+    } else {
+        ::duration::parse(s).map_err(|e| error(Some(e)))
+    }
 }
 
 /// `[d.]hh:mm:ss[.fff]`, as .NET's TimeSpan and Batch AI's `maxWallClockTime`.
@@ -40,7 +51,7 @@ fn parse_timespan(s: &str) -> Option<Duration> {
         .checked_mul(86_400)?
         .checked_add(hours.checked_mul(3600)?)?
         .checked_add(minutes * 60)?;
-    Some(Duration::from_secs(whole) + Duration::from_secs_f64(seconds))
+    Duration::from_secs(whole).checked_add(Duration::from_secs_f64(seconds))
 }
 
 /// `PnDTnHnMnS` (weeks `nW` too); years and months are refused as ambiguous.
@@ -70,41 +81,10 @@ fn parse_iso8601(s: &str) -> Option<Duration> {
             rest = &rest[end + 1..];
         }
     }
-    if time == Some("") || !any || !total.is_finite() {
+    if time == Some("") || !any {
         return None;
     }
-    Some(Duration::from_secs_f64(total))
-}
-
-/// Go-style `1h30m`, `90s`, `2d`.
-fn parse_go(s: &str) -> Option<Duration> {
-    if s.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        if end == 0 {
-            return None;
-        }
-        let value: f64 = rest[..end].parse().ok()?;
-        rest = &rest[end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_end] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86_400.0,
-            _ => return None,
-        };
-        total += value * seconds;
-        rest = &rest[unit_end..];
-    }
-    total.is_finite().then(|| Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).ok()
 }
 
 /// Formats milliseconds as Batch AI did (`d.hh:mm:ss`, the day part only when there is one).
@@ -147,8 +127,27 @@ mod tests {
         for (text, secs) in ok {
             assert_eq!(parse(text), Ok(Duration::from_secs(secs)), "{text}");
         }
+        assert_eq!(
+            parse("soon").map_err(|e| e.to_string()),
+            Err(
+                "\"soon\" is not a duration; write \"1.12:00:00\" (d.hh:mm:ss), \"P1DT12H\" (ISO 8601) or \"36h\""
+                    .to_owned()
+            )
+        );
         for bad in [
-            "", "soon", "1:2", "01:60:00", "P", "PT", "P1Y", "10", "1x", "-1h",
+            "",
+            "soon",
+            "1:2",
+            "01:60:00",
+            "P",
+            "PT",
+            "P1Y",
+            "10",
+            "1x",
+            "-1h",
+            "99999999999999999999999h",
+            "P99999999999999999999999D",
+            "18446744073709551615:00:00",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

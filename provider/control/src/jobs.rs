@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::{Mount, NodeError};
+use crate::records::{ErrorCode, Mount, NodeError};
 
 /// Scheduling priority, as Batch AI's `schedulingPriority`.
 #[derive(
@@ -301,7 +301,7 @@ impl JobStatus {
         let mut status = Self::queued(uid, now_ms);
         status.fail(
             NodeError {
-                code: "CorruptRecord".to_owned(),
+                code: ErrorCode::CorruptRecord,
                 message: format!(
                     "the job's records in the control store could not be read ({reason}); the job was marked failed: run it again with terraform apply -replace, or destroy it"
                 ),
@@ -378,7 +378,7 @@ impl JobStatus {
         if self.state == JobState::Terminating {
             self.finish(JobState::Failed, exit_code, now_ms);
             self.errors.push(NodeError {
-                code: "JobTerminated".to_owned(),
+                code: ErrorCode::JobTerminated,
                 message: "the job was terminated before it finished".to_owned(),
                 details: BTreeMap::new(),
             });
@@ -389,7 +389,7 @@ impl JobStatus {
                 self.errors.push(error);
             } else {
                 self.errors.push(NodeError {
-                    code: "JobFailed".to_owned(),
+                    code: ErrorCode::JobFailed,
                     message: match exit_code {
                         Some(code) => format!("the job exited with code {code} on {node}"),
                         None => format!("the job was killed by a signal on {node}"),
@@ -442,7 +442,7 @@ impl JobStatus {
                 self.terminate_requested = true;
                 self.fail(
                     NodeError {
-                        code: "JobTerminated".to_owned(),
+                        code: ErrorCode::JobTerminated,
                         message: "the job was terminated before it started".to_owned(),
                         details: BTreeMap::new(),
                     },
@@ -492,10 +492,43 @@ pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
 pub const MOUNT_ROOT_VAR: &str = "AZ_BATCHAI_MOUNT_ROOT";
 pub const JOB_MOUNT_ROOT_VAR: &str = "AZ_BATCHAI_JOB_MOUNT_ROOT";
 
+/// A job path (or setup log prefix) that is not allowed, whatever is on disk.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobPathError {
+    #[error("{path:?} escapes ${var} with `..`")]
+    Escapes { path: String, var: &'static str },
+    #[error("{path:?} must be absolute or start with ${MOUNT_ROOT_VAR} or ${JOB_MOUNT_ROOT_VAR}")]
+    Relative { path: String },
+    #[error(
+        "{path:?} starts with ${var}, which a setup task does not have; use ${MOUNT_ROOT_VAR} or an absolute path"
+    )]
+    NotForSetup { path: String, var: &'static str },
+}
+
+/// A path that leaves its mount root through a link, or whose links cannot be followed.
+#[derive(Debug, thiserror::Error)]
+pub enum BeneathError {
+    #[error("resolve {}: {source}", .path.display())]
+    Resolve {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{} leads to {} through a link, outside the mount root",
+        .path.display(),
+        .real.display()
+    )]
+    Outside {
+        path: std::path::PathBuf,
+        real: std::path::PathBuf,
+    },
+}
+
 /// Splits a job path into the mount root variable it starts with (if any) and the rest, and
 /// checks it: an absolute path, or one of the two variables followed by a path that stays below
 /// it. Shared by plan-time validation and by the node that resolves the path.
-pub fn split_job_path(path: &str) -> Result<(Option<&'static str>, &str), String> {
+pub fn split_job_path(path: &str) -> Result<(Option<&'static str>, &str), JobPathError> {
     for var in [JOB_MOUNT_ROOT_VAR, MOUNT_ROOT_VAR] {
         for form in [format!("${{{var}}}"), format!("${var}")] {
             let Some(rest) = path.strip_prefix(&form) else {
@@ -511,7 +544,10 @@ pub fn split_job_path(path: &str) -> Result<(Option<&'static str>, &str), String
                     ".." => {
                         depth -= 1;
                         if depth < 0 {
-                            return Err(format!("{path:?} escapes ${var} with `..`"));
+                            return Err(JobPathError::Escapes {
+                                path: path.to_owned(),
+                                var,
+                            });
                         }
                     }
                     _ => depth += 1,
@@ -523,9 +559,9 @@ pub fn split_job_path(path: &str) -> Result<(Option<&'static str>, &str), String
     if path.starts_with('/') {
         return Ok((None, path));
     }
-    Err(format!(
-        "{path:?} must be absolute or start with ${MOUNT_ROOT_VAR} or ${JOB_MOUNT_ROOT_VAR}"
-    ))
+    Err(JobPathError::Relative {
+        path: path.to_owned(),
+    })
 }
 
 /// Resolves a job path on a node, given its mount roots.
@@ -533,7 +569,7 @@ pub fn resolve_job_path(
     path: &str,
     mount_root: &std::path::Path,
     job_mount_root: &std::path::Path,
-) -> Result<std::path::PathBuf, String> {
+) -> Result<std::path::PathBuf, JobPathError> {
     Ok(match split_job_path(path)? {
         (Some(MOUNT_ROOT_VAR), rest) => mount_root.join(rest),
         (Some(_), rest) => job_mount_root.join(rest),
@@ -548,18 +584,19 @@ pub fn resolve_job_path(
 pub fn resolve_setup_log_prefix(
     path: &str,
     mount_root: &std::path::Path,
-) -> Result<(std::path::PathBuf, bool), String> {
+) -> Result<(std::path::PathBuf, bool), JobPathError> {
     match split_job_path(path)? {
         (Some(MOUNT_ROOT_VAR), rest) => Ok((mount_root.join(rest), true)),
-        (Some(var), _) => Err(format!(
-            "{path:?} starts with ${var}, which a setup task does not have; use ${MOUNT_ROOT_VAR} or an absolute path"
-        )),
+        (Some(var), _) => Err(JobPathError::NotForSetup {
+            path: path.to_owned(),
+            var,
+        }),
         (None, absolute) => Ok((std::path::PathBuf::from(absolute), false)),
     }
 }
 
 /// Checks a setup task's `std_out_err_path_prefix` at plan time.
-pub fn check_setup_log_prefix(path: &str) -> Result<(), String> {
+pub fn check_setup_log_prefix(path: &str) -> Result<(), JobPathError> {
     resolve_setup_log_prefix(path, std::path::Path::new("/")).map(|_| ())
 }
 
@@ -567,7 +604,10 @@ pub fn check_setup_log_prefix(path: &str) -> Result<(), String> {
 /// along its existing part are followed: a link planted on a share by an earlier job must not
 /// carry a later job's output or logs out of it. The part that does not exist yet is created
 /// as directories, so it holds no links.
-pub fn check_beneath(path: &std::path::Path, roots: &[std::path::PathBuf]) -> Result<(), String> {
+pub fn check_beneath(
+    path: &std::path::Path,
+    roots: &[std::path::PathBuf],
+) -> Result<(), BeneathError> {
     let mut existing = path;
     while !existing.exists() {
         match existing.parent() {
@@ -577,7 +617,10 @@ pub fn check_beneath(path: &std::path::Path, roots: &[std::path::PathBuf]) -> Re
     }
     let real = existing
         .canonicalize()
-        .map_err(|e| format!("resolve {}: {e}", existing.display()))?;
+        .map_err(|source| BeneathError::Resolve {
+            path: existing.to_path_buf(),
+            source,
+        })?;
     let inside = roots
         .iter()
         .filter_map(|r| r.canonicalize().ok())
@@ -585,11 +628,10 @@ pub fn check_beneath(path: &std::path::Path, roots: &[std::path::PathBuf]) -> Re
     if inside {
         Ok(())
     } else {
-        Err(format!(
-            "{} leads to {} through a link, outside the mount root",
-            path.display(),
-            real.display()
-        ))
+        Err(BeneathError::Outside {
+            path: path.to_path_buf(),
+            real,
+        })
     }
 }
 
@@ -739,8 +781,8 @@ mod tests {
         ));
         assert_eq!(s.state, JobState::Failed);
         assert_eq!(
-            s.errors.last().map(|e| e.code.as_str()),
-            Some("JobTerminated")
+            s.errors.last().map(|e| &e.code),
+            Some(&ErrorCode::JobTerminated)
         );
     }
 
@@ -775,6 +817,27 @@ mod tests {
                 Ok(p) => assert_eq!(got, Ok(std::path::PathBuf::from(p)), "{path}"),
                 Err(()) => assert!(got.is_err(), "{path}: {got:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn path_errors_say_what_is_wrong() {
+        let cases = [
+            (
+                split_job_path("$AZ_BATCHAI_MOUNT_ROOT/../x").err(),
+                "\"$AZ_BATCHAI_MOUNT_ROOT/../x\" escapes $AZ_BATCHAI_MOUNT_ROOT with `..`",
+            ),
+            (
+                split_job_path("out").err(),
+                "\"out\" must be absolute or start with $AZ_BATCHAI_MOUNT_ROOT or $AZ_BATCHAI_JOB_MOUNT_ROOT",
+            ),
+            (
+                check_setup_log_prefix("$AZ_BATCHAI_JOB_MOUNT_ROOT/x").err(),
+                "\"$AZ_BATCHAI_JOB_MOUNT_ROOT/x\" starts with $AZ_BATCHAI_JOB_MOUNT_ROOT, which a setup task does not have; use $AZ_BATCHAI_MOUNT_ROOT or an absolute path",
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got.map(|e| e.to_string()).as_deref(), Some(want));
         }
     }
 
@@ -832,5 +895,15 @@ mod tests {
             let got = check_beneath(&root.join(rel), &roots);
             assert_eq!(got.is_ok(), ok, "{rel}: {got:?}");
         }
+        let got = check_beneath(&root.join("planted/out"), &roots).map_err(|e| e.to_string());
+        let want = format!(
+            "{} leads to {} through a link, outside the mount root",
+            root.join("planted/out").display(),
+            outside
+                .canonicalize()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .display()
+        );
+        assert_eq!(got, Err(want));
     }
 }

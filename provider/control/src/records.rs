@@ -273,9 +273,98 @@ pub enum NodeState {
 /// A problem on a node, surfaced in the cluster's `errors`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeError {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
     pub details: BTreeMap<String, String>,
+}
+
+/// Declares [`ErrorCode`] from one list, so that a variant, its stored name and its parsing
+/// cannot disagree.
+macro_rules! error_codes {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// What kind of problem a [`NodeError`] is, stored (and shown to users) as the variant's
+        /// name.
+        ///
+        /// A code this build does not know, written by a newer agent or provider, reads as
+        /// [`ErrorCode::Other`] and is written back unchanged. New codes do not bump the record
+        /// `format`, and a record that does not decode is written off as corrupt, so an unknown
+        /// code must not fail its record; `#[serde(other)]` would keep the record but lose the
+        /// code's text.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* $name,)*
+            /// A code from a newer writer, kept as written.
+            Other(String),
+        }
+
+        impl ErrorCode {
+            /// The code as stored and shown to users.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$name => stringify!($name),)*
+                    Self::Other(code) => code,
+                }
+            }
+
+            fn from_name(name: &str) -> Self {
+                match name {
+                    $(stringify!($name) => Self::$name,)*
+                    other => Self::Other(other.to_owned()),
+                }
+            }
+        }
+
+        #[cfg(test)]
+        const KNOWN_CODES: &[ErrorCode] = &[$(ErrorCode::$name,)*];
+    };
+}
+
+error_codes! {
+    /// A job process exited with a non-zero code or a signal, or could not be started.
+    JobFailed,
+    /// The job preparation task, a job directory or a job mount failed.
+    JobPreparationFailed,
+    /// The job ran past its `max_wall_clock_time`.
+    JobWallClockTimeExceeded,
+    /// A cluster or job mount could not be made.
+    MountFailed,
+    /// The job was terminated on request (destroy, or a node drained with `terminate`).
+    JobTerminated,
+    /// The job's container image reference is not valid.
+    InvalidContainerImage,
+    /// A job's records could not be read and the job was written off.
+    CorruptRecord,
+    /// No node of the job's cluster could prepare for longer than `max_unschedulable_time`.
+    ClusterUnusable,
+    /// The job needs more nodes than its cluster can ever have.
+    NodeCountUnattainable,
+    /// A node's setup task failed.
+    SetupTaskFailed,
+    /// A job path leaves its mount root.
+    InvalidJobPath,
+    /// The job asks for a container and the node has no container runtime.
+    ContainerRuntimeUnavailable,
+    /// The node running the job was deallocated with `terminate`.
+    NodeDeallocated,
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Ok(Self::from_name(&name))
+    }
 }
 
 /// A node, written by its agent (heartbeats, state) and by schedulers (drain requests).
@@ -383,6 +472,27 @@ impl ClusterStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_are_stored_by_name_and_unknown_ones_kept() {
+        for code in KNOWN_CODES {
+            let json = serde_json::to_string(code).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(json, format!("\"{code}\""));
+            let back: ErrorCode = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(&back, code);
+        }
+        assert_eq!(
+            ErrorCode::JobWallClockTimeExceeded.as_str(),
+            "JobWallClockTimeExceeded"
+        );
+        let newer: NodeError =
+            serde_json::from_str(r#"{"code": "QuotaExceeded", "message": "m", "details": {}}"#)
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(newer.code, ErrorCode::Other("QuotaExceeded".to_owned()));
+        assert_eq!(newer.code.to_string(), "QuotaExceeded");
+        let json = serde_json::to_string(&newer).unwrap_or_else(|e| panic!("{e}"));
+        assert!(json.contains(r#""code":"QuotaExceeded""#), "{json}");
+    }
 
     #[test]
     fn newer_formats_are_refused() {

@@ -477,9 +477,11 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
         .and_then(Value::as_str)
         && let Err(e) = control::jobs::check_setup_log_prefix(prefix)
     {
-        diags.push(Diagnostic::error("invalid std_out_err_path_prefix", e).at(
-            AttributePath::attrs(["setup_task", "std_out_err_path_prefix"]),
-        ));
+        diags.push(
+            Diagnostic::error("invalid std_out_err_path_prefix", e.to_string()).at(
+                AttributePath::attrs(["setup_task", "std_out_err_path_prefix"]),
+            ),
+        );
     }
     diags
 }
@@ -670,7 +672,7 @@ fn with_live(mut model: Model, view: &ClusterView) -> Model {
         }
         for e in &node.errors {
             errors.push(ErrorModel {
-                code: e.code.clone(),
+                code: e.code.to_string(),
                 message: format!("node {}: {}", node.id, e.message),
                 details: e.details.clone(),
             });
@@ -747,7 +749,7 @@ fn unusable_nodes(view: &ClusterView) -> Diagnostics {
                 detail.push_str(&format!("\n\nLast lines of stderr:\n{tail}"));
             }
             diags.push(Diagnostic::error(
-                if e.code == "SetupTaskFailed" {
+                if e.code == records::ErrorCode::SetupTaskFailed {
                     "setup task failed"
                 } else {
                     "node preparation failed"

@@ -748,7 +748,11 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
             && let Err(e) = control::duration::parse(limit)
         {
             // The parser's message already says which notations are accepted.
-            error(&format!("invalid {field}"), e, at(&["constraints", field]));
+            error(
+                &format!("invalid {field}"),
+                e.to_string(),
+                at(&["constraints", field]),
+            );
         }
     }
     if let Some(n) = int_at(config, &["retry", "max_retries"])
@@ -777,7 +781,7 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
     {
         error(
             "invalid std_out_err_path_prefix",
-            e,
+            e.to_string(),
             at(&["std_out_err_path_prefix"]),
         );
     }
@@ -811,12 +815,16 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
             if let Some(p) = item.get_attr(attr).and_then(Value::as_str)
                 && let Err(e) = check_path(p)
             {
-                error("invalid path", e, base.clone().attr(attr));
+                error("invalid path", e.to_string(), base.clone().attr(attr));
             }
             if let Some(s) = item.get_attr("path_suffix").and_then(Value::as_str)
                 && let Err(e) = agent::setup::check_relative_path(s)
             {
-                error("invalid path_suffix", e, base.attr("path_suffix"));
+                error(
+                    "invalid path_suffix",
+                    e.to_string(),
+                    base.attr("path_suffix"),
+                );
             }
         }
     }
@@ -948,7 +956,7 @@ async fn spec_from(client: &Client, model: &Model) -> Result<(JobSpec, Name), Di
         .and_then(|c| c.max_wall_clock_time.as_deref())
         .unwrap_or(DEFAULT_MAX_WALL_CLOCK);
     let max_wall_clock = control::duration::parse(limit).map_err(|e| {
-        Diagnostic::error("invalid max_wall_clock_time", e)
+        Diagnostic::error("invalid max_wall_clock_time", e.to_string())
             .at(at(&["constraints", "max_wall_clock_time"]))
     })?;
     let unschedulable = model
@@ -957,7 +965,7 @@ async fn spec_from(client: &Client, model: &Model) -> Result<(JobSpec, Name), Di
         .and_then(|c| c.max_unschedulable_time.as_deref())
         .unwrap_or(DEFAULT_MAX_UNSCHEDULABLE);
     let max_unschedulable = control::duration::parse(unschedulable).map_err(|e| {
-        Diagnostic::error("invalid max_unschedulable_time", e)
+        Diagnostic::error("invalid max_unschedulable_time", e.to_string())
             .at(at(&["constraints", "max_unschedulable_time"]))
     })?;
     let environment_variables = model.environment_variables.clone().unwrap_or_default();
@@ -1052,7 +1060,7 @@ fn with_live(mut model: Model, view: &JobView) -> Model {
         s.errors
             .iter()
             .map(|e| super::ErrorModel {
-                code: e.code.clone(),
+                code: e.code.to_string(),
                 message: e.message.clone(),
                 details: e.details.clone(),
             })
@@ -1093,7 +1101,7 @@ fn interrupted(job: &str, state: Option<JobState>) -> Diagnostic {
 fn failure(view: &JobView) -> Diagnostics {
     let s = &view.status;
     let last = s.errors.last().cloned().unwrap_or(NodeError {
-        code: "JobFailed".to_owned(),
+        code: records::ErrorCode::JobFailed,
         message: "the job failed".to_owned(),
         details: BTreeMap::new(),
     });
