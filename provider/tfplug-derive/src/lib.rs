@@ -93,18 +93,18 @@ fn field_step(field: &syn::Field) -> syn::Result<Option<Tokens>> {
     let spec = field_spec(field)?;
     let span = field.span();
     if spec.skip {
+        if !serde_has(field, "skip") {
+            return Err(syn::Error::new(
+                span,
+                "a field left out of the schema is left out of serde too: add #[serde(skip)]",
+            ));
+        }
         return Ok(None);
     }
     let ty = &field.ty;
     let description = doc_text(&field.attrs);
     if spec.flatten {
-        let serde_flattens = field.attrs.iter().any(|a| {
-            a.path().is_ident("serde")
-                && a.meta
-                    .require_list()
-                    .is_ok_and(|l| l.tokens.to_string().contains("flatten"))
-        });
-        if !serde_flattens {
+        if !serde_has(field, "flatten") {
             return Err(syn::Error::new(
                 span,
                 "a flattened model is flattened for serde too: add #[serde(flatten)]",
@@ -388,6 +388,19 @@ fn parenthesized_list<T: syn::parse::Parse>(input: ParseStream<'_>) -> syn::Resu
     Ok(Punctuated::<T, Token![,]>::parse_terminated(&content)?
         .into_iter()
         .collect())
+}
+
+/// Whether the field has `#[serde(...)]` naming `key`.
+fn serde_has(field: &syn::Field, key: &str) -> bool {
+    field.attrs.iter().any(|a| {
+        a.path().is_ident("serde")
+            && a.meta.require_list().is_ok_and(|l| {
+                l.tokens
+                    .clone()
+                    .into_iter()
+                    .any(|t| matches!(t, proc_macro2::TokenTree::Ident(i) if i == key))
+            })
+    })
 }
 
 /// `T` when `ty` is `Wrapper<T>` (by its last path segment).

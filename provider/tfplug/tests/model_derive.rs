@@ -44,6 +44,7 @@ struct Thing {
     #[tf(computed)]
     counts: Option<Counts>,
     #[tf(skip)]
+    #[serde(skip)]
     scratch: Option<String>,
 }
 
@@ -64,6 +65,8 @@ struct Item {
 struct Extra {
     #[tf(optional)]
     note: Option<String>,
+    #[tf(optional)]
+    weight: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
@@ -102,7 +105,7 @@ fn the_schema_is_the_model() {
     assert_eq!(
         names,
         [
-            "id", "name", "priority", "count", "secret", "low", "high", "note", "counts"
+            "id", "name", "priority", "count", "secret", "low", "high", "note", "weight", "counts"
         ]
     );
     let attr = |n: &str| block.attribute(n).expect(n);
@@ -232,4 +235,20 @@ fn the_planner_plans_declared_defaults_in_configured_blocks() {
     let (second, replace) = default_plan(&schema, &prior, &prior, &config);
     assert!(replace.is_empty(), "{replace:?}");
     assert_eq!(second, prior);
+}
+
+#[test]
+fn flattened_models_round_trip_through_values() {
+    let ty = Thing::block().implied_type();
+    let value = obj(vec![
+        ("name", Value::string("a")),
+        ("weight", Value::number(7)),
+        ("note", Value::string("n")),
+        ("count", Value::number(2)),
+    ]);
+    let thing: Thing = tfplug::model::decode(&value, &ty).expect("decodes");
+    assert_eq!(thing.extra.weight, Some(7));
+    assert_eq!(thing.count, Some(2));
+    let back = tfplug::model::encode(&thing, &ty).expect("encodes");
+    assert_eq!(back.get_attr("weight"), Some(&Value::number(7)));
 }
