@@ -249,7 +249,10 @@ fn flattened_models_round_trip_through_values() {
     let thing: Thing = tfplug::model::decode(&value, &ty).expect("decodes");
     assert_eq!(thing.extra.weight, Some(7));
     assert_eq!(thing.count, Some(2));
-    assert_eq!(thing.scratch, None, "a skipped field is not read from values");
+    assert_eq!(
+        thing.scratch, None,
+        "a skipped field is not read from values"
+    );
     let back = tfplug::model::encode(&thing, &ty).expect("encodes");
     assert_eq!(back.get_attr("weight"), Some(&Value::number(7)));
 }

@@ -346,7 +346,7 @@ pub fn parse_id(id: &str) -> Result<Name, String> {
     let name = id.strip_prefix(ID_PREFIX).ok_or_else(|| {
         format!("{id:?} is not a cluster ID; IDs look like \"{ID_PREFIX}<name>\"")
     })?;
-    Name::parse(name)
+    Name::parse(name).map_err(|e| e.to_string())
 }
 
 fn count_at(config: &Value, path: &[&str]) -> Option<i64> {
@@ -359,7 +359,10 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
     if let Some(name) = config.get_attr("name").and_then(Value::as_str)
         && let Err(e) = Name::parse(name)
     {
-        diags.push(Diagnostic::error("invalid cluster name", e).at(AttributePath::attrs(["name"])));
+        diags.push(
+            Diagnostic::error("invalid cluster name", e.to_string())
+                .at(AttributePath::attrs(["name"])),
+        );
     }
     if let Some(p) = config.get_attr("vm_priority").and_then(Value::as_str)
         && !["dedicated", "lowpriority"].contains(&p)
@@ -614,7 +617,7 @@ fn scale_from(model: &Model) -> Result<Scale, Diagnostics> {
 /// Builds what the agents need from a wholly known configuration, resolving file server IDs.
 async fn spec_from(client: &Client, model: &Model) -> Result<ClusterSpec, Diagnostics> {
     let name = Name::parse(model.name.as_deref().unwrap_or_default()).map_err(|e| {
-        Diagnostic::error("invalid cluster name", e).at(AttributePath::attrs(["name"]))
+        Diagnostic::error("invalid cluster name", e.to_string()).at(AttributePath::attrs(["name"]))
     })?;
     let vm_size = model.vm_size.clone().unwrap_or_default();
     let mounts = super::mounts::resolve(client, model.mount_volumes.as_ref()).await?;
@@ -940,7 +943,8 @@ impl DynResource<Client> for ClusterResource {
                 let mut model: Model = decode(request.config, &ty)?;
                 apply_defaults(&mut model);
                 let name = Name::parse(model.name.as_deref().unwrap_or_default()).map_err(|e| {
-                    Diagnostic::error("invalid cluster name", e).at(AttributePath::attrs(["name"]))
+                    Diagnostic::error("invalid cluster name", e.to_string())
+                        .at(AttributePath::attrs(["name"]))
                 })?;
                 let scale = scale_from(&model)?;
                 let view = client

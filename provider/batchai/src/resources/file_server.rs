@@ -1,22 +1,17 @@
 //! `batchai_file_server`: shared NFS storage (on Azure a VM with RAID-0 data disks; on the local
 //! platform a directory exported under the provider's root).
 use serde::{Deserialize, Serialize};
-use tfplug::model::{decode, encode};
 use tfplug::{
-    ApplyRequest, ApplyResult, Attribute, AttributePath, Block, BoxFuture, ClientCapabilities,
-    Context, Diagnostic, Diagnostics, DynResource, NestedBlock, Plan, PlanRequest, ReadResult,
-    Schema, TimeoutDefaults, Type, Value,
+    Apply, ApplyResult, AttributePath, BoxFuture, Context, Diagnostic, Diagnostics, Model,
+    ReadResult, Resource, TimeoutDefaults,
 };
 
 use crate::Client;
-use crate::names::Name;
+use crate::names::{Name, NameError};
 use crate::platform::{FileServerStatus, PlatformError};
 
 pub const TYPE_NAME: &str = "batchai_file_server";
 const ID_PREFIX: &str = "local/fileServers/";
-
-const STORAGE_ACCOUNT_TYPES: [&str; 3] = ["Standard_LRS", "StandardSSD_LRS", "Premium_LRS"];
-const CACHING_TYPES: [&str; 3] = ["none", "readonly", "readwrite"];
 
 /// A validated file server definition, what platforms act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,56 +59,142 @@ impl<'de> Deserialize<'de> for Name {
     }
 }
 
-// The state model: one field per schema attribute, `Option` where the value may be null.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct Model {
+/// A Batch AI file server: shared storage that clusters mount (`mount_volumes { file_server {
+/// ... } }`). On Azure it is a VM whose data disks form a RAID 0 array exported over NFS; on the
+/// local platform it is a directory under the provider's root. Every argument except `timeouts`
+/// forces replacement. Destroying it deletes the export and its data.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+pub struct FileServerModel {
+    /// The file server's ID, `local/fileServers/<name>` on the local platform.
+    #[tf(computed)]
     pub id: Option<String>,
+    /// Name of the file server: 1 to 64 letters, digits, `-` or `_`, unique per platform.
+    /// Changing it forces replacement.
+    #[tf(required, replace, validate = Name::parse, summary = "invalid file server name")]
     pub name: Option<String>,
+    /// Azure VM size of the file server, e.g. `Standard_D2s_v3`. Recorded on the local
+    /// platform. Changing it forces replacement.
+    #[tf(required, replace, validate = check_vm_size, summary = "empty vm_size")]
     pub vm_size: Option<String>,
+    /// ARM ID of the virtual network subnet to put the file server in. Recorded on the local
+    /// platform. Changing it forces replacement.
+    #[tf(optional, replace)]
     pub subnet_id: Option<String>,
+    /// The data disks of the file server. Changing anything here forces replacement.
+    #[tf(block, required, replace)]
     pub data_disks: Option<DataDisksModel>,
+    /// SSH access to the file server VM. Used on the azure platform; recorded but unused on the
+    /// local platform. Changing it forces replacement.
+    #[tf(block, replace)]
     pub ssh_configuration: Option<SshModel>,
-    pub mount_settings: Option<MountSettingsModel>,
-    pub provisioning_state: Option<String>,
-    pub creation_time: Option<String>,
-    pub capacity_gb: Option<u64>,
-    pub timeouts: Option<TimeoutsModel>,
+    #[tf(flatten)]
+    #[serde(flatten)]
+    pub status: StatusModel,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct DataDisksModel {
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+pub struct DataDisksModel {
+    /// Number of data disks striped together (RAID 0), 1 to 64.
+    #[tf(required, range(1, 64))]
     pub disk_count: Option<u32>,
+    /// Size of each data disk in GB, 1 to 32767.
+    #[tf(required, range(1, 32767))]
     pub disk_size_gb: Option<u32>,
+    /// Disk type: `Standard_LRS`, `StandardSSD_LRS` or `Premium_LRS`.
+    #[tf(
+        required,
+        one_of("Standard_LRS", "StandardSSD_LRS", "Premium_LRS"),
+        summary = "invalid storage account type"
+    )]
     pub storage_account_type: Option<String>,
+    /// Host caching of the data disks: `none` (the default), `readonly` or `readwrite`.
+    #[tf(
+        default = "none",
+        one_of("none", "readonly", "readwrite"),
+        summary = "invalid caching type"
+    )]
     pub caching_type: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct SshModel {
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+pub struct SshModel {
+    /// Public IP addresses or CIDR ranges allowed to reach the file server over SSH. None by
+    /// default.
+    #[tf(optional)]
     pub public_ips_to_allow: Option<Vec<String>>,
+    /// The administrator account on the file server VM.
+    #[tf(block, required)]
     pub user_account_settings: Option<UserAccountModel>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct UserAccountModel {
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+pub struct UserAccountModel {
+    /// Name of the administrator account created on the file server VM.
+    #[tf(required)]
     pub admin_user_name: Option<String>,
+    /// SSH public key (OpenSSH format) of the administrator.
+    #[tf(optional)]
     pub admin_user_ssh_public_key: Option<String>,
+    /// Password of the administrator. Stored in Terraform state (marked sensitive); prefer
+    /// `admin_user_ssh_public_key`.
+    #[tf(optional, sensitive)]
     pub admin_user_password: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// What the platform reports about a file server, shared by the resource and the data source.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+pub struct StatusModel {
+    /// How clusters reach the file server's export: `mount_point` (a directory on the local
+    /// platform, the NFS export path on Azure), `file_server_internal_ip` and
+    /// `file_server_public_ip` (both `127.0.0.1` on the local platform).
+    // An object-typed attribute rather than nested attributes: Terraform 1.0 serves nested
+    // attributes in state but cannot reference their fields in expressions.
+    #[tf(computed)]
+    pub mount_settings: Option<MountSettingsModel>,
+    /// The provisioning state: `creating`, `succeeded`, `failed` or `deleting`.
+    #[tf(computed)]
+    pub provisioning_state: Option<String>,
+    /// When the file server was created (RFC 3339).
+    #[tf(computed)]
+    pub creation_time: Option<String>,
+    /// Total capacity in GB: `data_disks.disk_count × data_disks.disk_size_gb`. Recorded and
+    /// reported on the local platform, where it is not enforced.
+    #[tf(computed)]
+    pub capacity_gb: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
 pub struct MountSettingsModel {
+    #[tf(computed)]
     pub mount_point: String,
+    #[tf(computed)]
     pub file_server_internal_ip: String,
+    #[tf(computed)]
     pub file_server_public_ip: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct TimeoutsModel {
-    pub create: Option<String>,
-    pub read: Option<String>,
-    pub update: Option<String>,
-    pub delete: Option<String>,
+impl StatusModel {
+    pub(crate) fn of(status: &FileServerStatus) -> Self {
+        Self {
+            mount_settings: Some(MountSettingsModel {
+                mount_point: status.mount_point.clone(),
+                file_server_internal_ip: status.internal_ip.clone(),
+                file_server_public_ip: status.public_ip.clone(),
+            }),
+            provisioning_state: Some(status.provisioning_state.clone()),
+            creation_time: Some(status.creation_time.clone()),
+            capacity_gb: Some(status.spec.data_disks.capacity_gb()),
+        }
+    }
+}
+
+/// A file server ID that is not one, as `terraform import` and mounts may receive it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("{id:?} is not a file server ID; IDs look like \"{ID_PREFIX}<name>\"")]
+    Prefix { id: String },
+    #[error(transparent)]
+    Name(#[from] NameError),
 }
 
 /// The ID of a file server on the local platform.
@@ -122,224 +203,31 @@ pub fn file_server_id(name: &Name) -> String {
 }
 
 /// Parses a file server ID as `terraform import` receives it.
-pub fn parse_id(id: &str) -> Result<Name, String> {
-    let name = id.strip_prefix(ID_PREFIX).ok_or_else(|| {
-        format!("{id:?} is not a file server ID; IDs look like \"{ID_PREFIX}<name>\"")
-    })?;
-    Name::parse(name)
+pub fn parse_id(id: &str) -> Result<Name, IdError> {
+    let name = id
+        .strip_prefix(ID_PREFIX)
+        .ok_or_else(|| IdError::Prefix { id: id.to_owned() })?;
+    Ok(Name::parse(name)?)
 }
 
-/// `mount_settings` is an object-typed attribute rather than nested attributes: Terraform 1.0
-/// serves nested attributes in state but cannot reference their fields in expressions.
-pub(crate) fn mount_settings_attribute() -> Attribute {
-    Attribute::computed(
-        "mount_settings",
-        Type::object([
-            ("mount_point", Type::String),
-            ("file_server_internal_ip", Type::String),
-            ("file_server_public_ip", Type::String),
-        ]),
-    )
-    .description(
-        "How clusters reach the file server's export: `mount_point` (a directory on the local \
-         platform, the NFS export path on Azure), `file_server_internal_ip` and \
-         `file_server_public_ip` (both `127.0.0.1` on the local platform).",
-    )
-}
-
-pub(crate) fn common_computed_attributes() -> Vec<Attribute> {
-    vec![
-        Attribute::computed("provisioning_state", Type::String).description(
-            "The provisioning state: `creating`, `succeeded`, `failed` or `deleting`.",
-        ),
-        Attribute::computed("creation_time", Type::String)
-            .description("When the file server was created (RFC 3339)."),
-        Attribute::computed("capacity_gb", Type::Number).description(
-            "Total capacity in GB: `data_disks.disk_count × data_disks.disk_size_gb`. Recorded \
-             and reported on the local platform, where it is not enforced.",
-        ),
-    ]
-}
-
-fn schema() -> Schema {
-    let data_disks = Block::new(
-        vec![
-            Attribute::required("disk_count", Type::Number)
-                .description("Number of data disks striped together (RAID 0), 1 to 64."),
-            Attribute::required("disk_size_gb", Type::Number)
-                .description("Size of each data disk in GB, 1 to 32767."),
-            Attribute::required("storage_account_type", Type::String)
-                .description("Disk type: `Standard_LRS`, `StandardSSD_LRS` or `Premium_LRS`."),
-            Attribute::optional_computed("caching_type", Type::String).description(
-                "Host caching of the data disks: `none` (the default), `readonly` or `readwrite`.",
-            ),
-        ],
-        vec![],
-    )
-    .description("The data disks of the file server. Changing anything here forces replacement.");
-    let user_account = Block::new(
-        vec![
-            Attribute::required("admin_user_name", Type::String)
-                .description("Name of the administrator account created on the file server VM."),
-            Attribute::optional("admin_user_ssh_public_key", Type::String)
-                .description("SSH public key (OpenSSH format) of the administrator."),
-            Attribute::optional("admin_user_password", Type::String)
-                .sensitive()
-                .description(
-                    "Password of the administrator. Stored in Terraform state (marked sensitive); \
-                     prefer `admin_user_ssh_public_key`.",
-                ),
-        ],
-        vec![],
-    )
-    .description("The administrator account on the file server VM.");
-    let ssh = Block::new(
-        vec![
-            Attribute::optional("public_ips_to_allow", Type::list(Type::String)).description(
-                "Public IP addresses or CIDR ranges allowed to reach the file server over SSH. \
-             None by default.",
-            ),
-        ],
-        vec![NestedBlock::required_single(
-            "user_account_settings",
-            user_account,
-        )],
-    )
-    .description(
-        "SSH access to the file server VM. Used on the azure platform; recorded but unused on \
-         the local platform. Changing it forces replacement.",
-    );
-
-    let mut attributes =
-        vec![
-        Attribute::computed("id", Type::String)
-            .description("The file server's ID, `local/fileServers/<name>` on the local platform."),
-        Attribute::required("name", Type::String).force_new().description(
-            "Name of the file server: 1 to 64 letters, digits, `-` or `_`, unique per \
-             platform. Changing it forces replacement.",
-        ),
-        Attribute::required("vm_size", Type::String).force_new().description(
-            "Azure VM size of the file server, e.g. `Standard_D2s_v3`. Recorded on the local \
-             platform. Changing it forces replacement.",
-        ),
-        Attribute::optional("subnet_id", Type::String).force_new().description(
-            "ARM ID of the virtual network subnet to put the file server in. Recorded on the \
-             local platform. Changing it forces replacement.",
-        ),
-        mount_settings_attribute(),
-    ];
-    attributes.extend(common_computed_attributes());
-    Schema::new(
-        0,
-        Block::new(
-            attributes,
-            vec![
-                NestedBlock::required_single("data_disks", data_disks).force_new(),
-                NestedBlock::optional_single("ssh_configuration", ssh).force_new(),
-            ],
-        )
-        .description(
-            "A Batch AI file server: shared storage that clusters mount (`mount_volumes { \
-             file_server { ... } }`). On Azure it is a VM whose data disks form a RAID 0 \
-             array exported over NFS; on the local platform it is a directory under the \
-             provider's root. Every argument except `timeouts` forces replacement. Destroying \
-             it deletes the export and its data.",
-        ),
-    )
+fn check_vm_size(size: &str) -> Result<(), &'static str> {
+    if size.trim().is_empty() {
+        return Err("set vm_size to an Azure VM size such as \"Standard_D2s_v3\"");
+    }
+    Ok(())
 }
 
 /// The `batchai_file_server` resource.
 #[derive(Debug)]
 pub struct FileServerResource;
 
-fn type_of() -> Type {
-    tfplug::server::resource_schema::<Client>(&FileServerResource).implied_type()
-}
-
-fn must_be_one_of(path: AttributePath, value: &str, allowed: &[&str], what: &str) -> Diagnostic {
-    Diagnostic::error(
-        format!("invalid {what}"),
-        format!(
-            "{value:?} is not a {what}; use one of {}",
-            allowed
-                .iter()
-                .map(|a| format!("{a:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    )
-    .at(path)
-}
-
-/// Checks what is known of a configuration; unknown parts are checked again at apply.
-pub(crate) fn validate_config(config: &Value) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    if let Some(name) = config.get_attr("name").and_then(Value::as_str)
-        && let Err(e) = Name::parse(name)
-    {
-        diags.push(
-            Diagnostic::error("invalid file server name", e).at(AttributePath::attrs(["name"])),
-        );
-    }
-    if let Some(size) = config.get_attr("vm_size").and_then(Value::as_str)
-        && size.trim().is_empty()
-    {
-        diags.push(
-            Diagnostic::error(
-                "empty vm_size",
-                "set vm_size to an Azure VM size such as \"Standard_D2s_v3\"",
-            )
-            .at(AttributePath::attrs(["vm_size"])),
-        );
-    }
-    if let Some(disks) = config.get_attr("data_disks").filter(|d| !d.is_null()) {
-        let at = |name: &str| AttributePath::attrs(["data_disks", name]);
-        for (name, min, max) in [("disk_count", 1, 64), ("disk_size_gb", 1, 32767)] {
-            if let Some(n) = disks.get_attr(name).and_then(Value::as_number) {
-                let ok = n.as_i64().is_some_and(|v| (min..=max).contains(&v));
-                if !ok {
-                    diags.push(
-                        Diagnostic::error(
-                            format!("invalid {name}"),
-                            format!("{name} is {n}; it must be a whole number from {min} to {max}"),
-                        )
-                        .at(at(name)),
-                    );
-                }
-            }
-        }
-        if let Some(t) = disks
-            .get_attr("storage_account_type")
-            .and_then(Value::as_str)
-            && !STORAGE_ACCOUNT_TYPES.contains(&t)
-        {
-            diags.push(must_be_one_of(
-                at("storage_account_type"),
-                t,
-                &STORAGE_ACCOUNT_TYPES,
-                "storage account type",
-            ));
-        }
-        if let Some(t) = disks.get_attr("caching_type").and_then(Value::as_str)
-            && !CACHING_TYPES.contains(&t)
-        {
-            diags.push(must_be_one_of(
-                at("caching_type"),
-                t,
-                &CACHING_TYPES,
-                "caching type",
-            ));
-        }
-    }
-    diags
-}
-
-/// Builds the validated spec from a wholly known configuration.
-fn spec_from(model: &Model) -> Result<FileServerSpec, Diagnostics> {
+/// Builds the validated spec from a wholly known plan.
+fn spec_from(model: &FileServerModel) -> Result<FileServerSpec, Diagnostics> {
     let missing =
         |what: &str| Diagnostics::from(Diagnostic::internal(format!("{what} is missing")));
     let name = Name::parse(model.name.as_deref().unwrap_or_default()).map_err(|e| {
-        Diagnostic::error("invalid file server name", e).at(AttributePath::attrs(["name"]))
+        Diagnostic::error("invalid file server name", e.to_string())
+            .at(AttributePath::attrs(["name"]))
     })?;
     let disks = model
         .data_disks
@@ -359,7 +247,7 @@ fn spec_from(model: &Model) -> Result<FileServerSpec, Diagnostics> {
             caching_type: disks
                 .caching_type
                 .clone()
-                .unwrap_or_else(|| "none".to_owned()),
+                .ok_or_else(|| missing("data_disks.caching_type"))?,
         },
         ssh_configuration: model.ssh_configuration.as_ref().map(|ssh| {
             let user = ssh.user_account_settings.clone().unwrap_or_default();
@@ -373,15 +261,15 @@ fn spec_from(model: &Model) -> Result<FileServerSpec, Diagnostics> {
     })
 }
 
-/// The state of a file server as the platform reports it. What the platform cannot report
-/// (the admin password, `timeouts`) comes from `carry`.
-pub(crate) fn model_from(status: &FileServerStatus, carry: Option<&Model>) -> Model {
+/// The state of a file server as the platform reports it. The admin password, which the
+/// platform does not keep, comes from `carry`.
+fn model_from(status: &FileServerStatus, carry: Option<&FileServerModel>) -> FileServerModel {
     let spec = &status.spec;
     let password = carry
         .and_then(|m| m.ssh_configuration.as_ref())
         .and_then(|s| s.user_account_settings.as_ref())
         .and_then(|u| u.admin_user_password.clone());
-    Model {
+    FileServerModel {
         id: Some(file_server_id(&spec.name)),
         name: Some(spec.name.to_string()),
         vm_size: Some(spec.vm_size.clone()),
@@ -400,15 +288,7 @@ pub(crate) fn model_from(status: &FileServerStatus, carry: Option<&Model>) -> Mo
                 admin_user_password: password,
             }),
         }),
-        mount_settings: Some(MountSettingsModel {
-            mount_point: status.mount_point.clone(),
-            file_server_internal_ip: status.internal_ip.clone(),
-            file_server_public_ip: status.public_ip.clone(),
-        }),
-        provisioning_state: Some(status.provisioning_state.clone()),
-        creation_time: Some(status.creation_time.clone()),
-        capacity_gb: Some(spec.data_disks.capacity_gb()),
-        timeouts: carry.and_then(|m| m.timeouts.clone()),
+        status: StatusModel::of(status),
     }
 }
 
@@ -421,61 +301,33 @@ fn platform_error(e: PlatformError) -> Diagnostics {
     Diagnostic::error(summary, e.to_string()).into()
 }
 
-impl DynResource<Client> for FileServerResource {
+impl Resource<Client> for FileServerResource {
+    type Model = FileServerModel;
+
     fn type_name(&self) -> &'static str {
         TYPE_NAME
-    }
-
-    fn schema(&self) -> Schema {
-        schema()
     }
 
     fn timeouts(&self) -> Option<TimeoutDefaults> {
         Some(super::DEFAULT_TIMEOUTS)
     }
 
-    fn validate(&self, config: &Value, _capabilities: ClientCapabilities) -> Diagnostics {
-        let mut diags = validate_config(config);
-        diags.extend(tfplug::model::check_numbers::<Model>(config, &type_of()));
-        diags
-    }
-
-    fn modify_plan(&self, request: &PlanRequest<'_>, plan: &mut Plan) -> Result<(), Diagnostics> {
-        // `caching_type` defaults to "none", as in Batch AI, so the plan shows the real value.
-        let configured = request
-            .config
-            .get_attr("data_disks")
-            .and_then(|d| d.get_attr("caching_type"));
-        if configured.is_some_and(Value::is_null)
-            && let Value::Object(attrs) = &mut plan.planned
-            && let Some(Value::Object(disks)) = attrs.get_mut("data_disks")
-        {
-            disks.insert("caching_type".to_owned(), Value::string("none"));
-        }
-        Ok(())
-    }
-
     fn create<'a>(
         &'a self,
         client: &'a Client,
         _ctx: &'a Context,
-        request: ApplyRequest<'a>,
-    ) -> BoxFuture<'a, ApplyResult> {
+        request: Apply<'a, FileServerModel>,
+    ) -> BoxFuture<'a, ApplyResult<FileServerModel>> {
         Box::pin(async move {
             let run = async {
-                let ty = type_of();
-                let model: Model = decode(request.config, &ty)?;
-                let spec = spec_from(&model)?;
+                let spec = spec_from(&request.planned)?;
                 let status = client
                     .create_file_server(&spec)
                     .await
                     .map_err(platform_error)?;
-                encode(&model_from(&status, Some(&model)), &ty)
+                Ok(model_from(&status, Some(&request.planned)))
             };
-            match run.await {
-                Ok(state) => ApplyResult::ok(state),
-                Err(d) => ApplyResult::failed(d),
-            }
+            ApplyResult::from_result(run.await)
         })
     }
 
@@ -483,13 +335,11 @@ impl DynResource<Client> for FileServerResource {
         &'a self,
         client: &'a Client,
         _ctx: &'a Context,
-        state: &'a Value,
+        state: FileServerModel,
         private: &'a [u8],
-    ) -> BoxFuture<'a, Result<Option<ReadResult>, Diagnostics>> {
+    ) -> BoxFuture<'a, Result<Option<ReadResult<FileServerModel>>, Diagnostics>> {
         Box::pin(async move {
-            let ty = type_of();
-            let prior: Model = decode(state, &ty)?;
-            let name = super::stored_name(prior.name.as_deref())?;
+            let name = super::stored_name(state.name.as_deref())?;
             let Some(status) = client
                 .get_file_server(&name)
                 .await
@@ -498,7 +348,7 @@ impl DynResource<Client> for FileServerResource {
                 return Ok(None);
             };
             Ok(Some(ReadResult {
-                state: encode(&model_from(&status, Some(&prior)), &ty)?,
+                state: model_from(&status, Some(&state)),
                 private: private.to_vec(),
             }))
         })
@@ -508,12 +358,11 @@ impl DynResource<Client> for FileServerResource {
         &'a self,
         client: &'a Client,
         _ctx: &'a Context,
-        prior: &'a Value,
+        state: FileServerModel,
         _private: &'a [u8],
     ) -> BoxFuture<'a, Result<(), Diagnostics>> {
         Box::pin(async move {
-            let prior: Model = decode(prior, &type_of())?;
-            let name = super::stored_name(prior.name.as_deref())?;
+            let name = super::stored_name(state.name.as_deref())?;
             client
                 .delete_file_server(&name)
                 .await
@@ -526,9 +375,10 @@ impl DynResource<Client> for FileServerResource {
         client: &'a Client,
         _ctx: &'a Context,
         id: &'a str,
-    ) -> BoxFuture<'a, Result<Value, Diagnostics>> {
+    ) -> BoxFuture<'a, Result<FileServerModel, Diagnostics>> {
         Box::pin(async move {
-            let name = parse_id(id).map_err(|e| Diagnostic::error("invalid import ID", e))?;
+            let name =
+                parse_id(id).map_err(|e| Diagnostic::error("invalid import ID", e.to_string()))?;
             let status = client
                 .get_file_server(&name)
                 .await
@@ -543,7 +393,7 @@ impl DynResource<Client> for FileServerResource {
                 )
                 .into());
             };
-            encode(&model_from(&status, None), &type_of())
+            Ok(model_from(&status, None))
         })
     }
 }
@@ -551,6 +401,7 @@ impl DynResource<Client> for FileServerResource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tfplug::Value;
 
     #[test]
     fn schema_is_valid() {
@@ -561,7 +412,7 @@ mod tests {
     #[test]
     fn ids_round_trip() {
         let name = Name::parse("data").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(parse_id(&file_server_id(&name)), Ok(name));
+        assert_eq!(parse_id(&file_server_id(&name)).ok(), Some(name));
         assert!(parse_id("data").is_err());
         assert!(parse_id("local/fileServers/bad name").is_err());
     }

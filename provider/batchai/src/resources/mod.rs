@@ -22,7 +22,7 @@ pub(crate) const DEFAULT_TIMEOUTS: TimeoutDefaults = TimeoutDefaults {
 
 /// One problem the platform reports, as a resource's `errors` attribute lists it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
-pub(crate) struct ErrorModel {
+pub struct ErrorModel {
     #[tf(computed)]
     pub code: String,
     #[tf(computed)]

@@ -11,7 +11,7 @@ use crate::Client;
 
 /// Volumes mounted below the mount root of a cluster's nodes or a job's run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
-pub(crate) struct MountVolumesModel {
+pub struct MountVolumesModel {
     /// An Azure Files share mounted over SMB. Needs the azure platform.
     #[tf(block)]
     #[serde(default)]
@@ -35,7 +35,7 @@ pub(crate) struct MountVolumesModel {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
-pub(crate) struct AzureFileShareModel {
+pub struct AzureFileShareModel {
     /// The storage account that holds the share.
     #[tf(required)]
     pub account_name: Option<String>,
@@ -59,7 +59,7 @@ pub(crate) struct AzureFileShareModel {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
-pub(crate) struct AzureBlobFileSystemModel {
+pub struct AzureBlobFileSystemModel {
     /// The storage account that holds the container.
     #[tf(required)]
     pub account_name: Option<String>,
@@ -80,7 +80,7 @@ pub(crate) struct AzureBlobFileSystemModel {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
-pub(crate) struct FileServerMountModel {
+pub struct FileServerMountModel {
     /// The `id` of a `batchai_file_server`.
     #[tf(required, validate = super::file_server::parse_id)]
     pub file_server_id: Option<String>,
@@ -95,7 +95,7 @@ pub(crate) struct FileServerMountModel {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
-pub(crate) struct UnmanagedMountModel {
+pub struct UnmanagedMountModel {
     /// A command that mounts the file system; the mount path is appended to it, as Batch AI
     /// did.
     #[tf(required)]
@@ -108,7 +108,7 @@ pub(crate) struct UnmanagedMountModel {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
-pub(crate) struct HostDirectoryModel {
+pub struct HostDirectoryModel {
     /// An existing directory on this machine.
     #[tf(required)]
     pub path: Option<String>,
@@ -260,8 +260,9 @@ pub(crate) async fn resolve(
             Needs::Azure => return Err(needs_azure(client, &v).into()),
             Needs::FileServer(id) => {
                 let path = v.path().attr("file_server_id");
-                let server = super::file_server::parse_id(id)
-                    .map_err(|e| Diagnostic::error("invalid file_server_id", e).at(path.clone()))?;
+                let server = super::file_server::parse_id(id).map_err(|e| {
+                    Diagnostic::error("invalid file_server_id", e.to_string()).at(path.clone())
+                })?;
                 let status = client
                     .get_file_server(&server)
                     .await
