@@ -12,6 +12,7 @@ use anyhow::{Context as _, bail};
 mod bench;
 mod bench_jobs;
 mod gpu_check;
+mod unused_deps;
 
 /// Every task, as `cargo xtask help` prints it. The README's tasks must all be here.
 const USAGE: &str = "usage: cargo xtask <task>
@@ -20,7 +21,8 @@ tasks:
   example <name> [destroy]  build the provider and apply an example with a real Terraform CLI
                             (or destroy it); <name> is one of: quickstart, mpi, pytorch
   quickstart [destroy]      the same as `example quickstart [destroy]`
-  test                      every check CI runs: fmt, clippy, unit, protocol and end-to-end tests
+  test                      every check CI runs: unused dependencies, fmt, clippy, unit, protocol
+                            and end-to-end tests
   gen                       regenerate schemas/ and docs/ from the schema and examples/
   bench [jobs]              benchmarks (release build); `jobs` for the job figures alone
   gpu-check [binary]        a 2-node GPU cluster and job on a machine with NVIDIA GPUs
@@ -146,6 +148,7 @@ fn ensure_openmpi() -> anyhow::Result<()> {
 }
 
 fn test() -> anyhow::Result<()> {
+    unused_deps::check(&repo())?;
     let clis = install_clis()?;
     eprintln!("xtask: Terraform CLIs: {clis:?}");
     ensure_openmpi()?;
