@@ -9,10 +9,7 @@ use anyhow::{Context as _, bail};
 /// Dependencies no source names but that are declared on purpose: `(crate, dependency)`, each
 /// with its reason. A crate used only through a feature of another or through a macro that
 /// does not spell its path belongs here.
-const ALLOWED: &[(&str, &str)] = &[
-    // TODO(i9-lead): schemars
-    ("batchai", "schemars"),
-];
+const ALLOWED: &[(&str, &str)] = &[];
 
 /// A workspace crate and what its manifest declares.
 #[derive(Debug, Clone, PartialEq, Eq)]
