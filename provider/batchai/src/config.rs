@@ -2,61 +2,45 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tfplug::{
-    Attribute, AttributePath, Block, Diagnostic, Diagnostics, NestedBlock, Schema, Type, Value,
-};
+use serde::{Deserialize, Serialize};
+use tfplug::{AttributePath, Diagnostic, Diagnostics, Model, Schema, Value};
 
 use crate::Client;
 use crate::platform::local::LocalPlatform;
 
+/// The Batch AI provider brings Azure Batch AI back as infrastructure as code: clusters of
+/// (GPU) nodes, shared file servers and training jobs. Without an `azure` block it runs
+/// everything on the embedded `local` platform.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+pub struct ProviderConfig {
+    /// Settings of the `local` platform, the default: nodes are agent processes on this machine
+    /// and file servers are directories.
+    #[tf(block)]
+    pub local: Option<LocalSettings>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+pub struct LocalSettings {
+    /// Directory where the local platform keeps file server exports, clusters, nodes and the
+    /// control store. Created if missing; must be writable. Defaults to `$BATCHAI_HOME`, else
+    /// `$XDG_DATA_HOME/batchai`, else `~/.local/share/batchai`.
+    #[tf(optional, validate = check_root, summary = "empty local root")]
+    pub root: Option<String>,
+}
+
 pub fn schema() -> Schema {
-    Schema::new(
-        0,
-        Block::new(
-            vec![],
-            vec![NestedBlock::optional_single(
-                "local",
-                Block::new(
-                    vec![Attribute::optional("root", Type::String).description(
-                        "Directory where the local platform keeps file server exports, clusters, \
-                         nodes and the control store. Created if missing; must be writable. \
-                         Defaults to `$BATCHAI_HOME`, else `$XDG_DATA_HOME/batchai`, else \
-                         `~/.local/share/batchai`.",
-                    )],
-                    vec![],
-                )
-                .description(
-                    "Settings of the `local` platform, the default: nodes are agent processes on \
-                     this machine and file servers are directories.",
-                ),
-            )],
-        )
-        .description(
-            "The Batch AI provider brings Azure Batch AI back as infrastructure as code: \
-             clusters of (GPU) nodes, shared file servers and training jobs. Without an `azure` \
-             block it runs everything on the embedded `local` platform.",
-        ),
-    )
+    Schema::new(0, ProviderConfig::block())
+}
+
+fn check_root(root: &str) -> Result<(), &'static str> {
+    if root.trim().is_empty() {
+        return Err("local.root must name a directory; remove it to use the default");
+    }
+    Ok(())
 }
 
 fn configured_root(config: &Value) -> Option<&Value> {
     config.get_attr("local")?.get_attr("root")
-}
-
-pub fn validate(config: &Value) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    if let Some(root) = configured_root(config).and_then(Value::as_str)
-        && root.trim().is_empty()
-    {
-        diags.push(
-            Diagnostic::error(
-                "empty local root",
-                "local.root must name a directory; remove it to use the default",
-            )
-            .at(root_path()),
-        );
-    }
-    diags
 }
 
 fn root_path() -> AttributePath {
@@ -99,8 +83,8 @@ pub fn configure(config: &Value) -> Result<Client, Diagnostics> {
             }
         },
     };
-    check_writable(&root).map_err(|detail| {
-        let d = Diagnostic::error("unusable local root", detail);
+    check_writable(&root).map_err(|e| {
+        let d = Diagnostic::error("unusable local root", e.to_string());
         Diagnostics::from(match path {
             Some(p) => d.at(p),
             None => d,
@@ -110,19 +94,30 @@ pub fn configure(config: &Value) -> Result<Client, Diagnostics> {
     Ok(Arc::new(LocalPlatform::new(root)))
 }
 
-fn check_writable(root: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(root).map_err(|e| {
-        format!(
-            "cannot create {}: {e}; choose a directory you can write to",
-            root.display()
-        )
+/// Why the local platform's root cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum RootError {
+    #[error("cannot create {}: {source}; choose a directory you can write to", .root.display())]
+    Create {
+        root: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not writable: {source}; choose a directory you can write to", .root.display())]
+    Write {
+        root: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn check_writable(root: &Path) -> Result<(), RootError> {
+    std::fs::create_dir_all(root).map_err(|source| RootError::Create {
+        root: root.to_owned(),
+        source,
     })?;
     let probe = root.join(format!(".write-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| {
-        format!(
-            "{} is not writable: {e}; choose a directory you can write to",
-            root.display()
-        )
+    std::fs::write(&probe, b"").map_err(|source| RootError::Write {
+        root: root.to_owned(),
+        source,
     })?;
     let _ = std::fs::remove_file(probe);
     Ok(())
@@ -162,7 +157,12 @@ mod tests {
 
     #[test]
     fn empty_root_is_rejected_at_validation() {
-        assert!(validate(&config_with_root(Some(" "))).has_errors());
+        let validate = |config: &Value| tfplug::validate::validate(&schema().block, config);
+        let empty = validate(&config_with_root(Some(" ")));
+        assert_eq!(
+            empty.0.first().and_then(|d| d.path.clone()),
+            Some(root_path())
+        );
         assert!(!validate(&config_with_root(None)).has_errors());
     }
 }

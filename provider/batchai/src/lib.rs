@@ -36,10 +36,6 @@ impl Provider for BatchAi {
         config::schema()
     }
 
-    fn validate(&self, config: &tfplug::Value) -> Diagnostics {
-        config::validate(config)
-    }
-
     fn configure<'a>(
         &'a self,
         request: ConfigureRequest<'a>,
