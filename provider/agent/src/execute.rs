@@ -950,7 +950,7 @@ impl Attempt<'_> {
                 let mut volumes = vec![self.ctx.root.clone()];
                 volumes.extend(self.spec.mounts.iter().filter_map(|m| match &m.source {
                     MountSource::Directory { path } => Some(PathBuf::from(path)),
-                    MountSource::Command { .. } => None,
+                    MountSource::Command { .. } | MountSource::Git { .. } => None,
                 }));
                 for (_, p) in dirs.inputs.iter().chain(&dirs.outputs) {
                     volumes.push(p.clone());

@@ -86,7 +86,7 @@ pub fn mount_roots(mount_root: &Path, mounts: &[Mount]) -> Vec<PathBuf> {
     let mut roots = vec![mount_root.to_path_buf()];
     roots.extend(mounts.iter().filter_map(|m| match &m.source {
         MountSource::Directory { path } => Some(PathBuf::from(path)),
-        MountSource::Command { .. } => None,
+        MountSource::Command { .. } | MountSource::Git { .. } => None,
     }));
     roots
 }
@@ -194,9 +194,74 @@ pub fn realise_mounts(mounts: &[Mount], mount_root: &Path) -> Result<(), NodeErr
                     ));
                 }
             }
+            MountSource::Git { url, revision } => {
+                checkout(url, revision, &target).map_err(|e| {
+                    let stderr = e.stderr.clone();
+                    node_error(
+                        ErrorCode::MountFailed,
+                        format!("mount {}: {e}", mount.relative_mount_path),
+                        &[("stderr", stderr)],
+                    )
+                })?;
+            }
         }
     }
     Ok(())
+}
+
+/// A `git` step of a repository mount that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("git {step} of {url} at {revision} failed: {status}")]
+pub struct GitError {
+    step: &'static str,
+    url: String,
+    revision: String,
+    status: String,
+    /// The last lines git wrote to stderr.
+    stderr: String,
+}
+
+/// Fetches one revision of `url` into `target` without history and checks it out. A node that
+/// restarts runs it again over the existing checkout, which it resets to the revision. Git never
+/// prompts (a repository that needs credentials it does not have fails instead of hanging).
+fn checkout(url: &str, revision: &str, target: &Path) -> Result<(), GitError> {
+    // A missing directory shows up as the init step's failure.
+    let _ = std::fs::create_dir_all(target);
+    let run = |step: &'static str, args: &[&str]| {
+        let failed = |status: String, stderr: String| GitError {
+            step,
+            url: url.to_owned(),
+            revision: revision.to_owned(),
+            status,
+            stderr,
+        };
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(target)
+            .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| failed(format!("could not start git: {e}"), String::new()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(failed(
+                out.status.to_string(),
+                tail(&String::from_utf8_lossy(&out.stderr), 10),
+            ))
+        }
+    };
+    run("init", &["init", "--quiet"])?;
+    // `--` keeps a URL or revision that starts with `-` from being read as an option.
+    run(
+        "fetch",
+        &["fetch", "--quiet", "--depth", "1", "--", url, revision],
+    )?;
+    run(
+        "checkout",
+        &["checkout", "--quiet", "--force", "FETCH_HEAD"],
+    )
 }
 
 /// Undoes job-level mounts after a run: links are removed, command mounts unmounted (best
@@ -207,6 +272,10 @@ pub fn release_mounts(mounts: &[Mount], mount_root: &Path) {
         match &mount.source {
             MountSource::Directory { .. } => {
                 let _ = std::fs::remove_file(&target);
+            }
+            // A job's checkout is its own copy.
+            MountSource::Git { .. } => {
+                let _ = std::fs::remove_dir_all(&target);
             }
             MountSource::Command { .. } => {
                 let out = Command::new("umount")
@@ -467,5 +536,68 @@ mod tests {
     fn tail_keeps_the_last_lines() {
         assert_eq!(tail("a\nb\nc", 2), "b\nc");
         assert_eq!(tail("a", 5), "a");
+    }
+
+    /// A repository with two commits of `file.txt`: "one" (returned) then "two".
+    fn two_commit_repository(dir: &Path) -> String {
+        let git = |args: &[&str]| {
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("git: {e}"));
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        git(&["init", "--quiet"]);
+        std::fs::write(dir.join("file.txt"), "one").unwrap_or_else(|e| panic!("{e}"));
+        git(&["add", "file.txt"]);
+        git(&["commit", "--quiet", "-m", "one"]);
+        let first = git(&["rev-parse", "HEAD"]);
+        std::fs::write(dir.join("file.txt"), "two").unwrap_or_else(|e| panic!("{e}"));
+        git(&["commit", "--quiet", "-am", "two"]);
+        first
+    }
+
+    #[test]
+    fn repository_mounts_check_out_a_revision_again_and_again() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let repo = dir.path().join("repo");
+        let first = two_commit_repository(&repo);
+        let root = dir.path().join("mounts");
+        let url = format!("file://{}", repo.display());
+        let mount = |revision: &str| Mount {
+            relative_mount_path: "code".to_owned(),
+            source: MountSource::Git {
+                url: url.clone(),
+                revision: revision.to_owned(),
+            },
+        };
+        let read = || std::fs::read_to_string(root.join("code/file.txt")).unwrap_or_default();
+        for (revision, want) in [("HEAD", "two"), (first.as_str(), "one"), ("HEAD", "two")] {
+            realise_mounts(&[mount(revision)], &root).unwrap_or_else(|e| panic!("{e:?}"));
+            assert_eq!(read(), want, "at {revision}");
+        }
+        release_mounts(&[mount("HEAD")], &root);
+        assert!(!root.join("code").exists(), "a job's checkout is removed");
+
+        let missing = Mount {
+            relative_mount_path: "gone".to_owned(),
+            source: MountSource::Git {
+                url: format!("file://{}", dir.path().join("nowhere").display()),
+                revision: "HEAD".to_owned(),
+            },
+        };
+        let err = realise_mounts(&[missing], &root).err();
+        let err = err.unwrap_or_else(|| panic!("a missing repository mounts"));
+        assert_eq!(err.code, ErrorCode::MountFailed);
+        assert!(err.message.contains("git fetch of file://"), "{err:?}");
+        assert!(
+            err.details.get("stderr").is_some_and(|s| !s.is_empty()),
+            "git's stderr is kept: {err:?}"
+        );
     }
 }

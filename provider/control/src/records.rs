@@ -227,6 +227,9 @@ pub enum MountSource {
     Directory { path: String },
     /// A command that mounts at the path appended to it (`unmanaged_file_system`).
     Command { mount_command: String },
+    /// One revision (branch, tag, commit or `HEAD`) of a Git repository, fetched without its
+    /// history into the mount path (`git_repository`).
+    Git { url: String, revision: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

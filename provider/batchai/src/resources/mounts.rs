@@ -32,6 +32,13 @@ pub struct MountVolumesModel {
     #[tf(block)]
     #[serde(default)]
     pub host_directory: Vec<HostDirectoryModel>,
+    /// One revision of a Git repository, fetched without history when the node (or the job)
+    /// starts and again when a node restarts. A job's checkout is removed when the job ends.
+    /// Needs `git` on the nodes; a repository that asks for credentials fails the mount
+    /// instead of waiting.
+    #[tf(block)]
+    #[serde(default)]
+    pub git_repository: Vec<GitRepositoryModel>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
@@ -119,6 +126,47 @@ pub struct HostDirectoryModel {
     pub relative_mount_path: Option<String>,
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+pub struct GitRepositoryModel {
+    /// The repository as `git fetch` takes it: `https://...`, `ssh://...`, `git@host:path` or
+    /// `file:///...`.
+    #[tf(required, validate = check_git_word)]
+    pub url: Option<String>,
+    /// The branch, tag or commit to check out. Defaults to `HEAD`, the repository's default
+    /// branch.
+    #[tf(default = "HEAD", validate = check_git_word)]
+    pub revision: Option<String>,
+    /// Where the volume appears below the mount root (`$AZ_BATCHAI_MOUNT_ROOT` for a
+    /// cluster's volumes, `$AZ_BATCHAI_JOB_MOUNT_ROOT` for a job's); must be relative and must
+    /// not contain `..`.
+    #[tf(required, validate = agent::setup::check_relative_path)]
+    pub relative_mount_path: Option<String>,
+}
+
+/// A URL or revision that git receives as one argument.
+#[derive(Debug, thiserror::Error)]
+enum GitWordError {
+    #[error("it is empty")]
+    Empty,
+    #[error("{0:?} contains whitespace or a control character, which git never accepts here")]
+    Blank(String),
+    #[error("{0:?} starts with `-`, which git would take as an option")]
+    Option(String),
+}
+
+fn check_git_word(word: &str) -> Result<(), GitWordError> {
+    if word.is_empty() {
+        return Err(GitWordError::Empty);
+    }
+    if word.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(GitWordError::Blank(word.to_owned()));
+    }
+    if word.starts_with('-') {
+        return Err(GitWordError::Option(word.to_owned()));
+    }
+    Ok(())
+}
+
 /// What a configured volume needs to become a mount on a node.
 enum Needs<'a> {
     /// Nothing more.
@@ -189,6 +237,19 @@ impl Volume for HostDirectoryModel {
     }
 }
 
+impl Volume for GitRepositoryModel {
+    fn relative_mount_path(&self) -> &str {
+        self.relative_mount_path.as_deref().unwrap_or_default()
+    }
+
+    fn needs(&self) -> Needs<'_> {
+        Needs::Mount(MountSource::Git {
+            url: self.url.clone().unwrap_or_default(),
+            revision: self.revision.clone().unwrap_or_default(),
+        })
+    }
+}
+
 /// One configured volume, with the path of its block item.
 struct Configured<'a> {
     kind: &'static str,
@@ -227,6 +288,7 @@ impl MountVolumesModel {
             &mut out,
         );
         each("host_directory", &self.host_directory, &mut out);
+        each("git_repository", &self.git_repository, &mut out);
         out
     }
 }
@@ -362,6 +424,7 @@ mod tests {
             file_server: vec![FileServerMountModel::default()],
             unmanaged_file_system: vec![UnmanagedMountModel::default()],
             host_directory: vec![HostDirectoryModel::default()],
+            git_repository: vec![GitRepositoryModel::default()],
         };
         let listed: Vec<&str> = all.volumes().iter().map(|v| v.kind).collect();
         let blocks: Vec<String> = MountVolumesModel::block()
