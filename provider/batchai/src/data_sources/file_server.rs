@@ -86,7 +86,8 @@ impl DynDataSource<Client> for FileServerDataSource {
             && let Err(e) = Name::parse(name)
         {
             diags.push(
-                Diagnostic::error("invalid file server name", e).at(AttributePath::attrs(["name"])),
+                Diagnostic::error("invalid file server name", e.to_string())
+                    .at(AttributePath::attrs(["name"])),
             );
         }
         diags
@@ -105,7 +106,8 @@ impl DynDataSource<Client> for FileServerDataSource {
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let name = Name::parse(name_text).map_err(|e| {
-                Diagnostic::error("invalid file server name", e).at(AttributePath::attrs(["name"]))
+                Diagnostic::error("invalid file server name", e.to_string())
+                    .at(AttributePath::attrs(["name"]))
             })?;
             let status = client
                 .get_file_server(&name)

@@ -16,7 +16,7 @@ use tfplug::{
 use super::ErrorModel;
 use super::mounts::MountVolumesModel;
 use crate::Client;
-use crate::names::Name;
+use crate::names::{Name, NameError};
 use crate::platform::{ClusterView, PlatformError};
 
 pub const TYPE_NAME: &str = "batchai_cluster";
@@ -342,11 +342,21 @@ pub(crate) fn cluster_id_str(name: &str) -> String {
     format!("{ID_PREFIX}{name}")
 }
 
-pub fn parse_id(id: &str) -> Result<Name, String> {
-    let name = id.strip_prefix(ID_PREFIX).ok_or_else(|| {
-        format!("{id:?} is not a cluster ID; IDs look like \"{ID_PREFIX}<name>\"")
-    })?;
-    Name::parse(name)
+/// Why a text is not a cluster ID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterIdError {
+    #[error("{id:?} is not a cluster ID; IDs look like \"{ID_PREFIX}<name>\"")]
+    NotAClusterId { id: String },
+    #[error(transparent)]
+    Name(#[from] NameError),
+}
+
+/// Parses a cluster ID, `local/clusters/<name>`.
+pub fn parse_id(id: &str) -> Result<Name, ClusterIdError> {
+    let name = id
+        .strip_prefix(ID_PREFIX)
+        .ok_or_else(|| ClusterIdError::NotAClusterId { id: id.to_owned() })?;
+    Ok(Name::parse(name)?)
 }
 
 fn count_at(config: &Value, path: &[&str]) -> Option<i64> {
@@ -359,7 +369,10 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
     if let Some(name) = config.get_attr("name").and_then(Value::as_str)
         && let Err(e) = Name::parse(name)
     {
-        diags.push(Diagnostic::error("invalid cluster name", e).at(AttributePath::attrs(["name"])));
+        diags.push(
+            Diagnostic::error("invalid cluster name", e.to_string())
+                .at(AttributePath::attrs(["name"])),
+        );
     }
     if let Some(p) = config.get_attr("vm_priority").and_then(Value::as_str)
         && !["dedicated", "lowpriority"].contains(&p)
@@ -614,7 +627,7 @@ fn scale_from(model: &Model) -> Result<Scale, Diagnostics> {
 /// Builds what the agents need from a wholly known configuration, resolving file server IDs.
 async fn spec_from(client: &Client, model: &Model) -> Result<ClusterSpec, Diagnostics> {
     let name = Name::parse(model.name.as_deref().unwrap_or_default()).map_err(|e| {
-        Diagnostic::error("invalid cluster name", e).at(AttributePath::attrs(["name"]))
+        Diagnostic::error("invalid cluster name", e.to_string()).at(AttributePath::attrs(["name"]))
     })?;
     let vm_size = model.vm_size.clone().unwrap_or_default();
     let mounts = super::mounts::resolve(client, model.mount_volumes.as_ref()).await?;
@@ -940,7 +953,8 @@ impl DynResource<Client> for ClusterResource {
                 let mut model: Model = decode(request.config, &ty)?;
                 apply_defaults(&mut model);
                 let name = Name::parse(model.name.as_deref().unwrap_or_default()).map_err(|e| {
-                    Diagnostic::error("invalid cluster name", e).at(AttributePath::attrs(["name"]))
+                    Diagnostic::error("invalid cluster name", e.to_string())
+                        .at(AttributePath::attrs(["name"]))
                 })?;
                 let scale = scale_from(&model)?;
                 let view = client
@@ -982,7 +996,8 @@ impl DynResource<Client> for ClusterResource {
         id: &'a str,
     ) -> BoxFuture<'a, Result<Value, Diagnostics>> {
         Box::pin(async move {
-            let name = parse_id(id).map_err(|e| Diagnostic::error("invalid import ID", e))?;
+            let name =
+                parse_id(id).map_err(|e| Diagnostic::error("invalid import ID", e.to_string()))?;
             let view = client
                 .read_cluster(&name)
                 .await

@@ -126,7 +126,7 @@ pub fn parse_id(id: &str) -> Result<Name, String> {
     let name = id.strip_prefix(ID_PREFIX).ok_or_else(|| {
         format!("{id:?} is not a file server ID; IDs look like \"{ID_PREFIX}<name>\"")
     })?;
-    Name::parse(name)
+    Name::parse(name).map_err(|e| e.to_string())
 }
 
 /// `mount_settings` is an object-typed attribute rather than nested attributes: Terraform 1.0
@@ -278,7 +278,8 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
         && let Err(e) = Name::parse(name)
     {
         diags.push(
-            Diagnostic::error("invalid file server name", e).at(AttributePath::attrs(["name"])),
+            Diagnostic::error("invalid file server name", e.to_string())
+                .at(AttributePath::attrs(["name"])),
         );
     }
     if let Some(size) = config.get_attr("vm_size").and_then(Value::as_str)
@@ -339,7 +340,8 @@ fn spec_from(model: &Model) -> Result<FileServerSpec, Diagnostics> {
     let missing =
         |what: &str| Diagnostics::from(Diagnostic::internal(format!("{what} is missing")));
     let name = Name::parse(model.name.as_deref().unwrap_or_default()).map_err(|e| {
-        Diagnostic::error("invalid file server name", e).at(AttributePath::attrs(["name"]))
+        Diagnostic::error("invalid file server name", e.to_string())
+            .at(AttributePath::attrs(["name"]))
     })?;
     let disks = model
         .data_disks

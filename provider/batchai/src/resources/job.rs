@@ -579,7 +579,7 @@ pub fn parse_id(id: &str) -> Result<(Name, Name), String> {
         || format!("{id:?} is not a job ID; IDs look like \"local/clusters/<cluster>/jobs/<job>\"");
     let (cluster_id, job) = id.rsplit_once("/jobs/").ok_or_else(bad)?;
     let cluster = super::cluster::parse_id(cluster_id).map_err(|_| bad())?;
-    Ok((cluster, Name::parse(job)?))
+    Ok((cluster, Name::parse(job).map_err(|e| e.to_string())?))
 }
 
 fn at(path: &[&str]) -> AttributePath {
@@ -611,12 +611,12 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
     if let Some(name) = str_at(config, &["name"])
         && let Err(e) = Name::parse(name)
     {
-        error("invalid job name", e, at(&["name"]));
+        error("invalid job name", e.to_string(), at(&["name"]));
     }
     if let Some(id) = str_at(config, &["cluster_id"])
         && let Err(e) = super::cluster::parse_id(id)
     {
-        error("invalid cluster_id", e, at(&["cluster_id"]));
+        error("invalid cluster_id", e.to_string(), at(&["cluster_id"]));
     }
     let node_count = int_at(config, &["node_count"]);
     if let Some(n) = node_count
@@ -947,9 +947,11 @@ fn toolkit_from(model: &Model) -> Result<Toolkit, Diagnostics> {
 /// Builds the job as agents run it from a wholly known configuration.
 async fn spec_from(client: &Client, model: &Model) -> Result<(JobSpec, Name), Diagnostics> {
     let name = Name::parse(model.name.as_deref().unwrap_or_default())
-        .map_err(|e| Diagnostic::error("invalid job name", e).at(at(&["name"])))?;
+        .map_err(|e| Diagnostic::error("invalid job name", e.to_string()).at(at(&["name"])))?;
     let cluster = super::cluster::parse_id(model.cluster_id.as_deref().unwrap_or_default())
-        .map_err(|e| Diagnostic::error("invalid cluster_id", e).at(at(&["cluster_id"])))?;
+        .map_err(|e| {
+            Diagnostic::error("invalid cluster_id", e.to_string()).at(at(&["cluster_id"]))
+        })?;
     let limit = model
         .constraints
         .as_ref()
@@ -1282,7 +1284,7 @@ impl DynResource<Client> for JobResource {
             };
             let job = match Name::parse(&spec.name) {
                 Ok(n) => n,
-                Err(e) => return ApplyResult::failed(Diagnostic::internal(e)),
+                Err(e) => return ApplyResult::failed(Diagnostic::internal(e.to_string())),
             };
             if !model.wait_for_completion.unwrap_or(true) {
                 return match encode(&with_live(model, &submitted), &ty) {
