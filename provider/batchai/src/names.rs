@@ -67,4 +67,17 @@ mod tests {
             assert_eq!(Name::parse(input).is_ok(), ok, "{input:?}");
         }
     }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let err = |text: &str| Name::parse(text).err().map(|e| e.to_string());
+        assert_eq!(
+            err("").as_deref(),
+            Some("\"\" has 0 characters; a name has 1 to 64")
+        );
+        assert_eq!(
+            err("dot.name").as_deref(),
+            Some("\"dot.name\" contains '.'; a name may contain only letters, digits, '-' and '_'")
+        );
+    }
 }

@@ -120,11 +120,44 @@ pub fn decode_attribute<T: DeserializeOwned + AttributeType>(value: &Value) -> R
 /// Decodes a block value for a declared block check: unknowns arrive as null, collections
 /// that are null as empty. `None` when the value does not fit the model (the number checks
 /// report that).
+///
+/// The value is read as far as the model declares it: attributes the model does not have (the
+/// framework's `timeouts` block around a resource's own model) are left out, and missing ones
+/// read as null.
 pub fn decode_partial<T: Model>(value: &Value) -> Option<T> {
     let ty = T::block().implied_type();
-    let mut json = json::to_json(&value.unknown_as_null(), &ty).ok()?;
+    let mut json = json::to_json(&conform(&value.unknown_as_null(), &ty), &ty).ok()?;
     empty_collections_for_nulls(&mut json, &ty);
     serde_json::from_value(json).ok()
+}
+
+/// `value` with exactly the attributes of the object types in `ty`: others dropped, missing
+/// ones null.
+fn conform(value: &Value, ty: &Type) -> Value {
+    match (value, ty) {
+        (Value::Object(attrs), Type::Object(fields)) => Value::Object(
+            fields
+                .iter()
+                .map(|(name, field)| {
+                    let v = attrs.get(name).map_or(Value::Null, |v| conform(v, field));
+                    (name.clone(), v)
+                })
+                .collect(),
+        ),
+        (Value::List(items), Type::List(element)) => {
+            Value::List(items.iter().map(|v| conform(v, element)).collect())
+        }
+        (Value::Set(items), Type::Set(element)) => {
+            Value::Set(items.iter().map(|v| conform(v, element)).collect())
+        }
+        (Value::Map(items), Type::Map(element)) => Value::Map(
+            items
+                .iter()
+                .map(|(k, v)| (k.clone(), conform(v, element)))
+                .collect(),
+        ),
+        _ => value.clone(),
+    }
 }
 
 /// Decodes a wholly known value into `T`. Unknown values are an error: decode configuration in

@@ -206,6 +206,27 @@ fn declared_validators_and_checks_run_with_their_summaries() {
 }
 
 #[test]
+fn checks_read_a_value_as_far_as_the_model_declares_it() {
+    // A resource's configuration holds the framework's `timeouts` block besides the model's
+    // attributes, and a hand-written value may leave attributes out.
+    let mut config = obj(vec![
+        ("name", Value::string("a")),
+        ("low", Value::number(5)),
+        ("high", Value::number(1)),
+        ("small", size()),
+    ]);
+    if let Value::Object(m) = &mut config {
+        m.remove("note");
+        m.insert("timeouts".into(), Value::Null);
+    }
+    let summaries: Vec<String> = validate(&Thing::block(), &config)
+        .into_iter()
+        .map(|d| d.summary)
+        .collect();
+    assert_eq!(summaries, ["invalid bounds"]);
+}
+
+#[test]
 fn the_planner_plans_declared_defaults_in_configured_blocks() {
     let schema = Schema::new(0, Thing::block());
     let config = obj(vec![("name", Value::string("a")), ("small", size())]);

@@ -616,7 +616,7 @@ pub(crate) fn validate_config(config: &Value) -> Diagnostics {
     if let Some(id) = str_at(config, &["cluster_id"])
         && let Err(e) = super::cluster::parse_id(id)
     {
-        error("invalid cluster_id", e, at(&["cluster_id"]));
+        error("invalid cluster_id", e.to_string(), at(&["cluster_id"]));
     }
     let node_count = int_at(config, &["node_count"]);
     if let Some(n) = node_count
@@ -949,7 +949,9 @@ async fn spec_from(client: &Client, model: &Model) -> Result<(JobSpec, Name), Di
     let name = Name::parse(model.name.as_deref().unwrap_or_default())
         .map_err(|e| Diagnostic::error("invalid job name", e.to_string()).at(at(&["name"])))?;
     let cluster = super::cluster::parse_id(model.cluster_id.as_deref().unwrap_or_default())
-        .map_err(|e| Diagnostic::error("invalid cluster_id", e).at(at(&["cluster_id"])))?;
+        .map_err(|e| {
+            Diagnostic::error("invalid cluster_id", e.to_string()).at(at(&["cluster_id"]))
+        })?;
     let limit = model
         .constraints
         .as_ref()

@@ -1,0 +1,107 @@
+//! Plan-time logic of `batchai_cluster` beyond what the model declares: live attributes that
+//! any in-place update reads again, and the checks against the platform (mounts, the GPUs this
+//! machine can give the nodes).
+use tfplug::model::decode_partial;
+use tfplug::{AttributePath, Diagnostic, Diagnostics, Plan, PlanRequest, Value};
+
+use super::model::Model;
+use crate::Client;
+use crate::resources::{mounts, value_at};
+
+/// Attributes the platform changes on its own; unknown in any update plan.
+const LIVE_ATTRIBUTES: [&str; 5] = [
+    "allocation_state",
+    "current_node_count",
+    "node_state_counts",
+    "nodes",
+    "errors",
+];
+
+/// Any in-place update reads the live node state again afterwards, so its plan leaves it
+/// unknown.
+pub(super) fn unknown_live_attributes(request: &PlanRequest<'_>, plan: &mut Plan) {
+    if request.prior.is_null() || plan.planned == *request.prior {
+        return;
+    }
+    if let Value::Object(attrs) = &mut plan.planned {
+        for name in LIVE_ATTRIBUTES {
+            attrs.insert(name.to_owned(), Value::unknown());
+        }
+    }
+}
+
+/// Plan-time checks that need the platform: the volumes, and on the local platform, which
+/// gives nodes this machine's GPUs, whether there are enough of them.
+pub(super) async fn check_plan(client: &Client, planned: &Value) -> Diagnostics {
+    let mut diags = mounts::check_plan(client, planned).await;
+    if client.name() == "local"
+        && let Some(warning) = gpu_warning(planned, machine_gpus())
+    {
+        diags.push(warning);
+    }
+    diags
+}
+
+/// GPUs this machine gives local nodes: `BATCHAI_LOCAL_GPU_COUNT` when set (as nodes read it
+/// from the provider's environment), else what `nvidia-smi -L` lists.
+pub(super) fn machine_gpus() -> u32 {
+    std::env::var("BATCHAI_LOCAL_GPU_COUNT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(agent::gpu::detect_gpus)
+}
+
+/// A warning when nodes will get fewer GPUs than their VM size has: the local platform hands
+/// out the machine's GPUs, and a node gets none (its jobs run on the CPU) when they run out.
+pub(super) fn gpu_warning(planned: &Value, available: u32) -> Option<Diagnostic> {
+    // Only when the nodes are (re)created: a plan with a known ID changes no node.
+    if !planned.get_attr("id").is_some_and(Value::is_unknown) {
+        return None;
+    }
+    // A GPU count not known yet (as opposed to not set) says nothing.
+    if value_at(planned, &["local_settings", "gpus_per_node"]).is_some_and(Value::is_unknown) {
+        return None;
+    }
+    let cluster = decode_partial::<Model>(planned)?;
+    let vm_size = cluster.vm_size.as_deref()?;
+    let per_node = cluster
+        .local_settings
+        .and_then(|l| l.gpus_per_node)
+        .unwrap_or_else(|| agent::gpu::gpus_for_vm_size(vm_size));
+    if per_node == 0 {
+        return None;
+    }
+    let scale = cluster.scale_settings.unwrap_or_default();
+    let max_nodes = scale
+        .manual
+        .and_then(|m| m.target_node_count)
+        .or_else(|| scale.auto_scale.and_then(|a| a.maximum_node_count))
+        .unwrap_or(1)
+        .max(1);
+    let wanted = per_node.saturating_mul(max_nodes);
+    if available >= wanted {
+        return None;
+    }
+    let what = if available == 0 {
+        "this machine has no GPU (`nvidia-smi -L` lists none), so the nodes will have no GPU: \
+         their jobs see an empty CUDA_VISIBLE_DEVICES and AZ_BATCHAI_NUM_GPUS=0"
+            .to_owned()
+    } else {
+        format!(
+            "this machine has {available} GPU(s) for up to {max_nodes} node(s) wanting \
+             {per_node} each, so some nodes will get fewer GPUs or none"
+        )
+    };
+    Some(
+        Diagnostic::warning(
+            "nodes will get fewer GPUs than their VM size has",
+            format!(
+                "{vm_size} has {per_node} GPU(s) per node on Azure, but {what}. Set \
+                 BATCHAI_LOCAL_GPU_COUNT in Terraform's environment to override the machine's \
+                 count, or set local_settings {{ gpus_per_node = 0 }} (or a CPU vm_size) to \
+                 plan CPU nodes; each node's GPUs are shown in `nodes`"
+            ),
+        )
+        .at(AttributePath::attrs(["vm_size"])),
+    )
+}
