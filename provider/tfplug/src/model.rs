@@ -118,11 +118,12 @@ pub fn decode_attribute<T: DeserializeOwned + AttributeType>(value: &Value) -> R
 }
 
 /// Decodes a block value for a declared block check: unknowns arrive as null, collections
-/// that are null as empty. `None` when the value does not fit the model (the number checks
-/// report that).
+/// that are null as empty. Attributes the model does not declare (the framework's `timeouts`
+/// block on a resource's root) are left out, and missing ones read as null. `None` when the
+/// value does not fit the model (the number checks report that).
 pub fn decode_partial<T: Model>(value: &Value) -> Option<T> {
     let ty = T::block().implied_type();
-    let mut json = json::to_json(&value.unknown_as_null(), &ty).ok()?;
+    let mut json = json::to_json(&conform(&value.unknown_as_null(), &ty), &ty).ok()?;
     empty_collections_for_nulls(&mut json, &ty);
     serde_json::from_value(json).ok()
 }
@@ -158,6 +159,35 @@ pub fn check_numbers<T: DeserializeOwned>(config: &Value, ty: &Type) -> Diagnost
         return Diagnostics::new();
     }
     numbers_out_of_range::<T>(&json, ty).unwrap_or_default()
+}
+
+/// `value` with exactly the attributes of `ty`'s objects, at any depth: extra ones dropped,
+/// missing ones null.
+fn conform(value: &Value, ty: &Type) -> Value {
+    match (value, ty) {
+        (Value::Object(entries), Type::Object(attrs)) => Value::Object(
+            attrs
+                .iter()
+                .map(|(k, t)| {
+                    let v = entries.get(k).map_or(Value::Null, |v| conform(v, t));
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        (Value::List(items), Type::List(element)) => {
+            Value::List(items.iter().map(|v| conform(v, element)).collect())
+        }
+        (Value::Set(items), Type::Set(element)) => {
+            Value::Set(items.iter().map(|v| conform(v, element)).collect())
+        }
+        (Value::Map(items), Type::Map(element)) => Value::Map(
+            items
+                .iter()
+                .map(|(k, v)| (k.clone(), conform(v, element)))
+                .collect(),
+        ),
+        _ => value.clone(),
+    }
 }
 
 fn empty_collections_for_nulls(json: &mut Json, ty: &Type) {

@@ -233,3 +233,35 @@ fn the_planner_plans_declared_defaults_in_configured_blocks() {
     assert!(replace.is_empty(), "{replace:?}");
     assert_eq!(second, prior);
 }
+
+#[test]
+fn block_checks_decode_a_resource_value_with_attributes_the_model_lacks() {
+    // A resource's configuration also holds the framework's `timeouts` block, and a test's
+    // configuration may leave attributes out: the check still sees its model.
+    let summaries = |config: &Value| -> Vec<String> {
+        validate(&Thing::block(), config)
+            .into_iter()
+            .map(|d| d.summary)
+            .collect()
+    };
+    let mut full = obj(vec![
+        ("name", Value::string("a")),
+        ("low", Value::number(5)),
+        ("high", Value::number(1)),
+        ("small", size()),
+    ]);
+    if let Value::Object(m) = &mut full {
+        m.insert("timeouts".into(), Value::Null);
+    }
+    assert_eq!(summaries(&full), ["invalid bounds"]);
+    let partial = Value::Object(
+        [
+            ("low".to_owned(), Value::number(5)),
+            ("high".to_owned(), Value::number(1)),
+            ("small".to_owned(), size()),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    assert_eq!(summaries(&partial), ["invalid bounds"]);
+}
