@@ -5,7 +5,10 @@ use control::jobs::{Container, InputDirectory, JobSpec, OutputDirectory, Priorit
 use control::records;
 use tfplug::{AttributePath, Diagnostic, Diagnostics};
 
-use super::model::{DEFAULT_MAX_UNSCHEDULABLE, DEFAULT_MAX_WALL_CLOCK, JobModel};
+use super::model::{
+    ContainerModel, DEFAULT_MAX_UNSCHEDULABLE, DEFAULT_MAX_WALL_CLOCK, InputModel, JobModel,
+    OutputModel, RetryModel,
+};
 use crate::Client;
 use crate::names::Name;
 use crate::platform::JobView;
@@ -70,23 +73,8 @@ pub(super) async fn spec_from(
             .and_then(|p| p.command_line.clone()),
         environment_variables: model.environment_variables.clone().unwrap_or_default(),
         has_secrets: model.secrets_wo.as_ref().is_some_and(|s| !s.is_empty()),
-        input_directories: model
-            .input_directories
-            .iter()
-            .map(|d| InputDirectory {
-                id: d.id.clone().unwrap_or_default(),
-                path: d.path.clone().unwrap_or_default(),
-            })
-            .collect(),
-        output_directories: model
-            .output_directories
-            .iter()
-            .map(|d| OutputDirectory {
-                id: d.id.clone().unwrap_or_default(),
-                path_prefix: d.path_prefix.clone().unwrap_or_default(),
-                path_suffix: d.path_suffix.clone(),
-            })
-            .collect(),
+        input_directories: model.input_directories.iter().map(input).collect(),
+        output_directories: model.output_directories.iter().map(output).collect(),
         std_out_err_path_prefix: model
             .std_out_err_path_prefix
             .clone()
@@ -94,24 +82,41 @@ pub(super) async fn spec_from(
         mounts: mounts::resolve(client, model.mount_volumes.as_ref()).await?,
         max_wall_clock_ms,
         max_unschedulable_ms,
-        retry: model
-            .retry
-            .as_ref()
-            .map(|r| Retry {
-                max_retries: r.max_retries.unwrap_or(0),
-                retry_on_exit_codes: r.retry_on_exit_codes.clone().unwrap_or_default(),
-            })
-            .unwrap_or_default(),
-        container: model.container_settings.as_ref().map(|c| {
-            let registry = c.image_source_registry.clone().unwrap_or_default();
-            Container {
-                image: registry.image.unwrap_or_default(),
-                server_url: registry.server_url,
-                shm_size: c.shm_size.clone(),
-            }
-        }),
+        retry: model.retry.as_ref().map(retry).unwrap_or_default(),
+        container: model.container_settings.as_ref().map(container),
     };
     Ok((spec, cluster))
+}
+
+fn input(d: &InputModel) -> InputDirectory {
+    InputDirectory {
+        id: d.id.clone().unwrap_or_default(),
+        path: d.path.clone().unwrap_or_default(),
+    }
+}
+
+fn output(d: &OutputModel) -> OutputDirectory {
+    OutputDirectory {
+        id: d.id.clone().unwrap_or_default(),
+        path_prefix: d.path_prefix.clone().unwrap_or_default(),
+        path_suffix: d.path_suffix.clone(),
+    }
+}
+
+fn retry(r: &RetryModel) -> Retry {
+    Retry {
+        max_retries: r.max_retries.unwrap_or(0),
+        retry_on_exit_codes: r.retry_on_exit_codes.clone().unwrap_or_default(),
+    }
+}
+
+fn container(c: &ContainerModel) -> Container {
+    let registry = c.image_source_registry.clone().unwrap_or_default();
+    Container {
+        image: registry.image.unwrap_or_default(),
+        server_url: registry.server_url,
+        shm_size: c.shm_size.clone(),
+    }
 }
 
 /// The configuration as stored for import: everything but secrets.
