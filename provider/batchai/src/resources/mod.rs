@@ -64,7 +64,8 @@ pub(crate) fn rfc3339_ms(ms: u64) -> String {
         .unwrap_or_default()
 }
 
-/// Sets the value at `path` (attribute names) inside an object value; for plan defaults.
+/// Sets the value at `path` (attribute names) inside an object value.
+#[cfg(test)]
 pub(crate) fn set_path(value: &mut Value, path: &[&str], new: Value) {
     let Value::Object(attrs) = value else {
         return;
@@ -85,21 +86,6 @@ pub(crate) fn set_path(value: &mut Value, path: &[&str], new: Value) {
 /// The value at `path` (attribute names) inside an object value, if every step exists.
 pub(crate) fn value_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(value, |v, name| v.get_attr(name))
-}
-
-/// Plans each default whose attribute configuration leaves null, when the block holding it is
-/// configured. Defaults are known at plan time, so the plan shows them.
-pub(crate) fn plan_defaults(config: &Value, planned: &mut Value, defaults: &[(&[&str], Value)]) {
-    for (path, default) in defaults {
-        let Some((_, parent)) = path.split_last() else {
-            continue;
-        };
-        let parent_set =
-            parent.is_empty() || value_at(config, parent).is_some_and(|v| !v.is_null());
-        if parent_set && value_at(config, path).is_some_and(Value::is_null) {
-            set_path(planned, path, default.clone());
-        }
-    }
 }
 
 /// What `ValidateResourceConfig` reports for `config`, declared checks included, with a CLI
