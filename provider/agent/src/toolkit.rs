@@ -146,6 +146,7 @@ pub fn process_count(toolkit: &Toolkit, node_count: u32) -> u32 {
         | Toolkit::Chainer { process_count, .. }
         | Toolkit::Cntk { process_count, .. }
         | Toolkit::Pytorch { process_count, .. }
+        | Toolkit::Deepspeed { process_count, .. }
         | Toolkit::Caffe { process_count, .. } => *process_count,
         Toolkit::Tensorflow { worker_count, .. } => *worker_count,
         Toolkit::CustomToolkit { .. } | Toolkit::Caffe2 { .. } => Some(1),
@@ -172,12 +173,19 @@ fn parameter_servers(toolkit: &Toolkit, node_count: u32) -> u32 {
 /// Ports the scheduler reserves for an attempt: PyTorch's `MASTER_PORT`, one per TensorFlow
 /// task.
 pub fn ports_needed(toolkit: &Toolkit, node_count: u32) -> usize {
+    // Exhaustive, so a new toolkit says whether its ranks meet at a rendezvous port.
     match toolkit {
-        Toolkit::Pytorch { .. } => 1,
+        Toolkit::Pytorch { .. } | Toolkit::Deepspeed { .. } => 1,
         Toolkit::Tensorflow { .. } => {
             (process_count(toolkit, node_count) + parameter_servers(toolkit, node_count)) as usize
         }
-        _ => 0,
+        Toolkit::CustomToolkit { .. }
+        | Toolkit::CustomMpi { .. }
+        | Toolkit::Horovod { .. }
+        | Toolkit::Chainer { .. }
+        | Toolkit::Cntk { .. }
+        | Toolkit::Caffe { .. }
+        | Toolkit::Caffe2 { .. } => 0,
     }
 }
 
@@ -212,9 +220,10 @@ pub fn uses_mpi(toolkit: &Toolkit, node_count: u32) -> bool {
         } => communication_backend
             .as_deref()
             .is_some_and(|b| b.eq_ignore_ascii_case("mpi")),
-        Toolkit::CustomToolkit { .. } | Toolkit::Tensorflow { .. } | Toolkit::Caffe2 { .. } => {
-            false
-        }
+        Toolkit::CustomToolkit { .. }
+        | Toolkit::Tensorflow { .. }
+        | Toolkit::Caffe2 { .. }
+        | Toolkit::Deepspeed { .. } => false,
     }
 }
 
@@ -252,6 +261,21 @@ fn rank_command(toolkit: &Toolkit) -> String {
             None => python(script, script.command_line_args.as_deref()),
         },
         Toolkit::Tensorflow { script, .. } => python(script, None),
+        Toolkit::Deepspeed {
+            script,
+            deepspeed_config_path,
+            ..
+        } => {
+            let deepspeed = format!(
+                "--deepspeed --deepspeed_config {}",
+                sh_path(deepspeed_config_path)
+            );
+            let args = match script.command_line_args.as_deref() {
+                Some(args) if !args.trim().is_empty() => format!("{args} {deepspeed}"),
+                _ => deepspeed,
+            };
+            python(script, Some(&args))
+        }
     }
 }
 
@@ -288,7 +312,8 @@ pub fn plan(toolkit: &Toolkit, layout: &Layout<'_>) -> NodePlan {
         };
     }
     match toolkit {
-        Toolkit::Pytorch { .. } => pytorch(toolkit, layout, node_count),
+        // DeepSpeed's `init_distributed` reads the same rendezvous variables as PyTorch's.
+        Toolkit::Pytorch { .. } | Toolkit::Deepspeed { .. } => pytorch(toolkit, layout, node_count),
         Toolkit::Tensorflow { .. } => tensorflow(toolkit, layout, node_count),
         _ if master => NodePlan {
             required: vec![Proc {
@@ -591,6 +616,31 @@ mod tests {
         assert_eq!(on(0), [row("master", "0", "0"), row("rank-1", "1", "1")]);
         assert_eq!(on(1), [row("rank-2", "2", "0")]);
         assert_eq!(ports_needed(&toolkit, 2), 1);
+    }
+
+    #[test]
+    fn deepspeed_ranks_meet_as_pytorch_ranks_with_its_config() {
+        let nodes = nodes(2);
+        let toolkit = Toolkit::Deepspeed {
+            script: script("ds.py", Some("--epochs 1")),
+            deepspeed_config_path: "$AZ_BATCHAI_MOUNT_ROOT/ds config.json".into(),
+            process_count: None,
+        };
+        let keys = ["RANK", "WORLD_SIZE", "MASTER_PORT"];
+        let command = "python3 ds.py --epochs 1 --deepspeed --deepspeed_config \
+                       \"${AZ_BATCHAI_MOUNT_ROOT}\"'/ds config.json'";
+        let on = |i| summary(&plan(&toolkit, &layout(&nodes, i, &[29500])), &keys);
+        let row = |label: &str, rank: &str| {
+            (
+                label.to_owned(),
+                command.to_owned(),
+                vec![rank.to_owned(), "2".to_owned(), "29500".to_owned()],
+            )
+        };
+        assert_eq!(on(0), [row("master", "0")]);
+        assert_eq!(on(1), [row("rank-1", "1")]);
+        assert_eq!(ports_needed(&toolkit, 2), 1);
+        assert!(!uses_mpi(&toolkit, 2));
     }
 
     #[test]

@@ -89,6 +89,13 @@ pub enum Toolkit {
     Caffe2 {
         script: Script,
     },
+    /// A DeepSpeed script, launched per rank as `Pytorch` is, with
+    /// `--deepspeed --deepspeed_config <path>` after the script's own arguments.
+    Deepspeed {
+        script: Script,
+        deepspeed_config_path: String,
+        process_count: Option<u32>,
+    },
 }
 
 impl Toolkit {
@@ -104,6 +111,7 @@ impl Toolkit {
             Self::Tensorflow { .. } => "tensorflow",
             Self::Caffe { .. } => "caffe",
             Self::Caffe2 { .. } => "caffe2",
+            Self::Deepspeed { .. } => "deepspeed",
         }
     }
 }

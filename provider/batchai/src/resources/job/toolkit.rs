@@ -39,7 +39,8 @@ pub(crate) trait ToolkitBlock: Sync {
         pytorch,
         tensorflow,
         caffe,
-        caffe2
+        caffe2,
+        deepspeed
     ),
     summary = "exactly one toolkit block"
 )]
@@ -62,6 +63,8 @@ pub(crate) struct Toolkits {
     pub caffe: Option<CaffeModel>,
     #[tf(block, replace)]
     pub caffe2: Option<Caffe2Model>,
+    #[tf(block, replace)]
+    pub deepspeed: Option<DeepspeedModel>,
 }
 
 impl Toolkits {
@@ -81,6 +84,7 @@ impl Toolkits {
             ("tensorflow", set(self.tensorflow.as_ref())),
             ("caffe", set(self.caffe.as_ref())),
             ("caffe2", set(self.caffe2.as_ref())),
+            ("deepspeed", set(self.deepspeed.as_ref())),
         ]
     }
 
@@ -449,6 +453,36 @@ impl ToolkitBlock for Caffe2Model {
     }
 }
 
+/// A DeepSpeed script, launched as `pytorch` launches its ranks (one process per rank with
+/// `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR` and `MASTER_PORT`, which
+/// `deepspeed.init_distributed()` reads), with `--deepspeed --deepspeed_config
+/// <deepspeed_config_path>` after the script's arguments. Needs the `deepspeed` package in the
+/// interpreter the script runs with.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+pub(crate) struct DeepspeedModel {
+    #[tf(flatten)]
+    #[serde(flatten)]
+    pub script: ScriptModel,
+    /// The DeepSpeed configuration (JSON) passed as `--deepspeed_config`; may use
+    /// `$AZ_BATCHAI_MOUNT_ROOT` and other job variables.
+    #[tf(required)]
+    pub deepspeed_config_path: Option<String>,
+    /// Processes (ranks) to start in all, spread evenly over the nodes. Defaults to
+    /// `node_count`.
+    #[tf(optional, range(1, MAX_PROCESSES))]
+    pub process_count: Option<u32>,
+}
+
+impl ToolkitBlock for DeepspeedModel {
+    fn toolkit(&self) -> Toolkit {
+        Toolkit::Deepspeed {
+            script: self.script.script(),
+            deepspeed_config_path: self.deepspeed_config_path.clone().unwrap_or_default(),
+            process_count: self.process_count,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use tfplug::validate::BlockRule;
@@ -469,6 +503,7 @@ mod tests {
             tensorflow: Some(TensorflowModel::default()),
             caffe: Some(CaffeModel::default()),
             caffe2: Some(Caffe2Model::default()),
+            deepspeed: Some(DeepspeedModel::default()),
         };
         let table = all.table();
         let listed: Vec<&str> = table.iter().map(|(name, _)| *name).collect();
