@@ -42,6 +42,7 @@ fn no_op(name: &str, cluster: &str, marks: &Path) -> JobSpec {
         mounts: Vec::new(),
         max_wall_clock_ms: 60_000,
         max_unschedulable_ms: control::jobs::DEFAULT_MAX_UNSCHEDULABLE_MS,
+        termination_grace_ms: control::jobs::DEFAULT_TERMINATION_GRACE_MS,
         retry: Retry::default(),
         container: None,
     }

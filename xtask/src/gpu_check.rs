@@ -80,6 +80,7 @@ pub fn gpu_check(binary: &Path) -> anyhow::Result<()> {
         mounts: Vec::new(),
         max_wall_clock_ms: 120_000,
         max_unschedulable_ms: control::jobs::DEFAULT_MAX_UNSCHEDULABLE_MS,
+        termination_grace_ms: control::jobs::DEFAULT_TERMINATION_GRACE_MS,
         retry: Retry::default(),
         container: None,
     };

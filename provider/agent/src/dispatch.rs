@@ -577,6 +577,7 @@ mod tests {
             mounts: vec![],
             max_wall_clock_ms: 60_000,
             max_unschedulable_ms: control::jobs::DEFAULT_MAX_UNSCHEDULABLE_MS,
+            termination_grace_ms: control::jobs::DEFAULT_TERMINATION_GRACE_MS,
             retry: Retry::default(),
             container: None,
         }

@@ -20,6 +20,8 @@ use crate::setup::{self, node_error as job_error, redact, tail};
 use crate::toolkit::{self, Layout, Proc, sh_quote};
 
 /// How long processes get between SIGTERM and SIGKILL.
+/// How long a node's leftover processes have between SIGTERM and SIGKILL when the node leaves;
+/// a job's own processes get their job's `termination_grace_ms`.
 pub const TERMINATE_GRACE: Duration = Duration::from_secs(10);
 /// How often a running attempt looks at its job status and its processes.
 const POLL: Duration = Duration::from_millis(50);
@@ -1249,12 +1251,13 @@ impl Attempt<'_> {
             crate::launcher::signal_process(pid, libc::SIGTERM);
         }
         let mut stoppers = Vec::new();
+        let grace_secs = self.spec.termination_grace_ms.div_ceil(1000).to_string();
         for c in &mut self.children {
             crate::launcher::signal_group(c.child.id(), libc::SIGTERM);
             if let Some((runtime, name)) = &c.container
                 && matches!(c.child.try_wait(), Ok(None))
                 && let Ok(stopper) = Command::new(runtime)
-                    .args(["stop", "-t", "10", name])
+                    .args(["stop", "-t", &grace_secs, name])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
@@ -1262,7 +1265,7 @@ impl Attempt<'_> {
                 stoppers.push(stopper);
             }
         }
-        let deadline = Instant::now() + TERMINATE_GRACE;
+        let deadline = Instant::now() + Duration::from_millis(self.spec.termination_grace_ms);
         while Instant::now() < deadline && (any_alive(&mut self.children) || !marked().is_empty()) {
             std::thread::sleep(POLL);
         }

@@ -187,6 +187,9 @@ pub struct JobSpec {
     /// and none to be had, or fewer than `node_count` ever) before it fails.
     #[serde(default = "default_max_unschedulable_ms")]
     pub max_unschedulable_ms: u64,
+    /// How long the job's processes have between SIGTERM and SIGKILL when they are stopped.
+    #[serde(default = "default_termination_grace_ms")]
+    pub termination_grace_ms: u64,
     pub retry: Retry,
     pub container: Option<Container>,
 }
@@ -197,6 +200,13 @@ pub const DEFAULT_MAX_UNSCHEDULABLE_MS: u64 = 5 * 60_000;
 
 fn default_max_unschedulable_ms() -> u64 {
     DEFAULT_MAX_UNSCHEDULABLE_MS
+}
+
+/// Ten seconds, as every job had before the period could be set.
+pub const DEFAULT_TERMINATION_GRACE_MS: u64 = 10_000;
+
+fn default_termination_grace_ms() -> u64 {
+    DEFAULT_TERMINATION_GRACE_MS
 }
 
 impl JobSpec {

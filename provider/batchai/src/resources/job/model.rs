@@ -15,6 +15,9 @@ pub(super) const DEFAULT_MAX_WALL_CLOCK: &str = "7.00:00:00";
 /// The default of `constraints.max_unschedulable_time`:
 /// [`control::jobs::DEFAULT_MAX_UNSCHEDULABLE_MS`].
 pub(super) const DEFAULT_MAX_UNSCHEDULABLE: &str = "00:05:00";
+/// The default of `constraints.termination_grace_period`:
+/// [`control::jobs::DEFAULT_TERMINATION_GRACE_MS`].
+pub(super) const DEFAULT_TERMINATION_GRACE: &str = "00:00:10";
 
 /// A Batch AI job: a training run of one toolkit on `node_count` nodes of a cluster, with
 /// its environment, inputs, outputs, logs and metrics. Jobs are immutable: changing an
@@ -219,6 +222,29 @@ pub(crate) struct ConstraintsModel {
     /// `NodeCountUnattainable`. Waiting for busy nodes is not counted.
     #[tf(default = DEFAULT_MAX_UNSCHEDULABLE, validate = control::duration::parse)]
     pub max_unschedulable_time: Option<String>,
+    /// How long the job's processes have after SIGTERM to save their work (a checkpoint)
+    /// before SIGKILL, whenever they are stopped: the job is destroyed or runs over its
+    /// `max_wall_clock_time`, or a node leaving sends it back to the queue. Same notations as
+    /// `max_wall_clock_time`, at most 1 hour; defaults to 10 seconds. A container gets the same
+    /// period (`docker stop -t`).
+    #[tf(default = DEFAULT_TERMINATION_GRACE, validate = check_grace_period)]
+    pub termination_grace_period: Option<String>,
+}
+
+/// A grace period the provider's own waits can afford.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GracePeriodError {
+    #[error(transparent)]
+    Notation(#[from] control::duration::ParseError),
+    #[error("{0:?} is longer than 1 hour; a job gets at most 1 hour between SIGTERM and SIGKILL")]
+    TooLong(String),
+}
+
+fn check_grace_period(text: &str) -> Result<(), GracePeriodError> {
+    if control::duration::parse(text)? > std::time::Duration::from_secs(3600) {
+        return Err(GracePeriodError::TooLong(text.to_owned()));
+    }
+    Ok(())
 }
 
 /// Runs a failed job again. A node lost mid-job always sends the job back to the queue

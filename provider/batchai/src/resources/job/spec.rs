@@ -6,8 +6,8 @@ use control::records;
 use tfplug::{AttributePath, Diagnostic, Diagnostics};
 
 use super::model::{
-    ContainerModel, DEFAULT_MAX_UNSCHEDULABLE, DEFAULT_MAX_WALL_CLOCK, InputModel, JobModel,
-    OutputModel, RetryModel,
+    ContainerModel, DEFAULT_MAX_UNSCHEDULABLE, DEFAULT_MAX_WALL_CLOCK, DEFAULT_TERMINATION_GRACE,
+    InputModel, JobModel, OutputModel, RetryModel,
 };
 use crate::Client;
 use crate::names::Name;
@@ -53,6 +53,13 @@ pub(super) async fn spec_from(
             .unwrap_or(DEFAULT_MAX_UNSCHEDULABLE),
         "max_unschedulable_time",
     )?;
+    let termination_grace_ms = limit_ms(
+        constraints
+            .termination_grace_period
+            .as_deref()
+            .unwrap_or(DEFAULT_TERMINATION_GRACE),
+        "termination_grace_period",
+    )?;
     let spec = JobSpec {
         format: records::FORMAT,
         name: name.to_string(),
@@ -82,6 +89,7 @@ pub(super) async fn spec_from(
         mounts: mounts::resolve(client, model.mount_volumes.as_ref()).await?,
         max_wall_clock_ms,
         max_unschedulable_ms,
+        termination_grace_ms,
         retry: model.retry.as_ref().map(retry).unwrap_or_default(),
         container: model.container_settings.as_ref().map(container),
     };

@@ -117,6 +117,17 @@ fn validation_points_at_the_attribute() {
             vec!["constraints.max_wall_clock_time"],
         ),
         (
+            "grace periods",
+            base(vec![
+                ("custom_toolkit", cmd("a")),
+                (
+                    "constraints",
+                    obj(vec![("termination_grace_period", Value::string("2h"))]),
+                ),
+            ]),
+            vec!["constraints.termination_grace_period"],
+        ),
+        (
             "caffe needs one entry point",
             base(vec![(
                 "caffe",
