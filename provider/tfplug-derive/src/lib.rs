@@ -287,7 +287,8 @@ fn field_spec(field: &syn::Field) -> syn::Result<FieldSpec> {
                         fn check(
                             value: &::tfplug::Value,
                         ) -> ::core::result::Result<(), ::std::string::String> {
-                            let value: #value_ty = ::tfplug::model::decode_attribute(value)?;
+                            let value: #value_ty = ::tfplug::model::decode_attribute(value)
+                                .map_err(|e| ::std::string::ToString::to_string(&e))?;
                             #function(&value)
                                 .map(|_| ())
                                 .map_err(|e| ::std::string::ToString::to_string(&e))

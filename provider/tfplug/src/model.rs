@@ -111,10 +111,21 @@ impl Literal for f64 {
     }
 }
 
-/// Decodes one known attribute value for a declared validator; the error says what is wrong.
-pub fn decode_attribute<T: DeserializeOwned + AttributeType>(value: &Value) -> Result<T, String> {
-    let json = json::to_json(value, &T::attribute_type()).map_err(|e| e.to_string())?;
-    serde_json::from_value(json).map_err(|e| e.to_string())
+/// A known attribute value that does not fit its field's Rust type.
+#[derive(Debug, thiserror::Error)]
+pub enum AttributeError {
+    #[error("the value does not match the attribute's type: {0}")]
+    Value(#[from] crate::value::ValueError),
+    #[error("the value does not fit the field: {0}")]
+    Field(#[from] serde_json::Error),
+}
+
+/// Decodes one known attribute value for a declared validator.
+pub fn decode_attribute<T: DeserializeOwned + AttributeType>(
+    value: &Value,
+) -> Result<T, AttributeError> {
+    let json = json::to_json(value, &T::attribute_type())?;
+    Ok(serde_json::from_value(json)?)
 }
 
 /// Decodes a block value for a declared block check: unknowns arrive as null, collections

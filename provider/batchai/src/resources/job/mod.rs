@@ -179,7 +179,8 @@ async fn create(client: &Client, ctx: &Context, model: JobModel) -> ApplyResult<
         Ok(n) => n,
         Err(e) => return ApplyResult::failed(Diagnostic::internal(e.to_string())),
     };
-    if !model.wait_for_completion.unwrap_or(true) {
+    // The plan holds the configured value or the declared default.
+    if model.wait_for_completion == Some(false) {
         return ApplyResult::ok(with_live(model, &submitted));
     }
     // Stop and timeout end the wait here rather than by dropping the call, so the job is saved

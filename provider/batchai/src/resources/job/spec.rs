@@ -66,8 +66,10 @@ pub(super) async fn spec_from(
         cluster: cluster.to_string(),
         uid: crate::resources::unique_segment(),
         created_ms: records::now_ms(),
-        // The declared default; the plan always holds it.
-        node_count: model.node_count.unwrap_or(1),
+        // The plan always holds a count: the configured one or the declared default.
+        node_count: model.node_count.ok_or_else(|| {
+            Diagnostic::internal("node_count is missing from the plan of a new job")
+        })?,
         priority: model
             .scheduling_priority
             .as_deref()

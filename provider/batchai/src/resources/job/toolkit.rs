@@ -293,10 +293,12 @@ fn cntk_needs_its_file(cntk: &CntkModel) -> Diagnostics {
 impl ToolkitBlock for CntkModel {
     fn toolkit(&self) -> Toolkit {
         Toolkit::Cntk {
+            // The plan holds the configured language or the declared default; agents run the
+            // Python script for anything but `brainscript`.
             language_type: self
                 .language_type
                 .as_deref()
-                .unwrap_or("python")
+                .unwrap_or_default()
                 .to_ascii_lowercase(),
             config_file_path: self.config_file_path.clone(),
             script: script(
