@@ -19,26 +19,29 @@ pub fn default_plan(
 ) -> (Value, Vec<AttributePath>) {
     let proposed = &null_write_only(&schema.block, proposed);
     let proposed = &single_blocks_follow_config(&schema.block, proposed, config);
-    let proposed = &with_defaults(&schema.block, proposed, config);
     if prior.is_null() {
+        let planned = with_defaults(&schema.block, proposed, config, &Value::Null);
         return (
-            unknown_computed(&schema.block, proposed, config),
+            unknown_computed(&schema.block, &planned, config),
             Vec::new(),
         );
     }
+    let kept = with_defaults(&schema.block, proposed, config, prior);
     let mut replace = Vec::new();
     collect_replacements(
         &schema.block,
         prior,
-        proposed,
+        &kept,
         &AttributePath::root(),
         &mut replace,
     );
     if replace.is_empty() {
-        (proposed.clone(), replace)
+        (kept, replace)
     } else {
-        // A replacement creates a new object, so everything it computes will be new too.
-        (unknown_computed(&schema.block, proposed, config), replace)
+        // A replacement creates a new object: it gets every default, and everything it
+        // computes will be new too.
+        let fresh = with_defaults(&schema.block, proposed, config, &Value::Null);
+        (unknown_computed(&schema.block, &fresh, config), replace)
     }
 }
 
@@ -70,15 +73,23 @@ fn single_blocks_follow_config(block: &Block, proposed: &Value, config: &Value) 
 
 /// Declared defaults fill the attributes configuration leaves null, in every configured block,
 /// so the plan shows the values apply will use.
-fn with_defaults(block: &Block, proposed: &Value, config: &Value) -> Value {
+///
+/// An object that exists keeps a null it already has: its state was written before the
+/// attribute had a default (an older provider), and planning the default now would be a change
+/// the user never made, a replacement for attributes that force one.
+fn with_defaults(block: &Block, proposed: &Value, config: &Value, prior: &Value) -> Value {
     let Some(attrs) = object(proposed) else {
         return proposed.clone();
     };
+    let existing = !prior.is_null();
     let mut out = attrs.clone();
     for a in &block.attributes {
-        if let Some(default) = &a.default
-            && config.get_attr(&a.name).is_none_or(Value::is_null)
-        {
+        let Some(default) = &a.default else {
+            continue;
+        };
+        let unset = config.get_attr(&a.name).is_none_or(Value::is_null);
+        let kept_null = existing && prior.get_attr(&a.name).is_none_or(Value::is_null);
+        if unset && !kept_null {
             out.insert(a.name.clone(), default.clone());
         }
     }
@@ -86,23 +97,35 @@ fn with_defaults(block: &Block, proposed: &Value, config: &Value) -> Value {
         let (Some(p), Some(c)) = (attrs.get(&b.type_name), config.get_attr(&b.type_name)) else {
             continue;
         };
+        let before = prior.get_attr(&b.type_name).unwrap_or(&Value::Null);
         let filled = match (b.nesting, p, c) {
             (Nesting::Single | Nesting::Group, p, c) if !p.is_null() && !c.is_unknown() => {
-                with_defaults(&b.block, p, c)
+                with_defaults(&b.block, p, c, before)
             }
             (Nesting::List, Value::List(ps), Value::List(cs)) if ps.len() == cs.len() => {
+                let befores = match before {
+                    Value::List(items) => items.as_slice(),
+                    _ => &[],
+                };
                 Value::List(
                     ps.iter()
                         .zip(cs)
-                        .map(|(p, c)| with_defaults(&b.block, p, c))
+                        .enumerate()
+                        .map(|(i, (p, c))| {
+                            with_defaults(&b.block, p, c, befores.get(i).unwrap_or(&Value::Null))
+                        })
                         .collect(),
                 )
             }
             (Nesting::Map, Value::Map(ps), Value::Map(cs)) => Value::Map(
                 ps.iter()
                     .map(|(k, p)| {
+                        let prior_item = match before {
+                            Value::Map(items) => items.get(k).unwrap_or(&Value::Null),
+                            _ => &Value::Null,
+                        };
                         let filled = match cs.get(k) {
-                            Some(c) => with_defaults(&b.block, p, c),
+                            Some(c) => with_defaults(&b.block, p, c, prior_item),
                             None => p.clone(),
                         };
                         (k.clone(), filled)

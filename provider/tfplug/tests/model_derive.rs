@@ -277,3 +277,33 @@ fn flattened_models_round_trip_through_values() {
     let back = tfplug::model::encode(&thing, &ty).expect("encodes");
     assert_eq!(back.get_attr("weight"), Some(&Value::number(7)));
 }
+
+#[test]
+fn state_from_before_a_default_existed_is_neither_changed_nor_replaced() {
+    let schema = Schema::new(0, Thing::block());
+    let config = obj(vec![("name", Value::string("a")), ("small", size())]);
+    // State an older provider wrote: `count` (which forces replacement) and `priority` had no
+    // defaults then, and the block's `fast` neither.
+    let old = obj(vec![
+        ("id", Value::string("x")),
+        ("name", Value::string("a")),
+        (
+            "small",
+            Value::Object([("fast".to_owned(), Value::Null)].into_iter().collect()),
+        ),
+    ]);
+    let (planned, replace) = default_plan(&schema, &old, &old, &config);
+    assert!(replace.is_empty(), "{replace:?}");
+    assert_eq!(planned, old);
+    // A replacement for another reason creates a new object, with every default.
+    let renamed = obj(vec![("name", Value::string("b")), ("small", size())]);
+    let mut proposed = renamed.clone();
+    if let Value::Object(m) = &mut proposed {
+        m.insert("id".into(), Value::string("x"));
+    }
+    let (planned, replace) = default_plan(&schema, &old, &proposed, &renamed);
+    assert_eq!(replace.len(), 1, "{replace:?}");
+    assert_eq!(planned.get_attr("count"), Some(&Value::number(1)));
+    assert_eq!(planned.get_attr("priority"), Some(&Value::string("normal")));
+    assert!(planned.get_attr("id").is_some_and(Value::is_unknown));
+}
