@@ -103,8 +103,10 @@ pub struct JobModel {
     pub(crate) end_time: Option<String>,
     /// What went wrong, one entry per failed attempt: `code` (`JobFailed`,
     /// `JobPreparationFailed`, `JobWallClockTimeExceeded`, `MountFailed`, `JobTerminated`,
-    /// `InvalidContainerImage`, `CorruptRecord`, or, for a job that waited in vain,
-    /// `ClusterUnusable` and `NodeCountUnattainable`), `message` (what happened, on which
+    /// `InvalidContainerImage`, `ContainerRuntimeUnavailable`, `InvalidJobPath` (a path that
+    /// leaves its mount root on the node), `NodeDeallocated` (a scale-down with
+    /// `node_deallocation_option = terminate`), `CorruptRecord`, or, for a job that waited in
+    /// vain, `ClusterUnusable` and `NodeCountUnattainable`), `message` (what happened, on which
     /// node, and what to do) and `details`, a map that for a failed process holds
     /// `exit_code`, `node`, `stdout_path`, `stderr_path` and `stderr_tail` (its last lines
     /// of stderr, secrets shown as `***`); for an MPI rank also `rank` and
