@@ -384,14 +384,7 @@ impl Resource<Client> for FileServerResource {
                 .await
                 .map_err(platform_error)?;
             let Some(status) = status else {
-                return Err(Diagnostic::error(
-                    "file server not found",
-                    format!(
-                        "import file server {id}: no such file server on the {} platform",
-                        client.name()
-                    ),
-                )
-                .into());
+                return Err(super::import_not_found("file server", id, client));
             };
             Ok(model_from(&status, None))
         })

@@ -31,6 +31,32 @@ pub struct ErrorModel {
     pub details: BTreeMap<String, String>,
 }
 
+/// The error of an import whose object does not exist on the platform.
+pub(crate) fn import_not_found(kind: &str, id: &str, client: &crate::Client) -> Diagnostics {
+    Diagnostic::error(
+        format!("{kind} not found"),
+        format!(
+            "import {kind} {id}: no such {kind} on the {} platform",
+            client.name()
+        ),
+    )
+    .into()
+}
+
+/// The configuration a resource stored with its object (for import), read as its model.
+pub(crate) fn stored_configuration<M: serde::de::DeserializeOwned>(
+    kind: &str,
+    id: &str,
+    stored: &serde_json::Value,
+) -> Result<M, Diagnostics> {
+    serde_json::from_value(stored.clone()).map_err(|e| {
+        Diagnostic::internal(format!(
+            "import {kind} {id}: stored configuration is unreadable: {e}"
+        ))
+        .into()
+    })
+}
+
 /// The name kept in state, which was validated when it was stored.
 pub(crate) fn stored_name(name: Option<&str>) -> Result<Name, Diagnostics> {
     Name::parse(name.unwrap_or_default())

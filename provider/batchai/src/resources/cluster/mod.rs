@@ -193,20 +193,8 @@ impl Resource<Client> for ClusterResource {
                 .read_cluster(&name)
                 .await
                 .map_err(platform_error)?
-                .ok_or_else(|| {
-                    Diagnostic::error(
-                        "cluster not found",
-                        format!(
-                            "import cluster {id}: no such cluster on the {} platform",
-                            client.name()
-                        ),
-                    )
-                })?;
-            let model: Model = serde_json::from_value(view.resource.clone()).map_err(|e| {
-                Diagnostic::internal(format!(
-                    "import cluster {id}: stored configuration is unreadable: {e}"
-                ))
-            })?;
+                .ok_or_else(|| super::import_not_found("cluster", id, client))?;
+            let model = super::stored_configuration("cluster", id, &view.resource)?;
             Ok(with_live(model, &view))
         })
     }

@@ -393,22 +393,10 @@ impl Resource<Client> for JobResource {
                 .get_job(&cluster, &job)
                 .await
                 .map_err(platform_error)?
-                .ok_or_else(|| {
-                    Diagnostic::error(
-                        "job not found",
-                        format!(
-                            "import job {id}: no such job on the {} platform",
-                            client.name()
-                        ),
-                    )
-                })?;
+                .ok_or_else(|| super::import_not_found("job", id, client))?;
             // Write-only values are never stored; the imported job keeps running with the
             // secrets it was submitted with.
-            let model: JobModel = serde_json::from_value(view.resource.clone()).map_err(|e| {
-                Diagnostic::internal(format!(
-                    "import job {id}: stored configuration is unreadable: {e}"
-                ))
-            })?;
+            let model = super::stored_configuration("job", id, &view.resource)?;
             Ok(with_live(model, &view))
         })
     }
