@@ -141,6 +141,48 @@ fn with_defaults(block: &Block, proposed: &Value, config: &Value, prior: &Value)
     Value::Object(out)
 }
 
+/// Stored state as Terraform represents the current schema: a repeated nested block (list, set
+/// or map) that the state does not mention is empty, never null, inside an object that exists.
+/// State written before such a block type existed would otherwise decode as a null the
+/// resource's model cannot hold, and differ from every proposal (an empty collection), which
+/// for a block that forces replacement would replace the object.
+pub fn with_absent_blocks_empty(block: &Block, value: &Value) -> Value {
+    let Some(attrs) = object(value) else {
+        return value.clone();
+    };
+    let mut out = attrs.clone();
+    for b in &block.blocks {
+        let v = attrs.get(&b.type_name).unwrap_or(&Value::Null);
+        let filled = match (b.nesting, v) {
+            (Nesting::List, Value::Null) => Value::List(Vec::new()),
+            (Nesting::Set, Value::Null) => Value::Set(Vec::new()),
+            (Nesting::Map, Value::Null) => Value::Map(BTreeMap::new()),
+            (Nesting::Single | Nesting::Group, v) => with_absent_blocks_empty(&b.block, v),
+            (Nesting::List, Value::List(items)) => Value::List(
+                items
+                    .iter()
+                    .map(|i| with_absent_blocks_empty(&b.block, i))
+                    .collect(),
+            ),
+            (Nesting::Set, Value::Set(items)) => Value::Set(
+                items
+                    .iter()
+                    .map(|i| with_absent_blocks_empty(&b.block, i))
+                    .collect(),
+            ),
+            (Nesting::Map, Value::Map(items)) => Value::Map(
+                items
+                    .iter()
+                    .map(|(k, i)| (k.clone(), with_absent_blocks_empty(&b.block, i)))
+                    .collect(),
+            ),
+            (_, v) => v.clone(),
+        };
+        out.insert(b.type_name.clone(), filled);
+    }
+    Value::Object(out)
+}
+
 /// Write-only values reach the provider in configuration only; plans and states hold null.
 fn null_write_only(block: &Block, value: &Value) -> Value {
     let Some(attrs) = object(value) else {

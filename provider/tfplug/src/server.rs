@@ -647,7 +647,10 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 Diagnostic::internal(format!("the stored state is not valid JSON: {e}"))
             })?;
             let upgraded = entry.resource.upgrade(req.version, &json, &entry.ty)?;
-            Ok(upgraded)
+            Ok(crate::plan::with_absent_blocks_empty(
+                &entry.schema.block,
+                &upgraded,
+            ))
         })
         .await;
         let entry_ty = self
@@ -794,7 +797,9 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 &warnings,
                 check_plan(&entry.schema, &prior, &config, &plan.planned),
             )?;
-            if !plan.planned.is_null() {
+            // Plan-time checks are about what apply will do; a plan that changes nothing does
+            // nothing (a referenced object gone since is for refresh to say).
+            if !plan.planned.is_null() && plan.planned != prior {
                 let client = self.client()?;
                 let ctx = self.context(entry.timeouts.map(|t| t.read), &warnings);
                 let problems = entry
