@@ -136,10 +136,57 @@ pub fn decode_attribute<T: DeserializeOwned + AttributeType>(
 /// framework's `timeouts` block around a resource's own model) are left out, and missing ones
 /// read as null.
 pub fn decode_partial<T: Model>(value: &Value) -> Option<T> {
-    let ty = T::block().implied_type();
-    let mut json = json::to_json(&conform(&value.unknown_as_null(), &ty), &ty).ok()?;
+    let block = T::block();
+    let ty = block.implied_type();
+    let known = attributes_known_or_null(&block, value);
+    let mut json = json::to_json(&conform(&known.unknown_as_null(), &ty), &ty).ok()?;
     empty_collections_for_nulls(&mut json, &ty);
     serde_json::from_value(json).ok()
+}
+
+/// `value` with every attribute that is not wholly known as null: a map with one unknown value
+/// is not a map with a null value, which the model's `BTreeMap<String, String>` could not hold
+/// (and no check could judge anyway).
+fn attributes_known_or_null(block: &Block, value: &Value) -> Value {
+    let Value::Object(attrs) = value else {
+        return value.clone();
+    };
+    let mut out = attrs.clone();
+    for a in &block.attributes {
+        if let Some(v) = out.get_mut(&a.name)
+            && !v.is_wholly_known()
+        {
+            *v = Value::Null;
+        }
+    }
+    for b in &block.blocks {
+        let Some(v) = out.get_mut(&b.type_name) else {
+            continue;
+        };
+        let filled = match &*v {
+            Value::List(items) => Value::List(
+                items
+                    .iter()
+                    .map(|i| attributes_known_or_null(&b.block, i))
+                    .collect(),
+            ),
+            Value::Set(items) => Value::Set(
+                items
+                    .iter()
+                    .map(|i| attributes_known_or_null(&b.block, i))
+                    .collect(),
+            ),
+            Value::Map(items) => Value::Map(
+                items
+                    .iter()
+                    .map(|(k, i)| (k.clone(), attributes_known_or_null(&b.block, i)))
+                    .collect(),
+            ),
+            other => attributes_known_or_null(&b.block, other),
+        };
+        *v = filled;
+    }
+    Value::Object(out)
 }
 
 /// `value` with exactly the attributes of the object types in `ty`: others dropped, missing

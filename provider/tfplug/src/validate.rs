@@ -141,8 +141,9 @@ pub struct BlockCheck {
 pub enum BlockRule {
     /// Exactly one of the named attributes or blocks is set; an unknown one counts as set.
     ExactlyOneOf(Vec<&'static str>),
-    /// A function of the block's value (unknowns as null). It runs only once the fields named
-    /// in `known` are known, so it can tell a missing value from one not known yet. Its
+    /// A function of the block's value, which may hold unknowns (the derive decodes it with
+    /// `model::decode_partial`, reading them as null). It runs only once the fields named in
+    /// `known` are known, so it can tell a missing value from one not known yet. Its
     /// diagnostics' paths are relative to the block.
     Custom {
         known: Vec<&'static str>,
@@ -213,7 +214,7 @@ impl BlockCheck {
                 {
                     return;
                 }
-                for mut d in check(&value.unknown_as_null()) {
+                for mut d in check(value) {
                     let mut full = path.clone();
                     full.0.extend(d.path.take().unwrap_or_default().0);
                     if let Some(summary) = &self.summary {

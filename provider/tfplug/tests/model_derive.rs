@@ -182,6 +182,20 @@ fn declared_validators_and_checks_run_with_their_summaries() {
             ],
         ),
         (
+            "an unknown value in a map hides no other check",
+            obj(vec![
+                ("name", Value::string("a")),
+                ("small", size()),
+                (
+                    "secret",
+                    Value::Map([("k".to_owned(), Value::unknown())].into_iter().collect()),
+                ),
+                ("low", Value::number(5)),
+                ("high", Value::number(1)),
+            ]),
+            vec![("invalid bounds", "low")],
+        ),
+        (
             "a bound not known yet is not judged",
             obj(vec![
                 ("name", Value::unknown()),
