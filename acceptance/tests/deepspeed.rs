@@ -1,5 +1,5 @@
 //! End to end: the `deepspeed` toolkit. Every rank starts on its node with PyTorch's rendezvous
-//! variables and `--deepspeed --deepspeed_config <path>` after the script's own arguments, the
+//! variables and `--deepspeed --deepspeed_config <path>` before the script's own arguments, the
 //! path expanded by the node's shell.
 use anyhow::ensure;
 use batchai_acceptance::{Workspace, cluster_c, job_on_c, newest_cli, walk};
@@ -12,7 +12,7 @@ assert "--deepspeed" in sys.argv, sys.argv
 assert os.path.isfile(config), config
 out = os.environ["AZ_BATCHAI_OUTPUT_OUT"]
 with open(os.path.join(out, "rank-%s.txt" % os.environ["RANK"]), "w") as f:
-    f.write(" ".join([os.environ["WORLD_SIZE"], os.environ["MASTER_PORT"], sys.argv[1], config]))
+    f.write(" ".join([os.environ["WORLD_SIZE"], os.environ["MASTER_PORT"], sys.argv[-1], config]))
 "#;
 
 #[test]
@@ -38,7 +38,7 @@ fn deepspeed_ranks_get_the_rendezvous_and_their_config() -> anyhow::Result<()> {
   }}
   deepspeed {{
     python_script_file_path = "$AZ_BATCHAI_INPUT_CODE/train.py"
-    command_line_args       = "--first"
+    command_line_args       = "--first # a comment ends the line"
     deepspeed_config_path   = "$AZ_BATCHAI_INPUT_CODE/ds.json"
   }}"#,
             code = code.display(),
@@ -68,7 +68,7 @@ fn deepspeed_ranks_get_the_rendezvous_and_their_config() -> anyhow::Result<()> {
                 && fields[1].parse::<u16>().is_ok_and(|p| p > 0)
                 && fields[2] == "--first"
                 && fields[3] == config_path,
-            "{rank}: world size 2, a rendezvous port, the script's arguments first and the expanded config: {record}"
+            "{rank}: world size 2, a rendezvous port, the script's own arguments and the expanded config: {record}"
         );
     }
     Ok(())

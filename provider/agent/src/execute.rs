@@ -19,7 +19,6 @@ use crate::launcher::OWNER_VAR;
 use crate::setup::{self, node_error as job_error, redact, tail};
 use crate::toolkit::{self, Layout, Proc, sh_quote};
 
-/// How long processes get between SIGTERM and SIGKILL.
 /// How long a node's leftover processes have between SIGTERM and SIGKILL when the node leaves;
 /// a job's own processes get their job's `termination_grace_ms`.
 pub const TERMINATE_GRACE: Duration = Duration::from_secs(10);

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use control::jobs;
 use control::records::{ClusterSpec, ErrorCode, Mount, MountSource, NodeError};
@@ -211,7 +212,7 @@ pub fn realise_mounts(mounts: &[Mount], mount_root: &Path) -> Result<(), NodeErr
 
 /// A `git` step of a repository mount that failed.
 #[derive(Debug, thiserror::Error)]
-#[error("git {step} of {url} at {revision} failed: {status}")]
+#[error("git {step} of {} at {revision} failed: {status}", redact_url(.url))]
 pub struct GitError {
     step: &'static str,
     url: String,
@@ -221,10 +222,35 @@ pub struct GitError {
     stderr: String,
 }
 
+/// The longest one git step of a repository mount may take before it is killed: a shallow fetch
+/// of one revision, generous for a large repository over a slow link, bounded so that a stalled
+/// server cannot keep a node preparing for ever.
+const GIT_STEP_LIMIT: Duration = Duration::from_secs(20 * 60);
+
+/// `url` with the user information of `scheme://user:secret@host/...` masked, for messages.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 /// Fetches one revision of `url` into `target` without history and checks it out. A node that
-/// restarts runs it again over the existing checkout, which it resets to the revision. Git never
-/// prompts (a repository that needs credentials it does not have fails instead of hanging).
+/// restarts runs it again over the existing checkout, which it resets to the revision.
+///
+/// Git never asks anyone anything: no terminal prompt, no askpass program, SSH in batch mode;
+/// credential helpers, SSH keys and `~/.netrc` still authenticate, and a repository that needs
+/// more fails the mount. A transfer slower than 1 KB/s for a minute, or a step longer than
+/// [`GIT_STEP_LIMIT`], fails it too.
 fn checkout(url: &str, revision: &str, target: &Path) -> Result<(), GitError> {
+    // A link left by an earlier job's mount at this path must not take the checkout elsewhere.
+    if std::fs::symlink_metadata(target).is_ok_and(|m| !m.is_dir()) {
+        let _ = std::fs::remove_file(target);
+    }
     // A missing directory shows up as the init step's failure.
     let _ = std::fs::create_dir_all(target);
     let run = |step: &'static str, args: &[&str]| {
@@ -235,21 +261,45 @@ fn checkout(url: &str, revision: &str, target: &Path) -> Result<(), GitError> {
             status,
             stderr,
         };
-        let out = Command::new("git")
-            .arg("-C")
+        let mut cmd = Command::new("git");
+        cmd.arg("-C")
             .arg(target)
+            .args([
+                "-c",
+                "http.lowSpeedLimit=1000",
+                "-c",
+                "http.lowSpeedTime=60",
+            ])
             .args(args)
             .env("GIT_TERMINAL_PROMPT", "0")
+            // Empty, git skips askpass programs (core.askPass, SSH_ASKPASS) altogether.
+            .env("GIT_ASKPASS", "")
+            .env("SSH_ASKPASS_REQUIRE", "never")
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if std::env::var_os("GIT_SSH_COMMAND").is_none() && std::env::var_os("GIT_SSH").is_none() {
+            cmd.env(
+                "GIT_SSH_COMMAND",
+                "ssh -o BatchMode=yes -o ConnectTimeout=30",
+            );
+        }
+        let child = cmd
+            .spawn()
             .map_err(|e| failed(format!("could not start git: {e}"), String::new()))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(failed(
-                out.status.to_string(),
-                tail(&String::from_utf8_lossy(&out.stderr), 10),
-            ))
+        let (status, stderr) = wait_bounded(child, GIT_STEP_LIMIT)
+            .map_err(|e| failed(format!("could not wait for git: {e}"), String::new()))?;
+        let stderr = tail(&String::from_utf8_lossy(&stderr), 10).replace(url, &redact_url(url));
+        match status {
+            Some(status) if status.success() => Ok(()),
+            Some(status) => Err(failed(status.to_string(), stderr)),
+            None => Err(failed(
+                format!(
+                    "it ran longer than {} minutes and was killed",
+                    GIT_STEP_LIMIT.as_secs() / 60
+                ),
+                stderr,
+            )),
         }
     };
     run("init", &["init", "--quiet"])?;
@@ -262,6 +312,37 @@ fn checkout(url: &str, revision: &str, target: &Path) -> Result<(), GitError> {
         "checkout",
         &["checkout", "--quiet", "--force", "FETCH_HEAD"],
     )
+}
+
+/// Waits for `child` at most `limit`, then kills it: its exit status (`None` when killed) and
+/// what it wrote to stderr.
+fn wait_bounded(
+    mut child: std::process::Child,
+    limit: Duration,
+) -> std::io::Result<(Option<std::process::ExitStatus>, Vec<u8>)> {
+    use std::io::Read as _;
+    // Read stderr on a thread so a chatty child never blocks on a full pipe.
+    let reader = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = reader.and_then(|r| r.join().ok()).unwrap_or_default();
+    Ok((status, stderr))
 }
 
 /// Undoes job-level mounts after a run: links are removed, command mounts unmounted (best
@@ -389,7 +470,7 @@ pub fn run_setup_task(
                 &[],
             ));
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
     };
     if status.success() {
         return Ok(());
@@ -576,11 +657,20 @@ mod tests {
                 revision: revision.to_owned(),
             },
         };
+        // A link an earlier job left at the mount path is replaced, not checked out into.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&root).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(&elsewhere, root.join("code")).unwrap_or_else(|e| panic!("{e}"));
         let read = || std::fs::read_to_string(root.join("code/file.txt")).unwrap_or_default();
         for (revision, want) in [("HEAD", "two"), (first.as_str(), "one"), ("HEAD", "two")] {
             realise_mounts(&[mount(revision)], &root).unwrap_or_else(|e| panic!("{e:?}"));
             assert_eq!(read(), want, "at {revision}");
         }
+        assert!(
+            std::fs::read_dir(&elsewhere).is_ok_and(|mut d| d.next().is_none()),
+            "the linked directory is untouched"
+        );
         release_mounts(&[mount("HEAD")], &root);
         assert!(!root.join("code").exists(), "a job's checkout is removed");
 
@@ -599,5 +689,19 @@ mod tests {
             err.details.get("stderr").is_some_and(|s| !s.is_empty()),
             "git's stderr is kept: {err:?}"
         );
+    }
+
+    #[test]
+    fn credentials_in_repository_urls_are_masked() {
+        for (url, shown) in [
+            ("https://github.com/o/r.git", "https://github.com/o/r.git"),
+            ("https://user:tok@host/o/r.git", "https://***@host/o/r.git"),
+            ("https://tok@host", "https://***@host"),
+            ("ssh://git@host:22/r", "ssh://***@host:22/r"),
+            ("git@host:o/r.git", "git@host:o/r.git"),
+            ("file:///srv/r@1", "file:///srv/r@1"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 }

@@ -270,8 +270,9 @@ fn rank_command(toolkit: &Toolkit) -> String {
                 "--deepspeed --deepspeed_config {}",
                 sh_path(deepspeed_config_path)
             );
+            // Before the script's own arguments, which a trailing `# comment` could end.
             let args = match script.command_line_args.as_deref() {
-                Some(args) if !args.trim().is_empty() => format!("{args} {deepspeed}"),
+                Some(args) if !args.trim().is_empty() => format!("{deepspeed} {args}"),
                 _ => deepspeed,
             };
             python(script, Some(&args))
@@ -627,8 +628,8 @@ mod tests {
             process_count: None,
         };
         let keys = ["RANK", "WORLD_SIZE", "MASTER_PORT"];
-        let command = "python3 ds.py --epochs 1 --deepspeed --deepspeed_config \
-                       \"${AZ_BATCHAI_MOUNT_ROOT}\"'/ds config.json'";
+        let command = "python3 ds.py --deepspeed --deepspeed_config \
+                       \"${AZ_BATCHAI_MOUNT_ROOT}\"'/ds config.json' --epochs 1";
         let on = |i| summary(&plan(&toolkit, &layout(&nodes, i, &[29500])), &keys);
         let row = |label: &str, rank: &str| {
             (

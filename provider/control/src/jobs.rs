@@ -90,7 +90,7 @@ pub enum Toolkit {
         script: Script,
     },
     /// A DeepSpeed script, launched per rank as `Pytorch` is, with
-    /// `--deepspeed --deepspeed_config <path>` after the script's own arguments.
+    /// `--deepspeed --deepspeed_config <path>` before the script's own arguments.
     Deepspeed {
         script: Script,
         deepspeed_config_path: String,

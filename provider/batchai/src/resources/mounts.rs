@@ -34,8 +34,11 @@ pub struct MountVolumesModel {
     pub host_directory: Vec<HostDirectoryModel>,
     /// One revision of a Git repository, fetched without history when the node (or the job)
     /// starts and again when a node restarts. A job's checkout is removed when the job ends.
-    /// Needs `git` on the nodes; a repository that asks for credentials fails the mount
-    /// instead of waiting.
+    /// Needs `git` on the nodes. Git never prompts: credential helpers, SSH keys (SSH runs in
+    /// batch mode) and `~/.netrc` may authenticate, and a repository that needs more fails the
+    /// mount, as does a transfer that stalls. Keep credentials out of `url`, which is stored in
+    /// state (errors mask them). Each node fetches `revision` when it prepares: pin a tag or a
+    /// full commit hash to run the same code on every node.
     #[tf(block)]
     #[serde(default)]
     pub git_repository: Vec<GitRepositoryModel>,
@@ -132,8 +135,8 @@ pub struct GitRepositoryModel {
     /// `file:///...`.
     #[tf(required, validate = check_git_word)]
     pub url: Option<String>,
-    /// The branch, tag or commit to check out. Defaults to `HEAD`, the repository's default
-    /// branch.
+    /// The branch, tag or commit (its full hash) to check out. Defaults to `HEAD`, the
+    /// repository's default branch.
     #[tf(default = "HEAD", validate = check_git_word)]
     pub revision: Option<String>,
     /// Where the volume appears below the mount root (`$AZ_BATCHAI_MOUNT_ROOT` for a

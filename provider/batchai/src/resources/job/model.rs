@@ -22,7 +22,8 @@ pub(super) const DEFAULT_TERMINATION_GRACE: &str = "00:00:10";
 /// A Batch AI job: a training run of one toolkit on `node_count` nodes of a cluster, with
 /// its environment, inputs, outputs, logs and metrics. Jobs are immutable: changing an
 /// argument (except `wait_for_completion` and `timeouts`) replaces the job, and the plan
-/// says which. Destroying a running job terminates it (SIGTERM, 10 s, SIGKILL); its
+/// says which. Destroying a running job terminates it (SIGTERM, its
+/// `constraints.termination_grace_period`, SIGKILL); its
 /// outputs and logs stay.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
 #[tf(check = unique_directory_ids)]
@@ -228,7 +229,9 @@ pub(crate) struct ConstraintsModel {
     /// before SIGKILL, whenever they are stopped: the job is destroyed or runs over its
     /// `max_wall_clock_time`, or a node leaving sends it back to the queue. Same notations as
     /// `max_wall_clock_time`, at most 1 hour; defaults to 10 seconds. A container gets the same
-    /// period (`docker stop -t`).
+    /// period (`docker stop -t`). Destroying the job waits for it within the job's
+    /// `timeouts.delete` (30 minutes by default); destroying its cluster stops every node
+    /// within 20 s, whatever the period.
     #[tf(default = DEFAULT_TERMINATION_GRACE, validate = check_grace_period)]
     pub termination_grace_period: Option<String>,
 }

@@ -458,7 +458,7 @@ impl ToolkitBlock for Caffe2Model {
 /// A DeepSpeed script, launched as `pytorch` launches its ranks (one process per rank with
 /// `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR` and `MASTER_PORT`, which
 /// `deepspeed.init_distributed()` reads), with `--deepspeed --deepspeed_config
-/// <deepspeed_config_path>` after the script's arguments. Needs the `deepspeed` package in the
+/// <deepspeed_config_path>` before the script's own arguments. Needs the `deepspeed` package in the
 /// interpreter the script runs with.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
 pub(crate) struct DeepspeedModel {
