@@ -37,6 +37,8 @@ struct FieldSpec {
     max_items: Option<Expr>,
     summary: Option<LitStr>,
     validators: Vec<Tokens>,
+    /// Closures never called, whose bodies only compile when a validator fits the field's type.
+    type_checks: Vec<Tokens>,
 }
 
 fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
@@ -66,7 +68,18 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
             steps.push(step);
         }
     }
-    let checks = struct_checks(name, &input.attrs)?;
+    // Checks name the model's own attributes and blocks, as the schema spells them.
+    let mut own = Vec::new();
+    for field in &fields.named {
+        let spec = field_spec(field)?;
+        if !spec.skip
+            && !spec.flatten
+            && let Some(ident) = &field.ident
+        {
+            own.push(ident.to_string().trim_start_matches("r#").to_owned());
+        }
+    }
+    let checks = struct_checks(name, &input.attrs, &own)?;
     Ok(quote! {
         impl ::tfplug::model::Model for #name {
             fn block() -> ::tfplug::Block {
@@ -104,6 +117,23 @@ fn field_step(field: &syn::Field) -> syn::Result<Option<Tokens>> {
     let ty = &field.ty;
     let description = doc_text(&field.attrs);
     if spec.flatten {
+        let other = spec.required
+            || spec.optional
+            || spec.computed
+            || spec.replace
+            || spec.sensitive
+            || spec.write_only
+            || spec.deprecated
+            || spec.block
+            || spec.default.is_some()
+            || spec.summary.is_some()
+            || !spec.validators.is_empty();
+        if other {
+            return Err(syn::Error::new(
+                span,
+                "`flatten` takes no other key: the flattened model's fields declare themselves",
+            ));
+        }
         if !serde_has(field, "flatten") {
             return Err(syn::Error::new(
                 span,
@@ -147,14 +177,17 @@ fn field_step(field: &syn::Field) -> syn::Result<Option<Tokens>> {
         }
     }
     if let Some(default) = &spec.default {
-        modifiers.push(quote!(.default(::tfplug::model::Literal::into_value(#default))));
+        let value_ty = generic_arg(ty, "Option").unwrap_or(ty);
+        modifiers.push(quote!(.default(::tfplug::model::default_value::<#value_ty>(#default))));
     }
     let summary = spec.summary.as_ref().map(|s| quote!(.summary(#s)));
+    let type_checks = &spec.type_checks;
     let validators = spec
         .validators
         .iter()
         .map(|v| quote!(.validator(#v #summary)));
     Ok(Some(quote_spanned! {span=>
+        #(#type_checks)*
         block.attributes.push(
             ::tfplug::Attribute::#mode(
                 #attr_name,
@@ -179,6 +212,13 @@ fn block_step(
             span,
             "a block is optional unless `required`; it takes no default or validators (declare \
              checks on the block's own model)",
+        ));
+    }
+    if spec.sensitive || spec.write_only || spec.deprecated || spec.summary.is_some() {
+        return Err(syn::Error::new(
+            span,
+            "a block cannot be `sensitive`, `write_only`, `deprecated` or have a `summary`; \
+             declare them on the block's attributes",
         ));
     }
     let (nesting, inner) = if let Some(inner) = generic_arg(&field.ty, "Vec") {
@@ -273,18 +313,24 @@ fn field_spec(field: &syn::Field) -> syn::Result<FieldSpec> {
                 };
                 spec.validators
                     .push(quote!(::tfplug::Validator::range(#min, #max)));
+                spec.type_checks.push(quote_spanned! {path.span()=>
+                    let _ = |v: &#value_ty| *v as i64;
+                });
                 Ok(())
             } else if path.is_ident("one_of") || path.is_ident("one_of_ignoring_case") {
                 let constructor = path.get_ident().cloned();
                 let values = parenthesized_list::<LitStr>(meta.input)?;
                 spec.validators
                     .push(quote!(::tfplug::Validator::#constructor(&[#(#values),*])));
+                spec.type_checks.push(quote_spanned! {path.span()=>
+                    let _ = |v: &#value_ty| { let _: &str = v.as_str(); };
+                });
                 Ok(())
             } else if path.is_ident("validate") {
                 let function: syn::Path = meta.value()?.parse()?;
                 spec.validators.push(quote_spanned! {function.span()=>
                     ::tfplug::Validator::custom({
-                        fn check(
+                        fn __tf_check(
                             value: &::tfplug::Value,
                         ) -> ::core::result::Result<(), ::std::string::String> {
                             let value: #value_ty = ::tfplug::model::decode_attribute(value)
@@ -293,7 +339,7 @@ fn field_spec(field: &syn::Field) -> syn::Result<FieldSpec> {
                                 .map(|_| ())
                                 .map_err(|e| ::std::string::ToString::to_string(&e))
                         }
-                        check
+                        __tf_check
                     })
                 });
                 Ok(())
@@ -321,16 +367,36 @@ fn field_spec(field: &syn::Field) -> syn::Result<FieldSpec> {
 
 /// Checks declared on the struct: `exactly_one_of(a, b)`, `check = f`, `check(f, known(a))`,
 /// each optionally followed by `summary = "..."`.
-fn struct_checks(name: &Ident, attrs: &[syn::Attribute]) -> syn::Result<Vec<Tokens>> {
+fn struct_checks(
+    name: &Ident,
+    attrs: &[syn::Attribute],
+    own: &[String],
+) -> syn::Result<Vec<Tokens>> {
+    let named = |idents: Vec<Ident>| -> syn::Result<Vec<String>> {
+        idents
+            .into_iter()
+            .map(|i| {
+                let text = i.to_string();
+                if own.contains(&text) {
+                    Ok(text)
+                } else {
+                    Err(syn::Error::new(
+                        i.span(),
+                        format!(
+                            "`{text}` is not an attribute or block of this model; checks name \
+                             the model's own fields"
+                        ),
+                    ))
+                }
+            })
+            .collect()
+    };
     let mut checks: Vec<Tokens> = Vec::new();
     for attr in attrs.iter().filter(|a| a.path().is_ident("tf")) {
         attr.parse_nested_meta(|meta| {
             let path = &meta.path;
             if path.is_ident("exactly_one_of") {
-                let names: Vec<String> = parenthesized_list::<Ident>(meta.input)?
-                    .iter()
-                    .map(Ident::to_string)
-                    .collect();
+                let names = named(parenthesized_list::<Ident>(meta.input)?)?;
                 checks.push(quote!(::tfplug::BlockCheck::exactly_one_of(&[#(#names),*])));
                 Ok(())
             } else if path.is_ident("check") {
@@ -346,22 +412,19 @@ fn struct_checks(name: &Ident, attrs: &[syn::Attribute]) -> syn::Result<Vec<Toke
                         if key != "known" {
                             return Err(syn::Error::new(key.span(), "write `known(field, ...)`"));
                         }
-                        known = parenthesized_list::<Ident>(&content)?
-                            .iter()
-                            .map(Ident::to_string)
-                            .collect();
+                        known = named(parenthesized_list::<Ident>(&content)?)?;
                     }
                     (function, known)
                 };
                 checks.push(quote_spanned! {function.span()=>
                     ::tfplug::BlockCheck::custom(&[#(#known),*], {
-                        fn check(value: &::tfplug::Value) -> ::tfplug::Diagnostics {
+                        fn __tf_check(value: &::tfplug::Value) -> ::tfplug::Diagnostics {
                             match ::tfplug::model::decode_partial::<#name>(value) {
                                 ::core::option::Option::Some(model) => #function(&model),
                                 ::core::option::Option::None => ::tfplug::Diagnostics::new(),
                             }
                         }
-                        check
+                        __tf_check
                     })
                 });
                 Ok(())

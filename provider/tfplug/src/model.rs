@@ -29,6 +29,63 @@ pub use tfplug_derive::Model;
 ///   as `None`) or `check(path, known(a, b))` (runs once `a` and `b` are known);
 /// - doc comments become descriptions (Markdown), lines joined with spaces and blank lines
 ///   kept as paragraph breaks.
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize, tfplug::Model)]
+/// #[tf(exactly_one_of(a, b))]
+/// struct Choice {
+///     /// Words.
+///     #[tf(optional, one_of("x", "y"))]
+///     a: Option<String>,
+///     #[tf(default = 2, range(1, 9))]
+///     b: Option<u32>,
+/// }
+/// ```
+///
+/// Mistakes are compile errors: a check naming a field the model does not have,
+///
+/// ```compile_fail
+/// #[derive(serde::Serialize, serde::Deserialize, tfplug::Model)]
+/// #[tf(exactly_one_of(a, typo))]
+/// struct Choice {
+///     #[tf(optional)]
+///     a: Option<String>,
+/// }
+/// ```
+///
+/// a validator of another type than its field's,
+///
+/// ```compile_fail
+/// #[derive(serde::Serialize, serde::Deserialize, tfplug::Model)]
+/// struct Choice {
+///     #[tf(optional, range(1, 9))]
+///     a: Option<String>,
+/// }
+/// ```
+///
+/// a field that does not say how it is set,
+///
+/// ```compile_fail
+/// #[derive(serde::Serialize, serde::Deserialize, tfplug::Model)]
+/// struct Choice {
+///     a: Option<String>,
+/// }
+/// ```
+///
+/// or a flag a block cannot have.
+///
+/// ```compile_fail
+/// #[derive(serde::Serialize, serde::Deserialize, tfplug::Model)]
+/// struct Inner {
+///     #[tf(optional)]
+///     a: Option<String>,
+/// }
+/// #[derive(serde::Serialize, serde::Deserialize, tfplug::Model)]
+/// struct Outer {
+///     #[tf(block, sensitive)]
+///     inner: Option<Inner>,
+/// }
+/// ```
 pub trait Model: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The block this model is: attributes, nested blocks, validators, defaults, checks.
     fn block() -> Block;
@@ -108,6 +165,16 @@ impl Literal for i32 {
 impl Literal for f64 {
     fn into_value(self) -> Value {
         Number::from_f64(self).map_or(Value::Null, Value::Number)
+    }
+}
+
+/// A declared default as a value; null when the literal does not fit the field's Rust type
+/// (`default = 1.5` on a `u32`), which `Schema::validate` reports as a schema error.
+pub fn default_value<T: DeserializeOwned + AttributeType>(literal: impl Literal) -> Value {
+    let value = literal.into_value();
+    match decode_attribute::<T>(&value) {
+        Ok(_) => value,
+        Err(_) => Value::Null,
     }
 }
 

@@ -545,7 +545,9 @@ fn validate_attribute(a: &Attribute, path: &str, in_set: bool, errors: &mut Vec<
             ));
         }
         if default.is_null() || !default.is_wholly_known() {
-            errors.push(format!("{path}: a default must be a known, non-null value"));
+            errors.push(format!(
+                "{path}: a default must be a known, non-null value of the field's type"
+            ));
         } else if let Err(e) = default.conforms_to(&a.implied_type()) {
             errors.push(format!("{path}: the default does not match the type: {e}"));
         }

@@ -321,3 +321,22 @@ fn state_from_before_a_default_existed_is_neither_changed_nor_replaced() {
     assert_eq!(planned.get_attr("priority"), Some(&Value::string("normal")));
     assert!(planned.get_attr("id").is_some_and(Value::is_unknown));
 }
+
+/// A default that does not fit its field: `1.5` for a whole number.
+#[derive(Debug, Serialize, Deserialize, Model)]
+struct BadDefault {
+    #[tf(default = 1.5)]
+    n: Option<u32>,
+}
+
+#[test]
+fn a_default_that_does_not_fit_its_field_is_a_schema_error() {
+    let errors = Schema::new(0, BadDefault::block())
+        .validate()
+        .err()
+        .unwrap_or_default();
+    assert!(
+        errors.iter().any(|e| e.contains("n: a default must be")),
+        "{errors:?}"
+    );
+}
