@@ -596,6 +596,7 @@ mod tests {
             errors: vec![],
             drain_requested: false,
             job: None,
+            features: Vec::new(),
         }
     }
 

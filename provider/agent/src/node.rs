@@ -135,6 +135,10 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         r.pid = Some(pid);
         r.gpus = gpus.clone();
         r.last_heartbeat_ms = records::now_ms();
+        r.features = control::jobs::FEATURES
+            .iter()
+            .map(|f| (*f).to_owned())
+            .collect();
     })?;
     if registered.is_none() {
         let _ = gpu::release(&store, &owner);

@@ -39,6 +39,11 @@ pub struct Script {
     pub command_line_args: Option<String>,
 }
 
+/// What this build's agents can run beyond the first release's jobs; each node lists them in
+/// its record, and the provider hands a job that uses one only to a cluster whose agents have
+/// it. A new job capability that older agents would misread or ignore adds its name here.
+pub const FEATURES: &[&str] = &["deepspeed", "git_repository", "termination_grace_period"];
+
 /// What runs, and how it is spread over the job's nodes (exactly one per job).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]

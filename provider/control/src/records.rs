@@ -390,6 +390,11 @@ pub struct NodeRecord {
     /// The job attempt this node is part of, set by the scheduler, cleared by the node.
     #[serde(default)]
     pub job: Option<crate::jobs::Assignment>,
+    /// What the node's agent can run beyond the first release's jobs
+    /// ([`crate::jobs::FEATURES`] of its build), written when it registers. Empty for an agent
+    /// from before features were listed, which must not be handed a job that uses one.
+    #[serde(default)]
+    pub features: Vec<String>,
 }
 
 impl NodeRecord {
@@ -407,6 +412,7 @@ impl NodeRecord {
             errors: Vec::new(),
             drain_requested: false,
             job: None,
+            features: Vec::new(),
         }
     }
 
@@ -568,6 +574,7 @@ mod tests {
             errors: vec![],
             drain_requested: false,
             job: None,
+            features: Vec::new(),
         };
         let cases = [
             (0, 5_000, false),

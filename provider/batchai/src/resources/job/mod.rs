@@ -135,14 +135,79 @@ fn fits(cluster: &ClusterView, node_count: u32) -> Result<(), Diagnostics> {
     Ok(())
 }
 
+/// The job features ([`control::jobs::FEATURES`]) a job uses, each with the attribute that
+/// uses it: agents from before a feature existed would misread or ignore it.
+fn features(model: &JobModel) -> Vec<(&'static str, AttributePath)> {
+    let mut used = Vec::new();
+    if model.toolkits.deepspeed.is_some() {
+        used.push(("deepspeed", AttributePath::attrs(["deepspeed"])));
+    }
+    if model
+        .mount_volumes
+        .as_ref()
+        .is_some_and(|v| !v.git_repository.is_empty())
+    {
+        used.push((
+            "git_repository",
+            AttributePath::attrs(["mount_volumes", "git_repository"]),
+        ));
+    }
+    if model
+        .constraints
+        .as_ref()
+        .and_then(|c| c.termination_grace_period.as_deref())
+        .is_some_and(|g| g != model::DEFAULT_TERMINATION_GRACE)
+    {
+        used.push((
+            "termination_grace_period",
+            AttributePath::attrs(["constraints", "termination_grace_period"]),
+        ));
+    }
+    used
+}
+
+/// Refuses a job that uses a feature some of the cluster's agents do not have: they run an
+/// older provider's code, which would fail the job's records as corrupt or ignore the setting.
+fn agents_can_run(cluster: &ClusterView, model: &JobModel) -> Result<(), Diagnostics> {
+    let mut diags = Diagnostics::new();
+    for (feature, path) in features(model) {
+        let old: Vec<&str> = cluster
+            .nodes
+            .iter()
+            .filter(|n| n.state != records::NodeState::Launching)
+            .filter(|n| !n.features.iter().any(|f| f == feature))
+            .map(|n| n.id.as_str())
+            .collect();
+        if old.is_empty() {
+            continue;
+        }
+        diags.push(
+            Diagnostic::error(
+                "cluster's nodes run an older agent",
+                format!(
+                    "{feature} needs an agent from this provider version, but node(s) {} of \
+                     cluster {} run an older one; replace the cluster (terraform apply \
+                     -replace=<its address>) so its nodes run this version, or do without \
+                     {feature}",
+                    old.join(", "),
+                    cluster.spec.name
+                ),
+            )
+            .at(path),
+        );
+    }
+    diags.into_result()
+}
+
 /// At apply, the cluster must exist and be able to run the job.
-async fn check_fits(client: &Client, cluster: &Name, node_count: u32) -> Result<(), Diagnostics> {
+async fn check_fits(client: &Client, cluster: &Name, model: &JobModel) -> Result<(), Diagnostics> {
     let view = client
         .get_cluster(cluster)
         .await
         .map_err(|e| Diagnostic::error("cluster lookup failed", e.to_string()))?
         .ok_or_else(|| cluster_not_found(client, cluster))?;
-    fits(&view, node_count)
+    fits(&view, model.node_count.unwrap_or_default())?;
+    agents_can_run(&view, model)
 }
 
 fn cluster_not_found(client: &Client, cluster: &Name) -> Diagnostic {
@@ -165,7 +230,7 @@ async fn create(client: &Client, ctx: &Context, model: JobModel) -> ApplyResult<
         Ok(s) => s,
         Err(d) => return ApplyResult::failed(d),
     };
-    if let Err(d) = check_fits(client, &cluster, spec.node_count).await {
+    if let Err(d) = check_fits(client, &cluster, &model).await {
         return ApplyResult::failed(d);
     }
     let submitted = match client
@@ -269,13 +334,20 @@ async fn check_plan(client: &Client, planned: &Value) -> Diagnostics {
         .get_attr("node_count")
         .and_then(Value::as_number)
         .and_then(|n| n.as_i64());
+    let mut problems = Diagnostics::new();
     if let Some(n) = node_count
         && let Err(d) = fits(&view, u32::try_from(n).unwrap_or(0))
     {
-        for mut diag in d {
-            diag.severity = tfplug::Severity::Warning;
-            diags.push(diag);
-        }
+        problems.extend(d);
+    }
+    if let Some(model) = tfplug::model::decode_partial::<JobModel>(planned)
+        && let Err(d) = agents_can_run(&view, &model)
+    {
+        problems.extend(d);
+    }
+    for mut diag in problems {
+        diag.severity = tfplug::Severity::Warning;
+        diags.push(diag);
     }
     diags
 }

@@ -415,3 +415,68 @@ fn records_stored_for_import_read_back() {
     let ty = tfplug::server::resource_schema::<Client>(&JobResource).implied_type();
     assert!(tfplug::model::encode(&again, &ty).is_ok());
 }
+
+#[test]
+fn a_job_that_needs_a_newer_agent_is_refused_on_a_cluster_of_older_ones() {
+    let node = |id: &str, state: records::NodeState, features: &[&str]| records::NodeRecord {
+        state,
+        features: features.iter().map(|f| (*f).to_owned()).collect(),
+        ..records::NodeRecord::launching("c", id, 0)
+    };
+    let view = |nodes| ClusterView {
+        spec: records::ClusterSpec {
+            format: records::FORMAT,
+            name: "c".to_owned(),
+            uid: "u".to_owned(),
+            vm_size: "Standard_D2s_v3".to_owned(),
+            vm_priority: "dedicated".to_owned(),
+            scale: records::Scale::Manual {
+                target_node_count: 2,
+                node_deallocation_option: records::DeallocationOption::Requeue,
+            },
+            setup_task: None,
+            mounts: Vec::new(),
+            gpus_per_node: 0,
+            deleting: false,
+        },
+        nodes,
+        resource: serde_json::Value::Null,
+        creation_time: String::new(),
+        desired_node_count: 2,
+        failing_since_ms: None,
+    };
+    let deepspeed = JobModel {
+        toolkits: toolkit::Toolkits {
+            deepspeed: Some(toolkit::DeepspeedModel::default()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let plain = JobModel {
+        toolkits: toolkit::Toolkits {
+            custom_toolkit: Some(toolkit::CustomToolkitModel::default()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let current = control::jobs::FEATURES;
+    let old = view(vec![
+        node("node-0", records::NodeState::Idle, &[]),
+        node("node-1", records::NodeState::Idle, current),
+        // Not registered yet: it will run this version.
+        node("node-2", records::NodeState::Launching, &[]),
+    ]);
+    let refused = agents_can_run(&old, &deepspeed).err().unwrap_or_default();
+    assert_eq!(refused.0.len(), 1, "{refused}");
+    assert_eq!(refused.0[0].path, Some(AttributePath::attrs(["deepspeed"])));
+    assert!(
+        refused.0[0].detail.contains("node-0") && !refused.0[0].detail.contains("node-1"),
+        "{refused}"
+    );
+    assert!(
+        agents_can_run(&old, &plain).is_ok(),
+        "a plain job runs anywhere"
+    );
+    let new = view(vec![node("node-0", records::NodeState::Idle, current)]);
+    assert!(agents_can_run(&new, &deepspeed).is_ok());
+}
