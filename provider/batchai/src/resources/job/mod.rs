@@ -16,7 +16,7 @@ use control::jobs::JobState;
 use control::records::{self, NodeError};
 use tfplug::{
     Apply, ApplyResult, AttributePath, BoxFuture, Context, Diagnostic, Diagnostics, Interrupted,
-    ReadResult, Resource, TimeoutDefaults, Value,
+    Plan, PlanRequest, ReadResult, Resource, TimeoutDefaults, Value,
 };
 
 pub use self::model::JobModel;
@@ -134,6 +134,17 @@ fn fits(cluster: &ClusterView, node_count: u32) -> Result<(), Diagnostics> {
     }
     Ok(())
 }
+
+/// What a job reports as it runs; unknown in an update plan.
+const LIVE_ATTRIBUTES: [&str; 7] = [
+    "execution_state",
+    "exit_code",
+    "start_time",
+    "end_time",
+    "errors",
+    "attempts",
+    "metrics",
+];
 
 /// The job features ([`control::jobs::FEATURES`]) a job uses, each with the attribute that
 /// uses it: agents from before a feature existed would misread or ignore it.
@@ -365,6 +376,20 @@ impl Resource<Client> for JobResource {
             create: Duration::from_secs(24 * 3600),
             ..crate::resources::DEFAULT_TIMEOUTS
         })
+    }
+
+    /// An in-place update (`wait_for_completion`, `timeouts`) reads the job again, which may
+    /// have moved on since the last refresh, so its plan leaves what the job reports unknown.
+    fn modify_plan(&self, request: &PlanRequest<'_>, plan: &mut Plan) -> Result<(), Diagnostics> {
+        if request.prior.is_null() || plan.planned == *request.prior {
+            return Ok(());
+        }
+        if let Value::Object(attrs) = &mut plan.planned {
+            for name in LIVE_ATTRIBUTES {
+                attrs.insert(name.to_owned(), Value::unknown());
+            }
+        }
+        Ok(())
     }
 
     fn check_plan<'a>(
