@@ -20,14 +20,7 @@ const LIVE_ATTRIBUTES: [&str; 5] = [
 /// Any in-place update reads the live node state again afterwards, so its plan leaves it
 /// unknown.
 pub(super) fn unknown_live_attributes(request: &PlanRequest<'_>, plan: &mut Plan) {
-    if request.prior.is_null() || plan.planned == *request.prior {
-        return;
-    }
-    if let Value::Object(attrs) = &mut plan.planned {
-        for name in LIVE_ATTRIBUTES {
-            attrs.insert(name.to_owned(), Value::unknown());
-        }
-    }
+    crate::resources::unknown_in_updates(request, plan, &LIVE_ATTRIBUTES);
 }
 
 /// Plan-time checks that need the platform: the volumes, and on the local platform, which

@@ -381,14 +381,7 @@ impl Resource<Client> for JobResource {
     /// An in-place update (`wait_for_completion`, `timeouts`) reads the job again, which may
     /// have moved on since the last refresh, so its plan leaves what the job reports unknown.
     fn modify_plan(&self, request: &PlanRequest<'_>, plan: &mut Plan) -> Result<(), Diagnostics> {
-        if request.prior.is_null() || plan.planned == *request.prior {
-            return Ok(());
-        }
-        if let Value::Object(attrs) = &mut plan.planned {
-            for name in LIVE_ATTRIBUTES {
-                attrs.insert(name.to_owned(), Value::unknown());
-            }
-        }
+        super::unknown_in_updates(request, plan, &LIVE_ATTRIBUTES);
         Ok(())
     }
 
