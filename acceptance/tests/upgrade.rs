@@ -46,11 +46,13 @@ resource "batchai_job" "j" {
 fn state_from_the_previous_provider_plans_no_change() -> anyhow::Result<()> {
     let ws = Workspace::new(&newest_cli())?;
     ws.write_config(CONFIG)?;
+    // Before the state arrives: Terraform 1.15's init asks the registry about the providers a
+    // state names, even when a development override supplies the provider.
+    ws.init()?;
     std::fs::copy(
         fixture("state-before-declared-models/terraform.tfstate"),
         ws.path().join("terraform.tfstate"),
     )?;
-    ws.init()?;
     // Without a refresh nothing on the platform is read: only the state upgrade and the plan
     // of the stored objects against their configuration are under test.
     let out = ws.run(&["plan", "-refresh=false", "-detailed-exitcode", "-no-color"])?;
