@@ -232,7 +232,7 @@ fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
         Some(at) => format!("{scheme}://***{}", &rest[at..]),
         None => url.to_owned(),
@@ -242,10 +242,11 @@ fn redact_url(url: &str) -> String {
 /// Fetches one revision of `url` into `target` without history and checks it out. A node that
 /// restarts runs it again over the existing checkout, which it resets to the revision.
 ///
-/// Git never asks anyone anything: no terminal prompt, no askpass program, SSH in batch mode;
-/// credential helpers, SSH keys and `~/.netrc` still authenticate, and a repository that needs
-/// more fails the mount. A transfer slower than 1 KB/s for a minute, or a step longer than
-/// [`GIT_STEP_LIMIT`], fails it too.
+/// Git never asks anyone anything: no terminal prompt and no askpass program, and SSH, which
+/// has no terminal in a node's session, may not use one either; credential helpers, SSH keys
+/// (with the user's SSH and git configuration) and `~/.netrc` still authenticate, and a
+/// repository that needs more fails the mount. A transfer slower than 1 KB/s for a minute, or a
+/// step longer than [`GIT_STEP_LIMIT`], fails it too.
 fn checkout(url: &str, revision: &str, target: &Path) -> Result<(), GitError> {
     // A link left by an earlier job's mount at this path must not take the checkout elsewhere.
     if std::fs::symlink_metadata(target).is_ok_and(|m| !m.is_dir()) {
@@ -278,12 +279,9 @@ fn checkout(url: &str, revision: &str, target: &Path) -> Result<(), GitError> {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        if std::env::var_os("GIT_SSH_COMMAND").is_none() && std::env::var_os("GIT_SSH").is_none() {
-            cmd.env(
-                "GIT_SSH_COMMAND",
-                "ssh -o BatchMode=yes -o ConnectTimeout=30",
-            );
-        }
+        // Its own process group, so a step that runs out of time ends with everything it
+        // started (ssh, remote helpers), not only git.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd
             .spawn()
             .map_err(|e| failed(format!("could not start git: {e}"), String::new()))?;
@@ -314,34 +312,39 @@ fn checkout(url: &str, revision: &str, target: &Path) -> Result<(), GitError> {
     )
 }
 
-/// Waits for `child` at most `limit`, then kills it: its exit status (`None` when killed) and
-/// what it wrote to stderr.
+/// Waits for `child`, the leader of its own process group, at most `limit`, then kills the
+/// group: its exit status (`None` when killed) and what it wrote to stderr. Whatever still
+/// holds the stderr pipe after that (a process that left the group) is not waited for.
 fn wait_bounded(
     mut child: std::process::Child,
     limit: Duration,
 ) -> std::io::Result<(Option<std::process::ExitStatus>, Vec<u8>)> {
     use std::io::Read as _;
     // Read stderr on a thread so a chatty child never blocks on a full pipe.
-    let reader = child.stderr.take().map(|mut pipe| {
+    let (sender, received) = std::sync::mpsc::channel();
+    if let Some(mut pipe) = child.stderr.take() {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
             let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    });
+            let _ = sender.send(bytes);
+        });
+    }
     let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break Some(status);
         }
         if Instant::now() >= deadline {
+            crate::launcher::signal_group(child.id(), libc::SIGKILL);
             let _ = child.kill();
             let _ = child.wait();
             break None;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let stderr = reader.and_then(|r| r.join().ok()).unwrap_or_default();
+    let stderr = received
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap_or_default();
     Ok((status, stderr))
 }
 
@@ -703,5 +706,39 @@ mod tests {
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
         }
+    }
+
+    #[test]
+    fn a_bounded_wait_ends_with_everything_the_child_started() {
+        let mut cmd = Command::new("sh");
+        // The background sleep would hold the stderr pipe after its shell is killed.
+        cmd.args(["-c", "sleep 600 & echo $! >&2; wait"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("{e}"));
+        let (status, stderr) =
+            wait_bounded(child, Duration::from_millis(500)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(status, None, "killed at its limit");
+        let sleeper = String::from_utf8_lossy(&stderr).trim().to_owned();
+        assert!(
+            sleeper.parse::<u32>().is_ok(),
+            "stderr is kept: {sleeper:?}"
+        );
+        // SIGKILL takes effect asynchronously: the sleeper must end (or be a zombie until init
+        // reaps it) soon, long before its 600 s.
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{sleeper}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+                .unwrap_or(false)
+        };
+        let mut polls = 0;
+        while running() && polls < 200 {
+            std::thread::sleep(Duration::from_millis(50));
+            polls += 1;
+        }
+        assert!(!running(), "the group's other processes were killed");
     }
 }

@@ -34,9 +34,9 @@ pub struct MountVolumesModel {
     pub host_directory: Vec<HostDirectoryModel>,
     /// One revision of a Git repository, fetched without history when the node (or the job)
     /// starts and again when a node restarts. A job's checkout is removed when the job ends.
-    /// Needs `git` on the nodes. Git never prompts: credential helpers, SSH keys (SSH runs in
-    /// batch mode) and `~/.netrc` may authenticate, and a repository that needs more fails the
-    /// mount, as does a transfer that stalls. Keep credentials out of `url`, which is stored in
+    /// Needs `git` on the nodes. Git never prompts (nodes have no terminal, and askpass
+    /// programs are off): credential helpers, SSH keys and `~/.netrc` may authenticate, and a
+    /// repository that needs more fails the mount, as does a transfer that stalls. Keep credentials out of `url`, which is stored in
     /// state (errors mask them). Each node fetches `revision` when it prepares: pin a tag or a
     /// full commit hash to run the same code on every node.
     #[tf(block)]

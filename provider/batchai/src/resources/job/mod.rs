@@ -136,7 +136,9 @@ fn fits(cluster: &ClusterView, node_count: u32) -> Result<(), Diagnostics> {
 }
 
 /// What a job reports as it runs; unknown in an update plan.
-const LIVE_ATTRIBUTES: [&str; 7] = [
+const LIVE_ATTRIBUTES: [&str; 8] = [
+    // Written with the mount root variable until a node is assigned, and back after a requeue.
+    "std_out_err_directory",
     "execution_state",
     "exit_code",
     "start_time",
@@ -167,7 +169,11 @@ fn features(model: &JobModel) -> Vec<(&'static str, AttributePath)> {
         .constraints
         .as_ref()
         .and_then(|c| c.termination_grace_period.as_deref())
-        .is_some_and(|g| g != model::DEFAULT_TERMINATION_GRACE)
+        .is_some_and(|g| {
+            // Older agents give every job the default, so only another period needs this one.
+            control::duration::parse(g).ok()
+                != control::duration::parse(model::DEFAULT_TERMINATION_GRACE).ok()
+        })
     {
         used.push((
             "termination_grace_period",
@@ -321,6 +327,14 @@ fn corrupt(
 /// Plan-time checks against the platform: the volumes, and a known cluster ID must name a
 /// cluster that exists and can hold the job.
 async fn check_plan(client: &Client, planned: &Value) -> Diagnostics {
+    // A known ID is an in-place update (`wait_for_completion`, `timeouts`): nothing is
+    // submitted, so there is nothing to check against the platform.
+    if planned
+        .get_attr("id")
+        .is_some_and(|id| !id.is_null() && !id.is_unknown())
+    {
+        return Diagnostics::new();
+    }
     let mut diags = crate::resources::mounts::check_plan(client, planned).await;
     // A cluster created (or replaced) in the same plan has an unknown ID here, so a known ID
     // must name a cluster that exists now.
