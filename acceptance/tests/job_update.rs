@@ -53,3 +53,56 @@ fn a_job_that_ended_between_plan_and_apply_updates_in_place() -> anyhow::Result<
     );
     Ok(())
 }
+
+/// A job queued behind another when planned and started by apply time: its log directory moves
+/// from the mount-root form to the node's path, and the update still applies.
+#[test]
+fn a_job_that_started_between_plan_and_apply_updates_in_place() -> anyhow::Result<()> {
+    let ws = Workspace::new(&newest_cli())?;
+    let gate = ws.path().join("gate");
+    let body = |create_timeout: &str| {
+        let mut config = cluster_c(1, "");
+        config.push_str(&job_on_c(
+            "blocker",
+            &format!(
+                "  wait_for_completion = false\n  custom_toolkit {{\n    command_line = \"while [ ! -f {} ]; do sleep 0.1; done\"\n  }}",
+                gate.display()
+            ),
+        ));
+        config.push_str(&job_on_c(
+            "j",
+            &format!(
+                r#"  wait_for_completion     = false
+  depends_on              = [batchai_job.blocker]
+  std_out_err_path_prefix = "$AZ_BATCHAI_JOB_MOUNT_ROOT/logs"
+  custom_toolkit {{
+    command_line = "sleep 1"
+  }}
+  timeouts {{
+    create = "{create_timeout}"
+  }}"#
+            ),
+        ));
+        config
+    };
+    ws.write_config(&body("1h"))?;
+    ws.init()?;
+    ws.apply()?;
+    ensure!(
+        job_status(&ws.root, "c", "j")?.is_some_and(|s| s.state == JobState::Queued),
+        "j waits behind the blocker"
+    );
+    ws.write_config(&body("2h"))?;
+    ws.ok(&["plan", "-out=update.tfplan", "-input=false", "-no-color"])?;
+    std::fs::write(&gate, "")?;
+    wait_for("j to run", Duration::from_secs(60), || {
+        Ok(job_status(&ws.root, "c", "j")?.is_some_and(|s| s.state != JobState::Queued))
+    })?;
+    let out = ws.run(&["apply", "-input=false", "-no-color", "update.tfplan"])?;
+    ensure!(
+        out.status.success(),
+        "the update must apply though the job started since the plan: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
