@@ -26,6 +26,7 @@ struct FieldSpec {
     optional: bool,
     computed: bool,
     replace: bool,
+    live: bool,
     sensitive: bool,
     write_only: bool,
     deprecated: bool,
@@ -121,6 +122,7 @@ fn field_step(field: &syn::Field) -> syn::Result<Option<Tokens>> {
             || spec.optional
             || spec.computed
             || spec.replace
+            || spec.live
             || spec.sensitive
             || spec.write_only
             || spec.deprecated
@@ -168,6 +170,7 @@ fn field_step(field: &syn::Field) -> syn::Result<Option<Tokens>> {
     let mut modifiers = Vec::new();
     for (on, call) in [
         (spec.replace, quote!(.force_new())),
+        (spec.live, quote!(.live())),
         (spec.sensitive, quote!(.sensitive())),
         (spec.write_only, quote!(.write_only())),
         (spec.deprecated, quote!(.deprecated())),
@@ -214,11 +217,11 @@ fn block_step(
              checks on the block's own model)",
         ));
     }
-    if spec.sensitive || spec.write_only || spec.deprecated || spec.summary.is_some() {
+    if spec.sensitive || spec.write_only || spec.deprecated || spec.live || spec.summary.is_some() {
         return Err(syn::Error::new(
             span,
-            "a block cannot be `sensitive`, `write_only`, `deprecated` or have a `summary`; \
-             declare them on the block's attributes",
+            "a block cannot be `sensitive`, `write_only`, `deprecated`, `live` or have a \
+             `summary`; declare them on the block's attributes",
         ));
     }
     let (nesting, inner) = if let Some(inner) = generic_arg(&field.ty, "Vec") {
@@ -282,6 +285,8 @@ fn field_spec(field: &syn::Field) -> syn::Result<FieldSpec> {
                 flag(&mut spec.computed)
             } else if path.is_ident("replace") {
                 flag(&mut spec.replace)
+            } else if path.is_ident("live") {
+                flag(&mut spec.live)
             } else if path.is_ident("sensitive") {
                 flag(&mut spec.sensitive)
             } else if path.is_ident("write_only") {

@@ -19,7 +19,8 @@ pub use tfplug_derive::Model;
 /// The derive reads `#[tf(...)]` on the struct and its fields:
 /// - fields: `required`, `optional`, `computed` (with `optional`: the provider may choose),
 ///   `default = <literal>` (optional and computed; the planner plans it), `replace` (a change
-///   forces replacement), `sensitive`, `write_only`, `deprecated`, `block` (a nested block:
+///   forces replacement), `live` (computed, changed by the platform on its own: unknown in the
+///   plan of an in-place update, which reads it again), `sensitive`, `write_only`, `deprecated`, `block` (a nested block:
 ///   `Option<T>` is a single block, `Vec<T>` a list; `required` makes a single block
 ///   required), `flatten` (the field's own model's attributes and blocks join this block),
 ///   `skip` (not in the schema), and validators: `range(min, max)`, `one_of("a", "b")`,

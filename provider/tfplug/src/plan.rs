@@ -36,7 +36,13 @@ pub fn default_plan(
         &mut replace,
     );
     if replace.is_empty() {
-        (kept, replace)
+        // An in-place update reads what the platform changes on its own again.
+        let planned = if kept == *prior {
+            kept
+        } else {
+            unknown_live(&schema.block, &kept)
+        };
+        (planned, replace)
     } else {
         // A replacement creates a new object: it gets every default, and everything it
         // computes will be new too.
@@ -141,6 +147,40 @@ fn with_defaults(block: &Block, proposed: &Value, config: &Value, prior: &Value)
     Value::Object(out)
 }
 
+/// `value` with every live attribute (see [`crate::schema::Attribute::live`]) unknown, in every
+/// block that exists.
+fn unknown_live(block: &Block, value: &Value) -> Value {
+    let Some(attrs) = object(value) else {
+        return value.clone();
+    };
+    let mut out = attrs.clone();
+    for a in block.attributes.iter().filter(|a| a.live) {
+        out.insert(a.name.clone(), Value::unknown());
+    }
+    for b in &block.blocks {
+        let Some(v) = attrs.get(&b.type_name) else {
+            continue;
+        };
+        let marked = match v {
+            Value::List(items) => {
+                Value::List(items.iter().map(|i| unknown_live(&b.block, i)).collect())
+            }
+            Value::Set(items) => {
+                Value::Set(items.iter().map(|i| unknown_live(&b.block, i)).collect())
+            }
+            Value::Map(items) => Value::Map(
+                items
+                    .iter()
+                    .map(|(k, i)| (k.clone(), unknown_live(&b.block, i)))
+                    .collect(),
+            ),
+            v => unknown_live(&b.block, v),
+        };
+        out.insert(b.type_name.clone(), marked);
+    }
+    Value::Object(out)
+}
+
 /// Stored state as Terraform represents the current schema: a repeated nested block (list, set
 /// or map) that the state does not mention is empty, never null, inside an object that exists.
 /// State written before such a block type existed would otherwise decode as a null the
@@ -184,7 +224,7 @@ pub fn with_absent_blocks_empty(block: &Block, value: &Value) -> Value {
 }
 
 /// Write-only values reach the provider in configuration only; plans and states hold null.
-fn null_write_only(block: &Block, value: &Value) -> Value {
+pub(crate) fn null_write_only(block: &Block, value: &Value) -> Value {
     let Some(attrs) = object(value) else {
         return value.clone();
     };

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::diag::{AttributePath, Diagnostic, Diagnostics, Warnings};
 use crate::model::{self, Model};
+use crate::plan::null_write_only;
 use crate::schema::{Block, Nesting, Schema};
 use crate::value::{Type, Value};
 
@@ -494,9 +495,8 @@ impl<C: Send + Sync + 'static, R: Resource<C>> DynResource<C> for R {
         Box::pin(async move {
             let model = Resource::import(self, client, ctx, id).await?;
             let ty = full_type::<C, R>(self);
-            let mut value = model::encode(&model, &ty)?;
-            null_write_only(&R::Model::block(), &mut value);
-            Ok(value)
+            let value = model::encode(&model, &ty)?;
+            Ok(null_write_only(&R::Model::block(), &value))
         })
     }
 
@@ -544,8 +544,8 @@ fn erase_apply<M: Model>(result: ApplyResult<M>, planned: &Value, ty: &Type) -> 
         mut diagnostics,
     } = result;
     let state = state.and_then(|m| match model::encode(&m, ty) {
-        Ok(mut value) => {
-            null_write_only(&M::block(), &mut value);
+        Ok(value) => {
+            let mut value = null_write_only(&M::block(), &value);
             keep_framework_attributes(&mut value, planned);
             Some(value)
         }
@@ -571,60 +571,41 @@ fn keep_framework_attributes(value: &mut Value, from: &Value) {
     }
 }
 
-/// Applies `f` to each attribute value of `block` inside `value` and `other` (matching nested
-/// blocks), at any depth.
-fn each_write_only(
-    block: &Block,
-    value: &mut Value,
-    other: Option<&Value>,
-    f: &mut dyn FnMut(&mut Value, Option<&Value>),
-) {
-    let Value::Object(attrs) = value else {
+/// Puts the configuration's write-only values (unknowns as null) into `planned`, at any depth.
+fn with_write_only(block: &Block, planned: &mut Value, config: &Value) {
+    let Value::Object(attrs) = planned else {
         return;
     };
     for a in block.attributes.iter().filter(|a| a.write_only) {
         if let Some(v) = attrs.get_mut(&a.name) {
-            f(v, other.and_then(|o| o.get_attr(&a.name)));
+            *v = config
+                .get_attr(&a.name)
+                .map_or(Value::Null, Value::unknown_as_null);
         }
     }
     for b in &block.blocks {
-        let Some(v) = attrs.get_mut(&b.type_name) else {
+        let (Some(v), Some(c)) = (attrs.get_mut(&b.type_name), config.get_attr(&b.type_name))
+        else {
             continue;
         };
-        let o = other.and_then(|o| o.get_attr(&b.type_name));
-        match (b.nesting, v) {
-            (Nesting::Single | Nesting::Group, v) => each_write_only(&b.block, v, o, f),
-            (Nesting::List | Nesting::Set, Value::List(items) | Value::Set(items)) => {
-                for (i, item) in items.iter_mut().enumerate() {
-                    let o = match o {
-                        Some(Value::List(os)) => os.get(i),
-                        _ => None,
-                    };
-                    each_write_only(&b.block, item, o, f);
+        match (b.nesting, v, c) {
+            (Nesting::Single | Nesting::Group, v, c) => with_write_only(&b.block, v, c),
+            (Nesting::List, Value::List(items), Value::List(cs)) => {
+                for (item, c) in items.iter_mut().zip(cs) {
+                    with_write_only(&b.block, item, c);
                 }
             }
-            (Nesting::Map, Value::Map(items)) => {
+            (Nesting::Map, Value::Map(items), Value::Map(cs)) => {
                 for (k, item) in items.iter_mut() {
-                    let o = match o {
-                        Some(Value::Map(os)) => os.get(k),
-                        _ => None,
-                    };
-                    each_write_only(&b.block, item, o, f);
+                    if let Some(c) = cs.get(k) {
+                        with_write_only(&b.block, item, c);
+                    }
                 }
             }
+            // Sets cannot hold write-only attributes (the schema's validity rules).
             _ => {}
         }
     }
-}
-
-fn with_write_only(block: &Block, planned: &mut Value, config: &Value) {
-    each_write_only(block, planned, Some(config), &mut |v, c| {
-        *v = c.map(Value::unknown_as_null).unwrap_or(Value::Null);
-    });
-}
-
-fn null_write_only(block: &Block, value: &mut Value) {
-    each_write_only(block, value, None, &mut |v, _| *v = Value::Null);
 }
 
 /// A typed data source: the model is the configuration in and the state out.

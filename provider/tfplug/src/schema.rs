@@ -87,6 +87,9 @@ pub struct Attribute {
     pub default: Option<Value>,
     /// Checks of a known, non-null value, run by `ValidateResourceConfig`.
     pub validators: Vec<Validator>,
+    /// The platform changes this computed value on its own (a job's state, a cluster's node
+    /// count): an in-place update reads it again, so the planner leaves it unknown there.
+    pub live: bool,
 }
 
 impl Attribute {
@@ -104,6 +107,7 @@ impl Attribute {
             force_new: false,
             default: None,
             validators: Vec::new(),
+            live: false,
         }
     }
 
@@ -185,6 +189,13 @@ impl Attribute {
         self.required = false;
         self.optional = true;
         self.computed = true;
+        self
+    }
+
+    /// See [`Attribute::live`].
+    #[must_use]
+    pub fn live(mut self) -> Self {
+        self.live = true;
         self
     }
 
@@ -537,6 +548,9 @@ fn validate_attribute(a: &Attribute, path: &str, in_set: bool, errors: &mut Vec<
     }
     if a.write_only && a.computed {
         errors.push(format!("{path}: write-only attributes cannot be computed"));
+    }
+    if a.live && !a.computed {
+        errors.push(format!("{path}: only computed attributes can be live"));
     }
     if let Some(default) = &a.default {
         if !(a.optional && a.computed) {

@@ -43,6 +43,9 @@ struct Thing {
     extra: Extra,
     #[tf(computed)]
     counts: Option<Counts>,
+    /// What the platform says now.
+    #[tf(computed, live)]
+    state: Option<String>,
     #[tf(skip)]
     #[serde(skip)]
     scratch: Option<String>,
@@ -105,7 +108,8 @@ fn the_schema_is_the_model() {
     assert_eq!(
         names,
         [
-            "id", "name", "priority", "count", "secret", "low", "high", "note", "weight", "counts"
+            "id", "name", "priority", "count", "secret", "low", "high", "note", "weight", "counts",
+            "state"
         ]
     );
     let attr = |n: &str| block.attribute(n).expect(n);
@@ -339,4 +343,34 @@ fn a_default_that_does_not_fit_its_field_is_a_schema_error() {
         errors.iter().any(|e| e.contains("n: a default must be")),
         "{errors:?}"
     );
+}
+
+#[test]
+fn live_attributes_are_unknown_in_in_place_updates_only() {
+    let schema = Schema::new(0, Thing::block());
+    assert!(Thing::block().attribute("state").is_some_and(|a| a.live));
+    let config = obj(vec![("name", Value::string("a")), ("small", size())]);
+    let (created, _) = default_plan(&schema, &Value::Null, &config, &config);
+    let mut prior = created.unknown_as_null();
+    if let Value::Object(m) = &mut prior {
+        m.insert("id".into(), Value::string("x"));
+        m.insert("state".into(), Value::string("running"));
+    }
+    // Nothing changes: the plan is the prior state, live values included.
+    let (same, _) = default_plan(&schema, &prior, &prior, &config);
+    assert_eq!(same, prior);
+    // An in-place change (`low` neither forces replacement nor is live): `state` is read again.
+    let changed_config = obj(vec![
+        ("name", Value::string("a")),
+        ("small", size()),
+        ("low", Value::number(1)),
+    ]);
+    let mut proposed = prior.clone();
+    if let Value::Object(m) = &mut proposed {
+        m.insert("low".into(), Value::number(1));
+    }
+    let (updated, replace) = default_plan(&schema, &prior, &proposed, &changed_config);
+    assert!(replace.is_empty(), "{replace:?}");
+    assert!(updated.get_attr("state").is_some_and(Value::is_unknown));
+    assert_eq!(updated.get_attr("id"), Some(&Value::string("x")));
 }

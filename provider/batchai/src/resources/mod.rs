@@ -57,23 +57,6 @@ pub(crate) fn stored_configuration<M: serde::de::DeserializeOwned>(
     })
 }
 
-/// Leaves `names` unknown in the plan of an in-place update: the update reads them from the
-/// platform again, which may have moved on since the last refresh.
-pub(crate) fn unknown_in_updates(
-    request: &tfplug::PlanRequest<'_>,
-    plan: &mut tfplug::Plan,
-    names: &[&str],
-) {
-    if request.prior.is_null() || plan.planned == *request.prior {
-        return;
-    }
-    if let Value::Object(attrs) = &mut plan.planned {
-        for name in names {
-            attrs.insert((*name).to_owned(), Value::unknown());
-        }
-    }
-}
-
 /// The name kept in state, which was validated when it was stored.
 pub(crate) fn stored_name(name: Option<&str>) -> Result<Name, Diagnostics> {
     Name::parse(name.unwrap_or_default())

@@ -15,7 +15,7 @@ use std::time::Duration;
 use control::records::{self, ClusterSpec, DeallocationOption, Scale, SetupTask};
 use tfplug::{
     Apply, ApplyResult, AttributePath, BoxFuture, Context, Diagnostic, Diagnostics, Interrupted,
-    Plan, PlanRequest, ReadResult, Resource, TimeoutDefaults, Value,
+    ReadResult, Resource, TimeoutDefaults, Value,
 };
 
 use self::live::{platform_error, unusable_nodes, with_live};
@@ -65,11 +65,6 @@ impl Resource<Client> for ClusterResource {
 
     fn timeouts(&self) -> Option<TimeoutDefaults> {
         Some(super::DEFAULT_TIMEOUTS)
-    }
-
-    fn modify_plan(&self, request: &PlanRequest<'_>, plan: &mut Plan) -> Result<(), Diagnostics> {
-        plan::unknown_live_attributes(request, plan);
-        Ok(())
     }
 
     fn check_plan<'a>(

@@ -49,25 +49,25 @@ pub struct Model {
     pub(crate) local_settings: Option<LocalSettingsModel>,
     /// `steady` when the node count matches the scale settings, `resizing` while nodes are
     /// added or removed.
-    #[tf(computed)]
+    #[tf(computed, live)]
     pub(crate) allocation_state: Option<String>,
     /// Nodes the cluster has now, in any state.
-    #[tf(computed)]
+    #[tf(computed, live)]
     pub(crate) current_node_count: Option<u32>,
     /// Nodes per state: `idle`, `running` (busy with work), `preparing` (starting, mounting,
     /// running the setup task), `unusable` (setup failed) and `leaving`.
-    #[tf(computed)]
+    #[tf(computed, live)]
     pub(crate) node_state_counts: Option<NodeStateCounts>,
     /// The cluster's nodes now: each node's `id`, `state` (as in `node_state_counts`) and
     /// `gpus`, the indices of the GPUs it was given (its `CUDA_VISIBLE_DEVICES`); empty when
     /// the machine has none to give, so the node's jobs run without a GPU.
-    #[tf(computed)]
+    #[tf(computed, live)]
     pub(crate) nodes: Option<Vec<NodeModel>>,
     /// Problems on the cluster's nodes, one entry per problem: `code` (`SetupTaskFailed` or
     /// `MountFailed`), `message` (which node, and what happened) and `details`, a map that for
     /// a failed setup task holds `exit_code`, `stdout_path`, `stderr_path` and `stderr_tail`
     /// (its last lines of stderr).
-    #[tf(computed)]
+    #[tf(computed, live)]
     pub(crate) errors: Option<Vec<ErrorModel>>,
     /// When the cluster was created (RFC 3339).
     #[tf(computed)]

@@ -2,26 +2,11 @@
 //! any in-place update reads again, and the checks against the platform (mounts, the GPUs this
 //! machine can give the nodes).
 use tfplug::model::decode_partial;
-use tfplug::{AttributePath, Diagnostic, Diagnostics, Plan, PlanRequest, Value};
+use tfplug::{AttributePath, Diagnostic, Diagnostics, Value};
 
 use super::model::Model;
 use crate::Client;
 use crate::resources::{mounts, value_at};
-
-/// Attributes the platform changes on its own; unknown in any update plan.
-const LIVE_ATTRIBUTES: [&str; 5] = [
-    "allocation_state",
-    "current_node_count",
-    "node_state_counts",
-    "nodes",
-    "errors",
-];
-
-/// Any in-place update reads the live node state again afterwards, so its plan leaves it
-/// unknown.
-pub(super) fn unknown_live_attributes(request: &PlanRequest<'_>, plan: &mut Plan) {
-    crate::resources::unknown_in_updates(request, plan, &LIVE_ATTRIBUTES);
-}
 
 /// Plan-time checks that need the platform: the volumes, and on the local platform, which
 /// gives nodes this machine's GPUs, whether there are enough of them.

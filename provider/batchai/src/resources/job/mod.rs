@@ -16,7 +16,7 @@ use control::jobs::JobState;
 use control::records::{self, NodeError};
 use tfplug::{
     Apply, ApplyResult, AttributePath, BoxFuture, Context, Diagnostic, Diagnostics, Interrupted,
-    Plan, PlanRequest, ReadResult, Resource, TimeoutDefaults, Value,
+    ReadResult, Resource, TimeoutDefaults, Value,
 };
 
 pub use self::model::JobModel;
@@ -134,19 +134,6 @@ fn fits(cluster: &ClusterView, node_count: u32) -> Result<(), Diagnostics> {
     }
     Ok(())
 }
-
-/// What a job reports as it runs; unknown in an update plan.
-const LIVE_ATTRIBUTES: [&str; 8] = [
-    // Written with the mount root variable until a node is assigned, and back after a requeue.
-    "std_out_err_directory",
-    "execution_state",
-    "exit_code",
-    "start_time",
-    "end_time",
-    "errors",
-    "attempts",
-    "metrics",
-];
 
 /// The job features ([`control::jobs::FEATURES`]) a job uses, each with the attribute that
 /// uses it: agents from before a feature existed would misread or ignore it.
@@ -390,13 +377,6 @@ impl Resource<Client> for JobResource {
             create: Duration::from_secs(24 * 3600),
             ..crate::resources::DEFAULT_TIMEOUTS
         })
-    }
-
-    /// An in-place update (`wait_for_completion`, `timeouts`) reads the job again, which may
-    /// have moved on since the last refresh, so its plan leaves what the job reports unknown.
-    fn modify_plan(&self, request: &PlanRequest<'_>, plan: &mut Plan) -> Result<(), Diagnostics> {
-        super::unknown_in_updates(request, plan, &LIVE_ATTRIBUTES);
-        Ok(())
     }
 
     fn check_plan<'a>(

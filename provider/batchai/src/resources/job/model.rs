@@ -91,16 +91,16 @@ pub struct JobModel {
     #[tf(block, replace)]
     pub(crate) retry: Option<RetryModel>,
     /// `queued`, `running`, `terminating`, `succeeded` or `failed`.
-    #[tf(computed)]
+    #[tf(computed, live)]
     pub(crate) execution_state: Option<String>,
     /// The exit code of the last attempt, once it ended.
-    #[tf(computed)]
+    #[tf(computed, live)]
     pub(crate) exit_code: Option<i64>,
     /// When the last attempt started (RFC 3339).
-    #[tf(computed)]
+    #[tf(computed, live)]
     pub(crate) start_time: Option<String>,
     /// When the job ended (RFC 3339).
-    #[tf(computed)]
+    #[tf(computed, live)]
     pub(crate) end_time: Option<String>,
     /// What went wrong, one entry per failed attempt: `code` (`JobFailed`,
     /// `JobPreparationFailed`, `JobWallClockTimeExceeded`, `MountFailed`, `JobTerminated`,
@@ -114,10 +114,10 @@ pub struct JobModel {
     /// `mpirun_stderr_path`, or `ranks_with_stderr` and `ranks_path` when mpirun did not
     /// name the failing rank; for `ClusterUnusable` the first failing node's `node`,
     /// `stderr_tail` and log paths with `node_count`, `usable_nodes` and `unusable_nodes`.
-    #[tf(computed)]
+    #[tf(computed, live)]
     pub(crate) errors: Option<Vec<ErrorModel>>,
     /// Attempts started: a retry counts, and so does a restart after a lost node.
-    #[tf(computed)]
+    #[tf(computed, live)]
     pub(crate) attempts: Option<u32>,
     /// Where the job's logs are on this machine, known once the job is queued:
     /// `<std_out_err_path_prefix>/<job_output_directory_path_segment>/stdouterr` with the
@@ -133,7 +133,7 @@ pub struct JobModel {
     /// output in `mpi-<attempt>/1/rank.<N>/stdout` and `stderr`; and
     /// `metrics-<attempt>.jsonl` holds what the job appended to `$BATCHAI_METRICS_FILE` in
     /// each attempt. Follow a running job with `tail -f`.
-    #[tf(computed)]
+    #[tf(computed, live)]
     pub(crate) std_out_err_directory: Option<String>,
     /// The generated part of output and log paths, `<cluster>/jobs/<name>/<unique id>`.
     #[tf(computed)]
@@ -141,7 +141,7 @@ pub struct JobModel {
     /// What the job reported: it appends JSON objects, one per line, to
     /// `$BATCHAI_METRICS_FILE`; the last numeric value of each key is kept. While the job
     /// runs, a refresh shows what it reported so far.
-    #[tf(computed)]
+    #[tf(computed, live)]
     pub(crate) metrics: Option<BTreeMap<String, f64>>,
     /// When the job was submitted (RFC 3339).
     #[tf(computed)]
