@@ -846,10 +846,18 @@ fn destroy_terminates_a_running_job() -> anyhow::Result<()> {
     })?;
     let pid: u32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
     ensure!(alive(pid), "the job should be running");
-    // A refresh shows the running job and what it reported so far.
-    ws.ok(&["apply", "-refresh-only", "-auto-approve", "-no-color"])?;
-    let v = job_values(&ws.state_json()?, "endless")?;
-    ensure!(v["execution_state"] == "running", "{v}");
+    // A refresh shows the running job and what it reported so far (its master publishes
+    // metrics to the store as they change, so a refresh may come before the first values).
+    let mut v = serde_json::Value::Null;
+    for _ in 0..20 {
+        ws.ok(&["apply", "-refresh-only", "-auto-approve", "-no-color"])?;
+        v = job_values(&ws.state_json()?, "endless")?;
+        ensure!(v["execution_state"] == "running", "{v}");
+        if v["metrics"]["progress"] == 0.5 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     ensure!(v["metrics"]["progress"] == 0.5, "live metrics: {v}");
     ensure!(ws.plan_exit_code()? == 0, "a running job plans no change");
 

@@ -224,10 +224,8 @@ pub fn cluster_bench(binary: &Path) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let dir = std::env::temp_dir().join(format!("batchai-bench-{}", std::process::id()));
-    let platform = batchai::platform::local::LocalPlatform::with_agent_binary(
-        dir.clone(),
-        binary.to_path_buf(),
-    );
+    let platform =
+        batchai::platform::local::platform_with_agent_binary(dir.clone(), binary.to_path_buf())?;
     for nodes in [1u32, 8, 32] {
         let name = format!("bench{nodes}");
         let spec = ClusterSpec {
@@ -247,7 +245,7 @@ pub fn cluster_bench(binary: &Path) -> anyhow::Result<()> {
         };
         let started = Instant::now();
         let view = runtime
-            .block_on(platform.create_cluster(&spec, &serde_json::Value::Null))
+            .block_on(platform.create_cluster(&spec, &Default::default(), &serde_json::Value::Null))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let elapsed = started.elapsed();
         let pids: Vec<u32> = view.nodes.iter().filter_map(|n| n.pid).collect();

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use batchai::names::Name;
 use batchai::platform::Platform as _;
-use batchai::platform::local::LocalPlatform;
 use control::jobs::{JobSpec, JobState, Priority, Retry, Toolkit};
 use control::records::{ClusterSpec, DeallocationOption, FORMAT, Scale, keys};
 use control::{DirStore, Store as _};
@@ -67,7 +66,10 @@ pub fn job_bench(binary: &Path) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("batchai-jobbench-{}", std::process::id()));
     let marks = dir.join("marks");
     std::fs::create_dir_all(&marks)?;
-    let platform = LocalPlatform::with_agent_binary(dir.join("root"), binary.to_path_buf());
+    let platform = batchai::platform::local::platform_with_agent_binary(
+        dir.join("root"),
+        binary.to_path_buf(),
+    )?;
     let cluster = "jobs";
     let spec = ClusterSpec {
         format: FORMAT,
@@ -85,7 +87,7 @@ pub fn job_bench(binary: &Path) -> anyhow::Result<()> {
         deleting: false,
     };
     runtime
-        .block_on(platform.create_cluster(&spec, &serde_json::Value::Null))
+        .block_on(platform.create_cluster(&spec, &Default::default(), &serde_json::Value::Null))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let cluster_name = Name::parse(cluster).map_err(anyhow::Error::msg)?;
     let no_secrets = BTreeMap::new();

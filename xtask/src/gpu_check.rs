@@ -8,7 +8,6 @@ use std::path::Path;
 use anyhow::bail;
 use batchai::names::Name;
 use batchai::platform::Platform as _;
-use batchai::platform::local::LocalPlatform;
 use control::jobs::{JobSpec, JobState, Priority, Retry, Script, Toolkit};
 use control::records::{ClusterSpec, DeallocationOption, FORMAT, Scale};
 
@@ -23,7 +22,10 @@ pub fn gpu_check(binary: &Path) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("batchai-gpucheck-{}", std::process::id()));
     let out = dir.join("out");
     std::fs::create_dir_all(&out)?;
-    let platform = LocalPlatform::with_agent_binary(dir.join("root"), std::path::absolute(binary)?);
+    let platform = batchai::platform::local::platform_with_agent_binary(
+        dir.join("root"),
+        std::path::absolute(binary)?,
+    )?;
     let spec = ClusterSpec {
         format: FORMAT,
         name: "gpu".into(),
@@ -40,7 +42,7 @@ pub fn gpu_check(binary: &Path) -> anyhow::Result<()> {
         deleting: false,
     };
     let view = runtime
-        .block_on(platform.create_cluster(&spec, &serde_json::Value::Null))
+        .block_on(platform.create_cluster(&spec, &Default::default(), &serde_json::Value::Null))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     for node in &view.nodes {
         println!(

@@ -597,6 +597,7 @@ mod tests {
             drain_requested: false,
             job: None,
             features: Vec::new(),
+            work_dir: None,
         }
     }
 

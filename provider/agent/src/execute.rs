@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
+use control::Store;
 use control::jobs::{self, Assignment, JobSpec, JobState, JobStatus, NodeReport};
 use control::records::{self, ErrorCode, MountSource, NodeError, NodeRecord, NodeState, keys};
-use control::{DirStore, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::launcher::OWNER_VAR;
@@ -41,11 +41,14 @@ pub enum Stop {
 /// What a node knows about itself, for every attempt it runs.
 #[derive(Debug, Clone)]
 pub struct NodeContext {
-    pub root: PathBuf,
     pub cluster: String,
     pub node: String,
+    /// The node's work directory (mounts, job temp, agent log).
     pub node_dir: PathBuf,
     pub mount_root: PathBuf,
+    /// Directories a job's container must see besides the node's own: the cluster's directory
+    /// mounts, which the node's mount links point into.
+    pub cluster_volumes: Vec<PathBuf>,
     /// The node's environment (`AZ_BATCHAI_MOUNT_ROOT`, GPUs, ...).
     pub env: BTreeMap<String, String>,
     /// This binary: `mpirun` reaches other nodes through `<exe> agent rsh`.
@@ -55,6 +58,8 @@ pub struct NodeContext {
 /// What the rsh bridge needs to start MPI ranks "on" this node: its job-specific environment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RankEnvironment {
+    #[serde(default)]
+    pub format: u32,
     pub job: String,
     #[serde(default)]
     pub uid: String,
@@ -63,11 +68,24 @@ pub struct RankEnvironment {
     pub env: BTreeMap<String, String>,
 }
 
-impl NodeContext {
-    /// Where this node publishes its [`RankEnvironment`].
-    pub fn rank_env_file(node_dir: &Path) -> PathBuf {
-        node_dir.join("job-env.json")
-    }
+/// The environment variable that tells `agent rsh` where the master keeps the rank
+/// environments it gathered from the store before it started `mpirun`.
+pub const RANKS_DIR_VAR: &str = "BATCHAI_RANKS_DIR";
+
+/// How long the master waits for every node of an MPI attempt to publish its rank environment.
+const RANKS_WAIT: Duration = Duration::from_secs(60);
+
+/// Where a node mounts its cluster's volumes (`AZ_BATCHAI_MOUNT_ROOT`).
+pub fn mount_root(node_dir: &Path) -> PathBuf {
+    node_dir.join("mounts")
+}
+
+/// The directory beside a node's work directory that the nodes of one machine share
+/// (`AZ_BATCHAI_SHARED_JOB_TEMP` lies below it).
+pub fn shared_dir(node_dir: &Path) -> PathBuf {
+    node_dir
+        .parent()
+        .map_or_else(|| node_dir.join("shared"), |p| p.join("shared"))
 }
 
 /// An attempt running on this node.
@@ -79,14 +97,14 @@ pub struct Execution {
 }
 
 impl Execution {
-    pub fn start(ctx: Arc<NodeContext>, store: DirStore, assignment: Assignment) -> Self {
+    pub fn start(ctx: Arc<NodeContext>, store: Arc<dyn Store>, assignment: Assignment) -> Self {
         let stop = Arc::new(AtomicU8::new(Stop::Keep as u8));
         let handle = {
             let stop = stop.clone();
             let assignment = assignment.clone();
             std::thread::spawn(move || {
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run(&ctx, &store, &assignment, &stop)
+                    run(&ctx, store.as_ref(), &assignment, &stop)
                 }));
                 match ran {
                     Ok(Ok(())) => {}
@@ -100,22 +118,27 @@ impl Execution {
                 // Free the node at once, rather than on the main loop's next tick, and tell
                 // the scheduler: both are the floor of job throughput.
                 let key = keys::node(&ctx.cluster, &ctx.node);
-                let freed = records::update(&store, &key, "node record", |r: &mut NodeRecord| {
-                    let mine = r.job.as_ref() == Some(&assignment);
-                    if mine {
-                        r.job = None;
-                    }
-                    // Also when the hand-over was undone meanwhile: a node without a job is idle.
-                    let stale = r.job.is_none() && r.state == NodeState::Running;
-                    if stale {
-                        r.state = NodeState::Idle;
-                    }
-                    mine || stale
-                });
+                let freed =
+                    records::update(store.as_ref(), &key, "node record", |r: &mut NodeRecord| {
+                        let mine = r.job.as_ref() == Some(&assignment);
+                        if mine {
+                            r.job = None;
+                        }
+                        // Also when the hand-over was undone meanwhile: a node without a job is idle.
+                        let stale = r.job.is_none() && r.state == NodeState::Running;
+                        if stale {
+                            r.state = NodeState::Idle;
+                        }
+                        mine || stale
+                    });
                 if let Err(e) = freed {
                     tracing::warn!(error = %e, "free the node after its job");
                 }
-                crate::node::wake_scheduler(&store, &ctx.cluster, &format!(".freed-{}", ctx.node));
+                crate::node::wake_scheduler(
+                    store.as_ref(),
+                    &ctx.cluster,
+                    &format!(".freed-{}", ctx.node),
+                );
             })
         };
         Self {
@@ -167,30 +190,17 @@ pub struct JobDirs {
 
 impl JobDirs {
     pub fn resolve(ctx: &NodeContext, spec: &JobSpec) -> Result<Self, jobs::JobPathError> {
-        Self::on_node(
-            &ctx.root,
-            &ctx.cluster,
-            &ctx.node_dir,
-            &ctx.mount_root,
-            spec,
-        )
+        Self::on_node(&ctx.node_dir, &ctx.mount_root, spec)
     }
 
-    /// The directories as `node` of a local cluster sees them, for readers outside the node
-    /// (the provider reading a running job's metrics).
-    pub fn for_local_node(
-        root: &Path,
-        cluster: &str,
-        node: &str,
-        spec: &JobSpec,
-    ) -> Result<Self, jobs::JobPathError> {
-        let node_dir = crate::LocalLauncher::node_dir(root, cluster, node);
-        Self::on_node(root, cluster, &node_dir, &node_dir.join("mounts"), spec)
+    /// The directories as the node whose work directory is `node_dir` (its record's
+    /// `work_dir`) sees them, for readers outside the node: the provider tells a user where a
+    /// job's logs are from what the store says, without reading the node.
+    pub fn for_node(node_dir: &Path, spec: &JobSpec) -> Result<Self, jobs::JobPathError> {
+        Self::on_node(node_dir, &mount_root(node_dir), spec)
     }
 
     fn on_node(
-        root: &Path,
-        cluster: &str,
         node_dir: &Path,
         mount_root: &Path,
         spec: &JobSpec,
@@ -221,12 +231,7 @@ impl JobDirs {
         Ok(Self {
             temp: temp_parent.join(&spec.name),
             temp_parent,
-            shared_temp: root
-                .join("clusters")
-                .join(cluster)
-                .join("shared")
-                .join(&spec.name)
-                .join(&spec.uid),
+            shared_temp: shared_dir(node_dir).join(&spec.name).join(&spec.uid),
             job_mount_root,
             stdouterr,
             inputs,
@@ -243,6 +248,11 @@ impl JobDirs {
     pub fn host_file(&self) -> PathBuf {
         self.temp.join("mpi-hostfile")
     }
+}
+
+/// Where the master keeps the rank environments it gathered for `agent rsh`.
+fn rank_envs_dir(dirs: &JobDirs) -> PathBuf {
+    dirs.temp.join(".batchai-ranks")
 }
 
 /// The Batch AI job environment on this node (secrets excluded).
@@ -281,7 +291,7 @@ pub fn job_environment(
         "BATCHAI_METRICS_FILE",
         show(&dirs.metrics_file(status.attempts)),
     );
-    set("BATCHAI_LOCAL_ROOT", show(&ctx.root));
+    set(RANKS_DIR_VAR, show(&rank_envs_dir(dirs)));
     for (id, path) in &dirs.inputs {
         set(&format!("AZ_BATCHAI_INPUT_{id}"), show(path));
     }
@@ -504,6 +514,7 @@ fn run(
         owner: crate::launcher::attempt_owner(&ctx.node_dir, &spec.uid, assignment.attempt),
         secrets: Vec::new(),
         mpi: None,
+        metrics: None,
         deadline: status
             .start_ms
             .unwrap_or_else(records::now_ms)
@@ -514,7 +525,7 @@ fn run(
     // whoever sees it ended finds them gone; background processes keep them until the end.
     let background = attempt.children.iter().any(|c| !c.required);
     if !background {
-        release(ctx, &spec);
+        release(store, ctx, &spec);
     }
     let result = match outcome {
         Outcome::Report(report, metrics_file) => {
@@ -565,14 +576,22 @@ fn run(
     attempt.wait_until_over();
     attempt.kill_all();
     if background {
-        release(ctx, &spec);
+        release(store, ctx, &spec);
     }
     result.map(|_| ()).map_err(Into::into)
 }
 
 /// Undoes what an attempt set up on the node: job mounts and the published rank environment.
-fn release(ctx: &NodeContext, spec: &JobSpec) {
-    let _ = std::fs::remove_file(NodeContext::rank_env_file(&ctx.node_dir));
+fn release(store: &dyn Store, ctx: &NodeContext, spec: &JobSpec) {
+    match store.delete(
+        &keys::rank_env(&ctx.cluster, &spec.name, &ctx.node),
+        control::Condition::Always,
+        None,
+    ) {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => tracing::warn!(error = %e, "withdraw the node's rank environment"),
+    }
     if let Ok(dirs) = JobDirs::resolve(ctx, spec) {
         setup::release_mounts(&spec.mounts, &dirs.job_mount_root);
     }
@@ -659,6 +678,17 @@ struct Attempt<'a> {
     /// The label of the `mpirun` process and the directory its ranks' output goes to.
     mpi: Option<(String, PathBuf)>,
     deadline: u64,
+    /// On the master, while its processes run: the metrics file it publishes from.
+    metrics: Option<MetricsFeed>,
+}
+
+/// The master's view of its attempt's metrics file, published to the store so that the
+/// provider shows a running job's metrics without reading the node.
+struct MetricsFeed {
+    file: PathBuf,
+    /// The file's length when it was last published: unchanged metrics cost no write.
+    published_len: u64,
+    next: Instant,
 }
 
 /// What the attempt's status says this node should do now.
@@ -747,6 +777,7 @@ impl Attempt<'_> {
             }
         }
         let published = RankEnvironment {
+            format: records::FORMAT,
             job: self.spec.name.clone(),
             uid: self.spec.uid.clone(),
             attempt: self.assignment.attempt,
@@ -756,11 +787,13 @@ impl Attempt<'_> {
                 .filter_map(|k| env.get(*k).map(|v| ((*k).to_owned(), v.clone())))
                 .collect(),
         };
-        // Without it the rsh bridge cannot start this node's MPI ranks; the launch then fails
-        // with the bridge's error, which names the node.
-        if let Err(e) = std::fs::write(
-            NodeContext::rank_env_file(&self.ctx.node_dir),
-            serde_json::to_vec(&published).unwrap_or_default(),
+        // Without it the master cannot start this node's MPI ranks; the master then fails the
+        // attempt with an error that names the node.
+        if let Err(e) = self.store.put(
+            &keys::rank_env(&self.ctx.cluster, &self.spec.name, &self.ctx.node),
+            &records::encode(&published),
+            control::Condition::Always,
+            None,
         ) {
             tracing::warn!(error = %e, "publish the node's rank environment");
         }
@@ -852,12 +885,25 @@ impl Attempt<'_> {
         }
         if toolkit::uses_mpi(&self.spec.toolkit, node_count) {
             self.mpi = Some((self.ctx.node.clone(), ranks_dir));
+            if index == 0
+                && let Err(outcome) = self.gather_rank_envs(&status.nodes, &dirs)
+            {
+                return outcome;
+            }
         }
         for (p, required) in &plan_procs {
             if let Err(e) = self.spawn(p, *required, &env, &dirs, runtime.as_deref()) {
                 self.kill_all();
                 return Outcome::Report(failed(e, None), None);
             }
+        }
+        if index == 0 {
+            self.metrics = Some(MetricsFeed {
+                file: dirs.metrics_file(self.assignment.attempt),
+                published_len: 0,
+                // The first values go out at once: a short job's metrics are worth seeing.
+                next: Instant::now(),
+            });
         }
         match self.supervise() {
             Some(Outcome::Report(report, _)) => {
@@ -948,7 +994,8 @@ impl Attempt<'_> {
                     self.ctx.cluster, self.spec.name, self.assignment.attempt, proc.label
                 );
                 container = Some((runtime.to_owned(), name.clone()));
-                let mut volumes = vec![self.ctx.root.clone()];
+                let mut volumes = vec![self.ctx.node_dir.clone(), dirs.shared_temp.clone()];
+                volumes.extend(self.ctx.cluster_volumes.iter().cloned());
                 volumes.extend(self.spec.mounts.iter().filter_map(|m| match &m.source {
                     MountSource::Directory { path } => Some(PathBuf::from(path)),
                     MountSource::Command { .. } | MountSource::Git { .. } => None,
@@ -1057,6 +1104,7 @@ impl Attempt<'_> {
             }
             if last_watch.elapsed() >= POLL * 4 {
                 last_watch = Instant::now();
+                self.publish_metrics();
                 match self.watch() {
                     Watch::Go => {}
                     Watch::Terminate => {
@@ -1078,6 +1126,114 @@ impl Attempt<'_> {
             // Short jobs are noticed within milliseconds, long ones cost a look every POLL.
             std::thread::sleep(nap);
             nap = (nap * 2).min(POLL);
+        }
+    }
+
+    /// The master's part before `mpirun` starts: every node of the attempt publishes its rank
+    /// environment in the store, and the master copies them to files of its own, where
+    /// `agent rsh` (which has no store) finds them. Waits up to [`RANKS_WAIT`] for nodes that
+    /// start late, and gives up early when the attempt is stopped or ends elsewhere.
+    fn gather_rank_envs(&self, nodes: &[String], dirs: &JobDirs) -> Result<(), Outcome> {
+        let dir = rank_envs_dir(dirs);
+        let write_failed = |e: std::io::Error| {
+            Outcome::Report(
+                failed(
+                    job_error(
+                        ErrorCode::JobFailed,
+                        format!("write the rank environments to {}: {e}", dir.display()),
+                        &[],
+                    ),
+                    None,
+                ),
+                None,
+            )
+        };
+        std::fs::create_dir_all(&dir).map_err(write_failed)?;
+        let deadline = Instant::now() + RANKS_WAIT;
+        let mut missing: Vec<&String> = nodes.iter().collect();
+        while !missing.is_empty() {
+            let mut still = Vec::new();
+            for node in missing {
+                let key = keys::rank_env(&self.ctx.cluster, &self.spec.name, node);
+                let found = load::<RankEnvironment>(self.store, &key, "rank environment")
+                    .ok()
+                    .flatten()
+                    .filter(|r| r.uid == self.spec.uid && r.attempt == self.assignment.attempt);
+                match found {
+                    Some(r) => std::fs::write(
+                        dir.join(format!("{node}.json")),
+                        serde_json::to_vec(&r).unwrap_or_default(),
+                    )
+                    .map_err(write_failed)?,
+                    None => still.push(node),
+                }
+            }
+            missing = still;
+            if missing.is_empty() {
+                break;
+            }
+            if stop_reason(self.stop) != Stop::Keep {
+                return Err(Outcome::Stopped(stop_reason(self.stop)));
+            }
+            if let Watch::Over | Watch::Terminate = self.watch() {
+                return Err(Outcome::Over);
+            }
+            if Instant::now() > deadline {
+                let names: Vec<&str> = missing.iter().map(|n| n.as_str()).collect();
+                return Err(Outcome::Report(
+                    failed(
+                        job_error(
+                            ErrorCode::JobFailed,
+                            format!(
+                                "node {} did not take part in attempt {} within {} s; its agent log says why",
+                                names.join(", node "),
+                                self.assignment.attempt,
+                                RANKS_WAIT.as_secs()
+                            ),
+                            &[],
+                        ),
+                        None,
+                    ),
+                    None,
+                ));
+            }
+            std::thread::sleep(POLL);
+        }
+        Ok(())
+    }
+
+    /// Publishes the master's metrics when they changed, at most every
+    /// [`jobs::LIVE_METRICS_EVERY`]. A failed write is tried again next time: live metrics are a
+    /// view, the final ones go with the report.
+    fn publish_metrics(&mut self) {
+        let Some(feed) = &mut self.metrics else {
+            return;
+        };
+        if Instant::now() < feed.next {
+            return;
+        }
+        feed.next = Instant::now() + jobs::LIVE_METRICS_EVERY;
+        let len = std::fs::metadata(&feed.file).map_or(0, |m| m.len());
+        if len == feed.published_len {
+            return;
+        }
+        let Ok(text) = std::fs::read_to_string(&feed.file) else {
+            return;
+        };
+        let live = jobs::LiveMetrics {
+            format: records::FORMAT,
+            uid: self.spec.uid.clone(),
+            attempt: self.assignment.attempt,
+            metrics: jobs::parse_metrics(&text),
+        };
+        match self.store.put(
+            &keys::job_metrics(&self.ctx.cluster, &self.spec.name),
+            &records::encode(&live),
+            control::Condition::Always,
+            None,
+        ) {
+            Ok(_) => feed.published_len = len,
+            Err(e) => tracing::warn!(error = %e, "publish the job's metrics"),
         }
     }
 
@@ -1344,7 +1500,7 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
 /// Why `agent rsh` could not run its command on a node.
 #[derive(Debug, thiserror::Error)]
 pub enum RshError {
-    #[error("node {node} did not take part in job {job} attempt {attempt} within 60 s")]
+    #[error("node {node} did not publish its part of job {job} attempt {attempt}")]
     NotTakingPart {
         node: String,
         job: String,
@@ -1358,36 +1514,25 @@ pub enum RshError {
     },
 }
 
-/// `<exe> agent rsh <node> <command...>`: how `mpirun` reaches another node. It waits for the node
-/// to publish its part of the job, takes on that node's environment and working directory, and
-/// runs the command there.
-pub fn rsh(root: &Path, cluster: &str, node: &str, command: &[String]) -> Result<i32, RshError> {
-    let node_dir = crate::LocalLauncher::node_dir(root, cluster, node);
-    let file = NodeContext::rank_env_file(&node_dir);
+/// `<exe> agent rsh <node> <command...>`: how `mpirun` reaches another node. It takes on the
+/// environment and working directory that node published for the attempt (gathered by the
+/// master into `ranks_dir` before `mpirun` started) and runs the command there.
+pub fn rsh(ranks_dir: &Path, node: &str, command: &[String]) -> Result<i32, RshError> {
     let job = std::env::var("AZ_BATCHAI_JOB_NAME").unwrap_or_default();
     let uid = std::env::var("AZ_BATCHAI_JOB_UID").unwrap_or_default();
     let attempt: u32 = std::env::var("AZ_BATCHAI_JOB_ATTEMPT")
         .ok()
         .and_then(|a| a.parse().ok())
         .unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let published = loop {
-        let found = std::fs::read(&file)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<RankEnvironment>(&b).ok())
-            .filter(|r| r.job == job && r.uid == uid && r.attempt == attempt);
-        if let Some(r) = found {
-            break r;
-        }
-        if Instant::now() > deadline {
-            return Err(RshError::NotTakingPart {
-                node: node.to_owned(),
-                job,
-                attempt,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let published = std::fs::read(ranks_dir.join(format!("{node}.json")))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<RankEnvironment>(&b).ok())
+        .filter(|r| r.job == job && r.uid == uid && r.attempt == attempt)
+        .ok_or_else(|| RshError::NotTakingPart {
+            node: node.to_owned(),
+            job: job.clone(),
+            attempt,
+        })?;
     let status = Command::new("sh")
         .arg("-c")
         .arg(command.join(" "))

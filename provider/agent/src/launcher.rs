@@ -244,13 +244,17 @@ fn reserve_ids(store: &dyn Store, cluster: &str, count: u32) -> Result<Vec<Strin
     }
 }
 
-/// The local platform's launcher: nodes are `<exe> agent` processes on this machine.
+/// The local platform's launcher: nodes are `<exe> agent` processes on this machine, with their
+/// work directories under `<root>/clusters/`, started against `store` (the directory store
+/// under the root, or a blob container).
 #[derive(Debug, Clone)]
 pub struct LocalLauncher {
     /// The provider binary, which doubles as the agent.
     pub exe: PathBuf,
-    /// The local platform root: `store/` and `clusters/` live below it.
+    /// The local platform root: `clusters/` (and the directory store, `store/`) live below it.
     pub root: PathBuf,
+    /// The control store the nodes use.
+    pub store: crate::store::StoreLocation,
 }
 
 impl LocalLauncher {
@@ -281,19 +285,28 @@ impl LocalLauncher {
             .map_err(|e| AgentError::io("open agent log", &log_path, e))?;
         let mut cmd = Command::new(&self.exe);
         cmd.arg("agent")
-            .arg("--root")
-            .arg(&self.root)
+            .arg("--store")
+            .arg(&self.store.url)
             .arg("--cluster")
             .arg(cluster)
             .arg("--node")
             .arg(node)
+            .arg("--work-dir")
+            .arg(&dir)
+            .arg("--local-root")
+            .arg(&self.root)
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
             // Terraform's environment must not leak into nodes: they are not plugins.
             .env_remove("TF_PLUGIN_MAGIC_COOKIE")
-            .env_remove("PLUGIN_CLIENT_CERT");
+            .env_remove("PLUGIN_CLIENT_CERT")
+            .env_remove(crate::store::CREDENTIAL_VAR);
+        // The store's credential goes in the environment, which only this user can read.
+        if let Some(credential) = &self.store.credential {
+            cmd.env(crate::store::CREDENTIAL_VAR, credential.to_env());
+        }
         detach(&mut cmd);
         let mut child = cmd
             .spawn()

@@ -9,6 +9,7 @@ pub mod node;
 pub mod placement;
 pub mod scheduler;
 pub mod setup;
+pub mod store;
 pub mod toolkit;
 
 use std::time::Duration;
@@ -93,6 +94,8 @@ pub enum AgentError {
     },
     #[error("node {node}: {reason}")]
     Node { node: String, reason: String },
+    #[error("{reason}")]
+    Config { reason: String },
 }
 
 impl AgentError {

@@ -9,20 +9,26 @@ use control::jobs::Assignment;
 use control::records::{
     self, ClusterSpec, ClusterStatus, DeallocationOption, NodeError, NodeRecord, NodeState, keys,
 };
-use control::{Condition, DirStore, LeaseId, Store, StoreError};
+use control::{Condition, LeaseId, Store, StoreError};
 
 use crate::execute::{Execution, NodeContext, Stop};
-use crate::launcher::LocalLauncher;
+use crate::launcher::{Launcher, LocalLauncher};
+use crate::store::StoreLocation;
 use crate::{AgentError, HEARTBEAT, SCHEDULER_LEASE, TICK, gpu, scheduler, setup};
 
-/// What the agent is started with (`terraform-provider-batchai agent --root R --cluster C --node N`).
+/// What the agent is started with (`terraform-provider-batchai agent --store S --cluster C
+/// --node N --work-dir D --local-root R`): everything it knows comes from the store it names.
 #[derive(Debug, Clone)]
 pub struct NodeArgs {
-    /// The local platform root.
-    pub root: PathBuf,
+    /// The cluster's control store (its credential, if any, comes from the environment).
+    pub store: StoreLocation,
     pub cluster: String,
     pub node: String,
-    /// This binary, to start sibling nodes when this node schedules.
+    /// The node's work directory: mounts, job temp directories, setup-task logs.
+    pub work_dir: PathBuf,
+    /// The local platform's root, where this node starts sibling nodes when it schedules.
+    pub local_root: PathBuf,
+    /// This binary, to start sibling nodes and to bridge `mpirun` to them.
     pub exe: PathBuf,
 }
 
@@ -106,15 +112,16 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         signal_hook::flag::register(signal, stop.clone())
             .map_err(|e| AgentError::io("install signal handler", "SIGTERM", e))?;
     }
-    let store = DirStore::open(LocalLauncher::store_dir(&args.root))?;
+    let store: Arc<dyn Store> = args.store.open()?;
     let launcher = LocalLauncher {
         exe: args.exe.clone(),
-        root: args.root.clone(),
+        root: args.local_root.clone(),
+        store: args.store.clone(),
     };
     let key = keys::node(&args.cluster, &args.node);
     let owner = format!("{}/{}", args.cluster, args.node);
-    let node_dir = LocalLauncher::node_dir(&args.root, &args.cluster, &args.node);
-    let mount_root = node_dir.join("mounts");
+    let node_dir = args.work_dir.clone();
+    let mount_root = crate::execute::mount_root(&node_dir);
 
     let Some(spec) = store.get(&keys::spec(&args.cluster))? else {
         return Err(AgentError::Node {
@@ -128,9 +135,9 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(gpu::detect_gpus);
-    let gpus = gpu::allocate(&store, &owner, available, spec.gpus_per_node)?;
+    let gpus = gpu::allocate(store.as_ref(), &owner, available, spec.gpus_per_node)?;
     let pid = std::process::id();
-    let registered = update_record(&store, &key, |r| {
+    let registered = update_record(store.as_ref(), &key, |r| {
         r.state = NodeState::Preparing;
         r.pid = Some(pid);
         r.gpus = gpus.clone();
@@ -139,9 +146,10 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
             .iter()
             .map(|f| (*f).to_owned())
             .collect();
+        r.work_dir = Some(node_dir.display().to_string());
     })?;
     if registered.is_none() {
-        let _ = gpu::release(&store, &owner);
+        let _ = gpu::release(store.as_ref(), &owner);
         return Err(AgentError::Node {
             node: args.node.clone(),
             reason: "its record was removed before it started".to_owned(),
@@ -160,7 +168,9 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         let stop = stop.clone();
         std::thread::spawn(move || {
             while preparing.load(Ordering::SeqCst) {
-                match update_record(&store, &key, |r| r.last_heartbeat_ms = records::now_ms()) {
+                match update_record(store.as_ref(), &key, |r| {
+                    r.last_heartbeat_ms = records::now_ms()
+                }) {
                     Ok(Some(r)) if !r.drain_requested => {}
                     Ok(_) => stop.store(true, Ordering::SeqCst),
                     Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
@@ -173,7 +183,10 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         })
     };
     let prepared = setup::realise_mounts(&spec.mounts, &mount_root)
-        .and_then(|()| setup::run_setup_task(&spec, &args.node, &node_dir, &env, &stop));
+        .and_then(|()| setup_secrets(store.as_ref(), &spec))
+        .and_then(|secrets| {
+            setup::run_setup_task(&spec, &args.node, &node_dir, &env, &secrets, &stop)
+        });
     preparing.store(false, Ordering::SeqCst);
     let _ = heartbeat.join();
     let state = match &prepared {
@@ -189,7 +202,7 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
     let now = records::now_ms();
     if !stop.load(Ordering::SeqCst)
         && let Err(e) = records::update(
-            &store,
+            store.as_ref(),
             &keys::status(&args.cluster),
             "cluster status",
             |s: &mut ClusterStatus| {
@@ -202,7 +215,7 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
     }
     // Through a store outage too: a prepared node must not give up on what it prepared.
     crate::until_stored("record the node's preparation", || {
-        records::update(&store, &key, "node record", |r: &mut NodeRecord| {
+        records::update(store.as_ref(), &key, "node record", |r: &mut NodeRecord| {
             r.state = state;
             r.last_heartbeat_ms = records::now_ms();
             if let Some(e) = &error {
@@ -217,11 +230,18 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         lease: None,
     };
     let ctx = Arc::new(NodeContext {
-        root: args.root.clone(),
         cluster: args.cluster.clone(),
         node: args.node.clone(),
         node_dir: node_dir.clone(),
         mount_root: mount_root.clone(),
+        cluster_volumes: spec
+            .mounts
+            .iter()
+            .filter_map(|m| match &m.source {
+                records::MountSource::Directory { path } => Some(PathBuf::from(path)),
+                records::MountSource::Command { .. } | records::MountSource::Git { .. } => None,
+            })
+            .collect(),
         env,
         exe: args.exe.clone(),
     });
@@ -263,9 +283,43 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         &crate::launcher::node_owner(&node_dir),
         crate::execute::TERMINATE_GRACE,
     );
-    election.release(&store);
-    leave(&store, &key, &owner, action);
+    election.release(store.as_ref());
+    leave(store.as_ref(), &key, &owner, action);
     result
+}
+
+/// The setup task's secrets: the cluster's secrets record, read only here (a node preparing
+/// itself), plus those that specs of older providers carried themselves. A store outage delays
+/// preparation; a record that cannot be read makes the node unusable, saying why.
+fn setup_secrets(
+    store: &dyn Store,
+    spec: &ClusterSpec,
+) -> Result<control::secrets::Secrets, NodeError> {
+    let Some(task) = &spec.setup_task else {
+        return Ok(control::secrets::Secrets::default());
+    };
+    let key = keys::cluster_secrets(&spec.name);
+    let stored = crate::until_stored("read the cluster's secrets", || Ok(store.get(&key)?))
+        .and_then(|value| {
+            value
+                .map(|v| {
+                    records::decode::<control::secrets::ClusterSecrets>("cluster secrets", &v.data)
+                })
+                .transpose()
+                .map_err(Into::into)
+        })
+        .map_err(|e| {
+            setup::node_error(
+                records::ErrorCode::SetupTaskFailed,
+                format!("read the setup task's secrets: {e}"),
+                &[],
+            )
+        })?;
+    let mut secrets = task.secrets.clone();
+    if let Some(stored) = stored {
+        secrets.0.extend(stored.setup_task.0);
+    }
+    Ok(secrets)
 }
 
 /// Consecutive failed passes of the node loop: how long to wait before the next, and when to
@@ -314,8 +368,8 @@ pub fn wake_scheduler(store: &dyn Store, cluster: &str, why: &str) {
 /// the lease) the scheduler's duties. It looks for new work every [`TICK`].
 #[allow(clippy::too_many_arguments)]
 fn node_loop(
-    store: &DirStore,
-    launcher: &LocalLauncher,
+    shared: &Arc<dyn Store>,
+    launcher: &dyn Launcher,
     args: &NodeArgs,
     key: &str,
     stop: &AtomicBool,
@@ -326,6 +380,7 @@ fn node_loop(
     last_done: &mut Option<Assignment>,
     failing: &mut StoreFailures,
 ) -> Result<(), AgentError> {
+    let store = shared.as_ref();
     let mut draining = false;
     let mut removed = false;
     let mut next_heartbeat = Instant::now();
@@ -421,7 +476,7 @@ fn node_loop(
                 taken
             })?;
             if taken {
-                *execution = Some(Execution::start(ctx.clone(), store.clone(), assignment));
+                *execution = Some(Execution::start(ctx.clone(), shared.clone(), assignment));
             }
         }
 
@@ -477,7 +532,7 @@ mod tests {
     fn wake_up_marks_are_valid_keys() {
         // A mark the store refuses is lost silently, and dispatch falls back to the 1 s pass.
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = DirStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let store = control::DirStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         wake_scheduler(&store, "c", "train-1");
         wake_scheduler(&store, "c", ".freed-node-3");
         let marks = store.list(&keys::queue_prefix("c")).unwrap_or_default();

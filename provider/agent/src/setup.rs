@@ -403,13 +403,14 @@ pub fn node_environment(
     env
 }
 
-/// Runs the setup task; on failure the error names the exit code, the log files and the last
-/// lines of stderr.
+/// Runs the setup task with the cluster's `secrets` in its environment; on failure the error
+/// names the exit code, the log files and the last lines of stderr (secrets redacted).
 pub fn run_setup_task(
     spec: &ClusterSpec,
     node: &str,
     node_dir: &Path,
     env: &BTreeMap<String, String>,
+    secrets: &control::secrets::Secrets,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<(), NodeError> {
     let Some(task) = &spec.setup_task else {
@@ -442,7 +443,7 @@ pub fn run_setup_task(
         .current_dir(node_dir)
         .envs(env)
         .envs(&task.environment_variables)
-        .envs(&task.secrets)
+        .envs(&secrets.0)
         .env("AZ_BATCHAI_STDOUTERR_DIR", &log_dir)
         // What it leaves running is stopped with the node, however it detached.
         .env(
@@ -493,13 +494,7 @@ pub fn run_setup_task(
             ("exit_code", code.clone()),
             ("stdout_path", stdout_path.display().to_string()),
             ("stderr_path", stderr_path.display().to_string()),
-            (
-                "stderr_tail",
-                redact(
-                    &tail(&stderr, 10),
-                    &task.secrets.values().cloned().collect::<Vec<_>>(),
-                ),
-            ),
+            ("stderr_tail", redact(&tail(&stderr, 10), &secrets.values())),
         ],
     ))
 }
@@ -592,7 +587,7 @@ mod tests {
             setup_task: Some(control::records::SetupTask {
                 command_line: "true".to_owned(),
                 environment_variables: BTreeMap::new(),
-                secrets: BTreeMap::new(),
+                secrets: control::secrets::Secrets::default(),
                 std_out_err_path_prefix: Some(prefix.to_owned()),
             }),
             ..test_spec()

@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use tfplug::{AttributePath, Diagnostic, Diagnostics, Model, Schema, Value};
 
 use crate::Client;
-use crate::platform::local::LocalPlatform;
 
 /// The Batch AI provider brings Azure Batch AI back as infrastructure as code: clusters of
 /// (GPU) nodes, shared file servers and training jobs. Without an `azure` block it runs
@@ -85,13 +84,20 @@ pub fn configure(config: &Value) -> Result<Client, Diagnostics> {
     };
     check_writable(&root).map_err(|e| {
         let d = Diagnostic::error("unusable local root", e.to_string());
-        Diagnostics::from(match path {
-            Some(p) => d.at(p),
+        Diagnostics::from(match &path {
+            Some(p) => d.at(p.clone()),
             None => d,
         })
     })?;
     let root = root.canonicalize().unwrap_or(root);
-    Ok(Arc::new(LocalPlatform::new(root)))
+    let platform = crate::platform::local::platform(root).map_err(|e| {
+        let d = Diagnostic::error("unusable local root", e.to_string());
+        Diagnostics::from(match &path {
+            Some(p) => d.at(p.clone()),
+            None => d,
+        })
+    })?;
+    Ok(Arc::new(platform))
 }
 
 /// Why the local platform's root cannot be used.

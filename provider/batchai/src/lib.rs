@@ -3,6 +3,7 @@
 //! Resources speak in validated domain types ([`names`], [`resources::file_server::FileServerSpec`])
 //! and reach the outside world only through [`platform::Platform`].
 pub mod config;
+pub mod control_plane;
 pub mod data_sources;
 pub mod generated;
 pub mod names;
@@ -90,24 +91,38 @@ fn log_scope() -> tfplug::logging::Scope {
     tfplug::logging::Scope::new(OWN).with_libraries(libraries)
 }
 
-/// Runs the node agent: `agent --root DIR --cluster NAME --node ID`.
+/// Runs the node agent: `agent --store S --cluster NAME --node ID --work-dir D --local-root R`
+/// (a blob store's credential comes in `BATCHAI_STORE_CREDENTIAL`).
 pub fn run_agent(args: &[String]) -> anyhow::Result<u8> {
     if args.first().map(String::as_str) == Some("rsh") {
         return run_rsh(&args[1..]);
     }
-    let mut root = None;
-    let mut cluster = None;
-    let mut node = None;
+    let mut flags = std::collections::BTreeMap::new();
     let mut iter = args.iter();
     while let Some(flag) = iter.next() {
-        let value = iter.next().cloned();
         match flag.as_str() {
-            "--root" => root = value,
-            "--cluster" => cluster = value,
-            "--node" => node = value,
+            "--store" | "--cluster" | "--node" | "--work-dir" | "--local-root" => {
+                let value = iter
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("agent argument {flag} needs a value"))?;
+                flags.insert(flag.as_str(), value.clone());
+            }
             other => anyhow::bail!("unknown agent argument {other:?}"),
         }
     }
+    let mut take = |flag: &str| {
+        flags
+            .remove(flag)
+            .ok_or_else(|| anyhow::anyhow!("agent needs {flag}"))
+    };
+    let args = agent::NodeArgs {
+        store: agent::store::StoreLocation::from_args(take("--store")?)?,
+        cluster: take("--cluster")?,
+        node: take("--node")?,
+        work_dir: take("--work-dir")?.into(),
+        local_root: take("--local-root")?.into(),
+        exe: std::env::current_exe()?,
+    };
     // `BATCHAI_AGENT_LOG=debug` in the provider's environment makes nodes log more.
     let level = match std::env::var("BATCHAI_AGENT_LOG").as_deref() {
         Ok("debug") => tfplug::logging::LevelFilter::DEBUG,
@@ -116,32 +131,24 @@ pub fn run_agent(args: &[String]) -> anyhow::Result<u8> {
         _ => tfplug::logging::LevelFilter::INFO,
     };
     tfplug::logging::init_hclog_at(level, log_scope());
-    let exe = std::env::current_exe()?;
-    agent::run_node(agent::NodeArgs {
-        root: root
-            .ok_or_else(|| anyhow::anyhow!("agent needs --root"))?
-            .into(),
-        cluster: cluster.ok_or_else(|| anyhow::anyhow!("agent needs --cluster"))?,
-        node: node.ok_or_else(|| anyhow::anyhow!("agent needs --node"))?,
-        exe,
-    })?;
+    agent::run_node(args)?;
     Ok(0)
 }
 
-/// `agent rsh <node> <command...>`: OpenMPI's remote shell on the local platform. `mpirun`
+/// `agent rsh <node> <command...>`: OpenMPI's remote shell between a job's nodes. `mpirun`
 /// runs it (through `plm_rsh_agent`) to start its daemon "on" another node; the job's
-/// environment tells it which platform root and cluster it is in.
+/// environment says where the master put the nodes' rank environments.
 fn run_rsh(args: &[String]) -> anyhow::Result<u8> {
     let (node, command) = args
         .split_first()
         .ok_or_else(|| anyhow::anyhow!("agent rsh needs a node and a command"))?;
-    let root = std::env::var("BATCHAI_LOCAL_ROOT").map_err(|_| {
-        anyhow::anyhow!("agent rsh runs only inside a job (BATCHAI_LOCAL_ROOT is unset)")
+    let ranks = std::env::var(agent::execute::RANKS_DIR_VAR).map_err(|_| {
+        anyhow::anyhow!(
+            "agent rsh runs only inside a job ({} is unset)",
+            agent::execute::RANKS_DIR_VAR
+        )
     })?;
-    let cluster = std::env::var("AZ_BATCHAI_CLUSTER_NAME").map_err(|_| {
-        anyhow::anyhow!("agent rsh runs only inside a job (AZ_BATCHAI_CLUSTER_NAME is unset)")
-    })?;
-    let code = agent::execute::rsh(std::path::Path::new(&root), &cluster, node, command)
+    let code = agent::execute::rsh(std::path::Path::new(&ranks), node, command)
         .map_err(|e| anyhow::anyhow!(e))?;
     Ok(u8::try_from(code).unwrap_or(1))
 }

@@ -492,6 +492,20 @@ pub struct Assignment {
     pub attempt: u32,
 }
 
+/// A running attempt's metrics so far, as its master node publishes them at
+/// `keys::job_metrics`: when they changed, and at most every [`LIVE_METRICS_EVERY`]. An ended
+/// job carries its final metrics in its status instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveMetrics {
+    pub format: u32,
+    pub uid: String,
+    pub attempt: u32,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// How often a master node may publish [`LiveMetrics`].
+pub const LIVE_METRICS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Parses a metrics file: JSON lines, the last numeric value of each key wins. Lines that are
 /// not JSON objects are skipped (a job may print anything there).
 pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {

@@ -5,6 +5,7 @@ pub mod dir;
 pub mod duration;
 pub mod jobs;
 pub mod records;
+pub mod secrets;
 pub mod store;
 
 pub use dir::DirStore;

@@ -151,6 +151,36 @@ pub mod keys {
     pub fn queue_mark(cluster: &str, job: &str) -> String {
         format!("clusters/{cluster}/queue/{job}")
     }
+    /// What the provider keeps beside a cluster's spec: its configuration, for import.
+    pub fn cluster_resource(cluster: &str) -> String {
+        format!("clusters/{cluster}/resource")
+    }
+    /// A cluster's setup-task secrets, apart from its spec, which every node and every
+    /// scheduling pass reads: only a node preparing itself reads them.
+    pub fn cluster_secrets(cluster: &str) -> String {
+        format!("clusters/{cluster}/secrets")
+    }
+    /// What the provider keeps beside a job's spec: its configuration (without secrets).
+    pub fn job_resource(cluster: &str, job: &str) -> String {
+        format!("clusters/{cluster}/jobs/{job}/resource")
+    }
+    /// A running job's metrics so far, as its master node publishes them.
+    pub fn job_metrics(cluster: &str, job: &str) -> String {
+        format!("clusters/{cluster}/jobs/{job}/metrics")
+    }
+    /// The prefix of the rank environments a job's nodes publish for the master's `mpirun`.
+    pub fn rank_envs_prefix(cluster: &str, job: &str) -> String {
+        format!("clusters/{cluster}/jobs/{job}/ranks/")
+    }
+    pub fn rank_env(cluster: &str, job: &str, node: &str) -> String {
+        format!("clusters/{cluster}/jobs/{job}/ranks/{node}")
+    }
+    pub fn file_servers_prefix() -> &'static str {
+        "fileservers/"
+    }
+    pub fn file_server(name: &str) -> String {
+        format!("fileservers/{name}")
+    }
     /// The machine-wide GPU allocation of the local platform.
     pub const GPU_ALLOCATIONS: &str = "local/gpus";
 }
@@ -214,7 +244,10 @@ impl Scale {
 pub struct SetupTask {
     pub command_line: String,
     pub environment_variables: BTreeMap<String, String>,
-    pub secrets: BTreeMap<String, String>,
+    /// Secrets in the spec itself, as providers before `keys::cluster_secrets` wrote them;
+    /// read for clusters they created, never written now.
+    #[serde(default, skip_serializing_if = "crate::secrets::Secrets::is_empty")]
+    pub secrets: crate::secrets::Secrets,
     /// Where stdout/stderr go; a per-cluster unique segment is added below it.
     pub std_out_err_path_prefix: Option<String>,
 }
@@ -395,6 +428,10 @@ pub struct NodeRecord {
     /// from before features were listed, which must not be handed a job that uses one.
     #[serde(default)]
     pub features: Vec<String>,
+    /// The node's work directory as its agent sees it (jobs' default directories, logs), written
+    /// when it registers; the provider derives log locations from it without reading the node.
+    #[serde(default)]
+    pub work_dir: Option<String>,
 }
 
 impl NodeRecord {
@@ -413,6 +450,7 @@ impl NodeRecord {
             drain_requested: false,
             job: None,
             features: Vec::new(),
+            work_dir: None,
         }
     }
 
@@ -575,6 +613,7 @@ mod tests {
             drain_requested: false,
             job: None,
             features: Vec::new(),
+            work_dir: None,
         };
         let cases = [
             (0, 5_000, false),

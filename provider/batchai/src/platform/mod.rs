@@ -1,7 +1,7 @@
-//! The platforms resources run on, behind one trait: `local` (this machine) now, `azure` later.
+//! What resources run on: the [`Platform`] trait resources call, which the platform-neutral
+//! control plane ([`crate::control_plane::ControlPlane`]) implements over a store, and the
+//! [`Driver`] trait, the little each platform does itself (`local` now, `azure` later).
 pub mod local;
-mod local_cluster;
-mod local_job;
 
 use serde::{Deserialize, Serialize};
 use tfplug::BoxFuture;
@@ -9,7 +9,7 @@ use tfplug::BoxFuture;
 use std::collections::BTreeMap;
 
 use control::jobs::{JobSpec, JobStatus};
-use control::records::{ClusterSpec, NodeRecord, Scale};
+use control::records::{self, ClusterSpec, NodeRecord, Scale};
 
 use crate::names::Name;
 use crate::resources::file_server::FileServerSpec;
@@ -83,6 +83,67 @@ pub struct FileServerStatus {
     pub creation_time: String,
 }
 
+/// Where a file server's share is, as a platform provisioned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileServerPlacement {
+    /// Where clusters mount the share from.
+    pub mount_point: String,
+    pub internal_ip: String,
+    pub public_ip: String,
+}
+
+/// What a platform does itself; everything about clusters, nodes and jobs as records is the
+/// control plane's, shared by every platform. A driver provisions and removes machines (node
+/// processes here, VM scale set instances on Azure) and file servers, and says how nodes start
+/// (its [`agent::Launcher`], which schedulers on nodes use as well).
+pub trait Driver: Send + Sync + std::fmt::Debug {
+    fn name(&self) -> &'static str;
+
+    /// How nodes are added and reaped, and whether their agents live.
+    fn launcher(&self) -> &dyn agent::Launcher;
+
+    /// Provisions a file server's storage. The control plane has claimed the name in the store
+    /// already, so whatever is left under it on the platform is stale and may be replaced.
+    fn provision_file_server<'a>(
+        &'a self,
+        spec: &'a FileServerSpec,
+    ) -> BoxFuture<'a, Result<FileServerPlacement, PlatformError>>;
+
+    /// Whether a recorded file server's storage is still there (it may be removed outside
+    /// Terraform).
+    fn file_server_exists<'a>(
+        &'a self,
+        status: &'a FileServerStatus,
+    ) -> BoxFuture<'a, Result<bool, PlatformError>>;
+
+    /// Removes a file server's storage; one that is gone already is removed.
+    fn remove_file_server<'a>(&'a self, name: &'a Name)
+    -> BoxFuture<'a, Result<(), PlatformError>>;
+
+    /// A file server this platform made before file servers were recorded in the store, to be
+    /// recorded now; `None` when there is none.
+    fn legacy_file_server(&self, name: &Name) -> Option<FileServerStatus> {
+        let _ = name;
+        None
+    }
+
+    /// Whether a cluster mount uses the file server's share (destroy refuses while one does).
+    fn mounts_file_server(&self, mount: &records::Mount, status: &FileServerStatus) -> bool;
+
+    /// Stops the nodes of a cluster that is being destroyed (its spec says `deleting`, so no
+    /// scheduler replaces them): each may drain per the cluster's deallocation option for a
+    /// grace period, then whatever is left is stopped, and what the platform made for the
+    /// cluster goes.
+    fn remove_cluster_nodes<'a>(
+        &'a self,
+        cluster: &'a str,
+        nodes: &'a [NodeRecord],
+    ) -> BoxFuture<'a, Result<(), PlatformError>>;
+
+    /// Where job logs go when a job names no `std_out_err_path_prefix`.
+    fn default_job_log_prefix(&self) -> String;
+}
+
 /// Where resources are realised.
 pub trait Platform: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
@@ -102,11 +163,13 @@ pub trait Platform: Send + Sync + std::fmt::Debug {
     fn delete_file_server<'a>(&'a self, name: &'a Name)
     -> BoxFuture<'a, Result<(), PlatformError>>;
 
-    /// Creates a cluster and returns once every node is idle or unusable. `resource` is the
-    /// resource's configuration without secrets, kept for import.
+    /// Creates a cluster and returns once every node is idle or unusable. `secrets` are kept
+    /// apart from the spec (only a node preparing itself reads them) and never returned;
+    /// `resource` is the resource's configuration without secrets, kept for import.
     fn create_cluster<'a>(
         &'a self,
         spec: &'a ClusterSpec,
+        secrets: &'a control::secrets::ClusterSecrets,
         resource: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<ClusterView, PlatformError>>;
 

@@ -93,7 +93,7 @@ impl Resource<Client> for ClusterResource {
             let created = ctx
                 .bounded(
                     Duration::from_secs(1),
-                    client.create_cluster(&spec, &resource_record(&model)),
+                    client.create_cluster(&spec, &secrets_of(&model), &resource_record(&model)),
                 )
                 .await
                 .unwrap_or_else(|why| Err(interrupted(&spec.name, why)));
@@ -286,13 +286,27 @@ async fn spec_from(client: &Client, model: &Model) -> Result<ClusterSpec, Diagno
         setup_task: model.setup_task.as_ref().map(|t| SetupTask {
             command_line: t.command_line.clone().unwrap_or_default(),
             environment_variables: t.environment_variables.clone().unwrap_or_default(),
-            secrets: t.secrets.clone().unwrap_or_default(),
+            secrets: control::secrets::Secrets::default(),
             std_out_err_path_prefix: t.std_out_err_path_prefix.clone(),
         }),
         mounts,
         gpus_per_node,
         deleting: false,
     })
+}
+
+/// The setup task's secrets: `secrets_wo` (taken from the configuration; the plan has it null)
+/// over the deprecated `secrets`.
+fn secrets_of(model: &Model) -> control::secrets::ClusterSecrets {
+    let mut secrets = std::collections::BTreeMap::new();
+    if let Some(t) = &model.setup_task {
+        secrets.extend(t.secrets.clone().unwrap_or_default());
+        secrets.extend(t.secrets_wo.clone().unwrap_or_default());
+    }
+    control::secrets::ClusterSecrets {
+        format: records::FORMAT,
+        setup_task: control::secrets::Secrets(secrets),
+    }
 }
 
 /// The configuration as stored for import: the configured part of the plan, without secrets
@@ -310,6 +324,7 @@ fn resource_record(model: &Model) -> serde_json::Value {
     };
     if let Some(t) = &mut m.setup_task {
         t.secrets = None;
+        t.secrets_wo = None;
     }
     if let Some(u) = &mut m.user_account_settings {
         u.admin_user_password = None;

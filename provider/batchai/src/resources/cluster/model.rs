@@ -181,10 +181,20 @@ pub(crate) struct SetupTaskModel {
     /// Environment variables for the setup task.
     #[tf(optional)]
     pub environment_variables: Option<BTreeMap<String, String>>,
-    /// Environment variables with secret values: marked sensitive in plans and kept out of
-    /// logs.
-    #[tf(optional, sensitive)]
+    /// Environment variables with secret values, stored in Terraform state (marked
+    /// sensitive). Deprecated: use `secrets_wo`, which Terraform never stores.
+    #[tf(optional, sensitive, deprecated)]
     pub secrets: Option<BTreeMap<String, String>>,
+    /// Environment variables with secret values. Write-only: never stored in Terraform state
+    /// or plans (Terraform 1.11 or later). The provider keeps them apart from the cluster's
+    /// spec, where only a node preparing itself reads them, and never logs them; every stderr
+    /// tail the setup task reports shows them as `***`. Change `secrets_wo_version` to
+    /// replace the cluster with new values.
+    #[tf(optional, sensitive, write_only)]
+    pub secrets_wo: Option<BTreeMap<String, String>>,
+    /// Any number; changing it replaces the cluster with the current `secrets_wo`.
+    #[tf(optional)]
+    pub secrets_wo_version: Option<i64>,
     /// Directory under which the setup task's `stdout.txt` and `stderr.txt` are kept, in
     /// `<prefix>/<cluster name>/<unique id>/<node id>/`. Defaults to the node's directory
     /// under the provider's root.

@@ -1,0 +1,140 @@
+//! Where a node's control store is: a location (a directory, or a blob container URL) given on
+//! the command line and a credential given in the environment, never in arguments that any user
+//! of the machine can read in `/proc/<pid>/cmdline`.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use control::{DirStore, Store};
+
+use crate::AgentError;
+
+/// The environment variable that carries a blob store's credential to a node's agent:
+/// `key:<account key>` or `sas:<SAS token>`.
+pub const CREDENTIAL_VAR: &str = "BATCHAI_STORE_CREDENTIAL";
+
+/// How a node authenticates to a blob control store.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A storage account key (base64), from which short-lived SAS tokens are signed.
+    AccountKey(String),
+    /// A SAS token (the query string, with or without its `?`).
+    SasToken(String),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AccountKey(_) => f.write_str("AccountKey(***)"),
+            Self::SasToken(_) => f.write_str("SasToken(***)"),
+        }
+    }
+}
+
+impl Credential {
+    /// The value of [`CREDENTIAL_VAR`] that carries this credential.
+    pub fn to_env(&self) -> String {
+        match self {
+            Self::AccountKey(key) => format!("key:{key}"),
+            Self::SasToken(token) => format!("sas:{token}"),
+        }
+    }
+
+    pub fn from_env(value: &str) -> Option<Self> {
+        if let Some(key) = value.strip_prefix("key:") {
+            return Some(Self::AccountKey(key.to_owned()));
+        }
+        value
+            .strip_prefix("sas:")
+            .map(|token| Self::SasToken(token.to_owned()))
+    }
+}
+
+/// A control store's location and the credential to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreLocation {
+    /// An absolute directory path, or a blob container URL (`https://…/container`).
+    pub url: String,
+    pub credential: Option<Credential>,
+}
+
+impl StoreLocation {
+    /// A directory store.
+    pub fn dir(path: impl Into<PathBuf>) -> Self {
+        Self {
+            url: path.into().display().to_string(),
+            credential: None,
+        }
+    }
+
+    /// The location a node was started with: `url` from its arguments, the credential from
+    /// [`CREDENTIAL_VAR`].
+    pub fn from_args(url: String) -> Result<Self, AgentError> {
+        let credential = match std::env::var(CREDENTIAL_VAR) {
+            Ok(value) if !value.is_empty() => {
+                Some(Credential::from_env(&value).ok_or_else(|| AgentError::Config {
+                    reason: format!(
+                        "{CREDENTIAL_VAR} must start with `key:` or `sas:`; it is set to something else"
+                    ),
+                })?)
+            }
+            _ => None,
+        };
+        Ok(Self { url, credential })
+    }
+
+    /// True for a blob container URL.
+    pub fn is_blob(&self) -> bool {
+        self.url.starts_with("https://") || self.url.starts_with("http://")
+    }
+
+    /// Opens the store.
+    pub fn open(&self) -> Result<Arc<dyn Store>, AgentError> {
+        if self.is_blob() {
+            return Err(AgentError::Config {
+                reason: format!(
+                    "open the control store {}: blob control stores are not supported by this build",
+                    self.url
+                ),
+            });
+        }
+        let path = self.url.strip_prefix("file://").unwrap_or(&self.url);
+        if !path.starts_with('/') {
+            return Err(AgentError::Config {
+                reason: format!(
+                    "open the control store {path}: a directory store needs an absolute path"
+                ),
+            });
+        }
+        Ok(Arc::new(DirStore::open(path)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_roundtrip_through_the_environment_and_never_show() {
+        for credential in [
+            Credential::AccountKey("a2V5".to_owned()),
+            Credential::SasToken("sv=2020&sig=secret".to_owned()),
+        ] {
+            assert_eq!(
+                Credential::from_env(&credential.to_env()),
+                Some(credential.clone())
+            );
+            assert!(!format!("{credential:?}").contains("secret"));
+            assert!(!format!("{credential:?}").contains("a2V5"));
+        }
+        assert_eq!(Credential::from_env("password"), None);
+    }
+
+    #[test]
+    fn directory_locations_must_be_absolute() {
+        assert!(StoreLocation::dir("relative/store").open().is_err());
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let at = StoreLocation::dir(dir.path().join("store"));
+        assert!(at.open().is_ok());
+        assert!(!at.is_blob());
+    }
+}

@@ -1,0 +1,455 @@
+//! Clusters as records: the spec, the configuration kept for import and the status the
+//! scheduler converges on; creation and scale changes wait until the nodes have settled, and a
+//! scheduling pass runs here whenever no node holds the scheduler lease (a cluster scaled to
+//! zero has no scheduler of its own).
+use std::time::Duration;
+
+use agent::scheduler;
+use control::records::{self, ClusterSpec, ClusterStatus, NodeRecord, NodeState, Scale, keys};
+use control::secrets::ClusterSecrets;
+use control::{Condition, StoreError};
+
+use super::{ControlPlane, ResourceRecord, now_rfc3339};
+use crate::names::Name;
+use crate::platform::{ClusterView, PlatformError};
+
+const KIND: &str = "cluster";
+/// How often waits look at the store again.
+const POLL: Duration = Duration::from_millis(25);
+/// How long a takeover mark stands before it counts as left by a provider that died mid-pass.
+const TAKEOVER_STALE_MS: u64 = 60_000;
+
+fn failed(operation: &'static str, name: &str, reason: impl ToString) -> PlatformError {
+    PlatformError::failed(operation, KIND, name, reason)
+}
+
+/// The node count a new cluster starts with.
+fn initial_count(scale: &Scale) -> u32 {
+    match scale {
+        Scale::Manual {
+            target_node_count, ..
+        } => *target_node_count,
+        Scale::Auto {
+            minimum_node_count,
+            maximum_node_count,
+            initial_node_count,
+            ..
+        } => (*initial_node_count).clamp(*minimum_node_count, *maximum_node_count),
+    }
+}
+
+impl ControlPlane {
+    pub(super) async fn create_cluster(
+        &self,
+        spec: &ClusterSpec,
+        secrets: &ClusterSecrets,
+        resource: &serde_json::Value,
+    ) -> Result<ClusterView, PlatformError> {
+        let (spec, secrets, resource) = (spec.clone(), secrets.clone(), resource.clone());
+        let name = spec.name.clone();
+        self.blocking("create", KIND, &name, move |plane| {
+            plane.create_cluster_records(&spec, &secrets, &resource)
+        })
+        .await?;
+        self.wait_until_settled(&name, "create").await
+    }
+
+    fn create_cluster_records(
+        &self,
+        spec: &ClusterSpec,
+        secrets: &ClusterSecrets,
+        resource: &serde_json::Value,
+    ) -> Result<(), PlatformError> {
+        let name = spec.name.as_str();
+        let store = self.store();
+        match store.put(
+            &keys::spec(name),
+            &records::encode(spec),
+            Condition::IfNoneExists,
+            None,
+        ) {
+            Ok(_) => {}
+            Err(e) if e.is_conflict() => {
+                return Err(PlatformError::AlreadyExists {
+                    kind: KIND,
+                    name: name.to_owned(),
+                });
+            }
+            Err(e) => return Err(failed("create", name, e)),
+        }
+        // Before any node starts: a node's setup task needs them. Without them the name is
+        // given back, so no node ever runs the setup task without its secrets.
+        if !secrets.setup_task.is_empty() {
+            let stored = store.put(
+                &keys::cluster_secrets(name),
+                &records::encode(&ClusterSecrets {
+                    format: records::FORMAT,
+                    ..secrets.clone()
+                }),
+                Condition::Always,
+                None,
+            );
+            if let Err(e) = stored {
+                let _ = store.delete(&keys::spec(name), Condition::Always, None);
+                return Err(failed("create", name, e));
+            }
+        }
+        let record = ResourceRecord {
+            format: records::FORMAT,
+            creation_time: now_rfc3339(),
+            resource: resource.clone(),
+        };
+        store
+            .put(
+                &keys::cluster_resource(name),
+                &records::encode(&record),
+                Condition::Always,
+                None,
+            )
+            .map_err(|e| failed("create", name, e))?;
+        let desired = self.reset_status(name, &spec.scale, "create")?;
+        self.driver()
+            .launcher()
+            .launch(store, spec, desired)
+            .map_err(|e| failed("create", name, e))?;
+        Ok(())
+    }
+
+    /// Sets the cluster's desired node count to the initial size of `scale`, with activity
+    /// starting now (so an auto-scale idle timeout counts from here). Returns that count.
+    fn reset_status(
+        &self,
+        name: &str,
+        scale: &Scale,
+        operation: &'static str,
+    ) -> Result<u32, PlatformError> {
+        // New scale settings are a fresh start: unusable nodes are replaced at once.
+        let status = ClusterStatus {
+            format: records::FORMAT,
+            desired_node_count: initial_count(scale),
+            last_active_ms: records::now_ms(),
+            ..ClusterStatus::default()
+        };
+        self.store()
+            .put(
+                &keys::status(name),
+                &records::encode(&status),
+                Condition::Always,
+                None,
+            )
+            .map_err(|e| failed(operation, name, e))?;
+        Ok(status.desired_node_count)
+    }
+
+    /// Waits until the node count matches the desired count and every node has finished
+    /// preparing (idle, running or unusable), scheduling the cluster whenever no agent does.
+    async fn wait_until_settled(
+        &self,
+        name: &str,
+        operation: &'static str,
+    ) -> Result<ClusterView, PlatformError> {
+        loop {
+            let cluster = name.to_owned();
+            let view = self
+                .blocking(operation, KIND, name, move |plane| {
+                    plane
+                        .reconcile_if_unscheduled(&cluster)
+                        .map_err(|e| failed(operation, &cluster, e))?;
+                    plane
+                        .read_cluster_records(&cluster)
+                        .map_err(|e| failed(operation, &cluster, e))
+                })
+                .await?;
+            let Some(view) = view else {
+                return Err(failed(
+                    operation,
+                    name,
+                    "the cluster was deleted while waiting for it",
+                ));
+            };
+            let settled = view.nodes.iter().all(|n| {
+                !n.drain_requested
+                    && matches!(
+                        n.state,
+                        NodeState::Idle | NodeState::Running | NodeState::Unusable
+                    )
+            });
+            let count = u32::try_from(view.nodes.len()).unwrap_or(u32::MAX);
+            if settled && count == view.desired_node_count {
+                return Ok(view);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Makes sure someone schedules the cluster: a pass by the provider when no node holds the
+    /// lease (a cluster with no nodes has no scheduler of its own, but may have queued jobs).
+    pub(super) fn nudge(&self, name: &str) -> Result<(), agent::AgentError> {
+        self.reconcile_if_unscheduled(name)
+    }
+
+    /// Runs one scheduling pass when no node is the scheduler, holding the lease meanwhile so
+    /// two schedulers never act at once.
+    fn reconcile_if_unscheduled(&self, name: &str) -> Result<(), agent::AgentError> {
+        let store = self.store();
+        // No scheduler key for a cluster that does not exist (a job naming a missing cluster).
+        if store.get(&keys::spec(name))?.is_none() {
+            return Ok(());
+        }
+        let key = keys::scheduler(name);
+        match store.put(&key, b"{}", Condition::IfNoneExists, None) {
+            Ok(_) => {}
+            Err(e) if e.is_conflict() || matches!(e, StoreError::LeaseHeld { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut takeover = None;
+        let lease = match store.acquire_lease(&key, agent::SCHEDULER_LEASE) {
+            Ok(lease) => lease,
+            Err(StoreError::LeaseHeld { .. }) if self.scheduler_is_dead(name)? => {
+                // Every agent is gone (killed at once, say): the lease of the dead scheduler
+                // would keep the cluster unscheduled, and its state untrue, until it expires.
+                // Terraform reads many resources at once, so only the caller that creates the
+                // takeover mark breaks the lease; the others leave the pass to it.
+                let Some(mark) = self.claim_takeover(name)? else {
+                    return Ok(());
+                };
+                takeover = Some(mark);
+                tracing::warn!(
+                    cluster = name,
+                    "every node's agent is gone; taking over the scheduler lease"
+                );
+                store.break_lease(&key)?;
+                match store.acquire_lease(&key, agent::SCHEDULER_LEASE) {
+                    Ok(lease) => lease,
+                    Err(StoreError::LeaseHeld { .. }) => {
+                        self.release_takeover(takeover);
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        self.release_takeover(takeover);
+                        return Err(e.into());
+                    }
+                }
+            }
+            Err(StoreError::LeaseHeld { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let result = scheduler::reconcile(store, self.driver().launcher(), name);
+        let _ = store.release_lease(&key, &lease);
+        self.release_takeover(takeover);
+        result.map(|_| ())
+    }
+
+    /// Creates the cluster's takeover mark; `None` when another caller holds a live one.
+    fn claim_takeover(
+        &self,
+        name: &str,
+    ) -> Result<Option<(String, control::ETag)>, agent::AgentError> {
+        let store = self.store();
+        let key = format!("{}scheduler-takeover", keys::cluster_prefix(name));
+        let now = records::now_ms();
+        match store.put(
+            &key,
+            now.to_string().as_bytes(),
+            Condition::IfNoneExists,
+            None,
+        ) {
+            Ok(etag) => Ok(Some((key, etag))),
+            Err(e) if e.is_conflict() => {
+                if let Some(v) = store.get(&key)? {
+                    let at: u64 = std::str::from_utf8(&v.data)
+                        .ok()
+                        .and_then(|t| t.parse().ok())
+                        .unwrap_or(0);
+                    if now.saturating_sub(at) > TAKEOVER_STALE_MS {
+                        let _ = store.delete(&key, Condition::IfMatch(v.etag), None);
+                    }
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn release_takeover(&self, mark: Option<(String, control::ETag)>) {
+        if let Some((key, etag)) = mark {
+            let _ = self.store().delete(&key, Condition::IfMatch(etag), None);
+        }
+    }
+
+    /// True when the cluster has nodes and the platform knows every one of their agents is
+    /// gone: the scheduler lease, if held, is held by the dead.
+    fn scheduler_is_dead(&self, name: &str) -> Result<bool, agent::AgentError> {
+        let nodes = scheduler::nodes(self.store(), name)?;
+        let launcher = self.driver().launcher();
+        Ok(!nodes.is_empty()
+            && nodes
+                .iter()
+                .all(|(n, _)| launcher.liveness(n) == agent::Liveness::Dead))
+    }
+
+    fn read_cluster_records(&self, name: &str) -> Result<Option<ClusterView>, agent::AgentError> {
+        let store = self.store();
+        let Some(spec) = store.get(&keys::spec(name))? else {
+            return Ok(None);
+        };
+        let spec: ClusterSpec = records::decode("cluster spec", &spec.data)?;
+        let nodes: Vec<NodeRecord> = scheduler::nodes(store, name)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let resource = match store.get(&keys::cluster_resource(name))? {
+            Some(v) => records::decode::<ResourceRecord>("cluster resource", &v.data)?,
+            None => ResourceRecord {
+                format: records::FORMAT,
+                creation_time: String::new(),
+                resource: serde_json::Value::Null,
+            },
+        };
+        let status = match store.get(&keys::status(name))? {
+            Some(v) => records::decode::<ClusterStatus>("cluster status", &v.data)?,
+            None => ClusterStatus::default(),
+        };
+        Ok(Some(ClusterView {
+            spec,
+            nodes,
+            resource: resource.resource,
+            creation_time: resource.creation_time,
+            desired_node_count: status.desired_node_count,
+            failing_since_ms: status.failing_since_ms,
+        }))
+    }
+
+    /// The cluster as it is; with `heal`, after a scheduling pass when nobody schedules it (lost
+    /// nodes reaped, their attempts requeued, replacements launched), so that what Read reports
+    /// is true. Plan-time checks read without healing: a plan changes nothing.
+    pub(super) async fn get_cluster(
+        &self,
+        name: &Name,
+        heal: bool,
+    ) -> Result<Option<ClusterView>, PlatformError> {
+        let name = name.to_string();
+        self.blocking("read", KIND, &name.clone(), move |plane| {
+            if heal && let Err(e) = plane.nudge(&name) {
+                tracing::warn!(cluster = name, error = %e, "schedule the cluster before reading it");
+            }
+            let view = plane
+                .read_cluster_records(&name)
+                .map_err(|e| failed("read", &name, e))?;
+            // A cluster being deleted is as good as gone.
+            Ok(view.filter(|v| !v.spec.deleting))
+        })
+        .await
+    }
+
+    pub(super) async fn update_cluster_scale(
+        &self,
+        name: &Name,
+        scale: &Scale,
+        resource: &serde_json::Value,
+    ) -> Result<ClusterView, PlatformError> {
+        let (cluster, scale, resource) = (name.to_string(), scale.clone(), resource.clone());
+        self.blocking("update", KIND, name.as_str(), move |plane| {
+            let store = plane.store();
+            let name = cluster.as_str();
+            let updated = records::update(
+                store,
+                &keys::spec(name),
+                "cluster spec",
+                |spec: &mut ClusterSpec| {
+                    spec.scale = scale.clone();
+                    true
+                },
+            )
+            .map_err(|e| failed("update", name, e))?;
+            if updated.is_none() {
+                return Err(failed("update", name, "the cluster does not exist"));
+            }
+            records::update(
+                store,
+                &keys::cluster_resource(name),
+                "cluster resource",
+                |r: &mut ResourceRecord| {
+                    r.resource = resource.clone();
+                    true
+                },
+            )
+            .map_err(|e| failed("update", name, e))?;
+            // New scale settings start over from their initial size (the target for manual
+            // scale); the scheduler takes it from there.
+            plane.reset_status(name, &scale, "update").map(|_| ())
+        })
+        .await?;
+        self.wait_until_settled(name.as_str(), "update").await
+    }
+
+    pub(super) async fn delete_cluster(&self, name: &Name) -> Result<(), PlatformError> {
+        let cluster = name.to_string();
+        let nodes = self
+            .blocking("delete", KIND, name.as_str(), move |plane| {
+                plane.mark_deleting(&cluster)
+            })
+            .await?;
+        // The driver stops the nodes (each drains per the cluster's deallocation option first)
+        // and removes what it made for them; the records go after.
+        self.driver()
+            .remove_cluster_nodes(name.as_str(), &nodes)
+            .await?;
+        let cluster = name.to_string();
+        self.blocking("delete", KIND, name.as_str(), move |plane| {
+            plane.remove_cluster_records(&cluster, &nodes)
+        })
+        .await
+    }
+
+    /// Marks the cluster deleting, so no scheduler launches replacements meanwhile, and returns
+    /// its nodes.
+    fn mark_deleting(&self, name: &str) -> Result<Vec<NodeRecord>, PlatformError> {
+        let store = self.store();
+        // A corrupt spec stops every scheduler by itself, and must not stop the destroy.
+        let marked = records::update(
+            store,
+            &keys::spec(name),
+            "cluster spec",
+            |spec: &mut ClusterSpec| {
+                spec.deleting = true;
+                true
+            },
+        );
+        match marked {
+            Ok(_) => {}
+            Err(e) if e.is_corrupt() => {
+                tracing::error!(cluster = name, error = %e, "corrupt cluster spec: deleting anyway");
+            }
+            Err(e) => return Err(failed("delete", name, e)),
+        }
+        Ok(scheduler::nodes(store, name)
+            .map_err(|e| failed("delete", name, e))?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    fn remove_cluster_records(
+        &self,
+        name: &str,
+        nodes: &[NodeRecord],
+    ) -> Result<(), PlatformError> {
+        let store = self.store();
+        for node in nodes {
+            let _ = agent::gpu::release(store, &format!("{name}/{}", node.id));
+        }
+        let _ = store.break_lease(&keys::scheduler(name));
+        for key in store
+            .list(&keys::cluster_prefix(name))
+            .map_err(|e| failed("delete", name, e))?
+        {
+            match store.delete(&key, Condition::Always, None) {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(failed("delete", name, e)),
+            }
+        }
+        Ok(())
+    }
+}
