@@ -175,6 +175,40 @@ pub struct Workspace {
     extra_env: Vec<(String, String)>,
     /// Whether this workspace created `root` (a sibling shares it and must not clean it up).
     owns_root: bool,
+    /// The blob container the provider keeps its control store in, in the Azurite pass
+    /// (`BATCHAI_ACC_AZURITE`); `None` for the directory store under `root`.
+    pub control_store: Option<BlobStoreTarget>,
+}
+
+/// A blob container of the Azurite the second end-to-end pass runs against.
+#[derive(Debug, Clone)]
+pub struct BlobStoreTarget {
+    pub container_url: String,
+    pub account_key: String,
+}
+
+/// The environment variable that makes every workspace keep its control store in a fresh
+/// container of an Azurite: `<blob endpoint>;<account key>`, e.g.
+/// `http://127.0.0.1:41234/devstoreaccount1;Eby8...==`. `cargo xtask test` sets it for the
+/// second pass of the cluster and job suites.
+pub const AZURITE_VAR: &str = "BATCHAI_ACC_AZURITE";
+
+/// A fresh container of the Azurite named by [`AZURITE_VAR`], if it is set.
+fn azurite_container(dir: &Path) -> Option<BlobStoreTarget> {
+    let value = std::env::var(AZURITE_VAR).ok().filter(|v| !v.is_empty())?;
+    let (endpoint, key) = value.split_once(';')?;
+    // Container names are 3-63 lowercase letters, digits and dashes.
+    let suffix: String = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    Some(BlobStoreTarget {
+        container_url: format!("{}/acc-{suffix}", endpoint.trim_end_matches('/')),
+        account_key: key.to_owned(),
+    })
 }
 
 impl Workspace {
@@ -189,6 +223,7 @@ impl Workspace {
                 provider_dir().display()
             ),
         )?;
+        let control_store = azurite_container(dir.path());
         Ok(Self {
             cli: cli.clone(),
             dir,
@@ -196,7 +231,22 @@ impl Workspace {
             cli_config,
             extra_env: Vec::new(),
             owns_root: true,
+            control_store,
         })
+    }
+
+    /// The control store this workspace's provider uses.
+    pub fn store(&self) -> anyhow::Result<std::sync::Arc<dyn control::Store>> {
+        let location = match &self.control_store {
+            Some(blob) => agent::store::StoreLocation {
+                url: blob.container_url.clone(),
+                credential: Some(agent::store::Credential::AccountKey(
+                    blob.account_key.clone(),
+                )),
+            },
+            None => agent::store::StoreLocation::dir(self.root.join("store")),
+        };
+        Ok(agent::store::open_checked(&location)?.store)
     }
 
     /// Another working directory sharing this one's platform root (for imports).
@@ -204,6 +254,7 @@ impl Workspace {
         let mut other = Self::new(&self.cli)?;
         other.root = self.root.clone();
         other.owns_root = false;
+        other.control_store = self.control_store.clone();
         Ok(other)
     }
 
@@ -215,10 +266,17 @@ impl Workspace {
         self.dir.path()
     }
 
-    /// Writes `main.tf`: the provider block pointing at this workspace's root, then `body`.
+    /// Writes `main.tf`: the provider block pointing at this workspace's root (and control
+    /// store), then `body`.
     pub fn write_config(&self, body: &str) -> anyhow::Result<()> {
+        let store = self.control_store.as_ref().map_or_else(String::new, |blob| {
+            format!(
+                "    control_store {{\n      blob_container_url = \"{}\"\n      account_key        = \"{}\"\n    }}\n",
+                blob.container_url, blob.account_key
+            )
+        });
         let header = format!(
-            "terraform {{\n  required_providers {{\n    batchai = {{\n      source = \"batchai/batchai\"\n    }}\n  }}\n}}\n\nprovider \"batchai\" {{\n  local {{\n    root = \"{}\"\n  }}\n}}\n\n",
+            "terraform {{\n  required_providers {{\n    batchai = {{\n      source = \"batchai/batchai\"\n    }}\n  }}\n}}\n\nprovider \"batchai\" {{\n  local {{\n    root = \"{}\"\n{store}  }}\n}}\n\n",
             self.root.display()
         );
         std::fs::write(self.dir.path().join("main.tf"), header + body)?;
@@ -427,13 +485,12 @@ pub fn fixture(name: &str) -> PathBuf {
     repo().join("acceptance/fixtures").join(name)
 }
 
-/// The node records of `cluster` in the local platform rooted at `root`.
+/// The node records of `cluster` in the workspace's control store.
 pub fn node_records(
-    root: &Path,
+    ws: &Workspace,
     cluster: &str,
 ) -> anyhow::Result<Vec<control::records::NodeRecord>> {
-    use control::Store as _;
-    let store = control::DirStore::open(root.join("store"))?;
+    let store = ws.store()?;
     let mut out = Vec::new();
     for key in store.list(&control::records::keys::nodes_prefix(cluster))? {
         if let Some(v) = store.get(&key)? {
@@ -489,14 +546,13 @@ pub fn job_on_c(name: &str, body: &str) -> String {
     )
 }
 
-/// The status record of job `name` on `cluster` in the local platform rooted at `root`.
+/// The status record of job `name` on `cluster` in the workspace's control store.
 pub fn job_status(
-    root: &Path,
+    ws: &Workspace,
     cluster: &str,
     name: &str,
 ) -> anyhow::Result<Option<control::jobs::JobStatus>> {
-    use control::Store as _;
-    let store = control::DirStore::open(root.join("store"))?;
+    let store = ws.store()?;
     let Some(v) = store.get(&control::records::keys::job_status(cluster, name))? else {
         return Ok(None);
     };

@@ -9,7 +9,6 @@ use batchai_acceptance::{
     Cli, Workspace, alive, for_every_cli, newest_cli, planned_actions, resource_values, wait_for,
 };
 use control::records::{NodeRecord, NodeState, keys};
-use control::{DirStore, Store as _};
 use serde_json::Value as Json;
 
 const FILE_SERVER: &str = r#"resource "batchai_file_server" "data" {
@@ -51,8 +50,8 @@ resource "batchai_cluster" "gpu" {{
 
 const SETUP: &str = "echo $GREETING from $AZ_BATCHAI_NODE_ID; touch $AZ_BATCHAI_MOUNT_ROOT/data/$AZ_BATCHAI_NODE_ID";
 
-fn nodes(root: &Path) -> anyhow::Result<Vec<NodeRecord>> {
-    batchai_acceptance::node_records(root, "gpu")
+fn nodes(ws: &Workspace) -> anyhow::Result<Vec<NodeRecord>> {
+    batchai_acceptance::node_records(ws, "gpu")
 }
 
 fn node_count(state: &Json) -> u64 {
@@ -84,7 +83,7 @@ fn lifecycle(cli: &Cli) -> anyhow::Result<()> {
         "{values}"
     );
     let export = ws.root.join("fileservers/data/export");
-    let nodes_now = nodes(&ws.root)?;
+    let nodes_now = nodes(&ws)?;
     ensure!(nodes_now.len() == 2, "{nodes_now:?}");
     for node in &nodes_now {
         // The setup task ran on the node, wrote through the mount into the file server...
@@ -120,7 +119,7 @@ fn lifecycle(cli: &Cli) -> anyhow::Result<()> {
             node_count(&ws.state_json()?) == target,
             "not {target} nodes"
         );
-        let live: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
+        let live: Vec<u32> = nodes(&ws)?.iter().filter_map(|n| n.pid).collect();
         ensure!(live.len() == target as usize, "{live:?}");
         ensure!(
             ws.plan_exit_code()? == 0,
@@ -145,9 +144,9 @@ fn lifecycle(cli: &Cli) -> anyhow::Result<()> {
         node_count(&ws.state_json()?) == 2,
         "auto-scale did not start with 2 nodes"
     );
-    let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
+    let pids: Vec<u32> = nodes(&ws)?.iter().filter_map(|n| n.pid).collect();
     wait_for("auto-scale to shrink to 0", Duration::from_secs(30), || {
-        Ok(nodes(&ws.root)?.is_empty())
+        Ok(nodes(&ws)?.is_empty())
     })?;
     wait_for("idle nodes to exit", Duration::from_secs(10), || {
         Ok(pids.iter().all(|p| !alive(*p)))
@@ -167,14 +166,14 @@ fn lifecycle(cli: &Cli) -> anyhow::Result<()> {
     // Back to a fixed size, then destroy: every node process ends and nothing is left.
     ws.write_config(&cluster("manual { target_node_count = 2 }", SETUP, &logs))?;
     ws.apply()?;
-    let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
+    let pids: Vec<u32> = nodes(&ws)?.iter().filter_map(|n| n.pid).collect();
     ensure!(
         pids.len() == 2 && pids.iter().all(|p| alive(*p)),
         "{pids:?}"
     );
     destroy_and_check_nothing_left(&ws)?;
-    ensure!(nodes(&ws.root)?.is_empty(), "node records left behind");
-    let store = DirStore::open(ws.root.join("store"))?;
+    ensure!(nodes(&ws)?.is_empty(), "node records left behind");
+    let store = ws.store()?;
     ensure!(
         store.list(&keys::cluster_prefix("gpu"))?.is_empty(),
         "cluster keys left behind"
@@ -185,7 +184,7 @@ fn lifecycle(cli: &Cli) -> anyhow::Result<()> {
 /// Destroys everything and checks that every node process the cluster had has ended and that
 /// no cluster directory is left. Returns the PIDs it checked.
 fn destroy_and_check_nothing_left(ws: &Workspace) -> anyhow::Result<Vec<u32>> {
-    let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
+    let pids: Vec<u32> = nodes(ws)?.iter().filter_map(|n| n.pid).collect();
     ensure!(!pids.is_empty(), "no node processes to check");
     ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
     ensure!(
@@ -226,7 +225,7 @@ fn a_killed_node_is_replaced_and_the_cluster_converges() -> anyhow::Result<()> {
     ws.write_config(&cluster("manual { target_node_count = 2 }", SETUP, &logs))?;
     ws.init()?;
     ws.apply()?;
-    let before = nodes(&ws.root)?;
+    let before = nodes(&ws)?;
     let victim = before.first().context("no node")?.clone();
     let pid = victim.pid.context("no pid")?;
     std::process::Command::new("kill")
@@ -238,7 +237,7 @@ fn a_killed_node_is_replaced_and_the_cluster_converges() -> anyhow::Result<()> {
         "the cluster to converge on 2 idle nodes",
         Duration::from_secs(60),
         || {
-            let now = nodes(&ws.root)?;
+            let now = nodes(&ws)?;
             Ok(now.len() == 2
                 && now.iter().all(|n| n.state == NodeState::Idle)
                 && now.iter().all(|n| n.id != victim.id))
@@ -341,7 +340,7 @@ fn gpus_are_disjoint_import_works_and_drift_recreates() -> anyhow::Result<()> {
     ws.apply()?;
     let export = ws.root.join("fileservers/data/export");
     let mut seen = Vec::new();
-    for node in nodes(&ws.root)? {
+    for node in nodes(&ws)? {
         let text = std::fs::read_to_string(export.join(format!("{}.gpus", node.id)))?;
         let (count, devices) = text.trim().split_once('/').context("bad gpu report")?;
         ensure!(count == "2", "{}: {text}", node.id);
@@ -384,13 +383,13 @@ fn gpus_are_disjoint_import_works_and_drift_recreates() -> anyhow::Result<()> {
     );
 
     // Drift: the cluster is removed behind Terraform's back; the next plan re-creates it.
-    let pids: Vec<u32> = nodes(&ws.root)?.iter().filter_map(|n| n.pid).collect();
+    let pids: Vec<u32> = nodes(&ws)?.iter().filter_map(|n| n.pid).collect();
     for pid in &pids {
         std::process::Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status()?;
     }
-    let store = DirStore::open(ws.root.join("store"))?;
+    let store = ws.store()?;
     for key in store.list(&keys::cluster_prefix("gpu"))? {
         let _ = store.delete(&key, control::Condition::Always, None);
     }
@@ -426,7 +425,7 @@ fn ctrl_c_during_create_keeps_the_partial_cluster_in_state() -> anyhow::Result<(
         "nodes to start their setup task",
         Duration::from_secs(60),
         || {
-            let now = nodes(&ws.root)?;
+            let now = nodes(&ws)?;
             Ok(now.len() == 2 && now.iter().all(|n| n.state == NodeState::Preparing))
         },
     )?;
@@ -469,7 +468,7 @@ fn a_setup_task_longer_than_the_heartbeat_timeout_is_not_mistaken_for_a_lost_nod
     ))?;
     ws.init()?;
     ws.apply()?;
-    let now = nodes(&ws.root)?;
+    let now = nodes(&ws)?;
     ensure!(
         now.len() == 1 && now[0].id == "node-0",
         "the node was replaced during setup: {now:?}"

@@ -4,7 +4,6 @@
 //! shows them as `***`.
 use anyhow::{Context as _, ensure};
 use batchai_acceptance::{Workspace, cluster_c, newest_cli, walk};
-use control::Store as _;
 use control::records::keys;
 
 const SECRET: &str = "hunter2-setup-secret";
@@ -54,7 +53,7 @@ fn setup_task_secrets_reach_the_task_and_nothing_else() -> anyhow::Result<()> {
     let state = std::fs::read_to_string(ws.path().join("terraform.tfstate"))?;
     ensure!(!state.contains(SECRET), "the secret is in the state");
 
-    let store = control::DirStore::open(ws.root.join("store"))?;
+    let store = ws.store()?;
     let spec = store.get(&keys::spec("c"))?.context("no cluster spec")?;
     ensure!(
         !String::from_utf8_lossy(&spec.data).contains(SECRET),

@@ -13,7 +13,7 @@ use batchai_acceptance::{
 };
 use control::jobs::{JobState, JobStatus};
 use control::records::{ErrorCode, NodeRecord, keys};
-use control::{DirStore, Store as _};
+
 use serde_json::Value as Json;
 
 fn cluster(nodes: u32) -> String {
@@ -24,8 +24,8 @@ fn job(name: &str, body: &str) -> String {
     batchai_acceptance::job_on_c(name, body)
 }
 
-fn store(ws: &Workspace) -> anyhow::Result<DirStore> {
-    Ok(DirStore::open(ws.root.join("store"))?)
+fn store(ws: &Workspace) -> anyhow::Result<std::sync::Arc<dyn control::Store>> {
+    ws.store()
 }
 
 /// The status of job `name` on cluster `c`.
@@ -34,7 +34,7 @@ fn status(ws: &Workspace, name: &str) -> anyhow::Result<Option<JobStatus>> {
 }
 
 fn status_on(ws: &Workspace, cluster: &str, name: &str) -> anyhow::Result<Option<JobStatus>> {
-    batchai_acceptance::job_status(&ws.root, cluster, name)
+    batchai_acceptance::job_status(ws, cluster, name)
 }
 
 fn wait_state(ws: &Workspace, name: &str, want: JobState, limit: Duration) -> anyhow::Result<()> {
@@ -46,7 +46,7 @@ fn wait_state(ws: &Workspace, name: &str, want: JobState, limit: Duration) -> an
 }
 
 fn nodes(ws: &Workspace) -> anyhow::Result<Vec<NodeRecord>> {
-    batchai_acceptance::node_records(&ws.root, "c")
+    batchai_acceptance::node_records(ws, "c")
 }
 
 fn job_values(state: &Json, name: &str) -> anyhow::Result<Json> {
@@ -1104,6 +1104,8 @@ fn apply_example(dir: &str) -> anyhow::Result<Workspace> {
         }
     }
     ws.root = ws.path().join(".batchai");
+    // Examples configure the provider themselves: the directory store under the root.
+    ws.control_store = None;
     ws.init()?;
     ws.apply()?;
     Ok(ws)

@@ -30,12 +30,12 @@ fn a_job_that_ended_between_plan_and_apply_updates_in_place() -> anyhow::Result<
     ws.init()?;
     ws.apply()?;
     wait_for("the job to start", Duration::from_secs(60), || {
-        Ok(job_status(&ws.root, "c", "j")?.is_some_and(|s| s.state == JobState::Running))
+        Ok(job_status(&ws, "c", "j")?.is_some_and(|s| s.state == JobState::Running))
     })?;
     ws.write_config(&config("2h"))?;
     ws.ok(&["plan", "-out=update.tfplan", "-input=false", "-no-color"])?;
     wait_for("the job to end", Duration::from_secs(60), || {
-        Ok(job_status(&ws.root, "c", "j")?.is_some_and(|s| s.state == JobState::Succeeded))
+        Ok(job_status(&ws, "c", "j")?.is_some_and(|s| s.state == JobState::Succeeded))
     })?;
     let out = ws.run(&["apply", "-input=false", "-no-color", "update.tfplan"])?;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -89,14 +89,14 @@ fn a_job_that_started_between_plan_and_apply_updates_in_place() -> anyhow::Resul
     ws.init()?;
     ws.apply()?;
     ensure!(
-        job_status(&ws.root, "c", "j")?.is_some_and(|s| s.state == JobState::Queued),
+        job_status(&ws, "c", "j")?.is_some_and(|s| s.state == JobState::Queued),
         "j waits behind the blocker"
     );
     ws.write_config(&body("2h"))?;
     ws.ok(&["plan", "-out=update.tfplan", "-input=false", "-no-color"])?;
     std::fs::write(&gate, "")?;
     wait_for("j to run", Duration::from_secs(60), || {
-        Ok(job_status(&ws.root, "c", "j")?.is_some_and(|s| s.state != JobState::Queued))
+        Ok(job_status(&ws, "c", "j")?.is_some_and(|s| s.state != JobState::Queued))
     })?;
     let out = ws.run(&["apply", "-input=false", "-no-color", "update.tfplan"])?;
     ensure!(

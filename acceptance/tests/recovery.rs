@@ -20,7 +20,7 @@ fn store(ws: &Workspace) -> anyhow::Result<DirStore> {
 }
 
 fn status(ws: &Workspace, name: &str) -> anyhow::Result<Option<JobStatus>> {
-    batchai_acceptance::job_status(&ws.root, "c", name)
+    batchai_acceptance::job_status(ws, "c", name)
 }
 
 /// Applies `config` and waits until job `name` runs.
@@ -201,7 +201,7 @@ fn value_file(ws: &Workspace, key: &str) -> std::path::PathBuf {
 }
 
 fn agent_pids(ws: &Workspace) -> anyhow::Result<Vec<(String, u32)>> {
-    Ok(batchai_acceptance::node_records(&ws.root, "c")?
+    Ok(batchai_acceptance::node_records(ws, "c")?
         .into_iter()
         .filter_map(|n| n.pid.map(|p| (n.id, p)))
         .collect())
@@ -230,7 +230,7 @@ fn a_cluster_whose_agents_all_died_is_healed_by_the_next_refresh() -> anyhow::Re
     // A plan changes nothing, though its checks look the cluster up (for a new job here).
     ws.write_config(&(cluster(2, "") + &background_job("long") + &background_job("extra")))?;
     ws.ok(&["plan", "-refresh=false", "-input=false", "-no-color"])?;
-    let planned = batchai_acceptance::node_records(&ws.root, "c")?;
+    let planned = batchai_acceptance::node_records(&ws, "c")?;
     ensure!(
         planned.len() == 2
             && planned
@@ -241,7 +241,7 @@ fn a_cluster_whose_agents_all_died_is_healed_by_the_next_refresh() -> anyhow::Re
     ws.write_config(&(cluster(2, "") + &background_job("long")))?;
 
     refresh(&ws)?;
-    let now = batchai_acceptance::node_records(&ws.root, "c")?;
+    let now = batchai_acceptance::node_records(&ws, "c")?;
     ensure!(
         now.iter().all(|n| killed.iter().all(|(id, _)| *id != n.id)),
         "the dead nodes were reaped: {now:?}"
@@ -387,7 +387,7 @@ fn corrupt_records_are_isolated_and_destroy_still_works() -> anyhow::Result<()> 
         || {
             let store = store(&ws)?;
             let keys = store.list(&keys::nodes_prefix("c"))?;
-            let readable = batchai_acceptance::node_records(&ws.root, "c").unwrap_or_default();
+            let readable = batchai_acceptance::node_records(&ws, "c").unwrap_or_default();
             Ok(!batchai_acceptance::alive(bad_pid)
                 && readable.len() == 2
                 && keys.len() == 2

@@ -48,7 +48,7 @@ fn a_stopped_job_gets_its_grace_period_to_checkpoint() -> anyhow::Result<()> {
         wait_for(
             &format!("job {name} to fail"),
             Duration::from_secs(120),
-            || Ok(job_status(&ws.root, "c", name)?.is_some_and(|s| s.state == JobState::Failed)),
+            || Ok(job_status(&ws, "c", name)?.is_some_and(|s| s.state == JobState::Failed)),
         )?;
     }
     let saved = |name: &str| {

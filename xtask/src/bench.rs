@@ -224,8 +224,11 @@ pub fn cluster_bench(binary: &Path) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let dir = std::env::temp_dir().join(format!("batchai-bench-{}", std::process::id()));
-    let platform =
-        batchai::platform::local::platform_with_agent_binary(dir.clone(), binary.to_path_buf())?;
+    let platform = batchai::platform::local::platform_with_agent_binary(
+        dir.clone(),
+        binary.to_path_buf(),
+        None,
+    )?;
     for nodes in [1u32, 8, 32] {
         let name = format!("bench{nodes}");
         let spec = ClusterSpec {

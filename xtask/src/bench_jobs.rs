@@ -69,6 +69,7 @@ pub fn job_bench(binary: &Path) -> anyhow::Result<()> {
     let platform = batchai::platform::local::platform_with_agent_binary(
         dir.join("root"),
         binary.to_path_buf(),
+        None,
     )?;
     let cluster = "jobs";
     let spec = ClusterSpec {

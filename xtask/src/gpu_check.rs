@@ -25,6 +25,7 @@ pub fn gpu_check(binary: &Path) -> anyhow::Result<()> {
     let platform = batchai::platform::local::platform_with_agent_binary(
         dir.join("root"),
         std::path::absolute(binary)?,
+        None,
     )?;
     let spec = ClusterSpec {
         format: FORMAT,

@@ -109,6 +109,43 @@ impl StoreLocation {
     }
 }
 
+/// A store opened and checked for use, with the location nodes are started with.
+#[derive(Debug, Clone)]
+pub struct OpenedStore {
+    pub location: StoreLocation,
+    pub store: Arc<dyn Store>,
+}
+
+/// What a failed check of a store blames: where it is, or how it is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// Unreachable, not a store, or a container that cannot be created.
+    Endpoint,
+    /// Refused: a wrong key, an expired SAS token, missing permissions.
+    Credential,
+}
+
+/// Why a store could not be opened for use.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CheckError {
+    pub blame: Blame,
+    pub message: String,
+}
+
+/// Opens a store and proves it usable with one round trip (a blob container is created when
+/// missing), so that configuration mistakes surface at once rather than in the first node.
+pub fn open_checked(location: &StoreLocation) -> Result<OpenedStore, CheckError> {
+    let store = location.open().map_err(|e| CheckError {
+        blame: Blame::Endpoint,
+        message: e.to_string(),
+    })?;
+    Ok(OpenedStore {
+        location: location.clone(),
+        store,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,30 @@ pub struct LocalSettings {
     /// `$XDG_DATA_HOME/batchai`, else `~/.local/share/batchai`.
     #[tf(optional, validate = check_root, summary = "empty local root")]
     pub root: Option<String>,
+    /// Where the platform keeps its control store (the records clusters, nodes and jobs share)
+    /// when not in a directory under `root`: an Azure Storage blob container, which nodes on
+    /// other machines can reach too (`terraform-provider-batchai agent join`).
+    #[tf(block)]
+    pub control_store: Option<ControlStoreSettings>,
+}
+
+/// A blob container as the control store, authenticated with the storage account's key or a
+/// SAS token (exactly one). The container is created when it does not exist.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+#[tf(exactly_one_of(account_key, sas_token))]
+pub struct ControlStoreSettings {
+    /// The container's URL: `https://<account>.blob.core.windows.net/<container>`, or for
+    /// Azurite `http://127.0.0.1:10000/devstoreaccount1/<container>`.
+    #[tf(required, validate = check_container_url, summary = "invalid blob_container_url")]
+    pub blob_container_url: Option<String>,
+    /// The storage account's key (base64). The provider signs short-lived SAS tokens with it;
+    /// nodes get it in their environment, never on a command line.
+    #[tf(optional, sensitive)]
+    pub account_key: Option<String>,
+    /// A SAS token for the container (or account) with read, write, delete, list, add and
+    /// create permissions, with or without its leading `?`.
+    #[tf(optional, sensitive)]
+    pub sas_token: Option<String>,
 }
 
 pub fn schema() -> Schema {
@@ -34,6 +58,23 @@ pub fn schema() -> Schema {
 fn check_root(root: &str) -> Result<(), &'static str> {
     if root.trim().is_empty() {
         return Err("local.root must name a directory; remove it to use the default");
+    }
+    Ok(())
+}
+
+fn check_container_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{url:?} is not an http(s) URL; write https://<account>.blob.core.windows.net/<container>"))?;
+    if rest.contains('?') {
+        return Err("put the SAS token in sas_token, not in the URL".to_owned());
+    }
+    let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    if segments.len() < 2 || segments.iter().any(|s| s.is_empty()) {
+        return Err(format!(
+            "{url:?} names no container; write https://<account>.blob.core.windows.net/<container>"
+        ));
     }
     Ok(())
 }
@@ -90,7 +131,8 @@ pub fn configure(config: &Value) -> Result<Client, Diagnostics> {
         })
     })?;
     let root = root.canonicalize().unwrap_or(root);
-    let platform = crate::platform::local::platform(root).map_err(|e| {
+    let store = control_store(config)?;
+    let platform = crate::platform::local::platform(root, store).map_err(|e| {
         let d = Diagnostic::error("unusable local root", e.to_string());
         Diagnostics::from(match &path {
             Some(p) => d.at(p.clone()),
@@ -98,6 +140,69 @@ pub fn configure(config: &Value) -> Result<Client, Diagnostics> {
         })
     })?;
     Ok(Arc::new(platform))
+}
+
+fn store_path(attribute: &str) -> AttributePath {
+    AttributePath::attrs(["local", "control_store", attribute])
+}
+
+/// The configured blob control store, opened and checked (the container created when missing),
+/// so that a wrong key or an unreachable endpoint is a diagnostic now, on the attribute that
+/// explains it; `None` for the directory store under the root.
+fn control_store(config: &Value) -> Result<Option<agent::store::OpenedStore>, Diagnostics> {
+    let Some(settings) = config
+        .get_attr("local")
+        .and_then(|l| l.get_attr("control_store"))
+        .filter(|v| !v.is_null())
+    else {
+        return Ok(None);
+    };
+    for attribute in ["blob_container_url", "account_key", "sas_token"] {
+        if settings.get_attr(attribute).is_some_and(Value::is_unknown) {
+            return Err(Diagnostic::error(
+                "control store setting is not known yet",
+                format!("local.control_store.{attribute} depends on a value that is only known after apply; use a value known at plan time"),
+            )
+            .at(store_path(attribute))
+            .into());
+        }
+    }
+    let text = |attribute: &str| {
+        settings
+            .get_attr(attribute)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let credential = match (text("account_key"), text("sas_token")) {
+        (Some(key), _) => agent::store::Credential::AccountKey(key),
+        (None, Some(token)) => agent::store::Credential::SasToken(token),
+        (None, None) => {
+            return Err(Diagnostic::error(
+                "no credential for the control store",
+                "set local.control_store.account_key or local.control_store.sas_token",
+            )
+            .at(store_path("account_key"))
+            .into());
+        }
+    };
+    let location = agent::store::StoreLocation {
+        url: text("blob_container_url").unwrap_or_default(),
+        credential: Some(credential),
+    };
+    agent::store::open_checked(&location)
+        .map(Some)
+        .map_err(|e| {
+            let attribute = match e.blame {
+                agent::store::Blame::Endpoint => "blob_container_url",
+                agent::store::Blame::Credential => match location.credential {
+                    Some(agent::store::Credential::SasToken(_)) => "sas_token",
+                    _ => "account_key",
+                },
+            };
+            Diagnostic::error("unusable control store", e.to_string())
+                .at(store_path(attribute))
+                .into()
+        })
 }
 
 /// Why the local platform's root cannot be used.
@@ -159,6 +264,49 @@ mod tests {
         let err = configure(&config_with_root(Some(&root_text))).err();
         let diag = err.and_then(|d| d.0.into_iter().next());
         assert_eq!(diag.and_then(|d| d.path), Some(root_path()));
+    }
+
+    fn config_with_store(url: &str, key: Option<&str>, sas: Option<&str>) -> Value {
+        let text = |v: Option<&str>| v.map_or(Value::Null, Value::string);
+        let store = Value::Object(
+            [
+                ("blob_container_url".to_owned(), Value::string(url)),
+                ("account_key".to_owned(), text(key)),
+                ("sas_token".to_owned(), text(sas)),
+            ]
+            .into(),
+        );
+        let local = Value::Object(
+            [
+                ("root".to_owned(), Value::Null),
+                ("control_store".to_owned(), store),
+            ]
+            .into(),
+        );
+        Value::Object([("local".to_owned(), local)].into())
+    }
+
+    #[test]
+    fn control_store_settings_are_checked_at_the_attribute() {
+        let validate = |config: &Value| tfplug::validate::validate(&schema().block, config);
+        let first_path = |config: &Value| validate(config).0.first().and_then(|d| d.path.clone());
+        let ok = "https://acct.blob.core.windows.net/batchai";
+        assert!(!validate(&config_with_store(ok, Some("a2V5"), None)).has_errors());
+        assert!(!validate(&config_with_store(ok, None, Some("sv=x&sig=y"))).has_errors());
+        for bad in [
+            "acct.blob.core.windows.net/batchai",
+            "https://acct.blob.core.windows.net",
+            "https://acct.blob.core.windows.net/",
+            "https://acct.blob.core.windows.net/c?sv=x&sig=y",
+        ] {
+            assert_eq!(
+                first_path(&config_with_store(bad, Some("a2V5"), None)),
+                Some(store_path("blob_container_url")),
+                "{bad}"
+            );
+        }
+        assert!(validate(&config_with_store(ok, Some("a2V5"), Some("sv=x"))).has_errors());
+        assert!(validate(&config_with_store(ok, None, None)).has_errors());
     }
 
     #[test]

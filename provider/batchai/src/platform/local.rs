@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::launcher::{LocalLauncher, is_node_process, signal_group, signal_session};
-use agent::store::StoreLocation;
+use agent::store::{OpenedStore, StoreLocation};
 use control::records::{self, NodeRecord};
 use tfplug::BoxFuture;
 
@@ -28,11 +28,12 @@ pub struct LocalDriver {
     launcher: LocalLauncher,
 }
 
-/// The local platform with its directory store under `root`, whose nodes run this binary.
-pub fn platform(root: PathBuf) -> Result<ControlPlane, PlatformError> {
+/// The local platform rooted at `root`, whose nodes run this binary, with `store` as its
+/// control store or, without one, the directory store under the root.
+pub fn platform(root: PathBuf, store: Option<OpenedStore>) -> Result<ControlPlane, PlatformError> {
     let exe =
         std::env::current_exe().unwrap_or_else(|_| PathBuf::from("terraform-provider-batchai"));
-    platform_with_agent_binary(root, exe)
+    platform_with_agent_binary(root, exe, store)
 }
 
 /// The local platform whose nodes run `exe agent ...` (benchmarks and tools that are not the
@@ -40,16 +41,25 @@ pub fn platform(root: PathBuf) -> Result<ControlPlane, PlatformError> {
 pub fn platform_with_agent_binary(
     root: PathBuf,
     exe: PathBuf,
+    store: Option<OpenedStore>,
 ) -> Result<ControlPlane, PlatformError> {
     // The root holds node directories, logs and the store: its creator's alone (0700).
     let open = |e: &dyn std::fmt::Display| {
         PlatformError::failed("open", "control store", &root.display().to_string(), e)
     };
     control::dir::private_dir_all(&root).map_err(|e| open(&e))?;
-    let store_dir = LocalLauncher::store_dir(&root);
-    let store = control::DirStore::open(&store_dir).map_err(|e| open(&e))?;
-    let driver = LocalDriver::new(root, exe, StoreLocation::dir(store_dir));
-    Ok(ControlPlane::new(Arc::new(store), Arc::new(driver)))
+    let store = match store {
+        Some(store) => store,
+        None => {
+            let dir = LocalLauncher::store_dir(&root);
+            OpenedStore {
+                store: Arc::new(control::DirStore::open(&dir).map_err(|e| open(&e))?),
+                location: StoreLocation::dir(dir),
+            }
+        }
+    };
+    let driver = LocalDriver::new(root, exe, store.location);
+    Ok(ControlPlane::new(store.store, Arc::new(driver)))
 }
 
 impl LocalDriver {
@@ -249,7 +259,7 @@ mod tests {
     #[tokio::test]
     async fn file_server_lifecycle() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let platform = platform(dir.path().to_path_buf()).unwrap_or_else(|e| panic!("{e}"));
+        let platform = platform(dir.path().to_path_buf(), None).unwrap_or_else(|e| panic!("{e}"));
         let s = spec("data");
         let created = platform
             .create_file_server(&s)
@@ -293,7 +303,7 @@ mod tests {
     #[tokio::test]
     async fn newer_records_are_refused() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let platform = platform(dir.path().to_path_buf()).unwrap_or_else(|e| panic!("{e}"));
+        let platform = platform(dir.path().to_path_buf(), None).unwrap_or_else(|e| panic!("{e}"));
         let s = spec("data");
         platform
             .create_file_server(&s)
@@ -323,7 +333,7 @@ mod tests {
     #[tokio::test]
     async fn file_servers_from_before_the_store_are_adopted() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let platform = platform(dir.path().to_path_buf()).unwrap_or_else(|e| panic!("{e}"));
+        let platform = platform(dir.path().to_path_buf(), None).unwrap_or_else(|e| panic!("{e}"));
         let export = dir.path().join("fileservers/old/export");
         std::fs::create_dir_all(&export).unwrap_or_else(|e| panic!("{e}"));
         let status = FileServerStatus {

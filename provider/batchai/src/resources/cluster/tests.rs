@@ -275,7 +275,7 @@ fn gpu_sizes_without_gpus_are_warned_about() {
 fn check_plan_returns_the_gpu_warning() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let client: Client = std::sync::Arc::new(
-        crate::platform::local::platform(dir.path().to_path_buf())
+        crate::platform::local::platform(dir.path().to_path_buf(), None)
             .unwrap_or_else(|e| panic!("{e}")),
     );
     let planned = new_cluster("Standard_NC24s_v3", 2, None);

@@ -188,7 +188,7 @@ fn wall_clock_errors_say_what_to_write_once() {
 fn check_plan_names_a_missing_cluster() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let client: Client = std::sync::Arc::new(
-        crate::platform::local::platform(dir.path().to_path_buf())
+        crate::platform::local::platform(dir.path().to_path_buf(), None)
             .unwrap_or_else(|e| panic!("{e}")),
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
