@@ -67,9 +67,18 @@ impl StoreLocation {
     }
 
     /// The location a node was started with: `url` from its arguments, the credential from
-    /// [`CREDENTIAL_VAR`].
+    /// [`CREDENTIAL_VAR`], which is then removed from the process's environment so that no
+    /// setup task or job process the node starts inherits it.
+    ///
+    /// Call it at start-up, before any thread exists: changing the environment is sound only
+    /// while no other thread can read it.
+    #[allow(unsafe_code)]
     pub fn from_args(url: String) -> Result<Self, AgentError> {
-        let credential = match std::env::var(CREDENTIAL_VAR) {
+        let value = std::env::var(CREDENTIAL_VAR);
+        // SAFETY: called from the agent's `main` before it starts any thread (see above), so
+        // nothing reads the environment concurrently.
+        unsafe { std::env::remove_var(CREDENTIAL_VAR) };
+        let credential = match value {
             Ok(value) if !value.is_empty() => {
                 Some(Credential::from_env(&value).ok_or_else(|| AgentError::Config {
                     reason: format!(
