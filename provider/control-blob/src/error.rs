@@ -10,7 +10,7 @@ use azure_core::error::ErrorKind;
 use azure_core::http::headers::HeaderName;
 use control::StoreError;
 
-use crate::location::redact;
+use crate::location::{redact, strip_url_queries};
 
 /// Why a blob store could not be opened or did not answer as one should.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +114,7 @@ impl Failure {
                 Failure {
                     status: None,
                     code: None,
-                    detail: redact(&detail),
+                    detail: redact(&strip_url_queries(&detail)),
                     kind,
                 }
             }
@@ -168,9 +168,7 @@ impl Failure {
     /// The retryable failure callers already retry on: transient failures (connection, timeout,
     /// 5xx, 429) and everything this store cannot map to an expected outcome.
     pub fn into_io(self, op: &'static str, key: &str) -> StoreError {
-        let detail = if self.is(404, "ContainerNotFound") {
-            format!("{}: the control container does not exist", self.detail)
-        } else if self.is(409, "BlockCountExceedsLimit") {
+        let detail = if self.is(409, "BlockCountExceedsLimit") {
             format!(
                 "{}: the log has reached Azure's 50,000 appends per append blob",
                 self.detail
@@ -191,7 +189,11 @@ impl Failure {
 fn xml_text(body: &str, element: &str) -> Option<String> {
     let start = body.find(&format!("<{element}>"))? + element.len() + 2;
     let end = body[start..].find(&format!("</{element}>"))? + start;
-    let text = body[start..end].lines().next()?.trim();
+    let text = body[start..end]
+        .lines()
+        .next()?
+        .trim()
+        .trim_end_matches('.');
     (!text.is_empty()).then(|| text.to_owned())
 }
 
@@ -265,7 +267,7 @@ mod tests {
         assert_eq!(failure.code.as_deref(), Some("AuthenticationFailed"));
         assert_eq!(
             failure.detail,
-            "HTTP 403 AuthenticationFailed, x-ms-request-id req-1: Server failed to authenticate the request.: Signature did not match. sig=REDACTED"
+            "HTTP 403 AuthenticationFailed, x-ms-request-id req-1: Server failed to authenticate the request: Signature did not match. sig=REDACTED"
         );
         let StoreError::Io { source, .. } = failure.into_io("get", "k") else {
             panic!("not Io");
@@ -358,11 +360,7 @@ mod tests {
     #[test]
     fn unmapped_failures_are_io_with_a_hint_where_one_helps() {
         let cases: &[(u16, &str, &str)] = &[
-            (
-                404,
-                "ContainerNotFound",
-                "the control container does not exist",
-            ),
+            (404, "ContainerNotFound", "HTTP 404 ContainerNotFound"),
             (409, "BlockCountExceedsLimit", "50,000 appends"),
             (
                 503,

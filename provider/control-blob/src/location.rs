@@ -177,6 +177,25 @@ pub(crate) fn redact(text: &str) -> String {
     out
 }
 
+/// `text` with the query cut from every URL in it: the transport's messages quote the whole
+/// request URL, whose SAS parameters are noise at best (the signature is also redacted).
+pub(crate) fn strip_url_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, url) = rest.split_at(at);
+        out.push_str(before);
+        let end = url
+            .find(|c: char| c == ')' || c == '"' || c == '\'' || c.is_whitespace())
+            .unwrap_or(url.len());
+        let (url, after) = url.split_at(end);
+        out.push_str(url.split_once('?').map_or(url, |(bare, _)| bare));
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
 fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
     haystack
         .as_bytes()
@@ -307,6 +326,24 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn url_queries_are_cut_from_messages() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "error sending request for url (http://h:1/a/b?comp=list&sig=x): refused",
+                "error sending request for url (http://h:1/a/b): refused",
+            ),
+            (
+                "see https://h/c?x=1 and http://g/?y",
+                "see https://h/c and http://g/",
+            ),
+            ("no url", "no url"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(strip_url_queries(text), *want);
         }
     }
 
