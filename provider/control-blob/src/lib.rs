@@ -27,9 +27,11 @@
 //! on nodes). The SDK sends bearer tokens over `https` only, so a token credential cannot reach
 //! Azurite over plain http. No secret appears in `Debug` output, errors or logs.
 //!
-//! Weaker than the directory store in one way: an append larger than [`APPEND_BLOCK`] is split
-//! into blocks, and another process's append may land between them. And since nothing is
-//! retried here, an append whose answer was lost may be applied twice if the caller retries it.
+//! **Logs** are weaker than the directory store's in three ways: an append larger than
+//! [`APPEND_BLOCK`] is split into blocks and another process's append may land between them; an
+//! append blob takes at most 50,000 appends (then appends fail with `BlockCountExceedsLimit`);
+//! and since nothing is retried here, an append whose answer was lost lands twice if the caller
+//! retries it.
 use std::fmt;
 use std::future::Future;
 use std::num::NonZero;
