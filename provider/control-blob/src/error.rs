@@ -35,6 +35,18 @@ pub enum OpenError {
     Failed { url: String, detail: String },
 }
 
+impl OpenError {
+    /// Whether the credential is at fault (a key or SAS token that does not parse, or one the
+    /// service refuses) rather than the URL, the endpoint or the container: which attribute a
+    /// diagnostic points at.
+    pub fn blames_credential(&self) -> bool {
+        matches!(
+            self,
+            OpenError::InvalidCredential { .. } | OpenError::AuthenticationRefused { .. }
+        )
+    }
+}
+
 /// A failed request, reduced to what the mapping needs and a redacted description.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Failure {

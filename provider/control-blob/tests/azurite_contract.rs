@@ -122,6 +122,11 @@ fn check_tells_a_refused_key_a_missing_container_and_a_dead_endpoint_apart() {
             _ => "other",
         };
         assert_eq!(kind, *want, "{url}: {error}");
+        assert_eq!(
+            error.blames_credential(),
+            *want == "AuthenticationRefused",
+            "{error}"
+        );
         assert!(
             error.to_string().starts_with("check blob store "),
             "{error}"
