@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-/// Entry point from `cargo xtask bench [jobs]`: builds in release mode and runs the
-/// measurements (only the job ones with `jobs`).
+/// Entry point from `cargo xtask bench [jobs|store]`: builds in release mode and runs the
+/// measurements (only the job ones with `jobs`, only the blob store's with `store`).
 pub fn bench(only: Option<&str>) -> anyhow::Result<()> {
+    let azurite = crate::azurite::ensure()?;
     crate::run(crate::cargo().args([
         "build",
         "--release",
@@ -27,6 +28,7 @@ pub fn bench(only: Option<&str>) -> anyhow::Result<()> {
         .arg("bench-release")
         .arg(target.join("release/terraform-provider-batchai"))
         .args(only)
+        .env(control_blob::azurite::ENV, azurite)
         .status()?;
     if !status.success() {
         bail!("bench failed");
@@ -48,8 +50,10 @@ fn stats(mut samples: Vec<Duration>) -> String {
 
 /// Runs inside the release build of xtask.
 pub fn bench_release(binary: &Path, only: Option<&str>) -> anyhow::Result<()> {
-    if only == Some("jobs") {
-        return crate::bench_jobs::job_bench(binary);
+    match only {
+        Some("jobs") => return crate::bench_jobs::job_bench(binary),
+        Some("store") => return crate::bench_store::store_bench(),
+        _ => {}
     }
     println!(
         "handshake (AutoMTLS, process start to handshake line): {}",
@@ -66,6 +70,7 @@ pub fn bench_release(binary: &Path, only: Option<&str>) -> anyhow::Result<()> {
     msgpack_throughput()?;
     cluster_bench(binary)?;
     crate::bench_jobs::job_bench(binary)?;
+    crate::bench_store::store_bench()?;
     Ok(())
 }
 

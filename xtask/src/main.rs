@@ -9,8 +9,10 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
+mod azurite;
 mod bench;
 mod bench_jobs;
+mod bench_store;
 mod gpu_check;
 mod unused_deps;
 
@@ -24,7 +26,8 @@ tasks:
   test                      every check CI runs: unused dependencies, fmt, clippy, unit, protocol
                             and end-to-end tests
   gen                       regenerate schemas/ and docs/ from the schema and examples/
-  bench [jobs]              benchmarks (release build); `jobs` for the job figures alone
+  bench [jobs|store]        benchmarks (release build); `jobs` for the job figures alone,
+                            `store` for the blob store's against Azurite
   gpu-check [binary]        a 2-node GPU cluster and job on a machine with NVIDIA GPUs
   help                      this list
 
@@ -152,6 +155,8 @@ fn test() -> anyhow::Result<()> {
     let clis = install_clis()?;
     eprintln!("xtask: Terraform CLIs: {clis:?}");
     ensure_openmpi()?;
+    let azurite = azurite::ensure()?;
+    eprintln!("xtask: Azurite: {}", azurite.display());
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -162,7 +167,10 @@ fn test() -> anyhow::Result<()> {
         "warnings",
     ]))?;
     run(cargo().args(["build", "--package", "batchai", "--bins"]))?;
-    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+    // The blob-store tests (and the acceptance tests on the azure platform) find it here.
+    run(cargo()
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .env(control_blob::azurite::ENV, &azurite))
 }
 
 fn generate() -> anyhow::Result<()> {

@@ -1,9 +1,10 @@
-//! The contract every `Store` implementation must pass. The directory store runs it in its tests;
-//! a blob store can run the same checks against Azurite.
+//! The contract every `Store` implementation must pass. The directory store runs it in its tests
+//! and the blob store runs the same checks against Azurite.
 //!
 //! Each check takes a fresh, empty store and panics with a message naming what failed. Run them
 //! one test each so they run in parallel: `lease_expiry_allows_takeover` sleeps past `MIN_LEASE`.
-//! Or all in one:
+//! [`MULTI_PROCESS_CHECKS`] add what only a store that several processes share must survive;
+//! they re-run the test binary as workers (see [`Shared`] and [`worker`]). Or all in one:
 //!
 //! ```no_run
 //! use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,9 +17,12 @@
 //! });
 //! ```
 use std::collections::BTreeSet;
+use std::collections::hash_map::RandomState;
 use std::fmt::Debug;
+use std::hash::{BuildHasher, Hasher};
+use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::store::{Condition, LeaseId, MIN_LEASE, Store, StoreError};
 
@@ -638,5 +642,353 @@ pub fn cas_increment(store: &dyn Store, key: &str) -> u64 {
             Err(error) if error.is_conflict() => continue,
             Err(error) => panic!("increment {key}: {error}"),
         }
+    }
+}
+
+/// A store under a multi-process check, and how a worker process opens the same store: `env` is
+/// passed to each worker, whose [`worker`] call rebuilds the store from it.
+#[derive(Debug)]
+pub struct Shared {
+    pub store: Box<dyn Store>,
+    pub env: Vec<(String, String)>,
+}
+
+/// A multi-process check: takes a fresh, empty store that workers can open too.
+pub type MultiProcessCheck = fn(&Shared);
+
+/// Every multi-process check, by name. Each test binary that runs them must also have a test named
+/// [`WORKER_TEST`] that calls [`worker`].
+pub const MULTI_PROCESS_CHECKS: &[(&str, MultiProcessCheck)] = &[
+    (
+        "concurrent_cas_across_processes",
+        concurrent_cas_across_processes,
+    ),
+    (
+        "lease_expires_after_holder_is_killed",
+        lease_expires_after_holder_is_killed,
+    ),
+    (
+        "killed_writer_never_leaves_a_torn_value",
+        killed_writer_never_leaves_a_torn_value,
+    ),
+];
+
+/// The name of the test a worker process runs (`--exact contract_worker`).
+pub const WORKER_TEST: &str = "contract_worker";
+/// Which part a worker process plays; unset in every other process.
+const WORKER_KIND: &str = "CONTROL_CONTRACT_WORKER";
+/// How many operations a worker does, where its part counts them.
+const WORKER_OPS: &str = "CONTROL_CONTRACT_WORKER_OPS";
+
+/// The body of the test named [`WORKER_TEST`]: when this process was started as a worker, opens
+/// the store with `open` (from the environment the parent passed in [`Shared::env`]) and plays its
+/// part; otherwise returns at once.
+pub fn worker(open: impl FnOnce() -> Box<dyn Store>) {
+    let Ok(kind) = std::env::var(WORKER_KIND) else {
+        return;
+    };
+    let ops = std::env::var(WORKER_OPS)
+        .ok()
+        .and_then(|ops| ops.parse().ok())
+        .unwrap_or(0);
+    let store = open();
+    match kind.as_str() {
+        "cas" => worker_cas(store.as_ref(), ops),
+        "lease" => worker_lease(store.as_ref()),
+        "writer" => worker_writer(store.as_ref()),
+        other => panic!("unknown worker kind {other:?}"),
+    }
+}
+
+/// A worker process: this test binary re-run as `--exact contract_worker`. Killed and reaped when
+/// dropped, so a failing check leaves no process behind.
+struct Worker(Child);
+
+impl Worker {
+    fn spawn(shared: &Shared, kind: &str, ops: u64) -> Worker {
+        let exe = std::env::current_exe()
+            .unwrap_or_else(|error| panic!("find this test binary to run a worker: {error}"));
+        let child = Command::new(exe)
+            .args(["--exact", WORKER_TEST, "--nocapture", "--test-threads=1"])
+            .envs(shared.env.iter().map(|(name, value)| (name, value)))
+            .env(WORKER_KIND, kind)
+            .env(WORKER_OPS, ops.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("start a {kind} worker: {error}"));
+        Worker(child)
+    }
+
+    fn wait_success(mut self) {
+        let status = self
+            .0
+            .wait()
+            .unwrap_or_else(|error| panic!("wait for a worker: {error}"));
+        assert!(status.success(), "worker failed: {status}");
+    }
+
+    /// SIGKILL on Unix: the worker gets no chance to clean up.
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.0
+            .try_wait()
+            .unwrap_or_else(|error| panic!("check on a worker: {error}"))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until the log `key` holds at least `len` bytes.
+fn wait_for_log(store: &dyn Store, key: &str, len: usize, worker: &mut Worker) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match store.read_log(key, 0) {
+            Ok(data) if data.len() >= len => return,
+            Ok(_) | Err(StoreError::NotFound { .. }) => {}
+            Err(error) => panic!("{error}"),
+        }
+        if let Some(status) = worker.exited() {
+            panic!("worker exited early: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker never wrote {len} bytes to log {key}"
+        );
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A small xorshift generator seeded from `RandomState`; tests need variety, not quality.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        Rng(RandomState::new().build_hasher().finish() | 1)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+const PROCESSES: u64 = 4;
+const PROCESS_INCREMENTS: u64 = 40;
+
+/// `PROCESSES` worker processes each add `PROCESS_INCREMENTS` to a counter by compare-and-swap and
+/// log each value they wrote: no update may be lost or repeated, and no log line torn.
+pub fn concurrent_cas_across_processes(shared: &Shared) {
+    let store = shared.store.as_ref();
+    ok(
+        "create counter",
+        store.put("counter", b"0", Condition::IfNoneExists, None),
+    );
+    let workers: Vec<_> = (0..PROCESSES)
+        .map(|_| Worker::spawn(shared, "cas", PROCESS_INCREMENTS))
+        .collect();
+    for worker in workers {
+        worker.wait_success();
+    }
+    let total = PROCESSES * PROCESS_INCREMENTS;
+    assert_eq!(
+        read_counter(store, "counter"),
+        total,
+        "every increment counts once"
+    );
+    // Each successful swap wrote a distinct value, logged by its writer: none may repeat or be
+    // missing, and no log line may be torn by another process's append.
+    let log = ok("read_log written", store.read_log("written", 0));
+    let log = String::from_utf8_lossy(&log);
+    let written: Vec<u64> = log
+        .lines()
+        .map(|line| {
+            line.parse()
+                .unwrap_or_else(|_| panic!("torn log line {line:?}"))
+        })
+        .collect();
+    let distinct: BTreeSet<u64> = written.iter().copied().collect();
+    assert_eq!(written.len() as u64, total, "one log line per increment");
+    assert_eq!(
+        distinct,
+        (1..=total).collect(),
+        "each value was written exactly once"
+    );
+}
+
+fn worker_cas(store: &dyn Store, ops: u64) {
+    for _ in 0..ops {
+        let value = cas_increment(store, "counter");
+        ok(
+            "append written",
+            store.append("written", format!("{value}\n").as_bytes()),
+        );
+    }
+}
+
+/// A worker takes a lease and is killed while holding it: the lease holds until it expires, and
+/// then another holder takes the key over.
+pub fn lease_expires_after_holder_is_killed(shared: &Shared) {
+    let store = shared.store.as_ref();
+    ok("put", store.put("leased", b"v", Condition::Always, None));
+    let mut worker = Worker::spawn(shared, "lease", 0);
+    wait_for_log(store, "ready", 1, &mut worker);
+    let leased = Instant::now();
+    worker.kill();
+
+    fails(
+        "put right after the kill",
+        store.put("leased", b"x", Condition::Always, None),
+        "LeaseHeld",
+    );
+    fails(
+        "acquire right after the kill",
+        store.acquire_lease("leased", MIN_LEASE),
+        "LeaseHeld",
+    );
+    let lease = loop {
+        match store.acquire_lease("leased", MIN_LEASE) {
+            Ok(lease) => break lease,
+            Err(StoreError::LeaseHeld { .. }) => {
+                assert!(
+                    leased.elapsed() < Duration::from_secs(20),
+                    "the dead holder's lease never expired"
+                );
+                thread::sleep(Duration::from_millis(100));
+            }
+            Err(error) => panic!("acquire after the kill: {error}"),
+        }
+    };
+    // The worker took the lease before it said so, so it expires a little under 15 s after.
+    assert!(
+        leased.elapsed() > Duration::from_secs(10),
+        "the lease expired early: {:?}",
+        leased.elapsed()
+    );
+    ok(
+        "put with the new lease",
+        store.put("leased", b"mine", Condition::Always, Some(&lease)),
+    );
+    assert_eq!(data(store, "leased").as_deref(), Some(&b"mine"[..]));
+}
+
+fn worker_lease(store: &dyn Store) {
+    ok("acquire", store.acquire_lease("leased", MIN_LEASE));
+    ok("append ready", store.append("ready", b"1"));
+    // Hold the lease without renewing until killed; give up eventually if the parent died.
+    thread::sleep(Duration::from_secs(60));
+}
+
+/// `len` copies of `byte` followed by `len` as 8 little-endian bytes: a torn or mixed value fails
+/// `check_pattern`.
+fn pattern(len: usize, byte: u8) -> Vec<u8> {
+    let mut data = vec![byte; len];
+    data.extend_from_slice(&(len as u64).to_le_bytes());
+    data
+}
+
+/// What the parent writes; workers write `a` to `z`.
+const PARENT_BYTE: u8 = b'P';
+
+#[track_caller]
+fn check_pattern(data: &[u8]) {
+    let Some((body, len)) = data.split_last_chunk::<8>() else {
+        panic!("value of {} bytes is too short", data.len());
+    };
+    assert_eq!(u64::from_le_bytes(*len), body.len() as u64, "value is torn");
+    assert!(
+        body.len() >= 1024,
+        "value of {} bytes is shorter than any written",
+        body.len()
+    );
+    assert!(
+        body.iter().all(|&byte| byte == body[0]),
+        "value mixes writes"
+    );
+}
+
+#[track_caller]
+fn current_blob(store: &dyn Store) -> crate::store::Versioned {
+    ok("get blob", store.get("blob")).unwrap_or_else(|| panic!("blob is missing"))
+}
+
+/// A worker rewrites a value of up to 1 MiB in a loop and is killed at a random moment, ten
+/// times: readers, during and after, see only whole values, and nothing else becomes visible.
+pub fn killed_writer_never_leaves_a_torn_value(shared: &Shared) {
+    let store = shared.store.as_ref();
+    let mut rng = Rng::new();
+    ok(
+        "put",
+        store.put("blob", &pattern(1024, PARENT_BYTE), Condition::Always, None),
+    );
+    let mut progress = 0;
+    let mut rounds_with_writes = 0;
+    for _ in 0..10 {
+        let mut worker = Worker::spawn(shared, "writer", 0);
+        // Kill at a random moment once the worker is in its loop, not while it is starting;
+        // until then, reads racing the writes must see whole values too.
+        wait_for_log(store, "progress", progress + 1, &mut worker);
+        let kill_at = Instant::now() + Duration::from_millis(rng.below(50));
+        while Instant::now() < kill_at {
+            check_pattern(&current_blob(store).data);
+        }
+        worker.kill();
+        progress = ok("read_log progress", store.read_log("progress", 0)).len();
+
+        let value = current_blob(store);
+        check_pattern(&value.data);
+        if value.data[0] != PARENT_BYTE {
+            rounds_with_writes += 1;
+        }
+        ok(
+            "reset blob",
+            store.put(
+                "blob",
+                &pattern(1024, PARENT_BYTE),
+                Condition::IfMatch(value.etag),
+                None,
+            ),
+        );
+    }
+    assert_eq!(
+        rounds_with_writes, 10,
+        "each round the worker wrote before it was killed"
+    );
+    assert_eq!(
+        ok("list", store.list("")),
+        ["blob"],
+        "interrupted writes leave no visible keys"
+    );
+}
+
+fn worker_writer(store: &dyn Store) {
+    let mut rng = Rng::new();
+    // Bounded in case the parent died without killing this process.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let current = current_blob(store);
+        let len = 1024 + rng.below(1024 * 1024 - 1024 + 1) as usize;
+        let byte = b'a' + rng.below(26) as u8;
+        ok(
+            "put blob",
+            store.put(
+                "blob",
+                &pattern(len, byte),
+                Condition::IfMatch(current.etag),
+                None,
+            ),
+        );
+        ok("append progress", store.append("progress", b"+"));
     }
 }
