@@ -187,28 +187,28 @@ pub struct BlobStoreTarget {
     pub account_key: String,
 }
 
-/// The environment variable that makes every workspace keep its control store in a fresh
-/// container of an Azurite: `<blob endpoint>;<account key>`, e.g.
-/// `http://127.0.0.1:41234/devstoreaccount1;Eby8...==`. `cargo xtask test` sets it for the
-/// second pass of the cluster and job suites.
-pub const AZURITE_VAR: &str = "BATCHAI_ACC_AZURITE";
+/// The environment variable that selects the control store every workspace's provider uses:
+/// unset for the directory store under the workspace's root, `azurite` for a fresh container of
+/// an Azurite this test process starts (`BATCHAI_AZURITE` says where Azurite is installed).
+/// `cargo xtask test` runs the cluster and job suites a second time with it set.
+pub const STORE_VAR: &str = "BATCHAI_ACC_STORE";
 
-/// A fresh container of the Azurite named by [`AZURITE_VAR`], if it is set.
-fn azurite_container(dir: &Path) -> Option<BlobStoreTarget> {
-    let value = std::env::var(AZURITE_VAR).ok().filter(|v| !v.is_empty())?;
-    let (endpoint, key) = value.split_once(';')?;
-    // Container names are 3-63 lowercase letters, digits and dashes.
-    let suffix: String = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default()
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect();
-    Some(BlobStoreTarget {
-        container_url: format!("{}/acc-{suffix}", endpoint.trim_end_matches('/')),
-        account_key: key.to_owned(),
-    })
+/// A fresh container of this process's Azurite when [`STORE_VAR`] asks for one.
+fn azurite_container() -> Option<BlobStoreTarget> {
+    match std::env::var(STORE_VAR).ok().as_deref() {
+        None | Some("" | "dir") => None,
+        Some("azurite") => {
+            use control_blob::azurite::{ACCOUNT_KEY, Azurite};
+            let azurite = Azurite::shared().unwrap_or_else(|e| {
+                panic!("{STORE_VAR}=azurite needs Azurite: {e}; run `cargo xtask test`, which installs it")
+            });
+            Some(BlobStoreTarget {
+                container_url: azurite.container_url(&Azurite::unique_container("acc")),
+                account_key: ACCOUNT_KEY.to_owned(),
+            })
+        }
+        Some(other) => panic!("{STORE_VAR}={other:?}: write `dir` or `azurite`"),
+    }
 }
 
 impl Workspace {
@@ -223,7 +223,7 @@ impl Workspace {
                 provider_dir().display()
             ),
         )?;
-        let control_store = azurite_container(dir.path());
+        let control_store = azurite_container();
         Ok(Self {
             cli: cli.clone(),
             dir,

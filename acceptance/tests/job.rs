@@ -947,6 +947,21 @@ fn secrets_never_reach_state_or_logs() -> anyhow::Result<()> {
             path.display()
         );
     }
+    // And in the store, wherever it is (a blob container holds no files here).
+    let store = store(&ws)?;
+    for key in store.list("")? {
+        let Some(value) = store.get(&key)? else {
+            continue;
+        };
+        checked += 1;
+        ensure!(
+            !value
+                .data
+                .windows(SECRET.len())
+                .any(|w| w == SECRET.as_bytes()),
+            "the secret is in the store at {key}"
+        );
+    }
     ensure!(
         checked > 10 && log.exists(),
         "too few files checked ({checked})"

@@ -96,15 +96,14 @@ impl StoreLocation {
         self.url.starts_with("https://") || self.url.starts_with("http://")
     }
 
-    /// Opens the store.
+    /// Opens the store. Sends nothing: a blob store's first request tells whether it answers.
     pub fn open(&self) -> Result<Arc<dyn Store>, AgentError> {
         if self.is_blob() {
-            return Err(AgentError::Config {
-                reason: format!(
-                    "open the control store {}: blob control stores are not supported by this build",
-                    self.url
-                ),
-            });
+            return Ok(Arc::new(self.open_blob().map_err(|e| {
+                AgentError::Config {
+                    reason: e.to_string(),
+                }
+            })?));
         }
         let path = self.url.strip_prefix("file://").unwrap_or(&self.url);
         if !path.starts_with('/') {
@@ -142,9 +141,47 @@ pub struct CheckError {
     pub message: String,
 }
 
+impl StoreLocation {
+    fn open_blob(&self) -> Result<control_blob::BlobStore, control_blob::OpenError> {
+        let credential = match &self.credential {
+            Some(Credential::AccountKey(key)) => control_blob::Credential::AccountKey(key.clone()),
+            Some(Credential::SasToken(token)) => control_blob::Credential::SasToken(token.clone()),
+            None => {
+                return Err(control_blob::OpenError::InvalidCredential {
+                    url: self.url.clone(),
+                    reason: format!(
+                        "a blob control store needs a credential: set {CREDENTIAL_VAR} to key:<account key> or sas:<SAS token>"
+                    ),
+                });
+            }
+        };
+        control_blob::BlobStore::open(&self.url, credential)
+    }
+}
+
 /// Opens a store and proves it usable with one round trip (a blob container is created when
 /// missing), so that configuration mistakes surface at once rather than in the first node.
 pub fn open_checked(location: &StoreLocation) -> Result<OpenedStore, CheckError> {
+    if location.is_blob() {
+        let checked = location.open_blob().and_then(|store| {
+            store.ensure_container()?;
+            Ok(store)
+        });
+        return match checked {
+            Ok(store) => Ok(OpenedStore {
+                location: location.clone(),
+                store: Arc::new(store),
+            }),
+            Err(e) => Err(CheckError {
+                blame: if e.blames_credential() {
+                    Blame::Credential
+                } else {
+                    Blame::Endpoint
+                },
+                message: e.to_string(),
+            }),
+        };
+    }
     let store = location.open().map_err(|e| CheckError {
         blame: Blame::Endpoint,
         message: e.to_string(),
