@@ -235,6 +235,21 @@ impl Workspace {
         })
     }
 
+    /// Where the local platform keeps this workspace's nodes, exports and default job logs:
+    /// the root, or with a blob control store the store's own directory below it.
+    pub fn platform_root(&self) -> PathBuf {
+        match &self.control_store {
+            Some(blob) => self.root.join("stores").join(
+                agent::store::StoreLocation {
+                    url: blob.container_url.clone(),
+                    credential: None,
+                }
+                .dir_name(),
+            ),
+            None => self.root.clone(),
+        }
+    }
+
     /// The control store this workspace's provider uses.
     pub fn store(&self) -> anyhow::Result<std::sync::Arc<dyn control::Store>> {
         let location = match &self.control_store {

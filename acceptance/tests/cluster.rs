@@ -82,7 +82,7 @@ fn lifecycle(cli: &Cli) -> anyhow::Result<()> {
         values.get("allocation_state") == Some(&Json::from("steady")),
         "{values}"
     );
-    let export = ws.root.join("fileservers/data/export");
+    let export = ws.platform_root().join("fileservers/data/export");
     let nodes_now = nodes(&ws)?;
     ensure!(nodes_now.len() == 2, "{nodes_now:?}");
     for node in &nodes_now {
@@ -192,7 +192,7 @@ fn destroy_and_check_nothing_left(ws: &Workspace) -> anyhow::Result<Vec<u32>> {
         "node processes survived destroy: {pids:?}"
     );
     ensure!(
-        !ws.root.join("clusters/gpu").exists(),
+        !ws.platform_root().join("clusters/gpu").exists(),
         "cluster directory left behind"
     );
     Ok(pids)
@@ -338,7 +338,7 @@ fn gpus_are_disjoint_import_works_and_drift_recreates() -> anyhow::Result<()> {
     ws.write_config(&config)?;
     ws.init()?;
     ws.apply()?;
-    let export = ws.root.join("fileservers/data/export");
+    let export = ws.platform_root().join("fileservers/data/export");
     let mut seen = Vec::new();
     for node in nodes(&ws)? {
         let text = std::fs::read_to_string(export.join(format!("{}.gpus", node.id)))?;

@@ -419,7 +419,7 @@ fn every_toolkit_launches_with_its_documented_environment() -> anyhow::Result<()
         std::fs::read_to_string(copied)? == "from-the-host",
         "job mount content"
     );
-    let leftovers: Vec<PathBuf> = walk(&ws.root.join("clusters"))
+    let leftovers: Vec<PathBuf> = walk(&ws.platform_root().join("clusters"))
         .into_iter()
         .filter(|p| p.to_string_lossy().contains("jobmounts/mounted/extra"))
         .collect();
@@ -1376,7 +1376,7 @@ resource "batchai_cluster" "c" {{
             .context("no log dir")?,
     );
     ensure!(
-        dir.starts_with(ws.root.join("jobs")),
+        dir.starts_with(ws.platform_root().join("jobs")),
         "default prefix: {}",
         dir.display()
     );

@@ -598,6 +598,9 @@ mod tests {
             job: None,
             features: Vec::new(),
             work_dir: None,
+            joined: false,
+            host: None,
+            address: None,
         }
     }
 

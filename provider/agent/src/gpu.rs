@@ -132,6 +132,7 @@ pub fn pick_free(available: u32, held: &BTreeMap<u32, String>, want: u32) -> Vec
 /// Returns fewer than `want` when the machine has fewer free.
 pub fn allocate(
     store: &dyn Store,
+    key: &str,
     owner: &str,
     available: u32,
     want: u32,
@@ -140,7 +141,7 @@ pub fn allocate(
         return Ok(Vec::new());
     }
     loop {
-        let current = store.get(keys::GPU_ALLOCATIONS)?;
+        let current = store.get(key)?;
         let (mut alloc, condition) = match &current {
             Some(v) => (
                 control::records::decode::<Allocations>("gpu allocations", &v.data)?,
@@ -153,12 +154,7 @@ pub fn allocate(
             alloc.held.insert(*i, owner.to_owned());
         }
         alloc.format = control::records::FORMAT;
-        match store.put(
-            keys::GPU_ALLOCATIONS,
-            &control::records::encode(&alloc),
-            condition,
-            None,
-        ) {
+        match store.put(key, &control::records::encode(&alloc), condition, None) {
             Ok(_) => return Ok(picked),
             Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e.into()),
@@ -166,19 +162,40 @@ pub fn allocate(
     }
 }
 
-/// Frees every GPU `owner` holds.
-pub fn release(store: &dyn Store, owner: &str) -> Result<(), AgentError> {
-    control::records::update(
-        store,
-        keys::GPU_ALLOCATIONS,
-        "gpu allocations",
-        |a: &mut Allocations| {
-            let before = a.held.len();
-            a.held.retain(|_, holder| holder != owner);
-            a.held.len() != before
-        },
-    )?;
+/// Where the GPUs of this machine are allocated: beside a directory store (which only this
+/// machine reaches) the one machine-wide table, in a store that machines share a table per
+/// machine, since GPUs belong to the machine and not to the store.
+pub fn allocation_key(shared_store: bool) -> String {
+    if shared_store {
+        format!("hosts/{}/gpus", crate::host::identity())
+    } else {
+        keys::GPU_ALLOCATIONS.to_owned()
+    }
+}
+
+/// Frees every GPU `owner` holds in the table at `key`.
+pub fn release_at(store: &dyn Store, key: &str, owner: &str) -> Result<(), AgentError> {
+    control::records::update(store, key, "gpu allocations", |a: &mut Allocations| {
+        let before = a.held.len();
+        a.held.retain(|_, holder| holder != owner);
+        a.held.len() != before
+    })?;
     Ok(())
+}
+
+/// Frees every GPU `owner` (`<cluster>/<node>`) holds, wherever its node allocated them: the
+/// machine-wide table and, when its record says where it ran, that machine's table.
+pub fn release(store: &dyn Store, owner: &str) -> Result<(), AgentError> {
+    release_at(store, keys::GPU_ALLOCATIONS, owner)
+}
+
+/// [`release`] for a node whose record is at hand, including the table of its machine.
+pub fn release_node(store: &dyn Store, node: &control::records::NodeRecord) {
+    let owner = format!("{}/{}", node.cluster, node.id);
+    let _ = release(store, &owner);
+    if let Some(host) = &node.host {
+        let _ = release_at(store, &format!("hosts/{host}/gpus"), &owner);
+    }
 }
 
 #[cfg(test)]

@@ -220,7 +220,11 @@ struct Counter {
 }
 
 /// Reserves `count` node numbers for a cluster with compare-and-swap.
-fn reserve_ids(store: &dyn Store, cluster: &str, count: u32) -> Result<Vec<String>, AgentError> {
+pub(crate) fn reserve_ids(
+    store: &dyn Store,
+    cluster: &str,
+    count: u32,
+) -> Result<Vec<String>, AgentError> {
     let key = format!("clusters/{cluster}/counter");
     loop {
         let current = store.get(&key)?;
@@ -365,7 +369,12 @@ impl Launcher for LocalLauncher {
         let ids = reserve_ids(store, &spec.name, count)?;
         let now = records::now_ms();
         for id in &ids {
-            let record = NodeRecord::launching(&spec.name, id, now);
+            // Its host from the start, so another machine sharing the store never takes
+            // this node's PID for one of its own.
+            let record = NodeRecord {
+                host: Some(crate::host::identity()),
+                ..NodeRecord::launching(&spec.name, id, now)
+            };
             store.put(
                 &keys::node(&spec.name, id),
                 &records::encode(&record),
@@ -381,6 +390,11 @@ impl Launcher for LocalLauncher {
     }
 
     fn reap(&self, record: &NodeRecord) {
+        // A node that joined on its own, or that another machine launched (the store is
+        // shared), runs elsewhere: its PID means nothing here.
+        if !on_this_host(record) {
+            return;
+        }
         if let Some(pid) = record.pid {
             // A dead agent's session can outlive it (a setup task in its own process group).
             // Its ID still names that session unless another live process has taken the PID.
@@ -396,12 +410,53 @@ impl Launcher for LocalLauncher {
     }
 
     fn liveness(&self, record: &NodeRecord) -> Liveness {
+        if !on_this_host(record) {
+            return Liveness::Unknown;
+        }
         match record.pid {
             Some(pid) if is_node_process(pid, &record.id) => Liveness::Alive,
             Some(_) => Liveness::Dead,
             None => Liveness::Unknown,
         }
     }
+}
+
+/// The launcher of a node that joined on its own (`agent join`): when it schedules, it cannot
+/// start nodes on the platform's machines, and it knows nothing of other nodes' processes.
+#[derive(Debug, Clone, Default)]
+pub struct JoinedLauncher;
+
+impl Launcher for JoinedLauncher {
+    fn launch(
+        &self,
+        _store: &dyn Store,
+        spec: &ClusterSpec,
+        count: u32,
+    ) -> Result<Vec<String>, AgentError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        Err(AgentError::Node {
+            node: spec.name.clone(),
+            reason: format!(
+                "cannot start {count} node(s): this scheduler runs on a node that joined on its own; \
+                 the cluster's scale settings should ask for 0 nodes when its nodes join"
+            ),
+        })
+    }
+
+    fn reap(&self, _record: &NodeRecord) {}
+}
+
+/// Whether the node's agent runs on this machine, where its PID can be checked: launched by
+/// this platform and registered from this host (a node launched here that has not registered
+/// yet is ours too).
+fn on_this_host(record: &NodeRecord) -> bool {
+    !record.joined
+        && record
+            .host
+            .as_ref()
+            .is_none_or(|h| *h == crate::host::identity())
 }
 
 /// Records the PID of a just-started node unless its agent already did.

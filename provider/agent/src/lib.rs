@@ -4,9 +4,13 @@
 pub mod dispatch;
 pub mod execute;
 pub mod gpu;
+pub mod host;
+pub mod join;
 pub mod launcher;
 pub mod node;
 pub mod placement;
+pub mod relay;
+pub mod remote;
 pub mod scheduler;
 pub mod setup;
 pub mod store;

@@ -26,8 +26,9 @@ pub struct NodeArgs {
     pub node: String,
     /// The node's work directory: mounts, job temp directories, setup-task logs.
     pub work_dir: PathBuf,
-    /// The local platform's root, where this node starts sibling nodes when it schedules.
-    pub local_root: PathBuf,
+    /// The local platform's root, where this node starts sibling nodes when it schedules;
+    /// `None` for a node that joined on its own, which starts none.
+    pub local_root: Option<PathBuf>,
     /// This binary, to start sibling nodes and to bridge `mpirun` to them.
     pub exe: PathBuf,
 }
@@ -113,10 +114,13 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
             .map_err(|e| AgentError::io("install signal handler", "SIGTERM", e))?;
     }
     let store: Arc<dyn Store> = args.store.open()?;
-    let launcher = LocalLauncher {
-        exe: args.exe.clone(),
-        root: args.local_root.clone(),
-        store: args.store.clone(),
+    let launcher: Box<dyn Launcher> = match &args.local_root {
+        Some(root) => Box::new(LocalLauncher {
+            exe: args.exe.clone(),
+            root: root.clone(),
+            store: args.store.clone(),
+        }),
+        None => Box::new(crate::launcher::JoinedLauncher),
     };
     let key = keys::node(&args.cluster, &args.node);
     let owner = format!("{}/{}", args.cluster, args.node);
@@ -135,8 +139,16 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(gpu::detect_gpus);
-    let gpus = gpu::allocate(store.as_ref(), &owner, available, spec.gpus_per_node)?;
+    let gpu_key = gpu::allocation_key(args.store.is_blob());
+    let gpus = gpu::allocate(
+        store.as_ref(),
+        &gpu_key,
+        &owner,
+        available,
+        spec.gpus_per_node,
+    )?;
     let pid = std::process::id();
+    let host = crate::host::identity();
     let registered = update_record(store.as_ref(), &key, |r| {
         r.state = NodeState::Preparing;
         r.pid = Some(pid);
@@ -147,9 +159,12 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
             .map(|f| (*f).to_owned())
             .collect();
         r.work_dir = Some(node_dir.display().to_string());
+        r.host = Some(host.clone());
+        r.address
+            .get_or_insert_with(|| crate::host::address_towards(&args.store.url).to_string());
     })?;
     if registered.is_none() {
-        let _ = gpu::release(store.as_ref(), &owner);
+        let _ = gpu::release_at(store.as_ref(), &gpu_key, &owner);
         return Err(AgentError::Node {
             node: args.node.clone(),
             reason: "its record was removed before it started".to_owned(),
@@ -258,7 +273,7 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
     let result = loop {
         let ran = node_loop(
             &store,
-            &launcher,
+            launcher.as_ref(),
             &args,
             &key,
             &stop,
@@ -284,7 +299,7 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         crate::execute::TERMINATE_GRACE,
     );
     election.release(store.as_ref());
-    leave(store.as_ref(), &key, &owner, action);
+    leave(store.as_ref(), &key, &owner, &gpu_key, action);
     result
 }
 
@@ -517,10 +532,10 @@ fn own_record(
 
 /// Leaves the cluster once its work is settled (finished, requeued or terminated per the
 /// deallocation option): the node marks itself leaving, frees its GPUs and removes its record.
-fn leave(store: &dyn Store, key: &str, owner: &str, action: DrainAction) {
+fn leave(store: &dyn Store, key: &str, owner: &str, gpu_key: &str, action: DrainAction) {
     tracing::info!(?action, "leaving");
     let _ = update_record(store, key, |r| r.state = NodeState::Leaving);
-    let _ = gpu::release(store, owner);
+    let _ = gpu::release_at(store, gpu_key, owner);
     let _ = store.delete(key, Condition::Always, None);
 }
 

@@ -435,6 +435,9 @@ mod tests {
             job: None,
             features: Vec::new(),
             work_dir: None,
+            joined: false,
+            host: None,
+            address: None,
         }
     }
 

@@ -82,13 +82,27 @@ impl StoreLocation {
             Ok(value) if !value.is_empty() => {
                 Some(Credential::from_env(&value).ok_or_else(|| AgentError::Config {
                     reason: format!(
-                        "{CREDENTIAL_VAR} must start with `key:` or `sas:`; it is set to something else"
+                        "open the control store {url}: {CREDENTIAL_VAR} must start with `key:` or `sas:`"
                     ),
                 })?)
             }
             _ => None,
         };
         Ok(Self { url, credential })
+    }
+
+    /// A directory name for this location (its host, port and path; every other character
+    /// `-`): the local platform keeps each blob store's nodes and exports apart under it.
+    pub fn dir_name(&self) -> String {
+        let rest = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, rest)| rest);
+        let name: String = rest
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        name.trim_matches('-').chars().take(120).collect()
     }
 
     /// True for a blob container URL.

@@ -34,7 +34,7 @@ pub struct LocalSettings {
 
 /// A blob container as the control store, authenticated with the storage account's key or a
 /// SAS token (exactly one). The container is created when it does not exist.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
+#[derive(Clone, Default, Serialize, Deserialize, Model)]
 #[tf(exactly_one_of(account_key, sas_token))]
 pub struct ControlStoreSettings {
     /// The container's URL: `https://<account>.blob.core.windows.net/<container>`, or for
@@ -60,6 +60,17 @@ fn check_root(root: &str) -> Result<(), &'static str> {
         return Err("local.root must name a directory; remove it to use the default");
     }
     Ok(())
+}
+
+impl std::fmt::Debug for ControlStoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |v: &Option<String>| v.as_ref().map(|_| "***");
+        f.debug_struct("ControlStoreSettings")
+            .field("blob_container_url", &self.blob_container_url)
+            .field("account_key", &shown(&self.account_key))
+            .field("sas_token", &shown(&self.sas_token))
+            .finish()
+    }
 }
 
 fn check_container_url(url: &str) -> Result<(), String> {

@@ -41,7 +41,19 @@ impl Provider for BatchAi {
         &'a self,
         request: ConfigureRequest<'a>,
     ) -> BoxFuture<'a, Result<Client, Diagnostics>> {
-        Box::pin(async move { config::configure(request.config) })
+        // Configuring may check a blob control store over the network: off the async workers.
+        let config = request.config.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || config::configure(&config))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(tfplug::Diagnostic::error(
+                        "internal error",
+                        format!("configure the provider: {e}"),
+                    )
+                    .into())
+                })
+        })
     }
 
     fn resources(&self) -> Vec<Box<dyn DynResource<Client>>> {
@@ -94,20 +106,42 @@ fn log_scope() -> tfplug::logging::Scope {
 /// Runs the node agent: `agent --store S --cluster NAME --node ID --work-dir D --local-root R`
 /// (a blob store's credential comes in `BATCHAI_STORE_CREDENTIAL`).
 pub fn run_agent(args: &[String]) -> anyhow::Result<u8> {
-    if args.first().map(String::as_str) == Some("rsh") {
-        return run_rsh(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("rsh") => return run_rsh(&args[1..]),
+        Some("join") => return run_join(&args[1..]),
+        _ => {}
     }
-    let mut flags = std::collections::BTreeMap::new();
-    let mut iter = args.iter();
-    while let Some(flag) = iter.next() {
-        match flag.as_str() {
-            "--store" | "--cluster" | "--node" | "--work-dir" | "--local-root" => {
-                let value = iter
-                    .next()
-                    .ok_or_else(|| anyhow::anyhow!("agent argument {flag} needs a value"))?;
-                flags.insert(flag.as_str(), value.clone());
-            }
-            other => anyhow::bail!("unknown agent argument {other:?}"),
+    let mut flags = agent_flags(
+        args,
+        &[
+            "--store",
+            "--cluster",
+            "--node",
+            "--work-dir",
+            "--local-root",
+            "--root",
+        ],
+    )?;
+    // `--root R`, as schedulers of earlier versions start nodes: the directory store and the
+    // node directories below the local platform's root.
+    if let Some(root) = flags.remove("--root") {
+        let root = std::path::PathBuf::from(root);
+        let (cluster, node) = (
+            flags.get("--cluster").cloned().unwrap_or_default(),
+            flags.get("--node").cloned().unwrap_or_default(),
+        );
+        let defaults = [
+            ("--store", agent::LocalLauncher::store_dir(&root)),
+            (
+                "--work-dir",
+                agent::LocalLauncher::node_dir(&root, &cluster, &node),
+            ),
+            ("--local-root", root.clone()),
+        ];
+        for (flag, value) in defaults {
+            flags
+                .entry(flag.to_owned())
+                .or_insert_with(|| value.display().to_string());
         }
     }
     let mut take = |flag: &str| {
@@ -120,10 +154,68 @@ pub fn run_agent(args: &[String]) -> anyhow::Result<u8> {
         cluster: take("--cluster")?,
         node: take("--node")?,
         work_dir: take("--work-dir")?.into(),
-        local_root: take("--local-root")?.into(),
+        local_root: Some(take("--local-root")?.into()),
         exe: std::env::current_exe()?,
     };
-    // `BATCHAI_AGENT_LOG=debug` in the provider's environment makes nodes log more.
+    init_agent_logging();
+    agent::run_node(args)?;
+    Ok(0)
+}
+
+/// `agent join --store URL --cluster NAME [--work-dir DIR] [--address IP]`, with the store's
+/// credential in `BATCHAI_STORE_CREDENTIAL`: a node started by hand, on any machine that
+/// reaches the store.
+fn run_join(args: &[String]) -> anyhow::Result<u8> {
+    let mut flags = agent_flags(args, &["--store", "--cluster", "--work-dir", "--address"])?;
+    let store = flags
+        .remove("--store")
+        .ok_or_else(|| anyhow::anyhow!("agent join needs --store (the control container's URL)"))?;
+    let cluster = flags
+        .remove("--cluster")
+        .ok_or_else(|| anyhow::anyhow!("agent join needs --cluster"))?;
+    let work_dir = match flags.remove("--work-dir") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => config::default_root()
+            .ok_or_else(|| anyhow::anyhow!("agent join needs --work-dir (HOME is not set)"))?
+            .join("joined")
+            .join(&cluster),
+    };
+    let args = agent::join::JoinArgs {
+        store: agent::store::StoreLocation::from_args(store)?,
+        cluster,
+        work_dir,
+        address: flags.remove("--address"),
+        exe: std::env::current_exe()?,
+    };
+    init_agent_logging();
+    agent::join::join(args)?;
+    Ok(0)
+}
+
+/// Parses `--flag value` pairs, refusing flags not in `known`.
+fn agent_flags(
+    args: &[String],
+    known: &[&str],
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut flags = std::collections::BTreeMap::new();
+    let mut iter = args.iter();
+    while let Some(flag) = iter.next() {
+        match flag.as_str() {
+            f if known.contains(&f) => {
+                let value = iter
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("agent argument {flag} needs a value"))?;
+                flags.insert(flag.clone(), value.clone());
+            }
+            other => anyhow::bail!("unknown agent argument {other:?}"),
+        }
+    }
+    Ok(flags)
+}
+
+/// Agents log to their stderr (a file under the node's directory when the platform started
+/// them): `BATCHAI_AGENT_LOG=debug` in the provider's environment makes nodes log more.
+fn init_agent_logging() {
     let level = match std::env::var("BATCHAI_AGENT_LOG").as_deref() {
         Ok("debug") => tfplug::logging::LevelFilter::DEBUG,
         Ok("trace") => tfplug::logging::LevelFilter::TRACE,
@@ -131,8 +223,6 @@ pub fn run_agent(args: &[String]) -> anyhow::Result<u8> {
         _ => tfplug::logging::LevelFilter::INFO,
     };
     tfplug::logging::init_hclog_at(level, log_scope());
-    agent::run_node(args)?;
-    Ok(0)
 }
 
 /// `agent rsh <node> <command...>`: OpenMPI's remote shell between a job's nodes. `mpirun`

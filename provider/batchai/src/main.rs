@@ -8,7 +8,7 @@ use std::process::ExitCode;
 /// `--version` are commands a person types, so they answer on stdout like any other tool.
 const USAGE: &str = "\
 usage: terraform-provider-batchai [--debug | --version | --help]
-       terraform-provider-batchai agent --root DIR --cluster NAME --node ID
+       terraform-provider-batchai agent join --store URL --cluster NAME [--work-dir DIR] [--address IP]
 
 The Batch AI provider for Terraform and OpenTofu. Terraform starts this binary itself when a
 configuration uses the provider; it is not meant to be run by hand except as below.
@@ -17,12 +17,16 @@ configuration uses the provider; it is not meant to be run by hand except as bel
                in the shell that runs Terraform, and serves until Ctrl-C
   --version    print the version and exit
   -h, --help   print this help and exit
+  agent join   make this machine a node of a cluster whose control store is a blob container
+               (local.control_store): the store's credential goes in BATCHAI_STORE_CREDENTIAL
+               as key:<account key> or sas:<SAS token>; runs until stopped (SIGTERM drains)
   agent ...    run a cluster node's agent (the provider starts these itself)
 
 Environment:
   TF_LOG, TF_LOG_PROVIDER   log level of the provider's own events (trace, debug, info, ...)
   BATCHAI_LOG_LIBRARIES=1   also log gRPC, HTTP/2 and TLS library internals
   BATCHAI_AGENT_LOG=debug   more detail in the node agents' logs
+  BATCHAI_STORE_CREDENTIAL  the control store's credential for `agent join`
 ";
 
 fn main() -> ExitCode {

@@ -108,8 +108,14 @@ pub struct Azurite {
 }
 
 impl Azurite {
-    /// Starts a new Azurite on a free port and waits until it listens.
+    /// Starts a new Azurite on a free port of 127.0.0.1 and waits until it listens.
     pub fn start() -> Result<Azurite, AzuriteError> {
+        Self::start_at("127.0.0.1")
+    }
+
+    /// Starts a new Azurite on a free port of `host` (an address of this machine that nodes
+    /// in other network namespaces reach) and waits until it listens.
+    pub fn start_at(host: &str) -> Result<Azurite, AzuriteError> {
         let bin = find()?;
         let shown = bin.display().to_string();
         // The wrapper keeps its stdin (our lifeline) as fd 3 for a watcher that stops Azurite
@@ -121,7 +127,7 @@ wait "$pid""#;
         let mut wrapper = Command::new("sh")
             .args(["-c", script, "sh"])
             .arg(&bin)
-            .args(["--blobHost", "127.0.0.1", "--blobPort", "0"])
+            .args(["--blobHost", host, "--blobPort", "0"])
             .args(["--inMemoryPersistence", "--disableTelemetry", "--silent"])
             // Longer than any pause in a test (lease expiry waits 15 s): a connection Azurite
             // closes as idle just as the client reuses it would fail that request.
@@ -146,7 +152,7 @@ wait "$pid""#;
         let (output, port) = wait_for_port(stdout);
         match port {
             Some(port) => {
-                azurite.endpoint = format!("http://127.0.0.1:{port}/{ACCOUNT}");
+                azurite.endpoint = format!("http://{host}:{port}/{ACCOUNT}");
                 Ok(azurite)
             }
             // Dropping `azurite` stops what started.

@@ -245,8 +245,9 @@ pub struct SetupTask {
     pub command_line: String,
     pub environment_variables: BTreeMap<String, String>,
     /// Secrets in the spec itself, as providers before `keys::cluster_secrets` wrote them;
-    /// read for clusters they created, never written now.
-    #[serde(default, skip_serializing_if = "crate::secrets::Secrets::is_empty")]
+    /// read for clusters they created, never filled now. Always written (empty), since agents
+    /// of those versions require the field.
+    #[serde(default)]
     pub secrets: crate::secrets::Secrets,
     /// Where stdout/stderr go; a per-cluster unique segment is added below it.
     pub std_out_err_path_prefix: Option<String>,
@@ -432,6 +433,17 @@ pub struct NodeRecord {
     /// when it registers; the provider derives log locations from it without reading the node.
     #[serde(default)]
     pub work_dir: Option<String>,
+    /// Started on its own (`agent join`) rather than by the platform: the scheduler never
+    /// launches, replaces or scales it in, and only its heartbeat says whether it lives.
+    #[serde(default)]
+    pub joined: bool,
+    /// The machine and network it runs on (`agent::host::identity`): nodes with the same host
+    /// reach each other locally.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The address its peers reach it at (a job's master address, MPI daemons).
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 impl NodeRecord {
@@ -451,6 +463,9 @@ impl NodeRecord {
             job: None,
             features: Vec::new(),
             work_dir: None,
+            joined: false,
+            host: None,
+            address: None,
         }
     }
 
@@ -541,6 +556,29 @@ mod tests {
         assert!(json.contains(r#""code":"QuotaExceeded""#), "{json}");
     }
 
+    /// The setup task as agents before the secrets record read it: every field required.
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct SetupTaskBeforeSecretsRecord {
+        command_line: String,
+        environment_variables: BTreeMap<String, String>,
+        secrets: BTreeMap<String, String>,
+        std_out_err_path_prefix: Option<String>,
+    }
+
+    #[test]
+    fn older_agents_read_the_setup_tasks_this_version_writes() {
+        let task = SetupTask {
+            command_line: "true".to_owned(),
+            environment_variables: BTreeMap::new(),
+            secrets: crate::secrets::Secrets::default(),
+            std_out_err_path_prefix: None,
+        };
+        let written = encode(&task);
+        let old: Result<SetupTaskBeforeSecretsRecord, _> = serde_json::from_slice(&written);
+        assert!(old.is_ok(), "{old:?}");
+    }
+
     #[test]
     fn newer_formats_are_refused() {
         let bytes = br#"{"format": 99, "desired_node_count": 1, "last_active_ms": 0}"#;
@@ -614,6 +652,9 @@ mod tests {
             job: None,
             features: Vec::new(),
             work_dir: None,
+            joined: false,
+            host: None,
+            address: None,
         };
         let cases = [
             (0, 5_000, false),

@@ -14,8 +14,11 @@ use crate::names::Name;
 use crate::platform::{ClusterView, PlatformError};
 
 const KIND: &str = "cluster";
-/// How often waits look at the store again.
-const POLL: Duration = Duration::from_millis(25);
+/// How often waits look at the store again: soon at first (local nodes settle in a fraction
+/// of a second), backing off so that a wait of minutes costs a remote store a few requests a
+/// second (each look reads the spec, status and every node record).
+const POLL_FIRST: Duration = Duration::from_millis(25);
+const POLL_MAX: Duration = Duration::from_millis(500);
 /// How long a takeover mark stands before it counts as left by a provider that died mid-pass.
 const TAKEOVER_STALE_MS: u64 = 60_000;
 
@@ -77,22 +80,22 @@ impl ControlPlane {
             }
             Err(e) => return Err(failed("create", name, e)),
         }
-        // Before any node starts: a node's setup task needs them. Without them the name is
-        // given back, so no node ever runs the setup task without its secrets.
-        if !secrets.setup_task.is_empty() {
-            let stored = store.put(
-                &keys::cluster_secrets(name),
-                &records::encode(&ClusterSecrets {
-                    format: records::FORMAT,
-                    ..secrets.clone()
-                }),
-                Condition::Always,
-                None,
-            );
-            if let Err(e) = stored {
-                let _ = store.delete(&keys::spec(name), Condition::Always, None);
-                return Err(failed("create", name, e));
-            }
+        // Before any node starts: a node's setup task needs them. Written even when empty,
+        // so that a record left by an interrupted destroy of an earlier cluster of this name
+        // never reaches this one. Without them the name is given back, so no node ever runs
+        // the setup task without its secrets.
+        let stored = store.put(
+            &keys::cluster_secrets(name),
+            &records::encode(&ClusterSecrets {
+                format: records::FORMAT,
+                ..secrets.clone()
+            }),
+            Condition::Always,
+            None,
+        );
+        if let Err(e) = stored {
+            let _ = store.delete(&keys::spec(name), Condition::Always, None);
+            return Err(failed("create", name, e));
         }
         let record = ResourceRecord {
             format: records::FORMAT,
@@ -148,6 +151,7 @@ impl ControlPlane {
         name: &str,
         operation: &'static str,
     ) -> Result<ClusterView, PlatformError> {
+        let mut poll = POLL_FIRST;
         loop {
             let cluster = name.to_owned();
             let view = self
@@ -167,18 +171,22 @@ impl ControlPlane {
                     "the cluster was deleted while waiting for it",
                 ));
             };
-            let settled = view.nodes.iter().all(|n| {
+            // Nodes that joined on their own come and go as their machines do: the platform's
+            // nodes are what the scale settings count.
+            let launched: Vec<_> = view.nodes.iter().filter(|n| !n.joined).collect();
+            let settled = launched.iter().all(|n| {
                 !n.drain_requested
                     && matches!(
                         n.state,
                         NodeState::Idle | NodeState::Running | NodeState::Unusable
                     )
             });
-            let count = u32::try_from(view.nodes.len()).unwrap_or(u32::MAX);
+            let count = u32::try_from(launched.len()).unwrap_or(u32::MAX);
             if settled && count == view.desired_node_count {
                 return Ok(view);
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(poll).await;
+            poll = (poll * 5 / 4).min(POLL_MAX);
         }
     }
 
@@ -437,7 +445,7 @@ impl ControlPlane {
     ) -> Result<(), PlatformError> {
         let store = self.store();
         for node in nodes {
-            let _ = agent::gpu::release(store, &format!("{name}/{}", node.id));
+            agent::gpu::release_node(store, node);
         }
         let _ = store.break_lease(&keys::scheduler(name));
         for key in store

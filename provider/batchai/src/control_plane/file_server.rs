@@ -14,6 +14,19 @@ const KIND: &str = "file server";
 
 /// The provisioning state of a claimed name whose share is not there yet.
 const CREATING: &str = "creating";
+/// How long a claim may stay `creating` before it counts as left by a provider that stopped
+/// mid-create, and another create may take the name over.
+const CLAIM_STALE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+fn claim_is_stale(status: &FileServerStatus) -> bool {
+    let Ok(at) = time::OffsetDateTime::parse(
+        &status.creation_time,
+        &time::format_description::well_known::Rfc3339,
+    ) else {
+        return true;
+    };
+    time::OffsetDateTime::now_utc() - at > CLAIM_STALE
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
@@ -77,6 +90,12 @@ impl ControlPlane {
         spec: &FileServerSpec,
     ) -> Result<(FileServerStatus, control::ETag), PlatformError> {
         let name = spec.name.to_string();
+        // One made before the store kept file servers, not recorded yet, holds the name too.
+        if let Some(legacy) = self.driver().legacy_file_server(&spec.name)
+            && self.driver().file_server_exists(&legacy).await?
+        {
+            return Err(PlatformError::AlreadyExists { kind: KIND, name });
+        }
         let claim = FileServerStatus {
             spec: spec.clone(),
             mount_point: String::new(),
@@ -106,8 +125,10 @@ impl ControlPlane {
             let Some((status, etag)) = existing else {
                 continue;
             };
-            if status.provisioning_state == CREATING
-                || self.driver().file_server_exists(&status).await?
+            let stale_claim = status.provisioning_state == CREATING && claim_is_stale(&status);
+            if (status.provisioning_state == CREATING && !stale_claim)
+                || (status.provisioning_state != CREATING
+                    && self.driver().file_server_exists(&status).await?)
             {
                 return Err(PlatformError::AlreadyExists {
                     kind: KIND,
@@ -160,12 +181,19 @@ impl ControlPlane {
             ..claim
         };
         let done = status.clone();
-        self.blocking("create", KIND, &name, move |plane| {
-            plane
-                .put_file_server_record(&done, Condition::IfMatch(etag))
-                .map_err(|e| failed("create", done.spec.name.as_str(), e))
-        })
-        .await?;
+        let recorded = self
+            .blocking("create", KIND, &name, move |plane| {
+                plane
+                    .put_file_server_record(&done, Condition::IfMatch(etag))
+                    .map_err(|e| failed("create", done.spec.name.as_str(), e))
+            })
+            .await;
+        if let Err(e) = recorded {
+            // Unrecorded storage would be unknown to every later read: it goes, and the claim
+            // becomes stale (and is taken over) once it is old enough.
+            let _ = self.driver().remove_file_server(&spec.name).await;
+            return Err(e);
+        }
         Ok(status)
     }
 

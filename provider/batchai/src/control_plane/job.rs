@@ -393,6 +393,7 @@ impl ControlPlane {
         .await?;
         // The job's nodes stop it within their grace period; nodes that are gone are noticed
         // by the scheduler. Either way the wait ends once no node holds the job.
+        let mut poll = POLL_FIRST;
         loop {
             let (c, n) = (cluster.to_string(), name.to_string());
             let settled = self
@@ -413,7 +414,8 @@ impl ControlPlane {
             if settled {
                 break;
             }
-            tokio::time::sleep(POLL_FIRST * 5).await;
+            tokio::time::sleep(poll).await;
+            poll = (poll * 5 / 4).min(POLL_MAX);
         }
         let (c, n) = (cluster.to_string(), name.to_string());
         self.blocking("delete", KIND, name.as_str(), move |plane| {

@@ -44,20 +44,24 @@ pub fn platform_with_agent_binary(
     store: Option<OpenedStore>,
 ) -> Result<ControlPlane, PlatformError> {
     // The root holds node directories, logs and the store: its creator's alone (0700).
-    let open = |e: &dyn std::fmt::Display| {
-        PlatformError::failed("open", "control store", &root.display().to_string(), e)
-    };
+    let shown = root.display().to_string();
+    let open = |e: &dyn std::fmt::Display| PlatformError::failed("open", "local root", &shown, e);
     control::dir::private_dir_all(&root).map_err(|e| open(&e))?;
-    let store = match store {
-        Some(store) => store,
+    let (root, store) = match store {
+        // Names are unique per store, so each store's nodes and exports get a directory of
+        // their own: two configurations on one root with different stores never share (or
+        // remove) each other's directories.
+        Some(store) => (root.join("stores").join(store.location.dir_name()), store),
         None => {
             let dir = LocalLauncher::store_dir(&root);
-            OpenedStore {
+            let store = OpenedStore {
                 store: Arc::new(control::DirStore::open(&dir).map_err(|e| open(&e))?),
                 location: StoreLocation::dir(dir),
-            }
+            };
+            (root, store)
         }
     };
+    control::dir::private_dir_all(&root).map_err(|e| open(&e))?;
     let driver = LocalDriver::new(root, exe, store.location);
     Ok(ControlPlane::new(store.store, Arc::new(driver)))
 }

@@ -180,6 +180,21 @@ enum Needs<'a> {
     Azure,
 }
 
+impl MountVolumesModel {
+    /// The volumes without their storage account keys: what is kept in the control store for
+    /// import, which every holder of the store's credential can read. Import leaves the keys
+    /// null; the configuration sets them again.
+    pub(crate) fn without_keys(mut self) -> Self {
+        for v in &mut self.azure_file_share {
+            v.account_key = None;
+        }
+        for v in &mut self.azure_blob_file_system {
+            v.account_key = None;
+        }
+        self
+    }
+}
+
 /// A volume type: its model is its block inside `mount_volumes`.
 trait Volume: Sync {
     fn relative_mount_path(&self) -> &str;

@@ -329,5 +329,8 @@ fn resource_record(model: &Model) -> serde_json::Value {
     if let Some(u) = &mut m.user_account_settings {
         u.admin_user_password = None;
     }
+    m.mount_volumes = m
+        .mount_volumes
+        .map(super::mounts::MountVolumesModel::without_keys);
     serde_json::to_value(&m).unwrap_or_default()
 }

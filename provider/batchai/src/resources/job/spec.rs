@@ -133,6 +133,7 @@ fn container(c: &ContainerModel) -> Container {
 pub(super) fn resource_record(model: &JobModel) -> serde_json::Value {
     let mut m = model.clone();
     m.secrets_wo = None;
+    m.mount_volumes = m.mount_volumes.map(mounts::MountVolumesModel::without_keys);
     serde_json::to_value(&m).unwrap_or_default()
 }
 
