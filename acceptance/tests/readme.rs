@@ -1,6 +1,7 @@
-//! End to end: the README's "Using the provider" example, applied exactly as printed (its HCL
-//! blocks as `main.tf`, its Python block as `train.py`) with the newest Terraform CLI, on a
-//! machine with or without GPUs.
+//! End to end: the README's examples, applied exactly as printed with the newest Terraform CLI:
+//! "Using the provider" (its HCL blocks as `main.tf`, its Python block as `train.py`), on a
+//! machine with or without GPUs, and "One cluster across machines" (its HCL against a container
+//! of an Azurite, then its shell lines, which join a node to the cluster).
 use std::path::PathBuf;
 
 use anyhow::{Context as _, ensure};
@@ -73,4 +74,89 @@ fn the_readme_example_runs_as_written() -> anyhow::Result<()> {
     );
     ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
     Ok(())
+}
+
+#[test]
+fn the_shared_store_example_joins_a_node_as_written() -> anyhow::Result<()> {
+    use control_blob::azurite::{ACCOUNT_KEY, Azurite};
+    let readme = std::fs::read_to_string(repo().join("README.md"))?;
+    let title = "One cluster across machines";
+    let (hcl, sh) = (blocks(&readme, title, "hcl"), blocks(&readme, title, "sh"));
+    ensure!(hcl.len() == 1 && sh.len() == 1, "README blocks: {hcl:?} {sh:?}");
+
+    let azurite = Azurite::shared()
+        .map_err(|e| anyhow::anyhow!("{e}; run `cargo xtask test`, which installs Azurite"))?;
+    let url = azurite.container_url(&Azurite::unique_container("readme"));
+    let mut ws = Workspace::new(&newest_cli())?;
+    let home = ws.path().join("batchai-home");
+    ws.env("BATCHAI_HOME", &home.display().to_string());
+    ws.root = home;
+    std::fs::write(ws.path().join("main.tf"), &hcl[0])?;
+    ws.init()?;
+    let vars = [
+        format!("-var=control_container_url={url}"),
+        format!("-var=control_account_key={ACCOUNT_KEY}"),
+    ];
+    let with_vars = |command: &[&str]| -> Vec<String> {
+        command
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(vars.iter().cloned())
+            .collect()
+    };
+    let apply = with_vars(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    ws.ok(&apply.iter().map(String::as_str).collect::<Vec<_>>())?;
+
+    // The shell lines as printed, with the provider on PATH and the variables they name.
+    let path = format!(
+        "{}:{}",
+        batchai_acceptance::provider_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut node = std::process::Command::new("sh")
+        .args(["-c", &sh[0]])
+        .env("PATH", path)
+        .env("HOME", ws.path())
+        .env("ACCOUNT_KEY", ACCOUNT_KEY)
+        .env("CONTAINER_URL", &url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(ws.path().join("join.log"))?)
+        .spawn()?;
+    let reader = ws_with_store(&ws, &url);
+    let joined = batchai_acceptance::wait_for(
+        "the node to join",
+        std::time::Duration::from_secs(60),
+        || {
+            Ok(batchai_acceptance::node_records(&reader, "room")?
+                .iter()
+                .any(|n| n.joined && n.state == control::records::NodeState::Idle))
+        },
+    );
+    let destroy = with_vars(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+    let destroyed = ws.ok(&destroy.iter().map(String::as_str).collect::<Vec<_>>());
+    let left = (0..300).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        node.try_wait().ok().flatten().is_some()
+    });
+    if !left {
+        let _ = node.kill();
+    }
+    let _ = node.wait();
+    joined.with_context(|| {
+        std::fs::read_to_string(ws.path().join("join.log")).unwrap_or_default()
+    })?;
+    destroyed?;
+    ensure!(left, "the joined node outlived its cluster");
+    Ok(())
+}
+
+/// A workspace value whose store is the README example's container (for reading records).
+fn ws_with_store(ws: &Workspace, url: &str) -> Workspace {
+    let mut view = Workspace::new(&ws.cli).unwrap_or_else(|e| panic!("{e}"));
+    view.control_store = Some(batchai_acceptance::BlobStoreTarget {
+        container_url: url.to_owned(),
+        account_key: control_blob::azurite::ACCOUNT_KEY.to_owned(),
+    });
+    view
 }
