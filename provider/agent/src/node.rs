@@ -288,6 +288,7 @@ pub fn run_node_with(
             key: keys::scheduler(&args.cluster),
             lease: None,
         },
+        scheduling: crate::dispatch::Memory::default(),
         execution: None,
         last_done: None,
         failing: StoreFailures::default(),
@@ -404,9 +405,10 @@ impl StoreFailures {
     }
 }
 
-/// Tells the scheduler to look at the queue now (a node freed up, a job was queued). `why` is
-/// a job name or `.freed-<node>`, which no job name can be. A lost mark only delays dispatch to
-/// the next full pass, so a failure is logged, not returned.
+/// Tells the scheduler to look at the queue now (a node freed up, a job was queued, a
+/// hand-over found a job changed). `why` is a job name, or `.freed-<node>` or `.stale`, which
+/// no job name can be. A lost mark only delays dispatch to the next full pass, so a failure is
+/// logged, not returned.
 pub fn wake_scheduler(store: &dyn Store, cluster: &str, why: &str) {
     // Volatile: a mark lost in a crash only delays dispatch, like any lost mark.
     if let Err(e) = store.put_volatile(
@@ -436,6 +438,8 @@ struct Node<'a> {
     action: DrainAction,
     watch: Option<Box<dyn Watch>>,
     election: Election,
+    /// What the scheduler remembers between its passes while this node holds the lease.
+    scheduling: crate::dispatch::Memory,
     execution: Option<Execution>,
     /// The last attempt this node ran: kept across passes that a store error cut short, or
     /// the node would take an attempt it already ran for a new one.
@@ -645,15 +649,21 @@ impl Node<'_> {
             due.reconcile = now + self.rates.reconcile;
             due.queue = now + self.rates.poll;
             self.election.tick(store);
-            if self.election.lease.is_some()
-                && let Err(e) = scheduler::reconcile(store, self.launcher, cluster)
-            {
+            if self.election.lease.is_none() {
+                self.scheduling = crate::dispatch::Memory::default();
+            } else if let Err(e) = scheduler::reconcile_remembering(
+                store,
+                self.launcher,
+                cluster,
+                &mut self.scheduling,
+            ) {
                 tracing::warn!(error = %e, "scheduling pass failed");
             }
         } else if scheduler && (changed.has(QUEUE) || (self.watch.is_none() && now >= due.queue)) {
             due.queue = now + self.rates.poll;
             if !store.list(&keys::queue_prefix(cluster))?.is_empty()
-                && let Err(e) = scheduler::dispatch_now(store, self.launcher, cluster)
+                && let Err(e) =
+                    scheduler::dispatch_now(store, self.launcher, cluster, &mut self.scheduling)
             {
                 tracing::warn!(error = %e, "dispatch pass failed");
             }
