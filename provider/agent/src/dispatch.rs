@@ -936,7 +936,9 @@ mod tests {
     fn quick_passes_read_only_marked_and_running_jobs() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = control::store::Counting::new(
-            control::DirStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}")),
+            std::sync::Arc::new(
+                control::DirStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}")),
+            ),
             false,
         );
         for n in ["node-1", "node-2", "node-3"] {

@@ -53,6 +53,9 @@ pub struct NodeContext {
     /// The node's work directory (mounts, job temp, agent log).
     pub node_dir: PathBuf,
     pub mount_root: PathBuf,
+    /// The cluster's mounts, as the node realised them (they never change: a cluster whose
+    /// mounts change is replaced, nodes and all).
+    pub cluster_mounts: Vec<records::Mount>,
     /// Directories a job's container must see besides the node's own: the cluster's directory
     /// mounts, which the node's mount links point into.
     pub cluster_volumes: Vec<PathBuf>,
@@ -992,16 +995,7 @@ impl Attempt<'_> {
         setup::realise_mounts(&self.spec.mounts, &dirs.job_mount_root)?;
         // Paths below a mount root stay below it (or below what its mounts link to): a link
         // an earlier job planted on a share must not carry this job's output elsewhere.
-        let cluster_mounts = load::<records::ClusterSpec>(
-            self.store,
-            &keys::spec(&self.ctx.cluster),
-            "cluster spec",
-        )
-        .ok()
-        .flatten()
-        .map(|c| c.mounts)
-        .unwrap_or_default();
-        let mut roots = setup::mount_roots(&self.ctx.mount_root, &cluster_mounts);
+        let mut roots = setup::mount_roots(&self.ctx.mount_root, &self.ctx.cluster_mounts);
         roots.extend(setup::mount_roots(&dirs.job_mount_root, &self.spec.mounts));
         let beneath = |configured: &str, resolved: &Path| match jobs::split_job_path(configured) {
             Ok((Some(_), _)) => jobs::check_beneath(resolved, &roots)

@@ -5,6 +5,7 @@ pub mod dispatch;
 pub mod execute;
 pub mod gpu;
 pub mod launcher;
+pub mod measure;
 pub mod node;
 pub mod placement;
 pub mod scheduler;
@@ -15,7 +16,7 @@ pub mod toolkit;
 use std::time::Duration;
 
 pub use launcher::{Launcher, Liveness, LocalLauncher};
-pub use node::{NodeArgs, run_node};
+pub use node::{NodeArgs, run_node, run_node_with};
 
 // How often a node talks to its store. A blob container charges every request and bounds a
 // container's request rate, so each node's rate is bounded and stated here; `Rates` computes

@@ -261,6 +261,7 @@ pub fn run_node_with(
         node: args.node.clone(),
         node_dir: node_dir.clone(),
         mount_root: mount_root.clone(),
+        cluster_mounts: spec.mounts.clone(),
         cluster_volumes: spec
             .mounts
             .iter()

@@ -391,14 +391,14 @@ const LEASE: usize = 6;
 /// remote store, measured rather than estimated. With `events` false it gives no watch, so that
 /// a directory store is used as a blob store would be (by polling).
 #[derive(Debug)]
-pub struct Counting<S> {
-    inner: S,
+pub struct Counting {
+    inner: std::sync::Arc<dyn Store>,
     events: bool,
     counts: [std::sync::atomic::AtomicU64; LEASE + 1],
 }
 
-impl<S: Store> Counting<S> {
-    pub fn new(inner: S, events: bool) -> Self {
+impl Counting {
+    pub fn new(inner: std::sync::Arc<dyn Store>, events: bool) -> Self {
         Self {
             inner,
             events,
@@ -425,7 +425,7 @@ impl<S: Store> Counting<S> {
     }
 }
 
-impl<S: Store> Store for Counting<S> {
+impl Store for Counting {
     fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         self.count(GET);
         self.inner.get(key)
