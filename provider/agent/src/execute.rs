@@ -519,10 +519,13 @@ fn run(
     let node_count = u32::try_from(status.nodes.len()).unwrap_or(u32::MAX);
     // Only MPI attempts publish rank environments (for the master's `mpirun`).
     let mpi = toolkit::uses_mpi(&spec.toolkit, node_count);
-    let watch = match store.watch(&[
-        &status_key,
-        &keys::rank_envs_prefix(&ctx.cluster, &spec.name),
-    ]) {
+    let ranks = keys::rank_envs_prefix(&ctx.cluster, &spec.name);
+    let watched: &[&str] = if mpi {
+        &[&status_key, &ranks]
+    } else {
+        &[&status_key]
+    };
+    let watch = match store.watch(watched) {
         Ok(watch) => watch,
         Err(e) => {
             tracing::warn!(error = %e, "no change notifications for the job status; polling it");
@@ -1112,7 +1115,7 @@ impl Attempt<'_> {
             return None;
         }
         let mut look = false;
-        let mut nap = Duration::from_millis(2);
+        let mut nap = Duration::from_millis(1);
         loop {
             let mut all_done = true;
             let mut failure = None;

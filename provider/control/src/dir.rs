@@ -73,6 +73,8 @@ pub struct DirStore {
     values: PathBuf,
     logs: PathBuf,
     locks: PathBuf,
+    /// Shared by clones: inotify instances that dropped watches left for new ones.
+    watches: std::sync::Arc<watch::Instances>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -110,6 +112,7 @@ impl DirStore {
             values: root.join("values"),
             logs: root.join("logs"),
             locks: root.join(".locks"),
+            watches: Default::default(),
         };
         // Records hold secrets (job and setup-task secrets): the store is its creator's alone,
         // whatever the umask, and a store made by an older version is made private here.
@@ -310,7 +313,8 @@ impl Store for DirStore {
     }
 
     fn watch(&self, prefixes: &[&str]) -> Result<Option<Box<dyn Watch>>, StoreError> {
-        watch::DirWatch::new(&self.values, prefixes).map(|w| Some(Box::new(w) as Box<dyn Watch>))
+        watch::DirWatch::new(&self.values, prefixes, &self.watches)
+            .map(|w| Some(Box::new(w) as Box<dyn Watch>))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

@@ -2,12 +2,17 @@
 //! of the watched prefixes. Values are replaced by rename and removed by unlink, so a change of
 //! key `a/b/c` is an `IN_MOVED_TO` or `IN_DELETE` of `values/a/b/c~v` in directory `values/a/b`;
 //! temporary files, locks and other names are events the watch reads and drops.
+//!
+//! Closing an inotify instance waits for the kernel's SRCU grace period (16 ms measured here),
+//! which would hold up every attempt's end, so a dropped watch removes its watches (which does
+//! not wait) and leaves its instance to the store's [`Instances`] for the next watch.
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read as _};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{VALUE_SUFFIX, is_segment, private_dir_all};
@@ -29,6 +34,29 @@ const EVENT_HEADER: usize = 16;
 /// Room for many events per read (each is at most the header and a 256-byte name).
 const BUFFER: usize = 16 * 1024;
 
+/// The most idle instances a store keeps: as many as watches were dropped at once, which is
+/// one per node and per running attempt of the processes sharing this store value.
+const MAX_IDLE: usize = 64;
+
+/// Inotify instances that watches no longer use, for new watches to reuse.
+#[derive(Debug, Default)]
+pub(super) struct Instances(Mutex<Vec<File>>);
+
+impl Instances {
+    fn take(&self) -> Option<File> {
+        self.0.lock().ok()?.pop()
+    }
+
+    fn give(&self, file: File) {
+        if let Ok(mut idle) = self.0.lock()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(file);
+        }
+        // Otherwise it is closed here, waiting as closing does: rare, and never wrong.
+    }
+}
+
 /// One watched directory and the prefixes in it: their index and how names must start.
 #[derive(Debug)]
 struct Watched {
@@ -39,7 +67,9 @@ struct Watched {
 /// A [`Watch`] on a directory store.
 #[derive(Debug)]
 pub(super) struct DirWatch {
-    inotify: File,
+    /// Always there until the watch is dropped.
+    inotify: Option<File>,
+    instances: Arc<Instances>,
     dirs: Vec<Watched>,
     count: usize,
     buffer: Vec<u8>,
@@ -48,7 +78,11 @@ pub(super) struct DirWatch {
 impl DirWatch {
     /// Watches the directory of each prefix under `values` (created if needed, so that a
     /// queue nobody wrote to yet can be watched).
-    pub(super) fn new(values: &Path, prefixes: &[&str]) -> Result<Self, StoreError> {
+    pub(super) fn new(
+        values: &Path,
+        prefixes: &[&str],
+        instances: &Arc<Instances>,
+    ) -> Result<Self, StoreError> {
         const OP: &str = "watch";
         let io_error = |key: &str| {
             let key = key.to_owned();
@@ -65,8 +99,19 @@ impl DirWatch {
                 reason: "a watch takes at most 64 prefixes",
             });
         }
-        let inotify = init().map_err(io_error(""))?;
-        let mut dirs: Vec<Watched> = Vec::new();
+        let mut watch = Self {
+            inotify: None,
+            instances: instances.clone(),
+            dirs: Vec::new(),
+            count: prefixes.len(),
+            buffer: vec![0; BUFFER],
+        };
+        watch.inotify = Some(match instances.take() {
+            Some(reused) => reused,
+            None => init().map_err(io_error(""))?,
+        });
+        // What a reused instance still holds concerns watches that are gone.
+        watch.drain().map_err(io_error(""))?;
         for (index, prefix) in prefixes.iter().enumerate() {
             let (dir, start) = prefix.rsplit_once('/').unwrap_or(("", prefix));
             if !dir.is_empty() {
@@ -81,30 +126,38 @@ impl DirWatch {
             }
             let path = values.join(dir);
             private_dir_all(&path).map_err(io_error(prefix))?;
-            let wd = add_watch(&inotify, &path).map_err(io_error(prefix))?;
+            let wd = watch.add(&path).map_err(io_error(prefix))?;
             let entry = (index, start.to_owned());
             // The kernel gives a directory watched twice the same descriptor.
-            match dirs.iter_mut().find(|d| d.wd == wd) {
+            match watch.dirs.iter_mut().find(|d| d.wd == wd) {
                 Some(watched) => watched.prefixes.push(entry),
-                None => dirs.push(Watched {
+                None => watch.dirs.push(Watched {
                     wd,
                     prefixes: vec![entry],
                 }),
             }
         }
-        Ok(Self {
-            inotify,
-            dirs,
-            count: prefixes.len(),
-            buffer: vec![0; BUFFER],
-        })
+        Ok(watch)
+    }
+
+    fn file(&self) -> io::Result<&File> {
+        self.inotify
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the watch was dropped"))
+    }
+
+    fn add(&self, dir: &Path) -> io::Result<i32> {
+        add_watch(self.file()?, dir)
     }
 
     /// Reads every queued event and says which prefixes they touch.
     fn drain(&mut self) -> io::Result<Changed> {
         let mut changed = Changed::NONE;
+        let Some(mut file) = self.inotify.as_ref() else {
+            return Ok(changed);
+        };
         loop {
-            match self.inotify.read(&mut self.buffer) {
+            match file.read(&mut self.buffer) {
                 Ok(0) => return Ok(changed),
                 Ok(n) => changed |= self.changes(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(changed),
@@ -168,7 +221,7 @@ impl Watch for DirWatch {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let ready = match readable(&self.inotify, left) {
+            let ready = match self.file().and_then(|file| readable(file, left)) {
                 Ok(ready) => ready,
                 // A signal: the caller has something to look at (a stop flag, say).
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => return Changed::NONE,
@@ -188,6 +241,17 @@ impl Watch for DirWatch {
                     return Changed::NONE;
                 }
             }
+        }
+    }
+}
+
+impl Drop for DirWatch {
+    fn drop(&mut self) {
+        if let Some(file) = self.inotify.take() {
+            for watched in &self.dirs {
+                remove_watch(&file, watched.wd);
+            }
+            self.instances.give(file);
         }
     }
 }
@@ -216,6 +280,17 @@ fn add_watch(inotify: &File, dir: &Path) -> io::Result<i32> {
         return Err(io::Error::last_os_error());
     }
     Ok(wd)
+}
+
+/// Removes a watch from the instance (its `IN_IGNORED` event is read and dropped by the
+/// instance's next user). A watch the kernel already removed (its directory went) fails, which
+/// is fine.
+#[allow(unsafe_code)]
+fn remove_watch(inotify: &File, wd: i32) {
+    // SAFETY: inotify_rm_watch takes two integers; the descriptor is the instance `inotify` owns.
+    unsafe {
+        libc::inotify_rm_watch(inotify.as_raw_fd(), wd);
+    }
 }
 
 /// Waits until `file` has something to read or `timeout` passed (rounded up to a millisecond,
@@ -293,6 +368,21 @@ mod tests {
             changed |= more;
         }
         assert_eq!(watch.wait(NOW), Changed::NONE, "each change is told once");
+    }
+
+    #[test]
+    fn a_dropped_watch_leaves_its_instance_to_the_next_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::open(dir.path()).unwrap();
+        let first = store.watch(&["a/"]).unwrap().unwrap();
+        store.put("a/x", b"{}", Condition::Always, None).unwrap();
+        drop(first);
+        // The reused instance reports neither the old watch's change nor its directory.
+        let mut second = store.watch(&["b/"]).unwrap().unwrap();
+        store.put("a/y", b"{}", Condition::Always, None).unwrap();
+        assert_eq!(second.wait(Duration::from_millis(50)), Changed::NONE);
+        store.put("b/x", b"{}", Condition::Always, None).unwrap();
+        assert!(second.wait(LONG).has(0));
     }
 
     #[test]
