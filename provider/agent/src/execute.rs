@@ -25,6 +25,9 @@ pub const TERMINATE_GRACE: Duration = Duration::from_secs(10);
 /// How often a running attempt looks at its processes (its job status it reads every
 /// [`crate::Rates::poll`], and at once when it changes on a store with events).
 const POLL: Duration = Duration::from_millis(50);
+/// How long an attempt's processes are looked at every millisecond: a short job's end is on
+/// the path of every job's dispatch behind it.
+const QUICK: Duration = Duration::from_millis(20);
 /// How often the master of an MPI attempt looks for the rank environments it waits for, on a
 /// store without events.
 const RANKS_POLL: Duration = Duration::from_millis(500);
@@ -1115,6 +1118,7 @@ impl Attempt<'_> {
             return None;
         }
         let mut look = false;
+        let started = Instant::now();
         let mut nap = Duration::from_millis(1);
         loop {
             let mut all_done = true;
@@ -1178,10 +1182,12 @@ impl Attempt<'_> {
                     }
                 }
             }
-            // Short jobs are noticed within milliseconds, long ones cost a look every POLL;
-            // the job status is read when it changes, or every poll.
+            // Short jobs are noticed within a millisecond, longer ones within a nap that
+            // doubles up to POLL; the job status is read when it changes, or every poll.
             look = self.nap(nap).has(STATUS);
-            nap = (nap * 2).min(POLL);
+            if started.elapsed() >= QUICK {
+                nap = (nap * 2).min(POLL);
+            }
         }
     }
 
