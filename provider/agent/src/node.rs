@@ -335,10 +335,11 @@ fn watch_node(store: &dyn Store, cluster: &str, key: &str) -> Option<Box<dyn Wat
     }
 }
 
-/// The prefixes [`watch_node`] watches, by index.
+/// The prefixes [`watch_node`] watches, by index, and how many.
 const OWN_RECORD: usize = 0;
 const QUEUE: usize = 1;
 const SPEC: usize = 2;
+const WATCHED: usize = 3;
 
 /// The setup task's secrets: the cluster's secrets record, read only here (a node preparing
 /// itself), plus those that specs of older providers carried themselves. A store outage delays
@@ -483,7 +484,7 @@ impl Node<'_> {
             queue: start,
         };
         // The first pass looks at everything: changes may have come while the loop was down.
-        let mut changed = Changed::all(3);
+        let mut changed = Changed::all(WATCHED);
         loop {
             // The attempt's thread freed the node record itself before it finished.
             if let Some(done) = self.execution.take_if(|e| e.is_finished()) {
@@ -528,7 +529,7 @@ impl Node<'_> {
                 match self.look(heartbeat, draining)? {
                     Looked::Fine => {}
                     Looked::Again => {
-                        changed = Changed::all(OWN_RECORD + 1);
+                        changed = Changed::only(OWN_RECORD);
                         continue;
                     }
                     Looked::Removed => {

@@ -20,6 +20,11 @@
 //! the machine shares. Segments longer than the file system allows (255 bytes on most) fail with
 //! an I/O error although `validate_key` accepts them.
 //!
+//! Writes are synced (the file before its rename, the directory after) except volatile ones
+//! (`Store::put_volatile`, `Store::delete_volatile`), which other processes see as atomically
+//! but a crash of the machine may lose. Change notifications (`Store::watch`) come from
+//! inotify on the directories of the watched prefixes (see `watch.rs`).
+//!
 //! Logs are weaker than Azure append blobs in two ways: a reader may see part of an append still
 //! in progress (bytes once visible never change, so reading on from its offset yields the rest),
 //! and a process killed mid-append may leave part of its data behind.

@@ -211,6 +211,13 @@ impl Changed {
         }
     }
 
+    /// Prefix `index` alone.
+    pub fn only(index: usize) -> Self {
+        let mut changed = Self::NONE;
+        changed.mark(index);
+        changed
+    }
+
     pub fn mark(&mut self, index: usize) {
         if index < Self::MAX_PREFIXES {
             self.0 |= 1 << index;
