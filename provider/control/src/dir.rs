@@ -831,6 +831,40 @@ mod tests {
     }
 
     #[test]
+    fn volatile_writes_keep_conditions_and_leases() {
+        let (_dir, store) = store();
+        let etag = store
+            .put_volatile("a/b", b"1", Condition::IfNoneExists, None)
+            .unwrap();
+        assert!(
+            store
+                .put_volatile("a/b", b"2", Condition::IfNoneExists, None)
+                .unwrap_err()
+                .is_conflict()
+        );
+        let lease = store.acquire_lease("a/b", MIN_LEASE).unwrap();
+        assert!(matches!(
+            store.put_volatile("a/b", b"2", Condition::IfMatch(etag.clone()), None),
+            Err(StoreError::LeaseHeld { .. })
+        ));
+        let etag = store
+            .put_volatile("a/b", b"2", Condition::IfMatch(etag), Some(&lease))
+            .unwrap();
+        assert_eq!(store.get("a/b").unwrap().unwrap().data, b"2");
+        store.release_lease("a/b", &lease).unwrap();
+        assert!(
+            store
+                .delete_volatile("a/b", Condition::IfMatch(ETag("other".into())), None)
+                .unwrap_err()
+                .is_conflict()
+        );
+        store
+            .delete_volatile("a/b", Condition::IfMatch(etag), None)
+            .unwrap();
+        assert!(store.get("a/b").unwrap().is_none());
+    }
+
+    #[test]
     fn lease_ids_and_etags_differ() {
         let ids: std::collections::HashSet<_> = (0..1000).map(|_| new_lease_id().0).collect();
         let etags: std::collections::HashSet<_> = (0..1000).map(|_| new_etag().0).collect();
