@@ -28,9 +28,10 @@ fn no_op(name: &str, cluster: &str, marks: &Path) -> JobSpec {
         created_ms: control::records::now_ms(),
         node_count: 1,
         priority: Priority::Normal,
-        // The process notes when it began, so latency is measured to a running process.
+        // The process notes when it began, so latency is measured to a running process; with
+        // a shell builtin, so that the note costs no process of its own.
         toolkit: Toolkit::CustomToolkit {
-            command_line: format!("date +%s%N > {}/{name}", marks.display()),
+            command_line: format!("echo $EPOCHREALTIME > {}/{name}", marks.display()),
         },
         job_preparation: None,
         environment_variables: BTreeMap::new(),
@@ -47,14 +48,16 @@ fn no_op(name: &str, cluster: &str, marks: &Path) -> JobSpec {
     }
 }
 
-/// Milliseconds from queued to the job's process running, read from its mark.
+/// Milliseconds from queued to the job's process running, read from its mark (bash's
+/// `$EPOCHREALTIME`: seconds with six decimals, after a `.` or a `,` as the locale has it).
 fn started_after_ms(marks: &Path, name: &str, queued_ms: u64) -> Option<f64> {
-    let ns: u128 = std::fs::read_to_string(marks.join(name))
+    let seconds: f64 = std::fs::read_to_string(marks.join(name))
         .ok()?
         .trim()
+        .replace(',', ".")
         .parse()
         .ok()?;
-    Some(ns as f64 / 1e6 - queued_ms as f64)
+    Some(seconds * 1e3 - queued_ms as f64)
 }
 
 /// With `BATCHAI_BENCH_KEEP` set, stops after the store-direct part and leaves the cluster
@@ -133,41 +136,106 @@ pub fn job_bench(binary: &Path) -> anyhow::Result<()> {
         percentile(&mut running, 0.99),
     );
 
-    // Throughput: 200 no-op jobs queued at once.
-    let count = 200;
-    let started = Instant::now();
-    for i in 0..count {
-        let name = format!("tp-{i}");
-        runtime
-            .block_on(platform.submit_job(
-                &no_op(&name, cluster, &marks),
-                &no_secrets,
-                &serde_json::Value::Null,
-            ))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    let submitted = started.elapsed();
+    // Throughput: 200 no-op jobs submitted one after another (as before), then 200 submitted
+    // by 8 callers at once, as Terraform applies with its default -parallelism=10: the first
+    // is bound by how fast one caller submits, the second by the cluster.
     let store = DirStore::open(dir.join("root/store"))?;
+    let count = 200;
+    for submitters in [1, 8] {
+        let prefix = format!("tp{submitters}");
+        let (total, submitted) = throughput(
+            &platform, cluster, &marks, &store, &prefix, count, submitters,
+        )?;
+        let how = if submitters == 1 {
+            "submitted one after another".to_owned()
+        } else {
+            format!("submitted by {submitters} callers at once")
+        };
+        println!(
+            "job throughput, store direct ({NODES} nodes): {count} no-op jobs {how} in {:.2} s = {:.1} jobs/s (submitting took {:.2} s)",
+            total.as_secs_f64(),
+            count as f64 / total.as_secs_f64(),
+            submitted.as_secs_f64()
+        );
+    }
+    if std::env::var_os("BATCHAI_BENCH_KEEP").is_some() {
+        println!("kept {}", dir.display());
+        return Ok(());
+    }
+    runtime
+        .block_on(platform.delete_cluster(&cluster_name))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    terraform_bench(binary, &dir)?;
+    let _ = std::fs::remove_dir_all(dir);
+    request_rates()?;
+    Ok(())
+}
+
+/// Submits `count` no-op jobs `<prefix>-<i>` from `submitters` threads at once and waits until
+/// every one ran and succeeded. Returns the time from the first submission to the last job's
+/// end, and the time submitting took.
+fn throughput(
+    platform: &batchai::control_plane::ControlPlane,
+    cluster: &str,
+    marks: &Path,
+    store: &DirStore,
+    prefix: &str,
+    count: usize,
+    submitters: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    let no_secrets = BTreeMap::new();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let callers: Vec<_> = (0..submitters)
+            .map(|caller| {
+                let no_secrets = &no_secrets;
+                scope.spawn(move || -> anyhow::Result<()> {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    for i in (caller..count).step_by(submitters) {
+                        let name = format!("{prefix}-{i}");
+                        runtime
+                            .block_on(platform.submit_job(
+                                &no_op(&name, cluster, marks),
+                                no_secrets,
+                                &serde_json::Value::Null,
+                            ))
+                            .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller
+                .join()
+                .map_err(|_| anyhow::anyhow!("a submitter panicked"))??;
+        }
+        anyhow::Ok(())
+    })?;
+    let submitted = started.elapsed();
     let deadline = Instant::now() + Duration::from_secs(300);
     // Every job's process leaves a mark when it runs; the last job is done shortly after the
     // last mark. Watching marks costs one directory listing, not 200 status reads, so the
     // measurement does not steal CPU from what it measures.
+    let mark = format!("{prefix}-");
     loop {
-        let marked = std::fs::read_dir(&marks)?
+        let marked = std::fs::read_dir(marks)?
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("tp-"))
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&mark))
             .count();
-        if marked == count as usize {
+        if marked == count {
             break;
         }
         if Instant::now() > deadline {
             bail!("only {marked} of {count} jobs ran");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(5));
     }
     let mut unfinished = Vec::new();
     for i in 0..count {
-        let key = keys::job_status(cluster, &format!("tp-{i}"));
+        let key = keys::job_status(cluster, &format!("{prefix}-{i}"));
         loop {
             let v = store.get(&key)?.context("job status missing")?;
             let s: control::jobs::JobStatus = control::records::decode("job status", &v.data)?;
@@ -178,30 +246,64 @@ pub fn job_bench(binary: &Path) -> anyhow::Result<()> {
                 break;
             }
             if Instant::now() > deadline {
-                bail!("job tp-{i} did not finish");
+                bail!("job {prefix}-{i} did not finish");
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
     if !unfinished.is_empty() {
-        bail!("jobs {unfinished:?} did not succeed");
+        bail!("jobs {unfinished:?} of {prefix} did not succeed");
     }
-    let total = started.elapsed();
-    println!(
-        "job throughput, store direct ({NODES} nodes): {count} no-op jobs in {:.2} s = {:.1} jobs/s (submitting took {:.2} s)",
-        total.as_secs_f64(),
-        f64::from(count) / total.as_secs_f64(),
-        submitted.as_secs_f64()
-    );
-    if std::env::var_os("BATCHAI_BENCH_KEEP").is_some() {
-        println!("kept {}", dir.display());
+    Ok((started.elapsed(), submitted))
+}
+
+/// Requests per node per minute on a store without change notifications, counted for real:
+/// two nodes in-process at the agent's rates, idle for a window, then each running a job
+/// (`BATCHAI_BENCH_RATES_WINDOW_S`, 60 s by default; 0 skips this part). The store is a
+/// directory whose notifications are hidden, so the nodes poll as they would a blob container.
+fn request_rates() -> anyhow::Result<()> {
+    let window: u64 = match std::env::var("BATCHAI_BENCH_RATES_WINDOW_S") {
+        Ok(v) => v.parse().context("BATCHAI_BENCH_RATES_WINDOW_S")?,
+        Err(_) => 60,
+    };
+    if window == 0 {
         return Ok(());
     }
-    runtime
-        .block_on(platform.delete_cluster(&cluster_name))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    terraform_bench(binary, &dir)?;
-    let _ = std::fs::remove_dir_all(dir);
+    let dir = std::env::temp_dir().join(format!("batchai-ratebench-{}", std::process::id()));
+    let store = DirStore::open(dir.join("store"))?;
+    let measured = agent::measure::count_requests(
+        std::sync::Arc::new(store),
+        &dir,
+        agent::Rates::STANDARD,
+        Duration::from_secs(window),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let per_minute = |r: &control::store::Requests| {
+        let scale = |n: u64| n as f64 * 60.0 / window as f64;
+        format!(
+            "{:.0} ({:.0} get, {:.0} put, {:.0} lease, {:.0} list, {:.0} delete)",
+            scale(r.total()),
+            scale(r.get),
+            scale(r.put),
+            scale(r.lease),
+            scale(r.list),
+            scale(r.delete)
+        )
+    };
+    for node in measured? {
+        println!(
+            "requests per minute to a store without change notifications, {}{} ({window} s windows): idle {}; running a job {}",
+            node.node,
+            if node.scheduler {
+                " (also the scheduler, of 2 nodes)"
+            } else {
+                ""
+            },
+            per_minute(&node.idle),
+            per_minute(&node.busy)
+        );
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use control::jobs::{JobSpec, JobState, JobStatus};
 use control::records::{
     self, ClusterSpec, ClusterStatus, ErrorCode, NodeError, NodeRecord, NodeState, Scale, keys,
 };
+use control::store::Volatile;
 use control::{Condition, Store};
 
 use crate::placement::{self, Queued, Running, Start};
@@ -42,45 +43,94 @@ pub fn active_jobs(store: &dyn Store, cluster: &str) -> Result<Vec<Job>, AgentEr
         .collect();
     let mut out = Vec::new();
     for name in names {
-        let status_key = keys::job_status(cluster, &name);
-        let Some(status) = store.get(&status_key)? else {
-            continue;
-        };
-        let decoded: JobStatus = match records::decode("job status", &status.data) {
-            Ok(s) => s,
-            Err(e) if e.is_corrupt() => {
-                write_off(store, &status_key, status.etag, "", &e.to_string());
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if decoded.state.is_terminal() {
-            continue;
-        }
-        let Some(spec) = store.get(&keys::job_spec(cluster, &name))? else {
-            continue;
-        };
-        let spec = match records::decode("job spec", &spec.data) {
-            Ok(spec) => spec,
-            Err(e) if e.is_corrupt() => {
-                write_off(
-                    store,
-                    &status_key,
-                    status.etag,
-                    &decoded.uid,
-                    &e.to_string(),
-                );
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        out.push(Job {
-            spec,
-            status: decoded,
-            etag: status.etag,
-        });
+        out.extend(read_job(store, cluster, &name, None)?);
     }
     Ok(out)
+}
+
+/// One job, if it has not ended: its status, then its spec (unless `known` is its spec
+/// already: a spec never changes within a submission). A corrupt record is written off.
+fn read_job(
+    store: &dyn Store,
+    cluster: &str,
+    name: &str,
+    known: Option<&JobSpec>,
+) -> Result<Option<Job>, AgentError> {
+    let status_key = keys::job_status(cluster, name);
+    let Some(status) = store.get(&status_key)? else {
+        return Ok(None);
+    };
+    let decoded: JobStatus = match records::decode("job status", &status.data) {
+        Ok(s) => s,
+        Err(e) if e.is_corrupt() => {
+            write_off(store, &status_key, status.etag, "", &e.to_string());
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if decoded.state.is_terminal() {
+        return Ok(None);
+    }
+    if let Some(spec) = known.filter(|s| !decoded.uid.is_empty() && s.uid == decoded.uid) {
+        return Ok(Some(Job {
+            spec: spec.clone(),
+            status: decoded,
+            etag: status.etag,
+        }));
+    }
+    let Some(spec) = store.get(&keys::job_spec(cluster, name))? else {
+        return Ok(None);
+    };
+    let spec = match records::decode("job spec", &spec.data) {
+        Ok(spec) => spec,
+        Err(e) if e.is_corrupt() => {
+            write_off(
+                store,
+                &status_key,
+                status.etag,
+                &decoded.uid,
+                &e.to_string(),
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Some(Job {
+        spec,
+        status: decoded,
+        etag: status.etag,
+    }))
+}
+
+/// What the scheduler remembers between its dispatch passes: the jobs that had not ended when
+/// it last read (or wrote) them. A full pass ([`pass_remembering`]) reads every job and starts
+/// memory over; a quick pass ([`pass_from_memory`]), run when the queue has marks, reads only
+/// what can have changed since: the jobs the marks name (new submissions) and the ones memory
+/// has running (they end, or are handed back, before their nodes mark themselves free). Queued
+/// jobs it takes as memory has them: one that changed meanwhile (terminated, say) fails its
+/// hand-over's compare-and-swap and is read again. So a quick pass costs a few reads however
+/// many jobs the cluster has, which is what lets dispatch keep up with short jobs.
+#[derive(Debug, Default)]
+pub struct Memory {
+    jobs: BTreeMap<String, Job>,
+}
+
+impl Memory {
+    /// Reads the named jobs again: kept while they have not ended, forgotten otherwise.
+    fn refresh(
+        &mut self,
+        store: &dyn Store,
+        cluster: &str,
+        names: &BTreeSet<String>,
+    ) -> Result<(), AgentError> {
+        for name in names {
+            let known = self.jobs.remove(name);
+            if let Some(job) = read_job(store, cluster, name, known.as_ref().map(|j| &j.spec))? {
+                self.jobs.insert(name.clone(), job);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Fails a job whose status or spec is corrupt, replacing its status (compare-and-swap on the
@@ -277,7 +327,8 @@ fn settle_unschedulable(
     capacity: &Capacity,
     now_ms: u64,
     out: &mut Pass,
-) -> Result<(), AgentError> {
+) -> Result<Vec<String>, AgentError> {
+    let mut changed_jobs = Vec::new();
     for job in jobs {
         if job.status.state != JobState::Queued
             || job.status.terminate_requested
@@ -308,12 +359,13 @@ fn settle_unschedulable(
             }
             true
         })?;
+        changed_jobs.push(job.spec.name.clone());
         if over && changed.is_some_and(|s| s.state == JobState::Failed) {
             tracing::warn!(job = %job.spec.name, "the job waited in vain for usable nodes; failed");
             out.failed.push(job.spec.name.clone());
         }
     }
-    Ok(())
+    Ok(changed_jobs)
 }
 
 /// One scheduling pass over a cluster's jobs, given its live node records. With `capacity`
@@ -325,16 +377,89 @@ pub fn pass(
     capacity: Option<&Capacity>,
     now_ms: u64,
 ) -> Result<Pass, AgentError> {
-    // Marks go before the jobs are read: a mark written during this pass survives it and
-    // triggers the next one.
-    for mark in store.list(&keys::queue_prefix(cluster))? {
-        let _ = store.delete(&mark, Condition::Always, None);
-    }
+    pass_remembering(
+        store,
+        cluster,
+        nodes,
+        capacity,
+        now_ms,
+        &mut Memory::default(),
+    )
+}
+
+/// [`pass`], leaving in `memory` the jobs that have not ended, for quick passes to start from.
+pub fn pass_remembering(
+    store: &dyn Store,
+    cluster: &str,
+    nodes: &[NodeRecord],
+    capacity: Option<&Capacity>,
+    now_ms: u64,
+    memory: &mut Memory,
+) -> Result<Pass, AgentError> {
+    take_marks(store, cluster)?;
     let jobs = active_jobs(store, cluster)?;
+    decide(store, cluster, nodes, capacity, now_ms, jobs, memory)
+}
+
+/// A quick pass (see [`Memory`]): places queued jobs on free nodes and requeues attempts that
+/// lost a node, reading only the jobs that can have changed since the last pass.
+pub fn pass_from_memory(
+    store: &dyn Store,
+    cluster: &str,
+    nodes: &[NodeRecord],
+    now_ms: u64,
+    memory: &mut Memory,
+) -> Result<Pass, AgentError> {
+    let mut names: BTreeSet<String> = take_marks(store, cluster)?
+        .into_iter()
+        .filter(|mark| !mark.starts_with('.'))
+        .collect();
+    names.extend(
+        memory
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.status.state != JobState::Queued)
+            .map(|(name, _)| name.clone()),
+    );
+    memory.refresh(store, cluster, &names)?;
+    let jobs = memory.jobs.values().cloned().collect();
+    decide(store, cluster, nodes, None, now_ms, jobs, memory)
+}
+
+/// Removes the queue's marks and returns what they name (a job, or `.freed-<node>`). Marks go
+/// before the jobs are read: a mark written during the pass survives it and triggers the next.
+fn take_marks(store: &dyn Store, cluster: &str) -> Result<Vec<String>, AgentError> {
+    let prefix = keys::queue_prefix(cluster);
+    let marks = store.list(&prefix)?;
+    for mark in &marks {
+        // Volatile, as the marks are (see `node::wake_scheduler`).
+        let _ = store.delete_volatile(mark, Condition::Always, None);
+    }
+    Ok(marks
+        .iter()
+        .filter_map(|m| m.strip_prefix(&prefix).map(str::to_owned))
+        .collect())
+}
+
+/// The decisions of a pass over `jobs`, as read: requeue attempts that lost a node, place
+/// queued jobs, and (with `capacity`) time the ones that wait in vain. Leaves in `memory` the
+/// jobs as they now stand: as written where the pass wrote them, read again where it could not
+/// tell.
+fn decide(
+    store: &dyn Store,
+    cluster: &str,
+    nodes: &[NodeRecord],
+    capacity: Option<&Capacity>,
+    now_ms: u64,
+    mut jobs: Vec<Job>,
+    memory: &mut Memory,
+) -> Result<Pass, AgentError> {
     let mut out = Pass {
         demand: demand(&jobs),
         ..Pass::default()
     };
+    // Jobs this pass changed without knowing their new version: read again at the end.
+    let mut stale = BTreeSet::new();
     let by_id: BTreeMap<&str, &NodeRecord> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
 
     let mut running = Vec::new();
@@ -344,6 +469,7 @@ pub fn pass(
         }
         if let Some(problem) = lost_node(job, &by_id, now_ms) {
             abandon(store, job, &problem, now_ms, &mut out)?;
+            stale.insert(job.spec.name.clone());
             continue;
         }
         running.push(Running {
@@ -358,7 +484,11 @@ pub fn pass(
 
     let queue: Vec<Queued> = jobs
         .iter()
-        .filter(|j| j.status.state == JobState::Queued && !j.status.terminate_requested)
+        .filter(|j| {
+            j.status.state == JobState::Queued
+                && !j.status.terminate_requested
+                && !stale.contains(&j.spec.name)
+        })
         .map(|j| Queued {
             id: j.spec.name.clone(),
             node_count: j.spec.node_count as usize,
@@ -370,20 +500,37 @@ pub fn pass(
     let free = free_nodes(nodes);
     if !queue.is_empty() && !free.is_empty() {
         for start in placement::place(&queue, &running, &free, now_ms) {
-            let Some(job) = jobs.iter().find(|j| j.spec.name == start.job) else {
+            let Some(job) = jobs.iter_mut().find(|j| j.spec.name == start.job) else {
                 continue;
             };
-            if hand_over(store, cluster, job, &start.nodes, now_ms)? {
-                tracing::info!(job = %start.job, nodes = ?start.nodes, "dispatched");
-                out.started.push(start);
+            match hand_over(store, cluster, job, &start.nodes, now_ms)? {
+                Some((status, etag)) => {
+                    tracing::info!(job = %start.job, nodes = ?start.nodes, "dispatched");
+                    job.status = status;
+                    job.etag = etag;
+                    out.started.push(start);
+                }
+                None => {
+                    // Its nodes stay free: another pass places them, with the job read again.
+                    stale.insert(start.job.clone());
+                    crate::node::wake_scheduler(store, cluster, ".stale");
+                }
             }
         }
     }
     if let Some(capacity) = capacity {
         let started = std::mem::take(&mut out.started);
-        settle_unschedulable(store, &jobs, &started, capacity, now_ms, &mut out)?;
+        stale.extend(settle_unschedulable(
+            store, &jobs, &started, capacity, now_ms, &mut out,
+        )?);
         out.started = started;
     }
+    memory.jobs = jobs
+        .into_iter()
+        .filter(|j| !j.status.state.is_terminal())
+        .map(|j| (j.spec.name.clone(), j))
+        .collect();
+    memory.refresh(store, cluster, &stale)?;
     Ok(out)
 }
 
@@ -465,14 +612,16 @@ fn reserve_ports(count: usize) -> Vec<u16> {
 }
 
 /// Hands an attempt to its nodes: the job status first (so no other scheduler can start the same
-/// attempt), then each node. If a node was taken meanwhile, the hand-over is undone.
+/// attempt), then each node. If a node was taken meanwhile, the hand-over is undone. The job's
+/// new status and version once handed over; `None` when it was not (the job changed since it
+/// was read, or a node was taken).
 fn hand_over(
     store: &dyn Store,
     cluster: &str,
     job: &Job,
     nodes: &[String],
     now_ms: u64,
-) -> Result<bool, AgentError> {
+) -> Result<Option<(JobStatus, control::ETag)>, AgentError> {
     let ports = reserve_ports(toolkit::ports_needed(
         &job.spec.toolkit,
         job.spec.node_count,
@@ -483,25 +632,26 @@ fn hand_over(
         status.uid.clone_from(&job.spec.uid);
     }
     if !status.dispatch(nodes.to_vec(), ports, now_ms) {
-        return Ok(false);
+        return Ok(None);
     }
     let key = keys::job_status(cluster, &job.spec.name);
-    match store.put(
+    let etag = match store.put(
         &key,
         &records::encode(&status),
         Condition::IfMatch(job.etag.clone()),
         None,
     ) {
-        Ok(_) => {}
-        Err(e) if e.is_conflict() || e.is_not_found() => return Ok(false),
+        Ok(etag) => etag,
+        Err(e) if e.is_conflict() || e.is_not_found() => return Ok(None),
         Err(e) => return Err(e.into()),
-    }
+    };
     let assignment = status.assignment(&job.spec.name);
     let mut taken = Vec::new();
     for node in nodes {
         let mut ok = false;
+        // Volatile, as every node record write (see `node::update_record`).
         records::update(
-            store,
+            &Volatile(store),
             &keys::node(cluster, node),
             "node record",
             |r: &mut NodeRecord| {
@@ -518,7 +668,7 @@ fn hand_over(
         taken.push(node.clone());
     }
     if taken.len() == nodes.len() {
-        return Ok(true);
+        return Ok(Some((status, etag)));
     }
     tracing::warn!(job = %job.spec.name, "a node was taken during dispatch; undoing it");
     // The job goes back to the queue first, so a node that already started the attempt finds
@@ -533,7 +683,7 @@ fn hand_over(
     })?;
     for node in &taken {
         records::update(
-            store,
+            &Volatile(store),
             &keys::node(cluster, node),
             "node record",
             |r: &mut NodeRecord| {
@@ -548,7 +698,7 @@ fn hand_over(
             },
         )?;
     }
-    Ok(false)
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -782,6 +932,82 @@ mod tests {
             [
                 30_000, 60_000, 120_000, 240_000, 480_000, 900_000, 900_000, 900_000
             ]
+        );
+    }
+
+    #[test]
+    fn quick_passes_read_only_marked_and_running_jobs() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = control::store::Counting::new(
+            std::sync::Arc::new(
+                control::DirStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}")),
+            ),
+            false,
+        );
+        for n in ["node-1", "node-2", "node-3"] {
+            put(&store, &keys::node("c", n), &node(n));
+        }
+        // Many ended jobs, which a full pass reads and a quick one must not.
+        for i in 0..20 {
+            let name = format!("old-{i}");
+            put(&store, &keys::job_spec("c", &name), &spec(&name, 1, 0));
+            let mut ended = JobStatus::queued("u", 0);
+            ended.state = JobState::Succeeded;
+            put(&store, &keys::job_status("c", &name), &ended);
+        }
+        for (name, created) in [("first", 1), ("doomed", 2)] {
+            put(&store, &keys::job_spec("c", name), &spec(name, 2, created));
+            put(
+                &store,
+                &keys::job_status("c", name),
+                &JobStatus::queued("u", created),
+            );
+        }
+        let mut memory = Memory::default();
+        let done = pass_remembering(&store, "c", &live_nodes(&store), None, 100, &mut memory)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(done.started.len(), 1, "{done:?}");
+
+        // Meanwhile the first job ends and frees its nodes, the provider terminates the queued
+        // job, and submits a new one.
+        let mut first = status(&store, "first");
+        first.state = JobState::Succeeded;
+        put(&store, &keys::job_status("c", "first"), &first);
+        for n in &first.nodes {
+            put(&store, &keys::node("c", n), &node(n));
+            crate::node::wake_scheduler(&store, "c", &format!(".freed-{n}"));
+        }
+        let mut doomed = status(&store, "doomed");
+        doomed.request_termination(150);
+        put(&store, &keys::job_status("c", "doomed"), &doomed);
+        put(&store, &keys::job_spec("c", "next"), &spec("next", 1, 3));
+        put(
+            &store,
+            &keys::job_status("c", "next"),
+            &JobStatus::queued("u", 3),
+        );
+        crate::node::wake_scheduler(&store, "c", "next");
+
+        let nodes = live_nodes(&store);
+        let before = store.requests();
+        let done = pass_from_memory(&store, "c", &nodes, 200, &mut memory)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let asked = store.requests().since(&before);
+        assert_eq!(
+            done.started
+                .iter()
+                .map(|s| s.job.as_str())
+                .collect::<Vec<_>>(),
+            ["next"]
+        );
+        // The ended job's status, the new job's status and spec, the terminated job's status
+        // once its hand-over failed, the new job's node record: no other job is read.
+        assert_eq!((asked.get, asked.list), (5, 1), "{asked}");
+        assert_eq!(status(&store, "doomed").state, JobState::Failed);
+        assert_eq!(status(&store, "next").state, JobState::Running);
+        assert_eq!(
+            memory.jobs.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["next"]
         );
     }
 

@@ -22,8 +22,18 @@ use crate::toolkit::{self, Layout, Proc, sh_quote};
 /// How long a node's leftover processes have between SIGTERM and SIGKILL when the node leaves;
 /// a job's own processes get their job's `termination_grace_ms`.
 pub const TERMINATE_GRACE: Duration = Duration::from_secs(10);
-/// How often a running attempt looks at its job status and its processes.
+/// How often a running attempt looks at its processes (its job status it reads every
+/// [`crate::Rates::poll`], and at once when it changes on a store with events).
 const POLL: Duration = Duration::from_millis(50);
+/// How long an attempt's processes are looked at every millisecond: a short job's end is on
+/// the path of every job's dispatch behind it.
+const QUICK: Duration = Duration::from_millis(20);
+/// How often the master of an MPI attempt looks for the rank environments it waits for, on a
+/// store without events.
+const RANKS_POLL: Duration = Duration::from_millis(500);
+/// What an attempt watches, by index: its job status, and the rank environments of its nodes.
+const STATUS: usize = 0;
+const RANKS: usize = 1;
 /// The address peers rendezvous on: every local node is this machine.
 const LOCAL_ADDRESS: &str = "127.0.0.1";
 
@@ -46,6 +56,9 @@ pub struct NodeContext {
     /// The node's work directory (mounts, job temp, agent log).
     pub node_dir: PathBuf,
     pub mount_root: PathBuf,
+    /// The cluster's mounts, as the node realised them (they never change: a cluster whose
+    /// mounts change is replaced, nodes and all).
+    pub cluster_mounts: Vec<records::Mount>,
     /// Directories a job's container must see besides the node's own: the cluster's directory
     /// mounts, which the node's mount links point into.
     pub cluster_volumes: Vec<PathBuf>,
@@ -53,6 +66,8 @@ pub struct NodeContext {
     pub env: BTreeMap<String, String>,
     /// This binary: `mpirun` reaches other nodes through `<exe> agent rsh`.
     pub exe: PathBuf,
+    /// How often the node's attempts read their job status.
+    pub rates: crate::Rates,
 }
 
 /// What the rsh bridge needs to start MPI ranks "on" this node: its job-specific environment.
@@ -118,8 +133,10 @@ impl Execution {
                 // Free the node at once, rather than on the main loop's next tick, and tell
                 // the scheduler: both are the floor of job throughput.
                 let key = keys::node(&ctx.cluster, &ctx.node);
+                // Volatile, as every node record write (see `node::update_record`).
+                let volatile = control::store::Volatile(store.as_ref());
                 let freed =
-                    records::update(store.as_ref(), &key, "node record", |r: &mut NodeRecord| {
+                    records::update(&volatile, &key, "node record", |r: &mut NodeRecord| {
                         let mine = r.job.as_ref() == Some(&assignment);
                         if mine {
                             r.job = None;
@@ -502,6 +519,22 @@ fn run(
         .position(|n| *n == ctx.node)
         .unwrap_or(0);
     tracing::info!(job = %spec.name, attempt = assignment.attempt, index, "running");
+    let node_count = u32::try_from(status.nodes.len()).unwrap_or(u32::MAX);
+    // Only MPI attempts publish rank environments (for the master's `mpirun`).
+    let mpi = toolkit::uses_mpi(&spec.toolkit, node_count);
+    let ranks = keys::rank_envs_prefix(&ctx.cluster, &spec.name);
+    let watched: &[&str] = if mpi {
+        &[&status_key, &ranks]
+    } else {
+        &[&status_key]
+    };
+    let watch = match store.watch(watched) {
+        Ok(watch) => watch,
+        Err(e) => {
+            tracing::warn!(error = %e, "no change notifications for the job status; polling it");
+            None
+        }
+    };
 
     let mut attempt = Attempt {
         ctx,
@@ -515,6 +548,8 @@ fn run(
         secrets: Vec::new(),
         mpi: None,
         metrics: None,
+        watch,
+        next_status: Instant::now() + ctx.rates.poll,
         deadline: status
             .start_ms
             .unwrap_or_else(records::now_ms)
@@ -525,7 +560,7 @@ fn run(
     // whoever sees it ended finds them gone; background processes keep them until the end.
     let background = attempt.children.iter().any(|c| !c.required);
     if !background {
-        release(store, ctx, &spec);
+        release(store, ctx, &spec, mpi);
     }
     let result = match outcome {
         Outcome::Report(report, metrics_file) => {
@@ -576,21 +611,24 @@ fn run(
     attempt.wait_until_over();
     attempt.kill_all();
     if background {
-        release(store, ctx, &spec);
+        release(store, ctx, &spec, mpi);
     }
     result.map(|_| ()).map_err(Into::into)
 }
 
-/// Undoes what an attempt set up on the node: job mounts and the published rank environment.
-fn release(store: &dyn Store, ctx: &NodeContext, spec: &JobSpec) {
-    match store.delete(
-        &keys::rank_env(&ctx.cluster, &spec.name, &ctx.node),
-        control::Condition::Always,
-        None,
-    ) {
-        Ok(()) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(e) => tracing::warn!(error = %e, "withdraw the node's rank environment"),
+/// Undoes what an attempt set up on the node: job mounts and (`mpi`) the published rank
+/// environment.
+fn release(store: &dyn Store, ctx: &NodeContext, spec: &JobSpec, mpi: bool) {
+    if mpi {
+        match store.delete_volatile(
+            &keys::rank_env(&ctx.cluster, &spec.name, &ctx.node),
+            control::Condition::Always,
+            None,
+        ) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => tracing::warn!(error = %e, "withdraw the node's rank environment"),
+        }
     }
     if let Ok(dirs) = JobDirs::resolve(ctx, spec) {
         setup::release_mounts(&spec.mounts, &dirs.job_mount_root);
@@ -680,6 +718,10 @@ struct Attempt<'a> {
     deadline: u64,
     /// On the master, while its processes run: the metrics file it publishes from.
     metrics: Option<MetricsFeed>,
+    /// Changes of the job status and of the rank environments, on a store that tells.
+    watch: Option<Box<dyn control::store::Watch>>,
+    /// When the job status is read next, changed or not.
+    next_status: Instant,
 }
 
 /// The master's view of its attempt's metrics file, published to the store so that the
@@ -719,15 +761,38 @@ impl Attempt<'_> {
         }
     }
 
-    fn wait_until_over(&self) {
+    fn wait_until_over(&mut self) {
         while !self.children.iter().all(|c| c.required) {
             match self.watch() {
-                Watch::Go if stop_reason(self.stop) == Stop::Keep => {
-                    std::thread::sleep(POLL * 4);
-                }
+                Watch::Go if stop_reason(self.stop) == Stop::Keep => self.await_status(),
                 _ => return,
             }
         }
+    }
+
+    /// Waits up to `nap`, and says what to look at now: the job status when it changed or
+    /// its poll fell due ([`STATUS`]), the rank environments when they changed ([`RANKS`]).
+    fn nap(&mut self, nap: Duration) -> control::store::Changed {
+        let mut changed = match &mut self.watch {
+            Some(watch) => watch.wait(nap),
+            None => {
+                std::thread::sleep(nap);
+                control::store::Changed::NONE
+            }
+        };
+        let now = Instant::now();
+        if now >= self.next_status {
+            changed.mark(STATUS);
+        }
+        if changed.has(STATUS) {
+            self.next_status = now + self.ctx.rates.poll;
+        }
+        changed
+    }
+
+    /// Waits until the job status is to be read again, or the node stops the attempt.
+    fn await_status(&mut self) {
+        while stop_reason(self.stop) == Stop::Keep && !self.nap(POLL).has(STATUS) {}
     }
 
     fn execute(&mut self, status: &JobStatus, index: usize) -> Outcome {
@@ -788,13 +853,16 @@ impl Attempt<'_> {
                 .collect(),
         };
         // Without it the master cannot start this node's MPI ranks; the master then fails the
-        // attempt with an error that names the node.
-        if let Err(e) = self.store.put(
-            &keys::rank_env(&self.ctx.cluster, &self.spec.name, &self.ctx.node),
-            &records::encode(&published),
-            control::Condition::Always,
-            None,
-        ) {
+        // attempt with an error that names the node. Volatile: it lives as long as the
+        // attempt, which a crash of the store's machine ends.
+        if toolkit::uses_mpi(&self.spec.toolkit, node_count)
+            && let Err(e) = self.store.put_volatile(
+                &keys::rank_env(&self.ctx.cluster, &self.spec.name, &self.ctx.node),
+                &records::encode(&published),
+                control::Condition::Always,
+                None,
+            )
+        {
             tracing::warn!(error = %e, "publish the node's rank environment");
         }
         self.secrets = secrets.values().cloned().collect();
@@ -933,16 +1001,7 @@ impl Attempt<'_> {
         setup::realise_mounts(&self.spec.mounts, &dirs.job_mount_root)?;
         // Paths below a mount root stay below it (or below what its mounts link to): a link
         // an earlier job planted on a share must not carry this job's output elsewhere.
-        let cluster_mounts = load::<records::ClusterSpec>(
-            self.store,
-            &keys::spec(&self.ctx.cluster),
-            "cluster spec",
-        )
-        .ok()
-        .flatten()
-        .map(|c| c.mounts)
-        .unwrap_or_default();
-        let mut roots = setup::mount_roots(&self.ctx.mount_root, &cluster_mounts);
+        let mut roots = setup::mount_roots(&self.ctx.mount_root, &self.ctx.cluster_mounts);
         roots.extend(setup::mount_roots(&dirs.job_mount_root, &self.spec.mounts));
         let beneath = |configured: &str, resolved: &Path| match jobs::split_job_path(configured) {
             Ok((Some(_), _)) => jobs::check_beneath(resolved, &roots)
@@ -1058,8 +1117,9 @@ impl Attempt<'_> {
         if !self.children.iter().any(|c| c.required) {
             return None;
         }
-        let mut last_watch = Instant::now();
-        let mut nap = Duration::from_millis(2);
+        let mut look = false;
+        let started = Instant::now();
+        let mut nap = Duration::from_millis(1);
         loop {
             let mut all_done = true;
             let mut failure = None;
@@ -1102,9 +1162,8 @@ impl Attempt<'_> {
                 self.kill_all();
                 return Some(Outcome::Report(report, None));
             }
-            if last_watch.elapsed() >= POLL * 4 {
-                last_watch = Instant::now();
-                self.publish_metrics();
+            self.publish_metrics();
+            if look {
                 match self.watch() {
                     Watch::Go => {}
                     Watch::Terminate => {
@@ -1123,9 +1182,12 @@ impl Attempt<'_> {
                     }
                 }
             }
-            // Short jobs are noticed within milliseconds, long ones cost a look every POLL.
-            std::thread::sleep(nap);
-            nap = (nap * 2).min(POLL);
+            // Short jobs are noticed within a millisecond, longer ones within a nap that
+            // doubles up to POLL; the job status is read when it changes, or every poll.
+            look = self.nap(nap).has(STATUS);
+            if started.elapsed() >= QUICK {
+                nap = (nap * 2).min(POLL);
+            }
         }
     }
 
@@ -1133,7 +1195,7 @@ impl Attempt<'_> {
     /// environment in the store, and the master copies them to files of its own, where
     /// `agent rsh` (which has no store) finds them. Waits up to [`RANKS_WAIT`] for nodes that
     /// start late, and gives up early when the attempt is stopped or ends elsewhere.
-    fn gather_rank_envs(&self, nodes: &[String], dirs: &JobDirs) -> Result<(), Outcome> {
+    fn gather_rank_envs(&mut self, nodes: &[String], dirs: &JobDirs) -> Result<(), Outcome> {
         let dir = rank_envs_dir(dirs);
         let write_failed = |e: std::io::Error| {
             Outcome::Report(
@@ -1175,7 +1237,16 @@ impl Attempt<'_> {
             if stop_reason(self.stop) != Stop::Keep {
                 return Err(Outcome::Stopped(stop_reason(self.stop)));
             }
-            if let Watch::Over | Watch::Terminate = self.watch() {
+            // The rank environments are read again when they change (or every RANKS_POLL on
+            // a store without events), the job status when it changes or its poll falls due.
+            let wait_until = Instant::now() + RANKS_POLL;
+            let mut changed = control::store::Changed::NONE;
+            while !changed.has(RANKS) && !changed.has(STATUS) && Instant::now() < wait_until {
+                changed = self.nap(POLL);
+            }
+            if changed.has(STATUS)
+                && let Watch::Over | Watch::Terminate = self.watch()
+            {
                 return Err(Outcome::Over);
             }
             if Instant::now() > deadline {
@@ -1197,7 +1268,6 @@ impl Attempt<'_> {
                     None,
                 ));
             }
-            std::thread::sleep(POLL);
         }
         Ok(())
     }
@@ -1226,7 +1296,8 @@ impl Attempt<'_> {
             attempt: self.assignment.attempt,
             metrics: jobs::parse_metrics(&text),
         };
-        match self.store.put(
+        // Volatile: a view of the running job; its final metrics go with the report.
+        match self.store.put_volatile(
             &keys::job_metrics(&self.ctx.cluster, &self.spec.name),
             &records::encode(&live),
             control::Condition::Always,
@@ -1269,7 +1340,7 @@ impl Attempt<'_> {
                 Watch::Terminate => return Outcome::Report(NodeReport::default(), None),
                 Watch::Over => return Outcome::Over,
             }
-            std::thread::sleep(POLL * 4);
+            self.await_status();
         }
     }
 

@@ -7,6 +7,7 @@ pub mod gpu;
 pub mod host;
 pub mod join;
 pub mod launcher;
+pub mod measure;
 pub mod node;
 pub mod placement;
 pub mod relay;
@@ -19,22 +20,95 @@ pub mod toolkit;
 use std::time::Duration;
 
 pub use launcher::{Launcher, Liveness, LocalLauncher};
-pub use node::{NodeArgs, run_node};
+pub use node::{NodeArgs, run_node, run_node_with};
 
-/// How often a node looks for new work and the scheduler for queued jobs: the floor of dispatch
-/// latency. Both are single small reads.
-pub const TICK: Duration = Duration::from_millis(50);
-/// How often a node heartbeats and the scheduler reconciles the whole cluster.
-pub const HEARTBEAT: Duration = Duration::from_secs(1);
-/// A node whose last heartbeat is older than this is lost.
-pub const STALE_AFTER_MS: u64 = 10_000;
+// How often a node talks to its store. A blob container charges every request and bounds a
+// container's request rate, so each node's rate is bounded and stated here; `Rates` computes
+// it and `tests/request_rates.rs` counts it. A store with change notifications (a directory)
+// wakes nodes and the scheduler when something changes instead of being polled, so work moves
+// within milliseconds there, and the periodic passes below are only a safety net.
+
+/// How often a node heartbeats: one write of its record (volatile where the store allows: a
+/// heartbeat lost in a crash of the store's machine matters to nobody).
+pub const HEARTBEAT: Duration = Duration::from_secs(6);
+/// How often every node takes part in the scheduler election (the holder renews its lease,
+/// the others try to acquire it: one request either way), and the scheduler reconciles the
+/// whole cluster: reaps lost nodes, converges the node count, places every queued job.
+pub const RECONCILE: Duration = Duration::from_secs(6);
+/// How often, on a store without change notifications, an idle node reads its record for new
+/// work, the scheduler lists its queue, and a running attempt reads its job status: the floor
+/// of dispatch latency (and of a job's reaction to termination) on such a store.
+pub const POLL: Duration = Duration::from_secs(2);
+/// A node whose last heartbeat is older than this is lost: three heartbeats missed. A lost node
+/// is found within `STALE_AFTER_MS` + [`RECONCILE`] (26 s); when the lost node was the
+/// scheduler, its lease runs out (15 s after its last renewal) and another node takes over at
+/// its next election and reaps it at once, within 21 s.
+pub const STALE_AFTER_MS: u64 = 20_000;
 /// A node whose agent is alive but has not heartbeated for this long is lost all the same (it
 /// hangs): long enough to ride out a store outage of minutes.
 pub const STALE_ALIVE_MS: u64 = 10 * 60_000;
-/// A launched node that has not heartbeated within this is lost.
+/// A launched node that has not heartbeated within this is lost. A node heartbeats as it
+/// registers, at once after its process starts, so this only has to cover the start.
 pub const LAUNCH_GRACE_MS: u64 = 30_000;
 /// The scheduler lease: the shortest a store grants, so a dead scheduler is replaced quickly.
 pub const SCHEDULER_LEASE: Duration = control::store::MIN_LEASE;
+
+/// The intervals that bound a node's requests to its store: [`Rates::STANDARD`] in agents, the
+/// same loops sped up in tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rates {
+    pub heartbeat: Duration,
+    pub reconcile: Duration,
+    pub poll: Duration,
+}
+
+impl Rates {
+    pub const STANDARD: Rates = Rates {
+        heartbeat: HEARTBEAT,
+        reconcile: RECONCILE,
+        poll: POLL,
+    };
+
+    /// The most requests an idle node makes within `window` on a store without change
+    /// notifications, besides the scheduler's (see [`Rates::scheduler_within`]): a read of
+    /// its record every poll, a heartbeat write, an election request.
+    pub fn idle_within(&self, window: Duration) -> u64 {
+        times(window, self.poll) + times(window, self.heartbeat) + times(window, self.reconcile)
+    }
+
+    /// The most requests a node running an attempt makes within `window` on a store without
+    /// change notifications: it reads its record only to heartbeat (a drain request can wait
+    /// that long), takes part in the election, and reads its job status every poll; the
+    /// attempt's master also publishes changed metrics at most every
+    /// [`control::jobs::LIVE_METRICS_EVERY`]. Starting and ending an attempt cost a fixed
+    /// dozen requests on top (take, spec, status, report, free the node, wake the scheduler).
+    pub fn busy_within(&self, window: Duration, master: bool) -> u64 {
+        let metrics = if master {
+            times(window, control::jobs::LIVE_METRICS_EVERY)
+        } else {
+            0
+        };
+        2 * times(window, self.heartbeat)
+            + times(window, self.reconcile)
+            + times(window, self.poll)
+            + metrics
+    }
+
+    /// What being the scheduler adds within `window` on a store without change notifications,
+    /// for a cluster of `nodes` nodes and `jobs` job records, of which `active` have not
+    /// ended: the queue listed every poll, and a full pass every reconcile (the spec, every
+    /// node record, the cluster status, the queue, the jobs' statuses and active jobs' specs).
+    pub fn scheduler_within(&self, window: Duration, nodes: u64, jobs: u64, active: u64) -> u64 {
+        let pass = 1 + (1 + nodes) + 1 + 1 + (1 + jobs) + active;
+        times(window, self.poll) + times(window, self.reconcile) * pass
+    }
+}
+
+/// How many times something done every `every` happens within `window` (counting both ends).
+fn times(window: Duration, every: Duration) -> u64 {
+    let every = every.as_nanos().max(1);
+    u64::try_from(window.as_nanos() / every + 1).unwrap_or(u64::MAX)
+}
 
 /// The longest a node waits between two tries of a store operation that must not be dropped.
 pub const STORE_RETRY_MAX: Duration = Duration::from_secs(5);

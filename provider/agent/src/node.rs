@@ -9,12 +9,13 @@ use control::jobs::Assignment;
 use control::records::{
     self, ClusterSpec, ClusterStatus, DeallocationOption, NodeError, NodeRecord, NodeState, keys,
 };
-use control::{Condition, LeaseId, Store, StoreError};
+use control::store::{Changed, Volatile, Watch};
+use control::{Condition, ETag, LeaseId, Store, StoreError};
 
 use crate::execute::{Execution, NodeContext, Stop};
 use crate::launcher::{Launcher, LocalLauncher};
 use crate::store::StoreLocation;
-use crate::{AgentError, HEARTBEAT, SCHEDULER_LEASE, TICK, gpu, scheduler, setup};
+use crate::{AgentError, Rates, SCHEDULER_LEASE, gpu, scheduler, setup};
 
 /// What the agent is started with (`terraform-provider-batchai agent --store S --cluster C
 /// --node N --work-dir D --local-root R`): everything it knows comes from the store it names.
@@ -54,15 +55,25 @@ pub fn drain_action(option: DeallocationOption) -> DrainAction {
 
 /// Applies `change` to this node's record with compare-and-swap. `None` once the record is gone
 /// (the node was removed and must exit).
+///
+/// Node records are written volatile: a crash of the machine that holds a directory store ends
+/// every node on it too (they are its processes), so their records are stale afterwards
+/// whatever they say, and the scheduler reaps them (a damaged one as corrupt). On a blob store
+/// every write is durable anyway.
 fn update_record(
     store: &dyn Store,
     key: &str,
     change: impl Fn(&mut NodeRecord),
 ) -> Result<Option<NodeRecord>, AgentError> {
-    Ok(records::update(store, key, "node record", |r| {
-        change(r);
-        true
-    })?)
+    Ok(records::update(
+        &Volatile(store),
+        key,
+        "node record",
+        |r| {
+            change(r);
+            true
+        },
+    )?)
 }
 
 /// The scheduler role: held while this node owns the cluster's scheduler lease.
@@ -81,13 +92,18 @@ impl Election {
                 }
             }
             None => {
-                // The lease needs a value to hang on; whoever creates it first is fine.
-                match store.put(&self.key, b"{}", Condition::IfNoneExists, None) {
-                    Ok(_) => {}
-                    Err(e) if e.is_conflict() || matches!(e, StoreError::LeaseHeld { .. }) => {}
-                    Err(e) => tracing::warn!(error = %e, "create the scheduler key"),
+                // One request while another node schedules: the key exists from the first
+                // election on, so it is created only when the lease finds nothing to hang on.
+                let mut acquired = store.acquire_lease(&self.key, SCHEDULER_LEASE);
+                if matches!(&acquired, Err(e) if e.is_not_found()) {
+                    match store.put(&self.key, b"{}", Condition::IfNoneExists, None) {
+                        Ok(_) => {}
+                        Err(e) if e.is_conflict() || matches!(e, StoreError::LeaseHeld { .. }) => {}
+                        Err(e) => tracing::warn!(error = %e, "create the scheduler key"),
+                    }
+                    acquired = store.acquire_lease(&self.key, SCHEDULER_LEASE);
                 }
-                match store.acquire_lease(&self.key, SCHEDULER_LEASE) {
+                match acquired {
                     Ok(id) => {
                         tracing::info!("became the cluster's scheduler");
                         self.lease = Some(id);
@@ -106,7 +122,7 @@ impl Election {
     }
 }
 
-/// Runs a node until it is drained, removed or stopped.
+/// Runs a node until it is drained, removed or stopped (SIGTERM, SIGINT).
 pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -122,6 +138,19 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         }),
         None => Box::new(crate::launcher::JoinedLauncher),
     };
+    run_node_with(&args, store, launcher.as_ref(), &stop, Rates::STANDARD)
+}
+
+/// A node's life on a given store and launcher, at the given rates, until it is drained,
+/// removed or `stop` is set: what [`run_node`] runs, and what tests and benchmarks run
+/// in-process (a counting store, a launcher that starts nothing, faster rates).
+pub fn run_node_with(
+    args: &NodeArgs,
+    store: Arc<dyn Store>,
+    launcher: &dyn Launcher,
+    stop: &Arc<AtomicBool>,
+    rates: Rates,
+) -> Result<(), AgentError> {
     let key = keys::node(&args.cluster, &args.node);
     let owner = format!("{}/{}", args.cluster, args.node);
     let node_dir = args.work_dir.clone();
@@ -190,7 +219,7 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
                     Ok(_) => stop.store(true, Ordering::SeqCst),
                     Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                 }
-                let next = Instant::now() + HEARTBEAT;
+                let next = Instant::now() + rates.heartbeat;
                 while preparing.load(Ordering::SeqCst) && Instant::now() < next {
                     std::thread::sleep(Duration::from_millis(100));
                 }
@@ -200,7 +229,7 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
     let prepared = setup::realise_mounts(&spec.mounts, &mount_root)
         .and_then(|()| setup_secrets(store.as_ref(), &spec))
         .and_then(|secrets| {
-            setup::run_setup_task(&spec, &args.node, &node_dir, &env, &secrets, &stop)
+            setup::run_setup_task(&spec, &args.node, &node_dir, &env, &secrets, stop)
         });
     preparing.store(false, Ordering::SeqCst);
     let _ = heartbeat.join();
@@ -240,15 +269,14 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         })
     })?;
 
-    let mut election = Election {
-        key: keys::scheduler(&args.cluster),
-        lease: None,
-    };
+    // Watched from here on, so that no change after this point goes unnoticed.
+    let watch = watch_node(store.as_ref(), &args.cluster, &key);
     let ctx = Arc::new(NodeContext {
         cluster: args.cluster.clone(),
         node: args.node.clone(),
         node_dir: node_dir.clone(),
         mount_root: mount_root.clone(),
+        cluster_mounts: spec.mounts.clone(),
         cluster_volumes: spec
             .mounts
             .iter()
@@ -259,37 +287,42 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
             .collect(),
         env,
         exe: args.exe.clone(),
+        rates,
     });
     let action = drain_action(spec.scale.deallocation());
+    let mut node = Node {
+        store: store.clone(),
+        launcher,
+        args,
+        key: key.clone(),
+        stop,
+        rates,
+        ctx,
+        action,
+        watch,
+        election: Election {
+            key: keys::scheduler(&args.cluster),
+            lease: None,
+        },
+        scheduling: crate::dispatch::Memory::default(),
+        execution: None,
+        last_done: None,
+        failing: StoreFailures::default(),
+    };
     // A store error (a full or read-only disk, a blob service that is down) ends one pass of
     // the loop, never the node: it backs off and goes on, its running attempt untouched, for
     // as long as the outage lasts. Whatever the end, a running attempt is stopped and handed
     // back before the node leaves, so no job process outlives its node.
-    let mut execution: Option<Execution> = None;
-    // The last attempt this node ran: kept across passes that a store error cut short, or
-    // the node would take an attempt it already ran for a new one.
-    let mut last_done: Option<Assignment> = None;
-    let mut failing = StoreFailures::default();
     let result = loop {
-        let ran = node_loop(
-            &store,
-            launcher.as_ref(),
-            &args,
-            &key,
-            &stop,
-            &mut election,
-            &ctx,
-            action,
-            &mut execution,
-            &mut last_done,
-            &mut failing,
-        );
-        match ran {
+        match node.run() {
             Ok(()) => break Ok::<(), AgentError>(()),
-            Err(e) => std::thread::sleep(failing.next(&e)),
+            Err(e) => {
+                let nap = node.failing.next(&e);
+                std::thread::sleep(nap);
+            }
         }
     };
-    if let Some(running) = execution.take() {
+    if let Some(running) = node.execution.take() {
         running.stop(Stop::Requeue);
         running.join();
     }
@@ -298,10 +331,30 @@ pub fn run_node(args: NodeArgs) -> Result<(), AgentError> {
         &crate::launcher::node_owner(&node_dir),
         crate::execute::TERMINATE_GRACE,
     );
-    election.release(store.as_ref());
+    node.election.release(store.as_ref());
     leave(store.as_ref(), &key, &owner, &gpu_key, action);
     result
 }
+
+/// What a node watches: its own record, its cluster's queue (for when it is the scheduler) and
+/// its cluster's spec (a changed scale setting is reconciled at once). `None` on a store
+/// without change notifications, or when they fail (an instance limit reached, say): the node
+/// then polls.
+fn watch_node(store: &dyn Store, cluster: &str, key: &str) -> Option<Box<dyn Watch>> {
+    match store.watch(&[key, &keys::queue_prefix(cluster), &keys::spec(cluster)]) {
+        Ok(watch) => watch,
+        Err(e) => {
+            tracing::warn!(error = %e, "no change notifications from the store; polling it every {:?}", crate::POLL);
+            None
+        }
+    }
+}
+
+/// The prefixes [`watch_node`] watches, by index, and how many.
+const OWN_RECORD: usize = 0;
+const QUEUE: usize = 1;
+const SPEC: usize = 2;
+const WATCHED: usize = 3;
 
 /// The setup task's secrets: the cluster's secrets record, read only here (a node preparing
 /// itself), plus those that specs of older providers carried themselves. A store outage delays
@@ -337,6 +390,10 @@ fn setup_secrets(
     Ok(secrets)
 }
 
+/// The first wait after a failed pass of the node loop; it doubles up to
+/// [`crate::STORE_RETRY_MAX`].
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+
 /// Consecutive failed passes of the node loop: how long to wait before the next, and when to
 /// say so (the first failure and then every 30 s, not every pass).
 #[derive(Debug, Default)]
@@ -360,16 +417,18 @@ impl StoreFailures {
             );
             self.said = Some(Instant::now());
         }
-        self.nap = (self.nap * 2).clamp(TICK * 4, crate::STORE_RETRY_MAX);
+        self.nap = (self.nap * 2).clamp(FIRST_RETRY, crate::STORE_RETRY_MAX);
         self.nap
     }
 }
 
-/// Tells the scheduler to look at the queue now (a node freed up, a job was queued). `why` is
-/// a job name or `.freed-<node>`, which no job name can be. A lost mark only delays dispatch to
-/// the next full pass, so a failure is logged, not returned.
+/// Tells the scheduler to look at the queue now (a node freed up, a job was queued, a
+/// hand-over found a job changed). `why` is a job name, or `.freed-<node>` or `.stale`, which
+/// no job name can be. A lost mark only delays dispatch to the next full pass, so a failure is
+/// logged, not returned.
 pub fn wake_scheduler(store: &dyn Store, cluster: &str, why: &str) {
-    if let Err(e) = store.put(
+    // Volatile: a mark lost in a crash only delays dispatch, like any lost mark.
+    if let Err(e) = store.put_volatile(
         &keys::queue_mark(cluster, why),
         b"{}",
         Condition::Always,
@@ -379,81 +438,175 @@ pub fn wake_scheduler(store: &dyn Store, cluster: &str, why: &str) {
     }
 }
 
-/// The node's life after preparation: heartbeats, its job attempts, drain, and (while it holds
-/// the lease) the scheduler's duties. It looks for new work every [`TICK`].
-#[allow(clippy::too_many_arguments)]
-fn node_loop(
-    shared: &Arc<dyn Store>,
-    launcher: &dyn Launcher,
-    args: &NodeArgs,
-    key: &str,
-    stop: &AtomicBool,
-    election: &mut Election,
-    ctx: &Arc<NodeContext>,
-    action: DrainAction,
-    execution: &mut Option<Execution>,
-    last_done: &mut Option<Assignment>,
-    failing: &mut StoreFailures,
-) -> Result<(), AgentError> {
-    let store = shared.as_ref();
-    let mut draining = false;
-    let mut removed = false;
-    let mut next_heartbeat = Instant::now();
-    let mut next_reconcile = Instant::now();
-    loop {
-        // The attempt's thread freed the node record itself before it finished.
-        if let Some(done) = execution.take_if(|e| e.is_finished()) {
-            let assignment = done.assignment.clone();
-            done.join();
-            *last_done = Some(assignment);
-        }
-        if stop.load(Ordering::SeqCst) && !draining {
-            tracing::info!(node = %args.node, ?action, "SIGTERM: draining");
-            draining = true;
-            // Marked so that no scheduler hands this node new work while it drains. Best effort:
-            // a store that is down must not keep a node from stopping.
-            if let Err(e) = update_record(store, key, |r| r.drain_requested = true) {
-                tracing::warn!(error = %e, "mark the node draining");
-            }
-        }
-        if draining || removed {
-            match &*execution {
-                None => return Ok(()),
-                Some(e) if removed => e.stop(Stop::Requeue),
-                Some(e) => match action {
-                    DrainAction::WaitForCompletion => {}
-                    DrainAction::StopAndRequeue => e.stop(Stop::Requeue),
-                    DrainAction::StopAndTerminate => e.stop(Stop::Terminate),
-                },
-            }
-        }
+/// How often a waiting node checks for what no store event announces: SIGTERM, and (on a store
+/// without events) its attempt's end.
+const WAKE_CHECK: Duration = Duration::from_millis(100);
 
-        let now = Instant::now();
-        let record = if removed {
-            None
-        } else if now >= next_heartbeat {
-            next_heartbeat = now + HEARTBEAT;
-            let record = own_record(update_record(store, key, |r| {
-                r.last_heartbeat_ms = records::now_ms();
-            }))?;
-            // A heartbeat got through: the store works (again).
-            *failing = StoreFailures::default();
-            record
-        } else {
-            own_record(match store.get(key)? {
-                Some(v) => records::decode::<NodeRecord>("node record", &v.data)
-                    .map(Some)
-                    .map_err(AgentError::from),
-                None => Ok(None),
-            })?
+/// A node after its preparation: its job attempts, heartbeats, drain, and (while it holds the
+/// lease) the scheduler's duties.
+struct Node<'a> {
+    store: Arc<dyn Store>,
+    launcher: &'a dyn Launcher,
+    args: &'a NodeArgs,
+    key: String,
+    stop: &'a AtomicBool,
+    rates: Rates,
+    ctx: Arc<NodeContext>,
+    action: DrainAction,
+    watch: Option<Box<dyn Watch>>,
+    election: Election,
+    /// What the scheduler remembers between its passes while this node holds the lease.
+    scheduling: crate::dispatch::Memory,
+    execution: Option<Execution>,
+    /// The last attempt this node ran: kept across passes that a store error cut short, or
+    /// the node would take an attempt it already ran for a new one.
+    last_done: Option<Assignment>,
+    failing: StoreFailures,
+}
+
+/// When the node loop next has something to do without being told.
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    heartbeat: Instant,
+    reconcile: Instant,
+    /// An idle node's look at its record, on a store without events.
+    look: Instant,
+    /// The scheduler's look at its queue, on a store without events.
+    queue: Instant,
+}
+
+/// What a look at the node's own record found.
+enum Looked {
+    Fine,
+    /// Someone wrote the record meanwhile, or the node changed it: look again.
+    Again,
+    Removed,
+    DrainRequested,
+}
+
+impl Node<'_> {
+    /// Passes until the node leaves (`Ok`) or a pass fails (the caller backs off and runs the
+    /// loop again). Each pass does what changed or fell due, then waits for the next change
+    /// (on a store with events) or for the next time something falls due.
+    fn run(&mut self) -> Result<(), AgentError> {
+        let mut draining = false;
+        let mut removed = false;
+        let start = Instant::now();
+        let mut due = Due {
+            heartbeat: start,
+            reconcile: start,
+            look: start,
+            queue: start,
         };
+        // The first pass looks at everything: changes may have come while the loop was down.
+        let mut changed = Changed::all(WATCHED);
+        loop {
+            // The attempt's thread freed the node record itself before it finished.
+            if let Some(done) = self.execution.take_if(|e| e.is_finished()) {
+                let assignment = done.assignment.clone();
+                done.join();
+                self.last_done = Some(assignment);
+            }
+            if self.stop.load(Ordering::SeqCst) && !draining {
+                tracing::info!(node = %self.args.node, action = ?self.action, "SIGTERM: draining");
+                draining = true;
+                // Marked so that no scheduler hands this node new work while it drains. Best
+                // effort: a store that is down must not keep a node from stopping.
+                if let Err(e) =
+                    update_record(self.store.as_ref(), &self.key, |r| r.drain_requested = true)
+                {
+                    tracing::warn!(error = %e, "mark the node draining");
+                }
+            }
+            if draining || removed {
+                match &self.execution {
+                    None => return Ok(()),
+                    Some(e) if removed => e.stop(Stop::Requeue),
+                    Some(e) => match self.action {
+                        DrainAction::WaitForCompletion => {}
+                        DrainAction::StopAndRequeue => e.stop(Stop::Requeue),
+                        DrainAction::StopAndTerminate => e.stop(Stop::Terminate),
+                    },
+                }
+            }
+
+            let now = Instant::now();
+            let polling = self.watch.is_none();
+            let idle = self.execution.is_none();
+            let heartbeat = now >= due.heartbeat;
+            // An idle node looks at its record for work when it changed (or, on a store that
+            // does not say, every poll); a busy one only to heartbeat: a drain request or its
+            // removal can wait that long.
+            let look = !removed
+                && (heartbeat || changed.has(OWN_RECORD) || (polling && idle && now >= due.look));
+            if look {
+                due.look = now + self.rates.poll;
+                match self.look(heartbeat, draining)? {
+                    Looked::Fine => {}
+                    Looked::Again => {
+                        changed = Changed::only(OWN_RECORD);
+                        continue;
+                    }
+                    Looked::Removed => {
+                        tracing::info!(node = %self.args.node, "record removed: leaving");
+                        removed = true;
+                        continue;
+                    }
+                    Looked::DrainRequested => {
+                        tracing::info!(node = %self.args.node, action = ?self.action, "drain requested by the scheduler");
+                        draining = true;
+                        continue;
+                    }
+                }
+                if heartbeat {
+                    due.heartbeat = now + self.rates.heartbeat;
+                }
+            }
+            if !removed {
+                self.schedule(now, changed, &mut due)?;
+            }
+
+            let scheduler = self.election.lease.is_some();
+            let mut next = due.heartbeat.min(due.reconcile);
+            if polling && self.execution.is_none() {
+                next = next.min(due.look);
+            }
+            if polling && scheduler {
+                next = next.min(due.queue);
+            }
+            changed = self.wait(next, !draining);
+        }
+    }
+
+    /// Reads the node's record, heartbeats on it when `heartbeat` (one conditional write on
+    /// the version just read, not a second read), and acts on it: leave, drain, free the node
+    /// of an attempt it ran, take a new assignment.
+    fn look(&mut self, heartbeat: bool, draining: bool) -> Result<Looked, AgentError> {
+        let store = self.store.as_ref();
+        let Some((mut record, etag)) = own_record(read_own(store, &self.key))? else {
+            return Ok(Looked::Removed);
+        };
+        if heartbeat {
+            record.last_heartbeat_ms = records::now_ms();
+            match store.put_volatile(
+                &self.key,
+                &records::encode(&record),
+                Condition::IfMatch(etag),
+                None,
+            ) {
+                // A heartbeat got through: the store works (again).
+                Ok(_) => self.failing = StoreFailures::default(),
+                Err(e) if e.is_conflict() => return Ok(Looked::Again),
+                Err(e) => return Err(e.into()),
+            }
+        }
         // The attempt ran here and its thread could not free the node (the store was down
         // then): free it now, or the node would never take work again.
-        if execution.is_none()
-            && let Some(done) = last_done.as_ref()
-            && record.as_ref().and_then(|r| r.job.as_ref()) == Some(done)
+        if self.execution.is_none()
+            && let Some(done) = self.last_done.as_ref()
+            && record.job.as_ref() == Some(done)
         {
-            update_record(store, key, |r| {
+            update_record(store, &self.key, |r| {
                 if r.job.as_ref() == Some(done) {
                     r.job = None;
                     if r.state == NodeState::Running {
@@ -461,66 +614,117 @@ fn node_loop(
                     }
                 }
             })?;
-            continue;
+            return Ok(Looked::Again);
         }
-        match &record {
-            None if !removed => {
-                tracing::info!(node = %args.node, "record removed: leaving");
-                removed = true;
-                continue;
-            }
-            Some(r) if r.drain_requested && !draining => {
-                tracing::info!(node = %args.node, ?action, "drain requested by the scheduler");
-                draining = true;
-                continue;
-            }
-            _ => {}
+        if record.drain_requested && !draining {
+            return Ok(Looked::DrainRequested);
         }
-        if let Some(assignment) = record.as_ref().and_then(|r| r.job.clone())
-            && execution.is_none()
+        if let Some(assignment) = record.job
+            && self.execution.is_none()
             && !draining
-            && last_done.as_ref() != Some(&assignment)
+            && self.last_done.as_ref() != Some(&assignment)
         {
             // Started only if the assignment still stands (a hand-over can be undone).
             let mut taken = false;
-            records::update(store, key, "node record", |r: &mut NodeRecord| {
-                taken = r.job.as_ref() == Some(&assignment);
-                if taken {
-                    r.state = NodeState::Running;
-                }
-                taken
-            })?;
+            records::update(
+                &Volatile(store),
+                &self.key,
+                "node record",
+                |r: &mut NodeRecord| {
+                    taken = r.job.as_ref() == Some(&assignment);
+                    if taken {
+                        r.state = NodeState::Running;
+                    }
+                    taken
+                },
+            )?;
             if taken {
-                *execution = Some(Execution::start(ctx.clone(), shared.clone(), assignment));
+                self.execution = Some(Execution::start(
+                    self.ctx.clone(),
+                    self.store.clone(),
+                    assignment,
+                ));
             }
         }
+        Ok(Looked::Fine)
+    }
 
-        if !removed {
-            if now >= next_reconcile {
-                next_reconcile = now + HEARTBEAT;
-                election.tick(store);
-                if election.lease.is_some()
-                    && let Err(e) = scheduler::reconcile(store, launcher, &args.cluster)
-                {
-                    tracing::warn!(error = %e, "scheduling pass failed");
-                }
-            } else if election.lease.is_some()
-                && !store.list(&keys::queue_prefix(&args.cluster))?.is_empty()
-                && let Err(e) = scheduler::dispatch_now(store, launcher, &args.cluster)
+    /// The scheduler's duties, and the election that decides who has them: a full
+    /// reconciliation every [`Rates::reconcile`] (and at once when the cluster's spec changed),
+    /// a dispatch pass when the queue has marks (looked at when it changed, or every poll on a
+    /// store without events).
+    fn schedule(
+        &mut self,
+        now: Instant,
+        changed: Changed,
+        due: &mut Due,
+    ) -> Result<(), AgentError> {
+        let store = self.store.as_ref();
+        let cluster = &self.args.cluster;
+        let scheduler = self.election.lease.is_some();
+        if now >= due.reconcile || (scheduler && changed.has(SPEC)) {
+            due.reconcile = now + self.rates.reconcile;
+            due.queue = now + self.rates.poll;
+            self.election.tick(store);
+            if self.election.lease.is_none() {
+                self.scheduling = crate::dispatch::Memory::default();
+            } else if let Err(e) = scheduler::reconcile_remembering(
+                store,
+                self.launcher,
+                cluster,
+                &mut self.scheduling,
+            ) {
+                tracing::warn!(error = %e, "scheduling pass failed");
+            }
+        } else if scheduler && (changed.has(QUEUE) || (self.watch.is_none() && now >= due.queue)) {
+            due.queue = now + self.rates.poll;
+            if !store.list(&keys::queue_prefix(cluster))?.is_empty()
+                && let Err(e) =
+                    scheduler::dispatch_now(store, self.launcher, cluster, &mut self.scheduling)
             {
                 tracing::warn!(error = %e, "dispatch pass failed");
             }
         }
-        std::thread::sleep(TICK);
+        Ok(())
+    }
+
+    /// Waits until `deadline`, a change the node watches, or something it must see sooner:
+    /// SIGTERM (with `for_stop`) and its attempt's end.
+    fn wait(&mut self, deadline: Instant, for_stop: bool) -> Changed {
+        loop {
+            let now = Instant::now();
+            if now >= deadline
+                || (for_stop && self.stop.load(Ordering::SeqCst))
+                || self.execution.as_ref().is_some_and(Execution::is_finished)
+            {
+                return Changed::NONE;
+            }
+            let slice = (deadline - now).min(WAKE_CHECK);
+            match &mut self.watch {
+                Some(watch) => {
+                    let changed = watch.wait(slice);
+                    if changed.any() {
+                        return changed;
+                    }
+                }
+                None => std::thread::sleep(slice),
+            }
+        }
+    }
+}
+
+/// This node's record and its version.
+fn read_own(store: &dyn Store, key: &str) -> Result<Option<(NodeRecord, ETag)>, AgentError> {
+    match store.get(key)? {
+        Some(v) => Ok(Some((records::decode("node record", &v.data)?, v.etag))),
+        None => Ok(None),
     }
 }
 
 /// This node's own record as the loop reads it: a record that is not a record any more (garbage
 /// where it was) counts as removed, so the node leaves and the scheduler replaces it, instead
 /// of failing every pass.
-fn own_record(
-    read: Result<Option<NodeRecord>, AgentError>,
-) -> Result<Option<NodeRecord>, AgentError> {
+fn own_record<T>(read: Result<Option<T>, AgentError>) -> Result<Option<T>, AgentError> {
     match read {
         Err(e) if e.is_corrupt() => {
             tracing::error!(error = %e, "this node's record is corrupt: leaving");
@@ -536,7 +740,7 @@ fn leave(store: &dyn Store, key: &str, owner: &str, gpu_key: &str, action: Drain
     tracing::info!(?action, "leaving");
     let _ = update_record(store, key, |r| r.state = NodeState::Leaving);
     let _ = gpu::release_at(store, gpu_key, owner);
-    let _ = store.delete(key, Condition::Always, None);
+    let _ = store.delete_volatile(key, Condition::Always, None);
 }
 
 #[cfg(test)]

@@ -150,6 +150,22 @@ pub fn reconcile(
     launcher: &dyn Launcher,
     cluster: &str,
 ) -> Result<Outcome, AgentError> {
+    reconcile_remembering(
+        store,
+        launcher,
+        cluster,
+        &mut crate::dispatch::Memory::default(),
+    )
+}
+
+/// [`reconcile`], leaving in `memory` what [`dispatch_now`] starts from: what a node that
+/// holds the lease runs.
+pub fn reconcile_remembering(
+    store: &dyn Store,
+    launcher: &dyn Launcher,
+    cluster: &str,
+    memory: &mut crate::dispatch::Memory,
+) -> Result<Outcome, AgentError> {
     let Some(spec) = store.get(&keys::spec(cluster))? else {
         return Ok(Outcome::default());
     };
@@ -215,7 +231,8 @@ pub fn reconcile(
         present.push(node);
     }
     let Some(spec) = spec else {
-        outcome.jobs = crate::dispatch::pass(store, cluster, &present, None, now)?;
+        outcome.jobs =
+            crate::dispatch::pass_remembering(store, cluster, &present, None, now, memory)?;
         return Ok(outcome);
     };
     let status_key = keys::status(cluster);
@@ -234,7 +251,8 @@ pub fn reconcile(
     let mut before = status.clone();
     // Attempts on reaped nodes go back to the queue before demand is counted.
     let capacity = crate::dispatch::Capacity::of(&spec, &status, &present);
-    outcome.jobs = crate::dispatch::pass(store, cluster, &present, Some(&capacity), now)?;
+    outcome.jobs =
+        crate::dispatch::pass_remembering(store, cluster, &present, Some(&capacity), now, memory)?;
     let (desired, last_active) = desired_count(&spec.scale, &status, outcome.jobs.demand, now);
     outcome.desired = desired;
 
@@ -302,12 +320,13 @@ pub fn reconcile(
     Ok(outcome)
 }
 
-/// A dispatch pass alone, between full reconciliations: run when a queue mark says there is
-/// something to place.
+/// A quick dispatch pass (see [`crate::dispatch::Memory`]) between full reconciliations: run
+/// when a queue mark says there is something to place.
 pub fn dispatch_now(
     store: &dyn Store,
     launcher: &dyn Launcher,
     cluster: &str,
+    memory: &mut crate::dispatch::Memory,
 ) -> Result<crate::dispatch::Pass, AgentError> {
     let started = std::time::Instant::now();
     let now = records::now_ms();
@@ -316,7 +335,7 @@ pub fn dispatch_now(
         .map(|(n, _)| n)
         .filter(|n| !is_lost(launcher, n, now))
         .collect();
-    let pass = crate::dispatch::pass(store, cluster, &present, None, now);
+    let pass = crate::dispatch::pass_from_memory(store, cluster, &present, now, memory);
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "dispatch pass"

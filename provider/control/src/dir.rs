@@ -20,6 +20,11 @@
 //! the machine shares. Segments longer than the file system allows (255 bytes on most) fail with
 //! an I/O error although `validate_key` accepts them.
 //!
+//! Writes are synced (the file before its rename, the directory after) except volatile ones
+//! (`Store::put_volatile`, `Store::delete_volatile`), which other processes see as atomically
+//! but a crash of the machine may lose. Change notifications (`Store::watch`) come from
+//! inotify on the directories of the watched prefixes (see `watch.rs`).
+//!
 //! Logs are weaker than Azure append blobs in two ways: a reader may see part of an append still
 //! in progress (bytes once visible never change, so reading on from its offset yields the rest),
 //! and a process killed mid-append may leave part of its data behind.
@@ -35,8 +40,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{
-    Condition, ETag, LeaseId, MAX_LEASE, MIN_LEASE, Store, StoreError, Versioned, validate_key,
+    Condition, ETag, LeaseId, MAX_LEASE, MIN_LEASE, Store, StoreError, Versioned, Watch,
+    validate_key,
 };
+
+mod watch;
 
 const MAGIC: &[u8; 4] = b"DSV1";
 const VALUE_SUFFIX: &str = "~v";
@@ -45,6 +53,16 @@ const TEMP_MARK: &str = "~tmp-";
 const LOCK_STRIPES: u64 = 1024;
 /// Headers are a few hundred bytes; a larger length means the file is not a value file.
 const MAX_HEADER: usize = 64 * 1024;
+
+/// Whether a write must be on stable storage before it returns (see `Store::put_volatile`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Synced: the file before its rename, the directory after.
+    Durable,
+    /// Renamed into place unsynced: atomic for every process, lost or damaged only if the
+    /// machine crashes before the kernel writes it back.
+    Volatile,
+}
 
 /// Which namespace a locked key is in: a log and a value of the same name are different keys.
 #[derive(Clone, Copy)]
@@ -60,6 +78,8 @@ pub struct DirStore {
     values: PathBuf,
     logs: PathBuf,
     locks: PathBuf,
+    /// Shared by clones: inotify instances that dropped watches left for new ones.
+    watches: std::sync::Arc<watch::Instances>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -97,6 +117,7 @@ impl DirStore {
             values: root.join("values"),
             logs: root.join("logs"),
             locks: root.join(".locks"),
+            watches: Default::default(),
         };
         // Records hold secrets (job and setup-task secrets): the store is its creator's alone,
         // whatever the umask, and a store made by an older version is made private here.
@@ -158,7 +179,80 @@ impl DirStore {
         record: &Record,
     ) -> Result<(), StoreError> {
         let bytes = encode(&record.header, &record.data).map_err(io_error(op, key))?;
-        write_atomic(&self.values, path, &bytes).map_err(io_error(op, key))
+        write_atomic(&self.values, path, &bytes, Durability::Durable).map_err(io_error(op, key))
+    }
+
+    /// `put` and `put_volatile`.
+    fn write(
+        &self,
+        op: &'static str,
+        key: &str,
+        data: &[u8],
+        condition: Condition,
+        lease: Option<&LeaseId>,
+        durability: Durability,
+    ) -> Result<ETag, StoreError> {
+        validate_key(op, key)?;
+        let _lock = self.lock(op, Space::Value, key)?;
+        let path = self.value_path(key);
+        let current = read_header_or_corrupt(&path).map_err(io_error(op, key))?;
+        let current_lease = current.as_ref().and_then(|header| header.lease.as_ref());
+        check_lease(op, key, current_lease, lease)?;
+        let holds = match (&condition, &current) {
+            (Condition::Always, _) | (Condition::IfNoneExists, None) => true,
+            (Condition::IfMatch(etag), Some(header)) => header.etag == etag.0,
+            (Condition::IfNoneExists, Some(_)) | (Condition::IfMatch(_), None) => false,
+        };
+        if !holds {
+            return Err(StoreError::Conflict {
+                op,
+                key: key.to_owned(),
+            });
+        }
+        let etag = new_etag();
+        // Azure keeps a lease across writes. An expired one is kept as well: its holder may still
+        // renew it until someone else acquires the key.
+        let header = Header {
+            etag: etag.0.clone(),
+            lease: current.and_then(|header| header.lease),
+        };
+        let bytes = encode(&header, data).map_err(io_error(op, key))?;
+        write_atomic(&self.values, &path, &bytes, durability).map_err(io_error(op, key))?;
+        Ok(etag)
+    }
+
+    /// `delete` and `delete_volatile`.
+    fn remove(
+        &self,
+        op: &'static str,
+        key: &str,
+        condition: Condition,
+        lease: Option<&LeaseId>,
+        durability: Durability,
+    ) -> Result<(), StoreError> {
+        validate_key(op, key)?;
+        let _lock = self.lock(op, Space::Value, key)?;
+        let path = self.value_path(key);
+        let Some(current) = read_header_or_corrupt(&path).map_err(io_error(op, key))? else {
+            return Err(StoreError::NotFound {
+                op,
+                key: key.to_owned(),
+            });
+        };
+        check_lease(op, key, current.lease.as_ref(), lease)?;
+        if let Condition::IfMatch(etag) = &condition
+            && current.etag != etag.0
+        {
+            return Err(StoreError::Conflict {
+                op,
+                key: key.to_owned(),
+            });
+        }
+        fs::remove_file(&path).map_err(io_error(op, key))?;
+        match durability {
+            Durability::Durable => sync_parent(&path).map_err(io_error(op, key)),
+            Durability::Volatile => Ok(()),
+        }
     }
 }
 
@@ -192,34 +286,7 @@ impl Store for DirStore {
         condition: Condition,
         lease: Option<&LeaseId>,
     ) -> Result<ETag, StoreError> {
-        const OP: &str = "put";
-        validate_key(OP, key)?;
-        let _lock = self.lock(OP, Space::Value, key)?;
-        let path = self.value_path(key);
-        let current = read_header_or_corrupt(&path).map_err(io_error(OP, key))?;
-        let current_lease = current.as_ref().and_then(|header| header.lease.as_ref());
-        check_lease(OP, key, current_lease, lease)?;
-        let holds = match (&condition, &current) {
-            (Condition::Always, _) | (Condition::IfNoneExists, None) => true,
-            (Condition::IfMatch(etag), Some(header)) => header.etag == etag.0,
-            (Condition::IfNoneExists, Some(_)) | (Condition::IfMatch(_), None) => false,
-        };
-        if !holds {
-            return Err(StoreError::Conflict {
-                op: OP,
-                key: key.to_owned(),
-            });
-        }
-        let etag = new_etag();
-        // Azure keeps a lease across writes. An expired one is kept as well: its holder may still
-        // renew it until someone else acquires the key.
-        let header = Header {
-            etag: etag.0.clone(),
-            lease: current.and_then(|header| header.lease),
-        };
-        let bytes = encode(&header, data).map_err(io_error(OP, key))?;
-        write_atomic(&self.values, &path, &bytes).map_err(io_error(OP, key))?;
-        Ok(etag)
+        self.write("put", key, data, condition, lease, Durability::Durable)
     }
 
     fn delete(
@@ -228,27 +295,31 @@ impl Store for DirStore {
         condition: Condition,
         lease: Option<&LeaseId>,
     ) -> Result<(), StoreError> {
-        const OP: &str = "delete";
-        validate_key(OP, key)?;
-        let _lock = self.lock(OP, Space::Value, key)?;
-        let path = self.value_path(key);
-        let Some(current) = read_header_or_corrupt(&path).map_err(io_error(OP, key))? else {
-            return Err(StoreError::NotFound {
-                op: OP,
-                key: key.to_owned(),
-            });
-        };
-        check_lease(OP, key, current.lease.as_ref(), lease)?;
-        if let Condition::IfMatch(etag) = &condition
-            && current.etag != etag.0
-        {
-            return Err(StoreError::Conflict {
-                op: OP,
-                key: key.to_owned(),
-            });
-        }
-        fs::remove_file(&path).map_err(io_error(OP, key))?;
-        sync_parent(&path).map_err(io_error(OP, key))
+        self.remove("delete", key, condition, lease, Durability::Durable)
+    }
+
+    fn put_volatile(
+        &self,
+        key: &str,
+        data: &[u8],
+        condition: Condition,
+        lease: Option<&LeaseId>,
+    ) -> Result<ETag, StoreError> {
+        self.write("put", key, data, condition, lease, Durability::Volatile)
+    }
+
+    fn delete_volatile(
+        &self,
+        key: &str,
+        condition: Condition,
+        lease: Option<&LeaseId>,
+    ) -> Result<(), StoreError> {
+        self.remove("delete", key, condition, lease, Durability::Volatile)
+    }
+
+    fn watch(&self, prefixes: &[&str]) -> Result<Option<Box<dyn Watch>>, StoreError> {
+        watch::DirWatch::new(&self.values, prefixes, &self.watches)
+            .map(|w| Some(Box::new(w) as Box<dyn Watch>))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -502,8 +573,10 @@ fn read_record(path: &Path) -> io::Result<Option<Record>> {
 }
 
 /// Replaces `path` with `bytes` so that a crash at any point leaves the old or the new file: the
-/// new content is written and synced under a temporary name, then renamed over the old.
-fn write_atomic(base: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// new content is written and synced under a temporary name, then renamed over the old. A
+/// volatile write skips both syncs: other processes still see the old or the new file, never
+/// part of one, but a crash of the machine may lose it or leave it damaged.
+fn write_atomic(base: &Path, path: &Path, bytes: &[u8], durability: Durability) -> io::Result<()> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -526,7 +599,9 @@ fn write_atomic(base: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
             .open(&temp)?;
         make_private(&file, PRIVATE_FILE)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if durability == Durability::Durable {
+            file.sync_all()?;
+        }
         fs::rename(&temp, path)
     })();
     if written.is_err() {
@@ -534,7 +609,10 @@ fn write_atomic(base: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&temp);
     }
     written?;
-    sync_dir(dir)
+    match durability {
+        Durability::Durable => sync_dir(dir),
+        Durability::Volatile => Ok(()),
+    }
 }
 
 /// Records and logs are readable by their creator only (0600), directories are 0700.
@@ -750,6 +828,40 @@ mod tests {
         fs::create_dir(store.values.join("a").join("odd dir")).unwrap();
         fs::write(store.values.join("a").join("odd dir").join("x~v"), b"").unwrap();
         assert_eq!(store.list("").unwrap(), ["a/b"]);
+    }
+
+    #[test]
+    fn volatile_writes_keep_conditions_and_leases() {
+        let (_dir, store) = store();
+        let etag = store
+            .put_volatile("a/b", b"1", Condition::IfNoneExists, None)
+            .unwrap();
+        assert!(
+            store
+                .put_volatile("a/b", b"2", Condition::IfNoneExists, None)
+                .unwrap_err()
+                .is_conflict()
+        );
+        let lease = store.acquire_lease("a/b", MIN_LEASE).unwrap();
+        assert!(matches!(
+            store.put_volatile("a/b", b"2", Condition::IfMatch(etag.clone()), None),
+            Err(StoreError::LeaseHeld { .. })
+        ));
+        let etag = store
+            .put_volatile("a/b", b"2", Condition::IfMatch(etag), Some(&lease))
+            .unwrap();
+        assert_eq!(store.get("a/b").unwrap().unwrap().data, b"2");
+        store.release_lease("a/b", &lease).unwrap();
+        assert!(
+            store
+                .delete_volatile("a/b", Condition::IfMatch(ETag("other".into())), None)
+                .unwrap_err()
+                .is_conflict()
+        );
+        store
+            .delete_volatile("a/b", Condition::IfMatch(etag), None)
+            .unwrap();
+        assert!(store.get("a/b").unwrap().is_none());
     }
 
     #[test]
