@@ -822,8 +822,12 @@ fn fifty_jobs_in_one_apply_each_run_exactly_once() -> anyhow::Result<()> {
     for i in 0..50 {
         let v =
             resource_values(&state, &format!("batchai_job.many[{i}]")).context("missing job")?;
+        // Each ran once (above). A hand-over the scheduler had to undo (its snapshot of a node
+        // went stale before the node record's compare-and-swap) uses an attempt number without
+        // running anything, which a polled blob store's slower view occasionally causes.
+        let attempts = v["attempts"].as_u64().unwrap_or(0);
         ensure!(
-            v["execution_state"] == "succeeded" && v["attempts"] == 1,
+            v["execution_state"] == "succeeded" && (1..=2).contains(&attempts),
             "many[{i}]: {v}"
         );
     }
@@ -1349,7 +1353,7 @@ resource "batchai_cluster" "c" {{
     );
     // Through the mount, on the file server's export: the same path from every node.
     let want = ws
-        .root
+        .platform_root()
         .join("fileservers/data/export/logs")
         .join(segment)
         .join("stdouterr");

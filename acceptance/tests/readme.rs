@@ -82,7 +82,10 @@ fn the_shared_store_example_joins_a_node_as_written() -> anyhow::Result<()> {
     let readme = std::fs::read_to_string(repo().join("README.md"))?;
     let title = "One cluster across machines";
     let (hcl, sh) = (blocks(&readme, title, "hcl"), blocks(&readme, title, "sh"));
-    ensure!(hcl.len() == 1 && sh.len() == 1, "README blocks: {hcl:?} {sh:?}");
+    ensure!(
+        hcl.len() == 1 && sh.len() == 1,
+        "README blocks: {hcl:?} {sh:?}"
+    );
 
     let azurite = Azurite::shared()
         .map_err(|e| anyhow::anyhow!("{e}; run `cargo xtask test`, which installs Azurite"))?;
@@ -143,9 +146,8 @@ fn the_shared_store_example_joins_a_node_as_written() -> anyhow::Result<()> {
         let _ = node.kill();
     }
     let _ = node.wait();
-    joined.with_context(|| {
-        std::fs::read_to_string(ws.path().join("join.log")).unwrap_or_default()
-    })?;
+    joined
+        .with_context(|| std::fs::read_to_string(ws.path().join("join.log")).unwrap_or_default())?;
     destroyed?;
     ensure!(left, "the joined node outlived its cluster");
     Ok(())

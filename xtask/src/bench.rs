@@ -250,6 +250,7 @@ pub fn cluster_bench(binary: &Path) -> anyhow::Result<()> {
             mounts: Vec::new(),
             gpus_per_node: 0,
             deleting: false,
+            scale_generation: 0,
         };
         let started = Instant::now();
         let view = runtime

@@ -89,6 +89,7 @@ pub fn job_bench(binary: &Path) -> anyhow::Result<()> {
         mounts: Vec::new(),
         gpus_per_node: 0,
         deleting: false,
+        scale_generation: 0,
     };
     runtime
         .block_on(platform.create_cluster(&spec, &Default::default(), &serde_json::Value::Null))

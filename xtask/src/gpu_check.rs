@@ -41,6 +41,7 @@ pub fn gpu_check(binary: &Path) -> anyhow::Result<()> {
         mounts: Vec::new(),
         gpus_per_node: agent::gpu::gpus_for_vm_size("Standard_NC6"),
         deleting: false,
+        scale_generation: 0,
     };
     let view = runtime
         .block_on(platform.create_cluster(&spec, &Default::default(), &serde_json::Value::Null))

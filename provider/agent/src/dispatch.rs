@@ -211,6 +211,8 @@ impl Capacity {
             u32::try_from(nodes.iter().filter(|n| !n.drain_requested && f(n)).count())
                 .unwrap_or(u32::MAX)
         };
+        // Nodes that joined on their own come on top of what the scale settings launch.
+        let max = max.saturating_add(count(&|n| n.joined));
         let mut errors: Vec<NodeError> = nodes
             .iter()
             .filter(|n| n.state == NodeState::Unusable)

@@ -75,6 +75,10 @@ pub struct NodeContext {
 pub struct RankEnvironment {
     #[serde(default)]
     pub format: u32,
+    /// The publishing node's machine and network (`host::identity`): the master runs commands
+    /// for nodes on its own host itself, and asks the others through the store.
+    #[serde(default)]
+    pub host: Option<String>,
     pub job: String,
     #[serde(default)]
     pub uid: String,
@@ -119,7 +123,7 @@ impl Execution {
             let assignment = assignment.clone();
             std::thread::spawn(move || {
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run(&ctx, store.as_ref(), &assignment, &stop)
+                    run(&ctx, &store, &assignment, &stop)
                 }));
                 match ran {
                     Ok(Ok(())) => {}
@@ -345,10 +349,18 @@ const NODE_SPECIFIC: &[&str] = &[
 /// dies early leaves mpirun waiting forever. Each rank's output also goes to its own files,
 /// `<ranks>/1/rank.<N>/{stdout,stderr}` (still copied to mpirun's), so a failure can quote the
 /// failing rank rather than mpirun's summary.
-pub fn mpirun(exe: &Path, ranks: &Path) -> String {
+///
+/// With nodes on other machines (`all_local` false) ranks and daemons talk over the network
+/// instead of loopback, on whichever interfaces reach each other.
+pub fn mpirun(exe: &Path, ranks: &Path, all_local: bool) -> String {
+    let interfaces = if all_local {
+        "--mca btl_tcp_if_include lo --mca oob_tcp_if_include lo "
+    } else {
+        "--mca btl_tcp_if_exclude lo --mca oob_tcp_if_exclude lo "
+    };
     format!(
         "mpirun --allow-run-as-root --oversubscribe --bind-to none --mca plm_rsh_agent {} \
-         --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo \
+         --mca btl self,tcp {interfaces}\
          --mca if_base_do_not_resolve 1 -wdir /proc/self/cwd --output-filename {}",
         sh_quote(&format!("{} agent rsh", exe.display())),
         sh_quote(&ranks.display().to_string())
@@ -488,10 +500,11 @@ fn load<T: serde::de::DeserializeOwned>(
 
 fn run(
     ctx: &NodeContext,
-    store: &dyn Store,
+    shared: &Arc<dyn Store>,
     assignment: &Assignment,
     stop: &AtomicU8,
 ) -> Result<(), crate::AgentError> {
+    let store = shared.as_ref();
     let status_key = keys::job_status(&ctx.cluster, &assignment.job);
     let Some(spec) = load::<JobSpec>(
         store,
@@ -539,6 +552,8 @@ fn run(
     let mut attempt = Attempt {
         ctx,
         store,
+        shared,
+        relay: None,
         spec: &spec,
         assignment,
         status_key: &status_key,
@@ -704,6 +719,12 @@ struct Running {
 struct Attempt<'a> {
     ctx: &'a NodeContext,
     store: &'a dyn Store,
+    /// The same store, for what outlives a call (the master's rsh relay, remote commands'
+    /// output pumps).
+    shared: &'a Arc<dyn Store>,
+    /// On the master of an MPI attempt with nodes on other machines: the bridge `agent rsh`
+    /// reaches them through.
+    relay: Option<crate::relay::Relay>,
     spec: &'a JobSpec,
     assignment: &'a Assignment,
     status_key: &'a str,
@@ -810,15 +831,34 @@ impl Attempt<'_> {
         }
         let mut env = job_environment(self.ctx, self.spec, &dirs, status, index);
         env.insert(OWNER_VAR.to_owned(), self.owner.clone());
+        // Through a store outage: a job that has secrets never runs without them. Ones that
+        // cannot be read (gone, or not a record) fail the attempt, saying so.
         let secrets = if self.spec.has_secrets {
-            load::<BTreeMap<String, String>>(
-                self.store,
-                &keys::job_secrets(&self.ctx.cluster, &self.spec.name),
-                "job secrets",
-            )
-            .ok()
-            .flatten()
-            .unwrap_or_default()
+            let key = keys::job_secrets(&self.ctx.cluster, &self.spec.name);
+            let read =
+                crate::until_stored("read the job's secrets", || Ok(self.store.get(&key)?));
+            let secrets = match read {
+                Ok(Some(v)) => serde_json::from_slice::<BTreeMap<String, String>>(&v.data)
+                    .map_err(|e| format!("they are not a record: {e}")),
+                Ok(None) => Err("they are gone (the job ended or was destroyed)".to_owned()),
+                Err(e) => Err(e.to_string()),
+            };
+            match secrets {
+                Ok(secrets) => secrets,
+                Err(why) => {
+                    return Outcome::Report(
+                        failed(
+                            job_error(
+                                ErrorCode::JobFailed,
+                                format!("read the job's secrets on node {}: {why}", self.ctx.node),
+                                &[],
+                            ),
+                            None,
+                        ),
+                        None,
+                    );
+                }
+            }
         } else {
             BTreeMap::new()
         };
@@ -843,6 +883,7 @@ impl Attempt<'_> {
         }
         let published = RankEnvironment {
             format: records::FORMAT,
+            host: Some(crate::host::identity()),
             job: self.spec.name.clone(),
             uid: self.spec.uid.clone(),
             attempt: self.assignment.attempt,
@@ -929,13 +970,31 @@ impl Attempt<'_> {
         let ranks_dir = dirs
             .stdouterr
             .join(format!("mpi-{}", self.assignment.attempt));
+        let uses_mpi = toolkit::uses_mpi(&self.spec.toolkit, node_count);
+        // The master knows, once every node published its part, whether all of them are on
+        // its machine (ranks talk over loopback) or some elsewhere (over the network, their
+        // daemons started through the store).
+        let mut all_local = true;
+        if uses_mpi && index == 0 {
+            match self.gather_rank_envs(&status.nodes, &dirs) {
+                Ok(local) => all_local = local,
+                Err(outcome) => return outcome,
+            }
+            if let Some(relay) = &self.relay {
+                env.insert(
+                    crate::relay::SOCKET_VAR.to_owned(),
+                    relay.path().display().to_string(),
+                );
+            }
+        }
+        let address = self.master_address(status);
         let layout = Layout {
             nodes: &status.nodes,
             index,
             ports: &status.ports,
-            address: LOCAL_ADDRESS,
+            address: &address,
             host_file: &dirs.host_file().display().to_string(),
-            mpirun: &mpirun(&self.ctx.exe, &ranks_dir),
+            mpirun: &mpirun(&self.ctx.exe, &ranks_dir, all_local),
         };
         let plan = toolkit::plan(&self.spec.toolkit, &layout);
         let mut plan_procs: Vec<(Proc, bool)> = Vec::new();
@@ -951,13 +1010,8 @@ impl Attempt<'_> {
             p.label = format!("{}-{}", self.ctx.node, p.label);
             plan_procs.push((p, false));
         }
-        if toolkit::uses_mpi(&self.spec.toolkit, node_count) {
+        if uses_mpi {
             self.mpi = Some((self.ctx.node.clone(), ranks_dir));
-            if index == 0
-                && let Err(outcome) = self.gather_rank_envs(&status.nodes, &dirs)
-            {
-                return outcome;
-            }
         }
         for (p, required) in &plan_procs {
             if let Err(e) = self.spawn(p, *required, &env, &dirs, runtime.as_deref()) {
@@ -979,8 +1033,9 @@ impl Attempt<'_> {
             }
             Some(other) => other,
             // A node with nothing of its own to run (MPI ranks come from the master) holds its
-            // place until the attempt ends.
-            None => self.hold(),
+            // place until the attempt ends, running the daemons a master on another machine
+            // asks for.
+            None => self.hold(uses_mpi.then(|| (env.clone(), dirs.temp.clone()))),
         }
     }
 
@@ -1062,6 +1117,8 @@ impl Attempt<'_> {
                 for (_, p) in dirs.inputs.iter().chain(&dirs.outputs) {
                     volumes.push(p.clone());
                 }
+                // Its log directory holds the metrics file the job appends to.
+                volumes.push(dirs.stdouterr.clone());
                 let volumes: Vec<PathBuf> = volumes
                     .into_iter()
                     .map(|v| v.canonicalize().unwrap_or(v))
@@ -1195,7 +1252,7 @@ impl Attempt<'_> {
     /// environment in the store, and the master copies them to files of its own, where
     /// `agent rsh` (which has no store) finds them. Waits up to [`RANKS_WAIT`] for nodes that
     /// start late, and gives up early when the attempt is stopped or ends elsewhere.
-    fn gather_rank_envs(&mut self, nodes: &[String], dirs: &JobDirs) -> Result<(), Outcome> {
+    fn gather_rank_envs(&mut self, nodes: &[String], dirs: &JobDirs) -> Result<bool, Outcome> {
         let dir = rank_envs_dir(dirs);
         let write_failed = |e: std::io::Error| {
             Outcome::Report(
@@ -1211,6 +1268,8 @@ impl Attempt<'_> {
             )
         };
         std::fs::create_dir_all(&dir).map_err(write_failed)?;
+        let here = crate::host::identity();
+        let mut elsewhere = false;
         let deadline = Instant::now() + RANKS_WAIT;
         let mut missing: Vec<&String> = nodes.iter().collect();
         while !missing.is_empty() {
@@ -1222,6 +1281,9 @@ impl Attempt<'_> {
                     .flatten()
                     .filter(|r| r.uid == self.spec.uid && r.attempt == self.assignment.attempt);
                 match found {
+                    // A node on another machine (or network) runs its daemon through the
+                    // store, so rsh finds no file for it and asks the relay.
+                    Some(r) if r.host.as_ref().is_some_and(|h| *h != here) => elsewhere = true,
                     Some(r) => std::fs::write(
                         dir.join(format!("{node}.json")),
                         serde_json::to_vec(&r).unwrap_or_default(),
@@ -1269,7 +1331,58 @@ impl Attempt<'_> {
                 ));
             }
         }
-        Ok(())
+        if elsewhere {
+            let socket = std::env::temp_dir().join(format!(
+                "batchai-rsh-{}-{}-{}.sock",
+                std::process::id(),
+                self.spec.uid,
+                self.assignment.attempt
+            ));
+            let attempt = crate::relay::Attempt {
+                cluster: self.ctx.cluster.clone(),
+                job: self.spec.name.clone(),
+                uid: self.spec.uid.clone(),
+                attempt: self.assignment.attempt,
+            };
+            let relay =
+                crate::relay::Relay::start(&socket, self.shared.clone(), attempt).map_err(|e| {
+                    Outcome::Report(
+                        failed(
+                            job_error(
+                                ErrorCode::JobFailed,
+                                format!(
+                                    "start the bridge to nodes on other machines at {}: {e}",
+                                    socket.display()
+                                ),
+                                &[],
+                            ),
+                            None,
+                        ),
+                        None,
+                    )
+                })?;
+            self.relay = Some(relay);
+        }
+        Ok(!elsewhere)
+    }
+
+    /// The address the attempt's processes rendezvous at: the master's, as its record says
+    /// (nodes on other machines reach it there), loopback when it does not say.
+    fn master_address(&self, status: &JobStatus) -> String {
+        status
+            .nodes
+            .first()
+            .and_then(|master| {
+                load::<NodeRecord>(
+                    self.store,
+                    &keys::node(&self.ctx.cluster, master),
+                    "node record",
+                )
+                .ok()
+                .flatten()
+            })
+            .and_then(|r| r.address)
+            .unwrap_or_else(|| LOCAL_ADDRESS.to_owned())
     }
 
     /// Publishes the master's metrics when they changed, at most every
@@ -1309,7 +1422,9 @@ impl Attempt<'_> {
     }
 
     /// A node without processes of its own: waits for the attempt to end (or to be stopped).
-    fn hold(&mut self) -> Outcome {
+    /// With `serve` (its job environment and working directory, in an MPI attempt), it runs
+    /// the daemons a master on another machine asks for through the store meanwhile.
+    fn hold(&mut self, serve: Option<(BTreeMap<String, String>, PathBuf)>) -> Outcome {
         // Its part is done as soon as it is there: the attempt ends with the master's report.
         let done = NodeReport {
             exit_code: Some(0),
@@ -1329,6 +1444,21 @@ impl Attempt<'_> {
             Ok(status) => forget_secrets_if_ended(self.store, self.spec, status.as_ref()),
             Err(e) => tracing::warn!(error = %e, "report the node's part"),
         }
+        let mut server = serve.map(|(env, cwd)| {
+            let target = crate::remote::Target {
+                cluster: &self.ctx.cluster,
+                job: &self.spec.name,
+                uid: &self.spec.uid,
+                attempt: self.assignment.attempt,
+                node: &self.ctx.node,
+            };
+            let mut env = env;
+            env.insert(OWNER_VAR.to_owned(), self.owner.clone());
+            crate::remote::Server::new(&target, env, cwd)
+        });
+        // Requests come as the master starts: looked for often at first, then every second
+        // (a remote store charges by request, and the daemons live as long as the job).
+        let serving_since = Instant::now();
         loop {
             match stop_reason(self.stop) {
                 Stop::Keep => {}
@@ -1340,7 +1470,18 @@ impl Attempt<'_> {
                 Watch::Terminate => return Outcome::Report(NodeReport::default(), None),
                 Watch::Over => return Outcome::Over,
             }
-            self.await_status();
+            match &mut server {
+                Some(server) => {
+                    server.poll(self.shared);
+                    let nap = if serving_since.elapsed() < RANKS_WAIT {
+                        POLL
+                    } else {
+                        Duration::from_secs(1)
+                    };
+                    std::thread::sleep(nap);
+                }
+                None => self.await_status(),
+            }
         }
     }
 
@@ -1598,12 +1739,23 @@ pub fn rsh(ranks_dir: &Path, node: &str, command: &[String]) -> Result<i32, RshE
     let published = std::fs::read(ranks_dir.join(format!("{node}.json")))
         .ok()
         .and_then(|b| serde_json::from_slice::<RankEnvironment>(&b).ok())
-        .filter(|r| r.job == job && r.uid == uid && r.attempt == attempt)
-        .ok_or_else(|| RshError::NotTakingPart {
+        .filter(|r| r.job == job && r.uid == uid && r.attempt == attempt);
+    let Some(published) = published else {
+        // Not on this machine: the master's relay runs it there through the store.
+        if let Ok(socket) = std::env::var(crate::relay::SOCKET_VAR) {
+            return crate::relay::rsh(Path::new(&socket), node, &command.join(" ")).map_err(|e| {
+                RshError::Run {
+                    node: node.to_owned(),
+                    source: std::io::Error::other(e.to_string()),
+                }
+            });
+        }
+        return Err(RshError::NotTakingPart {
             node: node.to_owned(),
-            job: job.clone(),
+            job,
             attempt,
-        })?;
+        });
+    };
     let status = Command::new("sh")
         .arg("-c")
         .arg(command.join(" "))

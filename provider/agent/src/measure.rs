@@ -74,6 +74,7 @@ pub fn count_requests(
         mounts: Vec::new(),
         gpus_per_node: 0,
         deleting: false,
+        scale_generation: 0,
     };
     put(store.as_ref(), &keys::spec(CLUSTER), &spec)?;
     for node in NODES {

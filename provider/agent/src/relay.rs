@@ -85,6 +85,13 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// Where it listens (for `agent rsh`, in [`SOCKET_VAR`]).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);

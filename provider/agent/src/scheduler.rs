@@ -215,8 +215,8 @@ pub fn reconcile_remembering(
                 None,
             ) {
                 Ok(()) => {
-                    tracing::warn!(node = %node.id, "node lost: no heartbeat; replacing it");
-                    let _ = crate::gpu::release(store, &format!("{cluster}/{}", node.id));
+                    tracing::warn!(node = %node.id, joined = node.joined, "node lost: no heartbeat; replacing it unless it joined on its own");
+                    crate::gpu::release_node(store, &node);
                     launcher.reap(&node);
                     outcome.reaped.push(node.id);
                 }
@@ -248,6 +248,14 @@ pub fn reconcile_remembering(
         },
         None => (ClusterStatus::default(), Condition::IfNoneExists),
     };
+    // Settings newer than the status (the provider changed them and has not started the
+    // status over yet): start over from them now, as the provider will.
+    if status.scale_generation != spec.scale_generation {
+        status = ClusterStatus {
+            next_replacement_ms: 0,
+            ..ClusterStatus::start(&spec, now)
+        };
+    }
     let mut before = status.clone();
     // Attempts on reaped nodes go back to the queue before demand is counted.
     let capacity = crate::dispatch::Capacity::of(&spec, &status, &present);
@@ -260,7 +268,10 @@ pub fn reconcile_remembering(
     // apply): whatever made them fail may be fixed by now.
     // The backoff is stored before any node is drained, so that a conflicting write (a node
     // reporting its preparation) can never lose it: on a conflict the next pass decides.
-    if live.iter().any(|n| n.state == NodeState::Unusable) && now >= status.next_replacement_ms {
+    // Nodes that joined on their own are not the platform's to replace (or count): their
+    // machines' owners start and stop them.
+    let replaceable = |n: &NodeRecord| n.state == NodeState::Unusable && !n.joined;
+    if live.iter().any(replaceable) && now >= status.next_replacement_ms {
         let mut claimed = status.clone();
         claimed.format = records::FORMAT;
         claimed.replacements = claimed.replacements.saturating_add(1);
@@ -275,24 +286,25 @@ pub fn reconcile_remembering(
                 status = claimed;
                 before = status.clone();
                 status_condition = Condition::IfMatch(etag);
-                for node in live.iter().filter(|n| n.state == NodeState::Unusable) {
+                for node in live.iter().filter(|n| replaceable(n)) {
                     if request_drain(store, cluster, &node.id)? {
                         tracing::info!(node = %node.id, "replacing an unusable node");
                         outcome.drained.push(node.id.clone());
                     }
                 }
-                live.retain(|n| n.state != NodeState::Unusable);
+                live.retain(|n| !replaceable(n));
             }
             Err(e) if e.is_conflict() => {}
             Err(e) => return Err(e.into()),
         }
     }
 
-    let count = u32::try_from(live.len()).unwrap_or(u32::MAX);
+    let launched: Vec<&NodeRecord> = live.iter().filter(|n| !n.joined).collect();
+    let count = u32::try_from(launched.len()).unwrap_or(u32::MAX);
     if count < desired {
         outcome.launched = launcher.launch(store, &spec, desired - count)?;
     } else if count > desired {
-        let refs: Vec<&NodeRecord> = live.iter().collect();
+        let refs = launched;
         for id in pick_for_removal(&refs, (count - desired) as usize) {
             if request_drain(store, cluster, &id)? {
                 outcome.drained.push(id);
@@ -474,6 +486,111 @@ mod tests {
         assert_eq!(
             pick_for_removal(&refs, 5).last().map(String::as_str),
             Some("node-1")
+        );
+    }
+
+    /// Records what it was asked to launch; starts nothing.
+    #[derive(Debug, Default)]
+    struct Counting(std::sync::Mutex<u32>);
+
+    impl Launcher for Counting {
+        fn launch(
+            &self,
+            _store: &dyn Store,
+            _spec: &ClusterSpec,
+            count: u32,
+        ) -> Result<Vec<String>, AgentError> {
+            *self.0.lock().unwrap_or_else(|e| e.into_inner()) += count;
+            Ok(Vec::new())
+        }
+
+        fn reap(&self, _record: &NodeRecord) {}
+    }
+
+    fn put<T: serde::Serialize>(store: &dyn Store, key: &str, value: &T) {
+        store
+            .put(key, &records::encode(value), Condition::Always, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn spec(scale: Scale, generation: u64) -> ClusterSpec {
+        ClusterSpec {
+            format: records::FORMAT,
+            name: "c".into(),
+            uid: "u".into(),
+            vm_size: "Standard_D2s_v3".into(),
+            vm_priority: "dedicated".into(),
+            scale,
+            setup_task: None,
+            mounts: Vec::new(),
+            gpus_per_node: 0,
+            deleting: false,
+            scale_generation: generation,
+        }
+    }
+
+    #[test]
+    fn new_scale_settings_start_over_even_before_their_status_is_written() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = control::DirStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let now = records::now_ms();
+        // One idle node, and an old status whose activity lies long past the new idle timeout.
+        let mut idle = node("node-1", NodeState::Idle);
+        idle.last_heartbeat_ms = now;
+        put(&store, &keys::node("c", "node-1"), &idle);
+        put(
+            &store,
+            &keys::status("c"),
+            &ClusterStatus {
+                format: records::FORMAT,
+                desired_node_count: 1,
+                last_active_ms: now - 600_000,
+                ..ClusterStatus::default()
+            },
+        );
+        let auto = Scale::Auto {
+            minimum_node_count: 0,
+            maximum_node_count: 3,
+            initial_node_count: 2,
+            idle_timeout_secs: 3,
+        };
+        put(&store, &keys::spec("c"), &spec(auto, 1));
+        let launcher = Counting::default();
+        let outcome = reconcile(&store, &launcher, "c").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcome.desired, 2, "the new settings' initial size");
+        assert!(outcome.drained.is_empty(), "{:?}", outcome.drained);
+        assert_eq!(*launcher.0.lock().unwrap_or_else(|e| e.into_inner()), 1);
+    }
+
+    #[test]
+    fn joined_nodes_are_neither_counted_nor_scaled_in() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = control::DirStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let now = records::now_ms();
+        for id in ["node-1", "node-2"] {
+            let mut joined = node(id, NodeState::Idle);
+            joined.joined = true;
+            joined.last_heartbeat_ms = now;
+            put(&store, &keys::node("c", id), &joined);
+        }
+        let manual = Scale::Manual {
+            target_node_count: 1,
+            node_deallocation_option: records::DeallocationOption::Requeue,
+        };
+        let spec = spec(manual, 0);
+        put(&store, &keys::spec("c"), &spec);
+        put(
+            &store,
+            &keys::status("c"),
+            &ClusterStatus::start(&spec, now),
+        );
+        let launcher = Counting::default();
+        let outcome = reconcile(&store, &launcher, "c").unwrap_or_else(|e| panic!("{e}"));
+        assert!(outcome.drained.is_empty(), "{:?}", outcome.drained);
+        assert_eq!(
+            *launcher.0.lock().unwrap_or_else(|e| e.into_inner()),
+            1,
+            "the one node the settings ask for is launched beside them"
         );
     }
 }

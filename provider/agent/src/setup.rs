@@ -518,6 +518,7 @@ mod tests {
             mounts: Vec::new(),
             gpus_per_node: 0,
             deleting: false,
+            scale_generation: 0,
         }
     }
 

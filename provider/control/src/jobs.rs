@@ -42,7 +42,14 @@ pub struct Script {
 /// What this build's agents can run beyond the first release's jobs; each node lists them in
 /// its record, and the provider hands a job that uses one only to a cluster whose agents have
 /// it. A new job capability that older agents would misread or ignore adds its name here.
-pub const FEATURES: &[&str] = &["deepspeed", "git_repository", "termination_grace_period"];
+pub const FEATURES: &[&str] = &[
+    "deepspeed",
+    "git_repository",
+    "termination_grace_period",
+    // MPI jobs across nodes: rank environments in the store (and daemons on other machines
+    // started through it), where older agents used a file beside each node.
+    "mpi_ranks_in_store",
+];
 
 /// What runs, and how it is spread over the job's nodes (exactly one per job).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

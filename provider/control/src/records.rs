@@ -227,6 +227,21 @@ pub enum Scale {
 }
 
 impl Scale {
+    /// The node count these settings start with.
+    pub fn initial_count(&self) -> u32 {
+        match self {
+            Self::Manual {
+                target_node_count, ..
+            } => *target_node_count,
+            Self::Auto {
+                minimum_node_count,
+                maximum_node_count,
+                initial_node_count,
+                ..
+            } => (*initial_node_count).clamp(*minimum_node_count, *maximum_node_count),
+        }
+    }
+
     pub fn deallocation(&self) -> DeallocationOption {
         match self {
             Self::Manual {
@@ -289,6 +304,11 @@ pub struct ClusterSpec {
     /// Set first when the cluster is destroyed: schedulers stop launching nodes.
     #[serde(default)]
     pub deleting: bool,
+    /// Counts changes of `scale`: a scheduler that sees a status of an older generation starts
+    /// over from the new settings' initial size, so a pass between the spec's change and the
+    /// status's never acts on new settings with the old status.
+    #[serde(default)]
+    pub scale_generation: u64,
 }
 
 /// The lifecycle of a node.
@@ -502,6 +522,10 @@ pub struct ClusterStatus {
     /// Replacements since the last node that prepared well: the backoff's exponent.
     #[serde(default)]
     pub replacements: u32,
+    /// The spec's `scale_generation` this status converges on; a newer one in the spec is a
+    /// fresh start ([`ClusterStatus::start`]).
+    #[serde(default)]
+    pub scale_generation: u64,
 }
 
 /// The wait before the next replacement of unusable nodes: 30 s, doubling with every round of
@@ -511,6 +535,19 @@ pub fn replacement_backoff_ms(replacements: u32) -> u64 {
 }
 
 impl ClusterStatus {
+    /// A fresh start on the spec's scale settings: their initial size, activity from now, and
+    /// unusable nodes replaced at once. Whoever first sees new settings (the provider that
+    /// wrote them, or a scheduler between the spec and the status) starts over the same way.
+    pub fn start(spec: &ClusterSpec, now_ms: u64) -> Self {
+        Self {
+            format: FORMAT,
+            desired_node_count: spec.scale.initial_count(),
+            last_active_ms: now_ms,
+            scale_generation: spec.scale_generation,
+            ..Self::default()
+        }
+    }
+
     /// What a node's preparation says about the cluster's health.
     pub fn record_preparation(&mut self, node: &str, error: Option<&NodeError>, now_ms: u64) {
         match error {

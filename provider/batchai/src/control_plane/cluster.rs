@@ -26,21 +26,6 @@ fn failed(operation: &'static str, name: &str, reason: impl ToString) -> Platfor
     PlatformError::failed(operation, KIND, name, reason)
 }
 
-/// The node count a new cluster starts with.
-fn initial_count(scale: &Scale) -> u32 {
-    match scale {
-        Scale::Manual {
-            target_node_count, ..
-        } => *target_node_count,
-        Scale::Auto {
-            minimum_node_count,
-            maximum_node_count,
-            initial_node_count,
-            ..
-        } => (*initial_node_count).clamp(*minimum_node_count, *maximum_node_count),
-    }
-}
-
 impl ControlPlane {
     pub(super) async fn create_cluster(
         &self,
@@ -110,7 +95,7 @@ impl ControlPlane {
                 None,
             )
             .map_err(|e| failed("create", name, e))?;
-        let desired = self.reset_status(name, &spec.scale, "create")?;
+        let desired = self.reset_status(spec, "create")?;
         self.driver()
             .launcher()
             .launch(store, spec, desired)
@@ -118,29 +103,22 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Sets the cluster's desired node count to the initial size of `scale`, with activity
-    /// starting now (so an auto-scale idle timeout counts from here). Returns that count.
+    /// Starts the cluster's status over from `spec`'s scale settings (their initial size,
+    /// activity from now, unusable nodes replaced at once). Returns the initial size.
     fn reset_status(
         &self,
-        name: &str,
-        scale: &Scale,
+        spec: &ClusterSpec,
         operation: &'static str,
     ) -> Result<u32, PlatformError> {
-        // New scale settings are a fresh start: unusable nodes are replaced at once.
-        let status = ClusterStatus {
-            format: records::FORMAT,
-            desired_node_count: initial_count(scale),
-            last_active_ms: records::now_ms(),
-            ..ClusterStatus::default()
-        };
+        let status = ClusterStatus::start(spec, records::now_ms());
         self.store()
             .put(
-                &keys::status(name),
+                &keys::status(&spec.name),
                 &records::encode(&status),
                 Condition::Always,
                 None,
             )
-            .map_err(|e| failed(operation, name, e))?;
+            .map_err(|e| failed(operation, &spec.name, e))?;
         Ok(status.desired_node_count)
     }
 
@@ -360,19 +338,22 @@ impl ControlPlane {
         self.blocking("update", KIND, name.as_str(), move |plane| {
             let store = plane.store();
             let name = cluster.as_str();
+            // A new generation: a scheduler that reads the new settings before the status
+            // below starts over from them itself, the same way.
             let updated = records::update(
                 store,
                 &keys::spec(name),
                 "cluster spec",
                 |spec: &mut ClusterSpec| {
                     spec.scale = scale.clone();
+                    spec.scale_generation += 1;
                     true
                 },
             )
             .map_err(|e| failed("update", name, e))?;
-            if updated.is_none() {
+            let Some(updated) = updated else {
                 return Err(failed("update", name, "the cluster does not exist"));
-            }
+            };
             records::update(
                 store,
                 &keys::cluster_resource(name),
@@ -385,7 +366,7 @@ impl ControlPlane {
             .map_err(|e| failed("update", name, e))?;
             // New scale settings start over from their initial size (the target for manual
             // scale); the scheduler takes it from there.
-            plane.reset_status(name, &scale, "update").map(|_| ())
+            plane.reset_status(&updated, "update").map(|_| ())
         })
         .await?;
         self.wait_until_settled(name.as_str(), "update").await

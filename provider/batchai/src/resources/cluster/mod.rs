@@ -292,6 +292,7 @@ async fn spec_from(client: &Client, model: &Model) -> Result<ClusterSpec, Diagno
         mounts,
         gpus_per_node,
         deleting: false,
+        scale_generation: 0,
     })
 }
 

@@ -112,7 +112,7 @@ fn failure(view: &JobView) -> Diagnostics {
 
 /// Refuses a job no configuration of its cluster can ever run.
 fn fits(cluster: &ClusterView, node_count: u32) -> Result<(), Diagnostics> {
-    let most = match cluster.spec.scale {
+    let launched = match cluster.spec.scale {
         records::Scale::Manual {
             target_node_count, ..
         } => target_node_count,
@@ -120,6 +120,9 @@ fn fits(cluster: &ClusterView, node_count: u32) -> Result<(), Diagnostics> {
             maximum_node_count, ..
         } => maximum_node_count,
     };
+    // Nodes that joined on their own come on top of what the scale settings launch.
+    let joined = cluster.nodes.iter().filter(|n| n.joined).count();
+    let most = launched.saturating_add(u32::try_from(joined).unwrap_or(u32::MAX));
     if node_count > most {
         return Err(Diagnostic::error(
             "job needs more nodes than its cluster has",
@@ -141,6 +144,13 @@ fn features(model: &JobModel) -> Vec<(&'static str, AttributePath)> {
     let mut used = Vec::new();
     if model.toolkits.deepspeed.is_some() {
         used.push(("deepspeed", AttributePath::attrs(["deepspeed"])));
+    }
+    let nodes = model.node_count.unwrap_or(1);
+    if nodes > 1
+        && let Ok(toolkit) = model.toolkits.toolkit()
+        && agent::toolkit::uses_mpi(&toolkit, nodes)
+    {
+        used.push(("mpi_ranks_in_store", AttributePath::attrs(["node_count"])));
     }
     if model
         .mount_volumes

@@ -439,6 +439,7 @@ fn a_job_that_needs_a_newer_agent_is_refused_on_a_cluster_of_older_ones() {
             mounts: Vec::new(),
             gpus_per_node: 0,
             deleting: false,
+            scale_generation: 0,
         },
         nodes,
         resource: serde_json::Value::Null,
