@@ -575,7 +575,7 @@ mod tests {
         }
         let manual = Scale::Manual {
             target_node_count: 1,
-            node_deallocation_option: records::DeallocationOption::Requeue,
+            node_deallocation_option: DeallocationOption::Requeue,
         };
         let spec = spec(manual, 0);
         put(&store, &keys::spec("c"), &spec);
