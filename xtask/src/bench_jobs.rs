@@ -63,16 +63,87 @@ fn started_after_ms(marks: &Path, name: &str, queued_ms: u64) -> Option<f64> {
 /// With `BATCHAI_BENCH_KEEP` set, stops after the store-direct part and leaves the cluster
 /// running with its logs and records, for a post-mortem.
 pub fn job_bench(binary: &Path) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("batchai-jobbench-{}", std::process::id()));
+    let kept = store_direct(binary, &dir, None, 100, &[1, 8], 200)?;
+    if kept {
+        return Ok(());
+    }
+    terraform_bench(binary, &dir)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    request_rates()?;
+    azurite_bench(binary)
+}
+
+/// The same figures with the control store in a container of an Azurite (installed by `cargo
+/// xtask test`), side by side with the directory store's: fewer jobs, since a store without
+/// change notifications is polled (every 2 s).
+fn azurite_bench(binary: &Path) -> anyhow::Result<()> {
+    use control_blob::azurite::Azurite;
+    let azurite = match Azurite::start() {
+        Ok(a) => a,
+        Err(e) => {
+            println!("job figures with the Azurite store: not measured ({e})");
+            return Ok(());
+        }
+    };
+    let location = agent::store::StoreLocation {
+        url: azurite.container_url("jobbench"),
+        credential: Some(agent::store::Credential::AccountKey(
+            control_blob::azurite::ACCOUNT_KEY.to_owned(),
+        )),
+    };
+    let opened = agent::store::open_checked(&location).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dir = std::env::temp_dir().join(format!("batchai-jobbench-az-{}", std::process::id()));
+    store_direct(binary, &dir, Some(opened.clone()), 20, &[8], 60)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    // Requests per node counted against Azurite itself.
+    let work = std::env::temp_dir().join(format!("batchai-ratebench-az-{}", std::process::id()));
+    let fresh = agent::store::open_checked(&agent::store::StoreLocation {
+        url: azurite.container_url("ratebench"),
+        ..location
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let window = rates_window()?;
+    if window > 0 {
+        let measured = agent::measure::count_requests(
+            fresh.store,
+            &work,
+            agent::Rates::STANDARD,
+            Duration::from_secs(window),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"));
+        let _ = std::fs::remove_dir_all(&work);
+        print_rates("an Azurite blob store", window, measured?);
+    }
+    Ok(())
+}
+
+/// Latency (`latency_n` jobs one at a time) and throughput (`count` jobs per entry of
+/// `submitters`) through the control store on a 4-node local cluster under `dir`, with `store`
+/// (a directory store under `dir` when `None`). True when the cluster was kept for a
+/// post-mortem (`BATCHAI_BENCH_KEEP`).
+fn store_direct(
+    binary: &Path,
+    dir: &Path,
+    store: Option<agent::store::OpenedStore>,
+    latency_n: usize,
+    submitters: &[usize],
+    count: usize,
+) -> anyhow::Result<bool> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let dir = std::env::temp_dir().join(format!("batchai-jobbench-{}", std::process::id()));
+    let which = if store.is_some() {
+        "Azurite store"
+    } else {
+        "directory store"
+    };
     let marks = dir.join("marks");
     std::fs::create_dir_all(&marks)?;
     let platform = batchai::platform::local::platform_with_agent_binary(
         dir.join("root"),
         binary.to_path_buf(),
-        None,
+        store,
     )?;
     let cluster = "jobs";
     let spec = ClusterSpec {
@@ -100,7 +171,7 @@ pub fn job_bench(binary: &Path) -> anyhow::Result<()> {
     // Latency: one job at a time on an idle cluster.
     let mut dispatch = Vec::new();
     let mut running = Vec::new();
-    for i in 0..100 {
+    for i in 0..latency_n {
         let name = format!("lat-{i}");
         let view = runtime
             .block_on(platform.submit_job(
@@ -130,22 +201,26 @@ pub fn job_bench(binary: &Path) -> anyhow::Result<()> {
         running.push(started_after_ms(&marks, &name, queued).context("no start mark")?);
     }
     println!(
-        "job dispatch, store direct ({NODES} nodes, n=100, one at a time): queued to dispatched p50 {:.0} ms, p99 {:.0} ms; queued to process running p50 {:.0} ms, p99 {:.0} ms",
+        "job dispatch, {which} ({NODES} nodes, n={latency_n}, one at a time): queued to dispatched p50 {:.0} ms, p99 {:.0} ms; queued to process running p50 {:.0} ms, p99 {:.0} ms",
         percentile(&mut dispatch, 0.5),
         percentile(&mut dispatch, 0.99),
         percentile(&mut running, 0.5),
         percentile(&mut running, 0.99),
     );
 
-    // Throughput: 200 no-op jobs submitted one after another (as before), then 200 submitted
-    // by 8 callers at once, as Terraform applies with its default -parallelism=10: the first
-    // is bound by how fast one caller submits, the second by the cluster.
-    let store = DirStore::open(dir.join("root/store"))?;
-    let count = 200;
-    for submitters in [1, 8] {
+    // Throughput: no-op jobs submitted one after another, then by 8 callers at once, as
+    // Terraform applies with its default -parallelism=10: the first is bound by how fast one
+    // caller submits, the second by the cluster.
+    for &submitters in submitters {
         let prefix = format!("tp{submitters}");
         let (total, submitted) = throughput(
-            &platform, cluster, &marks, &store, &prefix, count, submitters,
+            &platform,
+            cluster,
+            &marks,
+            platform.store(),
+            &prefix,
+            count,
+            submitters,
         )?;
         let how = if submitters == 1 {
             "submitted one after another".to_owned()
@@ -153,7 +228,7 @@ pub fn job_bench(binary: &Path) -> anyhow::Result<()> {
             format!("submitted by {submitters} callers at once")
         };
         println!(
-            "job throughput, store direct ({NODES} nodes): {count} no-op jobs {how} in {:.2} s = {:.1} jobs/s (submitting took {:.2} s)",
+            "job throughput, {which} ({NODES} nodes): {count} no-op jobs {how} in {:.2} s = {:.1} jobs/s (submitting took {:.2} s)",
             total.as_secs_f64(),
             count as f64 / total.as_secs_f64(),
             submitted.as_secs_f64()
@@ -161,15 +236,12 @@ pub fn job_bench(binary: &Path) -> anyhow::Result<()> {
     }
     if std::env::var_os("BATCHAI_BENCH_KEEP").is_some() {
         println!("kept {}", dir.display());
-        return Ok(());
+        return Ok(true);
     }
     runtime
         .block_on(platform.delete_cluster(&cluster_name))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    terraform_bench(binary, &dir)?;
-    let _ = std::fs::remove_dir_all(dir);
-    request_rates()?;
-    Ok(())
+    Ok(false)
 }
 
 /// Submits `count` no-op jobs `<prefix>-<i>` from `submitters` threads at once and waits until
@@ -179,7 +251,7 @@ fn throughput(
     platform: &batchai::control_plane::ControlPlane,
     cluster: &str,
     marks: &Path,
-    store: &DirStore,
+    store: &dyn control::Store,
     prefix: &str,
     count: usize,
     submitters: usize,
@@ -258,15 +330,21 @@ fn throughput(
     Ok((started.elapsed(), submitted))
 }
 
+/// How long each request-counting window lasts (`BATCHAI_BENCH_RATES_WINDOW_S`, 60 s by
+/// default; 0 skips the counts).
+fn rates_window() -> anyhow::Result<u64> {
+    match std::env::var("BATCHAI_BENCH_RATES_WINDOW_S") {
+        Ok(v) => Ok(v.parse().context("BATCHAI_BENCH_RATES_WINDOW_S")?),
+        Err(_) => Ok(60),
+    }
+}
+
 /// Requests per node per minute on a store without change notifications, counted for real:
-/// two nodes in-process at the agent's rates, idle for a window, then each running a job
-/// (`BATCHAI_BENCH_RATES_WINDOW_S`, 60 s by default; 0 skips this part). The store is a
-/// directory whose notifications are hidden, so the nodes poll as they would a blob container.
+/// two nodes in-process at the agent's rates, idle for a window, then each running a job. The
+/// store is a directory whose notifications are hidden, so the nodes poll as they would a blob
+/// container.
 fn request_rates() -> anyhow::Result<()> {
-    let window: u64 = match std::env::var("BATCHAI_BENCH_RATES_WINDOW_S") {
-        Ok(v) => v.parse().context("BATCHAI_BENCH_RATES_WINDOW_S")?,
-        Err(_) => 60,
-    };
+    let window = rates_window()?;
     if window == 0 {
         return Ok(());
     }
@@ -280,6 +358,11 @@ fn request_rates() -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("{e}"));
     let _ = std::fs::remove_dir_all(&dir);
+    print_rates("a store without change notifications", window, measured?);
+    Ok(())
+}
+
+fn print_rates(which: &str, window: u64, measured: Vec<agent::measure::NodeRequests>) {
     let per_minute = |r: &control::store::Requests| {
         let scale = |n: u64| n as f64 * 60.0 / window as f64;
         format!(
@@ -292,9 +375,9 @@ fn request_rates() -> anyhow::Result<()> {
             scale(r.delete)
         )
     };
-    for node in measured? {
+    for node in measured {
         println!(
-            "requests per minute to a store without change notifications, {}{} ({window} s windows): idle {}; running a job {}",
+            "requests per minute to {which}, {}{} ({window} s windows): idle {}; running a job {}",
             node.node,
             if node.scheduler {
                 " (also the scheduler, of 2 nodes)"
@@ -305,7 +388,6 @@ fn request_rates() -> anyhow::Result<()> {
             per_minute(&node.busy)
         );
     }
-    Ok(())
 }
 
 /// Queued to dispatched, in milliseconds, of jobs `<prefix>-0..count` on cluster `c`.

@@ -8,9 +8,7 @@
 //! which opens the same container from `BLOBSTORE_CONTAINER_URL`.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
-
-use control::contract::{self, CHECKS, MULTI_PROCESS_CHECKS, Shared};
+use control::contract::{self, Shared};
 use control::{Condition, Store};
 use control_blob::azurite::Azurite;
 use control_blob::{BlobStore, Credential, OpenError};
@@ -27,68 +25,21 @@ fn fresh() -> (BlobStore, String) {
         .unwrap_or_else(|error| panic!("{error}"))
 }
 
-macro_rules! contract_tests {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $check() {
-                let (store, _) = fresh();
-                contract::$check(&store);
-            }
-        )*
-
-        #[test]
-        fn every_contract_check_has_a_test() {
-            let ours: BTreeSet<&str> = [$(stringify!($check)),*].into();
-            let all: BTreeSet<&str> = CHECKS.iter().map(|(name, _)| *name).collect();
-            assert_eq!(ours, all);
-        }
+fn shared() -> (String, Shared) {
+    let (store, url) = fresh();
+    let shared = Shared {
+        store: Box::new(store),
+        env: vec![(CONTAINER_URL.to_owned(), url.clone())],
     };
+    (url, shared)
 }
 
-contract_tests!(
-    get_put_roundtrip,
-    parent_and_child_keys_coexist,
-    create_only,
-    compare_and_swap,
-    delete_if_match,
-    list_by_prefix,
-    append_and_read_log,
-    lease_acquire_renew_release_break,
-    lease_blocks_writes_without_id,
-    lease_expiry_allows_takeover,
-    invalid_keys_are_rejected,
-    concurrent_cas_in_threads,
-);
-
-macro_rules! multi_process_tests {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $check() {
-                let (store, url) = fresh();
-                let shared = Shared {
-                    store: Box::new(store),
-                    env: vec![(CONTAINER_URL.to_owned(), url)],
-                };
-                contract::$check(&shared);
-            }
-        )*
-
-        #[test]
-        fn every_multi_process_check_has_a_test() {
-            let ours: BTreeSet<&str> = [$(stringify!($check)),*].into();
-            let all: BTreeSet<&str> = MULTI_PROCESS_CHECKS.iter().map(|(name, _)| *name).collect();
-            assert_eq!(ours, all);
-        }
-    };
+fn contract_store() -> (String, BlobStore) {
+    let (store, url) = fresh();
+    (url, store)
 }
 
-multi_process_tests!(
-    concurrent_cas_across_processes,
-    lease_expires_after_holder_is_killed,
-    killed_writer_never_leaves_a_torn_value,
-);
+control::store_contract_tests!(fresh = contract_store, shared = shared);
 
 #[test]
 fn contract_worker() {

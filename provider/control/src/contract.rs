@@ -992,3 +992,68 @@ fn worker_writer(store: &dyn Store) {
         ok("append progress", store.append("progress", b"+"));
     }
 }
+
+/// Declares one `#[test]` per contract check for a store, and one per multi-process check, plus
+/// guards that fail when a check has no test. `fresh` makes a new store: a function returning
+/// `(guard, store)` (the guard, a temporary directory say, lives as long as the test);
+/// `shared` makes a store that worker processes can reopen: `(guard, Shared)`.
+#[macro_export]
+macro_rules! store_contract_tests {
+    (fresh = $fresh:expr, shared = $shared:expr $(,)?) => {
+        $crate::store_contract_tests!(@single $fresh;
+            get_put_roundtrip,
+            parent_and_child_keys_coexist,
+            create_only,
+            compare_and_swap,
+            delete_if_match,
+            list_by_prefix,
+            append_and_read_log,
+            lease_acquire_renew_release_break,
+            lease_blocks_writes_without_id,
+            lease_expiry_allows_takeover,
+            invalid_keys_are_rejected,
+            concurrent_cas_in_threads,
+        );
+        $crate::store_contract_tests!(@multi $shared;
+            concurrent_cas_across_processes,
+            lease_expires_after_holder_is_killed,
+            killed_writer_never_leaves_a_torn_value,
+        );
+    };
+    (@single $fresh:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                let (_guard, store) = ($fresh)();
+                $crate::contract::$check(&store);
+            }
+        )*
+
+        #[test]
+        fn every_contract_check_has_a_test() {
+            let ours: ::std::collections::BTreeSet<&str> = [$(stringify!($check)),*].into();
+            let all: ::std::collections::BTreeSet<&str> =
+                $crate::contract::CHECKS.iter().map(|(name, _)| *name).collect();
+            assert_eq!(ours, all);
+        }
+    };
+    (@multi $shared:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                let (_guard, shared) = ($shared)();
+                $crate::contract::$check(&shared);
+            }
+        )*
+
+        #[test]
+        fn every_multi_process_check_has_a_test() {
+            let ours: ::std::collections::BTreeSet<&str> = [$(stringify!($check)),*].into();
+            let all: ::std::collections::BTreeSet<&str> = $crate::contract::MULTI_PROCESS_CHECKS
+                .iter()
+                .map(|(name, _)| *name)
+                .collect();
+            assert_eq!(ours, all);
+        }
+    };
+}
