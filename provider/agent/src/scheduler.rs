@@ -10,11 +10,15 @@ use crate::{AgentError, LAUNCH_GRACE_MS, Launcher, Liveness, STALE_AFTER_MS, STA
 ///
 /// Manual scale asks for its target. Auto-scale follows demand (queued plus running work)
 /// between its bounds, keeps its current size while there is none, and shrinks to the minimum
-/// once the cluster has been idle for `idle_timeout`.
+/// once the cluster has been idle for `idle_timeout`. While it has fewer nodes up (`live`:
+/// prepared, or failed to) than it is growing to (its initial size, say) it counts as active: the idle time starts once it has
+/// grown, however late the first scheduling pass after new settings comes (a store without
+/// change notifications is looked at every few seconds, longer than a short idle timeout).
 pub fn desired_count(
     scale: &Scale,
     status: &ClusterStatus,
     demand: u32,
+    live: u32,
     now_ms: u64,
 ) -> (u32, u64) {
     match scale {
@@ -32,6 +36,10 @@ pub fn desired_count(
                     .clamp(*min, *max)
                     .max(status.desired_node_count.min(*max));
                 return (want, now_ms);
+            }
+            let target = status.desired_node_count.clamp(*min, *max);
+            if live < target {
+                return (target, now_ms);
             }
             let idle_for = now_ms.saturating_sub(status.last_active_ms);
             if idle_for >= idle_timeout_secs.saturating_mul(1000) {
@@ -261,7 +269,16 @@ pub fn reconcile_remembering(
     let capacity = crate::dispatch::Capacity::of(&spec, &status, &present);
     outcome.jobs =
         crate::dispatch::pass_remembering(store, cluster, &present, Some(&capacity), now, memory)?;
-    let (desired, last_active) = desired_count(&spec.scale, &status, outcome.jobs.demand, now);
+    // Nodes that are up (prepared, or failed to): a cluster still starting nodes is growing.
+    let up = live.iter().filter(|n| {
+        !n.joined
+            && matches!(
+                n.state,
+                NodeState::Idle | NodeState::Running | NodeState::Unusable
+            )
+    });
+    let up = u32::try_from(up.count()).unwrap_or(u32::MAX);
+    let (desired, last_active) = desired_count(&spec.scale, &status, outcome.jobs.demand, up, now);
     outcome.desired = desired;
 
     // Unusable nodes get another chance once their backoff is over (or at once after a new
@@ -447,8 +464,16 @@ mod tests {
             ),
         ];
         for (name, scale, st, demand, now, want) in cases {
-            assert_eq!(desired_count(&scale, &st, demand, now).0, want, "{name}");
+            let live = st.desired_node_count;
+            assert_eq!(
+                desired_count(&scale, &st, demand, live, now).0,
+                want,
+                "{name}"
+            );
         }
+        // Still growing to its initial size when the idle timeout has passed: it grows first.
+        let growing = desired_count(&auto(0, 4), &status(2, 10_000), 0, 1, 100_000);
+        assert_eq!(growing, (2, 100_000), "growing counts as activity");
     }
 
     fn node(id: &str, state: NodeState) -> NodeRecord {
