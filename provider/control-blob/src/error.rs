@@ -59,6 +59,13 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
+    /// A failure that the same request may not meet again: no answer at all (a connection
+    /// reset or refused, a timeout), or a busy or failing service (408, 429, 5xx).
+    pub fn is_transient(&self) -> bool {
+        self.status
+            .is_none_or(|s| matches!(s, 408 | 429 | 500 | 502 | 503 | 504))
+    }
+
     pub fn from_azure(error: &azure_core::Error) -> Failure {
         match error.kind() {
             ErrorKind::HttpResponse {

@@ -90,6 +90,30 @@ const LIST_PAGE: i32 = if cfg!(test) { 2 } else { 5000 };
 /// read again from the start, this many times at most.
 const READ_ATTEMPTS: usize = 5;
 
+/// Reads (get, list, a log's tail) change nothing, so one that meets a transient failure (a
+/// connection reset, a busy service) is tried again here, twice, after 100 and 400 ms: a short,
+/// bounded retry that spares every caller a failed operation for a blip. Writes are not, since
+/// a write whose answer was lost may have happened; callers decide.
+const READ_RETRIES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(400)];
+
+/// Runs the read `attempt` until it succeeds, fails for good, or [`READ_RETRIES`] are used up.
+async fn read_retrying<T, F, Fut>(mut attempt: F) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    let mut retries = READ_RETRIES.iter();
+    loop {
+        match attempt().await {
+            Err(failure) if failure.is_transient() => match retries.next() {
+                Some(nap) => tokio::time::sleep(*nap).await,
+                None => return Err(failure),
+            },
+            other => return other,
+        }
+    }
+}
+
 /// How the store authenticates.
 #[derive(Clone)]
 pub enum Credential {
@@ -372,6 +396,39 @@ async fn bounded<T>(request: impl Future<Output = azure_core::Result<T>>) -> Res
     }
 }
 
+/// Every value key starting with `prefix`, sorted, page by page.
+async fn list_keys(container: &BlobContainerClient, prefix: &str) -> Result<Vec<String>, Failure> {
+    let options = BlobContainerClientListBlobsOptions {
+        prefix: Some(location::list_prefix(prefix)),
+        maxresults: Some(LIST_PAGE),
+        ..Default::default()
+    };
+    let mut pages = container
+        .list_blobs(Some(options))
+        .map_err(|error| Failure::from_azure(&error))?
+        .into_pages();
+    let mut keys = Vec::new();
+    loop {
+        let page = bounded(async {
+            match pages.next().await {
+                Some(page) => page?.into_model().map(Some),
+                None => Ok(None),
+            }
+        })
+        .await?;
+        let Some(page) = page else { break };
+        keys.extend(
+            page.blob_items
+                .into_iter()
+                .filter_map(|item| item.name)
+                .filter_map(|name| location::value_key(&name))
+                .filter(|key| key.starts_with(prefix)),
+        );
+    }
+    keys.sort();
+    Ok(keys)
+}
+
 /// Downloads a blob from `offset` with its ETag, in one request unless it is larger than
 /// [`READ_PARTITION`].
 async fn download(blob: &BlobClient, offset: u64) -> azure_core::Result<(Vec<u8>, Option<Etag>)> {
@@ -415,7 +472,7 @@ impl Store for BlobStore {
         let owned = key.to_owned();
         Self::run(OP, key, async move {
             for _ in 0..READ_ATTEMPTS {
-                match bounded(download(&blob, 0)).await {
+                match read_retrying(|| bounded(download(&blob, 0))).await {
                     Ok((data, Some(etag))) => {
                         return Ok(Some(Versioned {
                             data,
@@ -529,36 +586,9 @@ impl Store for BlobStore {
             .map_err(|failure| failure.into_io(OP, prefix))?;
         let owned = prefix.to_owned();
         Self::run(OP, prefix, async move {
-            let options = BlobContainerClientListBlobsOptions {
-                prefix: Some(location::list_prefix(&owned)),
-                maxresults: Some(LIST_PAGE),
-                ..Default::default()
-            };
-            let mut pages = container
-                .list_blobs(Some(options))
-                .map_err(|error| Failure::from_azure(&error).into_io(OP, &owned))?
-                .into_pages();
-            let mut keys = Vec::new();
-            loop {
-                let page = bounded(async {
-                    match pages.next().await {
-                        Some(page) => page?.into_model().map(Some),
-                        None => Ok(None),
-                    }
-                })
+            read_retrying(|| list_keys(&container, &owned))
                 .await
-                .map_err(|failure| failure.into_io(OP, &owned))?;
-                let Some(page) = page else { break };
-                keys.extend(
-                    page.blob_items
-                        .into_iter()
-                        .filter_map(|item| item.name)
-                        .filter_map(|name| location::value_key(&name))
-                        .filter(|key| key.starts_with(&owned)),
-                );
-            }
-            keys.sort();
-            Ok(keys)
+                .map_err(|failure| failure.into_io(OP, &owned))
         })
     }
 
@@ -605,7 +635,7 @@ impl Store for BlobStore {
         let owned = key.to_owned();
         Self::run(OP, key, async move {
             for _ in 0..READ_ATTEMPTS {
-                match bounded(download(&blob, offset)).await {
+                match read_retrying(|| bounded(download(&blob, offset))).await {
                     Ok((data, _)) => return Ok(data),
                     Err(failure) if failure.is(404, "BlobNotFound") => {
                         return Err(StoreError::NotFound { op: OP, key: owned });
