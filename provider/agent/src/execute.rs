@@ -565,9 +565,11 @@ fn run(
         metrics: None,
         watch,
         next_status: Instant::now() + ctx.rates.poll,
-        deadline: status
-            .start_ms
-            .unwrap_or_else(records::now_ms)
+        // The limit counts from when this node starts its part, not from the hand-over: a
+        // node that polls its store sees its assignment up to a poll interval later, and that
+        // wait is not the job's running time.
+        deadline: records::now_ms()
+            .max(status.start_ms.unwrap_or(0))
             .saturating_add(spec.max_wall_clock_ms),
     };
     let outcome = attempt.execute(&status, index);
