@@ -6,6 +6,12 @@ use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 /// This machine and network namespace: `/etc/machine-id` and the namespace's inode. Nodes with
 /// the same identity reach each other over loopback and share a file system; others do not.
 pub fn identity() -> String {
+    // Fixed for the process's life; liveness checks ask for it on every scheduling pass.
+    static IDENTITY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    IDENTITY.get_or_init(read_identity).clone()
+}
+
+fn read_identity() -> String {
     let machine = std::fs::read_to_string("/etc/machine-id")
         .map(|m| m.trim().to_owned())
         .ok()
