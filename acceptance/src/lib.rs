@@ -454,9 +454,13 @@ pub fn kill_agents_under(root: &Path) {
         };
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         let is_agent = args.iter().any(|a| *a == b"agent");
-        let under_root = args
-            .windows(2)
-            .any(|w| w[0] == b"--root" && w[1] == root.as_bytes());
+        // `--root R` as older schedulers start nodes; `--local-root R` (or a store's directory
+        // below R) and `--work-dir` below R as this version does.
+        let under_root = args.windows(2).any(|w| {
+            (w[0] == b"--root" && w[1] == root.as_bytes())
+                || (matches!(w[0], b"--local-root" | b"--work-dir")
+                    && Path::new(&*String::from_utf8_lossy(w[1])).starts_with(&root))
+        });
         if is_agent && under_root {
             // An agent leads its session; its jobs run in process groups of their own.
             let _ = Command::new("pkill").args(["-KILL", "-s", &pid]).status();
