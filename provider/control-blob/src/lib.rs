@@ -56,6 +56,7 @@ pub use error::OpenError;
 #[cfg(feature = "azurite")]
 pub mod azurite;
 mod error;
+pub mod imds;
 mod location;
 mod runtime;
 mod sas;
