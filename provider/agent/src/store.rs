@@ -9,7 +9,8 @@ use control::{DirStore, Store};
 use crate::AgentError;
 
 /// The environment variable that carries a blob store's credential to a node's agent:
-/// `key:<account key>` or `sas:<SAS token>`.
+/// `key:<account key>`, `sas:<SAS token>`, or `msi:<client ID>` for the user-assigned managed
+/// identity of an Azure VM (`msi:` alone for its only identity).
 pub const CREDENTIAL_VAR: &str = "BATCHAI_STORE_CREDENTIAL";
 
 /// How a node authenticates to a blob control store.
@@ -19,6 +20,9 @@ pub enum Credential {
     AccountKey(String),
     /// A SAS token (the query string, with or without its `?`).
     SasToken(String),
+    /// The Azure VM's managed identity (the user-assigned one with this client ID, or its only
+    /// one), whose tokens come from the instance metadata service: no secret reaches the VM.
+    ManagedIdentity { client_id: Option<String> },
 }
 
 impl std::fmt::Debug for Credential {
@@ -26,6 +30,10 @@ impl std::fmt::Debug for Credential {
         match self {
             Self::AccountKey(_) => f.write_str("AccountKey(***)"),
             Self::SasToken(_) => f.write_str("SasToken(***)"),
+            Self::ManagedIdentity { client_id } => f
+                .debug_struct("ManagedIdentity")
+                .field("client_id", client_id)
+                .finish(),
         }
     }
 }
@@ -36,12 +44,19 @@ impl Credential {
         match self {
             Self::AccountKey(key) => format!("key:{key}"),
             Self::SasToken(token) => format!("sas:{token}"),
+            Self::ManagedIdentity { client_id } => {
+                format!("msi:{}", client_id.as_deref().unwrap_or_default())
+            }
         }
     }
 
     pub fn from_env(value: &str) -> Option<Self> {
         if let Some(key) = value.strip_prefix("key:") {
             return Some(Self::AccountKey(key.to_owned()));
+        }
+        if let Some(id) = value.strip_prefix("msi:") {
+            let client_id = Some(id.trim()).filter(|id| !id.is_empty()).map(str::to_owned);
+            return Some(Self::ManagedIdentity { client_id });
         }
         value
             .strip_prefix("sas:")
@@ -82,7 +97,7 @@ impl StoreLocation {
             Ok(value) if !value.is_empty() => {
                 Some(Credential::from_env(&value).ok_or_else(|| AgentError::Config {
                     reason: format!(
-                        "open the control store {url}: {CREDENTIAL_VAR} must start with `key:` or `sas:`"
+                        "open the control store {url}: {CREDENTIAL_VAR} must start with `key:`, `sas:` or `msi:`"
                     ),
                 })?)
             }
@@ -160,6 +175,18 @@ impl StoreLocation {
         let credential = match &self.credential {
             Some(Credential::AccountKey(key)) => control_blob::Credential::AccountKey(key.clone()),
             Some(Credential::SasToken(token)) => control_blob::Credential::SasToken(token.clone()),
+            Some(Credential::ManagedIdentity { client_id }) => {
+                let imds = control_blob::imds::Imds::from_env().map_err(|e| {
+                    control_blob::OpenError::InvalidCredential {
+                        url: self.url.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                control_blob::Credential::Token(control_blob::imds::ManagedIdentity::new(
+                    imds,
+                    client_id.clone(),
+                ))
+            }
             None => {
                 return Err(control_blob::OpenError::InvalidCredential {
                     url: self.url.clone(),
@@ -215,6 +242,10 @@ mod tests {
         for credential in [
             Credential::AccountKey("a2V5".to_owned()),
             Credential::SasToken("sv=2020&sig=secret".to_owned()),
+            Credential::ManagedIdentity { client_id: None },
+            Credential::ManagedIdentity {
+                client_id: Some("5f0a".to_owned()),
+            },
         ] {
             assert_eq!(
                 Credential::from_env(&credential.to_env()),

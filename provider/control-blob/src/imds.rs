@@ -97,7 +97,11 @@ impl Imds {
         })?;
         Ok(Self {
             endpoint: url,
-            http: azure_core::http::new_http_client(None),
+            http: crate::http::client().map_err(|e| ImdsError {
+                operation: "make the HTTP client",
+                endpoint: endpoint.to_owned(),
+                detail: e.to_string(),
+            })?,
         })
     }
 

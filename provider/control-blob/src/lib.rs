@@ -56,6 +56,7 @@ pub use error::OpenError;
 #[cfg(feature = "azurite")]
 pub mod azurite;
 mod error;
+pub mod http;
 pub mod imds;
 mod location;
 mod runtime;
@@ -215,11 +216,10 @@ impl BlobStore {
         };
         // Storage clients turn automatic decompression off; the SDK's partitioned downloads
         // need the raw bytes.
-        let transport = Transport::new(azure_core::http::new_http_client(Some(
-            azure_core::http::HttpClientOptions {
-                automatic_decompression: false,
-            },
-        )));
+        let transport = Transport::new(http::client().map_err(|e| OpenError::Failed {
+            url: location.url.to_string(),
+            detail: e.to_string(),
+        })?);
         let current =
             client(&location, &auth, &transport, SystemTime::now()).map_err(|detail| {
                 OpenError::Failed {
