@@ -72,5 +72,6 @@ pub fn join(args: JoinArgs) -> Result<(), AgentError> {
         node: id,
         local_root: None,
         exe: args.exe,
+        evicted: Default::default(),
     })
 }

@@ -102,6 +102,7 @@ pub fn count_requests(
                     work_dir: work.join(node),
                     local_root: Some(work.to_path_buf()),
                     exe: exe.clone(),
+                    evicted: Default::default(),
                 };
                 let store: Arc<dyn Store> = counter.clone();
                 let stop = &stop;

@@ -32,6 +32,10 @@ pub struct NodeArgs {
     pub local_root: Option<PathBuf>,
     /// This binary, to start sibling nodes and to bridge `mpirun` to them.
     pub exe: PathBuf,
+    /// Set, together with the stop flag, when the platform is about to take the machine away
+    /// (a Spot eviction): the node then requeues its running attempt at once, whatever the
+    /// cluster's deallocation option, because the machine will not wait for it.
+    pub evicted: Arc<AtomicBool>,
 }
 
 /// What draining does with running work, per the cluster's `node_deallocation_option`.
@@ -521,7 +525,9 @@ impl Node<'_> {
             if draining || removed {
                 match &self.execution {
                     None => return Ok(()),
-                    Some(e) if removed => e.stop(Stop::Requeue),
+                    Some(e) if removed || self.args.evicted.load(Ordering::SeqCst) => {
+                        e.stop(Stop::Requeue);
+                    }
                     Some(e) => match self.action {
                         DrainAction::WaitForCompletion => {}
                         DrainAction::StopAndRequeue => e.stop(Stop::Requeue),

@@ -55,7 +55,9 @@ impl Credential {
             return Some(Self::AccountKey(key.to_owned()));
         }
         if let Some(id) = value.strip_prefix("msi:") {
-            let client_id = Some(id.trim()).filter(|id| !id.is_empty()).map(str::to_owned);
+            let client_id = Some(id.trim())
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned);
             return Some(Self::ManagedIdentity { client_id });
         }
         value

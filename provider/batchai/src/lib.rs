@@ -156,6 +156,7 @@ pub fn run_agent(args: &[String]) -> anyhow::Result<u8> {
         work_dir: take("--work-dir")?.into(),
         local_root: Some(take("--local-root")?.into()),
         exe: std::env::current_exe()?,
+        evicted: Default::default(),
     };
     init_agent_logging();
     agent::run_node(args)?;
