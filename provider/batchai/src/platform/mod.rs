@@ -1,6 +1,7 @@
 //! What resources run on: the [`Platform`] trait resources call, which the platform-neutral
 //! control plane ([`crate::control_plane::ControlPlane`]) implements over a store, and the
 //! [`Driver`] trait, the little each platform does itself (`local` now, `azure` later).
+pub mod azure;
 pub mod local;
 
 use serde::{Deserialize, Serialize};
