@@ -345,7 +345,6 @@ fn build(
                 ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                     user_assigned_id: config.client_id.clone().map(UserAssignedId::ClientId),
                     client_options: options,
-                    ..ManagedIdentityCredentialOptions::default()
                 }))
                 .map_err(|error| describe_azure(&error))?;
             Ok(credential)
