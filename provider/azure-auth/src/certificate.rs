@@ -67,8 +67,13 @@ impl ClientCertificate {
             return Err("the private key is encrypted: give an unencrypted pem key".to_owned());
         }
         let key = key.ok_or("the pem holds no private key")?;
+        Self::matching(key, certs, "pem")
+    }
+
+    /// The certificate among `certs` whose public key is `key`'s.
+    fn matching(key: RsaKeyPair, certs: Vec<Vec<u8>>, what: &str) -> Result<Self, String> {
         if certs.is_empty() {
-            return Err("the pem holds no certificate".to_owned());
+            return Err(format!("the {what} holds no certificate"));
         }
         // The key's public key (PKCS#1 RSAPublicKey) appears verbatim in its certificate's
         // SubjectPublicKeyInfo.
@@ -76,23 +81,31 @@ impl ClientCertificate {
         let der = certs
             .into_iter()
             .find(|der| der.windows(public.len()).any(|w| w == public.as_slice()))
-            .ok_or("no certificate in the pem matches the private key")?;
+            .ok_or_else(|| format!("no certificate in the {what} matches the private key"))?;
         Ok(Self { key, der })
     }
 
-    /// Reads the client certificate from `data`: PEM. PKCS#12 (what azurerm takes) is not read
-    /// here: converting it takes one `openssl pkcs12 -nodes` call.
+    /// Reads a PKCS#12 bundle (modern encryption: PBES2 with AES) with `password`.
+    pub fn from_pkcs12(data: &[u8], password: &str) -> Result<Self, String> {
+        let contents = crate::pkcs12::parse(data, password)?;
+        let key = contents
+            .keys
+            .iter()
+            .find_map(|der| RsaKeyPair::from_pkcs8(der).ok())
+            .ok_or("the pkcs#12 file holds no rsa private key")?;
+        Self::matching(key, contents.certs, "pkcs#12 file")
+    }
+
+    /// Reads the client certificate from `data`: PEM (certificate and unencrypted key), or
+    /// PKCS#12 as azurerm takes it (modern AES encryption only), opened with `password`.
     pub fn parse(data: &[u8], password: Option<&str>) -> Result<Self, String> {
         let text_start = data
             .iter()
             .position(|b| !b.is_ascii_whitespace())
             .map(|i| &data[i..]);
         match text_start {
-            Some(rest) if rest.starts_with(b"-----BEGIN") => {
-                let _ = password;
-                Self::from_pem(data)
-            }
-            _ => Err("the certificate is not pem (pkcs#12 bundles are not read: convert with `openssl pkcs12 -in cert.pfx -nodes -out cert.pem`)".to_owned()),
+            Some(rest) if rest.starts_with(b"-----BEGIN") => Self::from_pem(data),
+            _ => Self::from_pkcs12(data, password.unwrap_or("")),
         }
     }
 

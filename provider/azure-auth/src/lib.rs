@@ -19,7 +19,7 @@
 //!
 //! | # | Method | Used when | Credential |
 //! |---|---|---|---|
-//! | 1 | client certificate | tenant, client ID, and `client_certificate` (base64) or `client_certificate_path` | JWT assertion signed here (PEM) |
+//! | 1 | client certificate | tenant, client ID, and `client_certificate` (base64) or `client_certificate_path` | `ClientAssertionCredential`, an RS256 JWT signed here per request (PKCS#12 with AES, or PEM) |
 //! | 2 | client secret | tenant, client ID, `client_secret` or `client_secret_file_path` | `ClientSecretCredential` |
 //! | 3 | oidc token | `use_oidc` or `use_aks_workload_identity`; tenant, client ID, `oidc_token`, `oidc_token_file_path` or (AKS) `AZURE_FEDERATED_TOKEN_FILE` | `ClientAssertionCredential`, the file read on each token request |
 //! | 4 | azure devops oidc | OIDC on; tenant, client ID, `ado_pipeline_service_connection_id`, request URL and token | `ClientAssertionCredential`, token POSTed for from the pipeline |
@@ -44,6 +44,7 @@ mod cloud;
 pub mod env;
 mod error;
 mod msi;
+mod pkcs12;
 mod settings;
 pub mod transport;
 

@@ -25,11 +25,12 @@ pub struct AuthSettings {
     pub client_secret: Option<String>,
     /// `ARM_CLIENT_SECRET_FILE_PATH`: a file holding the client secret.
     pub client_secret_file_path: Option<String>,
-    /// `ARM_CLIENT_CERTIFICATE_PATH`: a PEM file (certificate and unencrypted private key).
+    /// `ARM_CLIENT_CERTIFICATE_PATH`: a PKCS#12 bundle as azurerm takes (AES-encrypted, as
+    /// OpenSSL 3 writes), or PEM (certificate and unencrypted RSA key).
     pub client_certificate_path: Option<String>,
     /// `ARM_CLIENT_CERTIFICATE`: the same content, base64-encoded. Secret.
     pub client_certificate: Option<String>,
-    /// `ARM_CLIENT_CERTIFICATE_PASSWORD`. Secret.
+    /// `ARM_CLIENT_CERTIFICATE_PASSWORD`: the PKCS#12 password. Secret.
     pub client_certificate_password: Option<String>,
     /// `ARM_USE_OIDC` (default false).
     pub use_oidc: Option<bool>,

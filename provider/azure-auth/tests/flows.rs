@@ -393,7 +393,10 @@ async fn a_certificate_that_cannot_be_read_fails_the_chosen_method() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(text.contains("not pem"), "{text}");
+    assert!(
+        text.contains("neither pem nor a well-formed pkcs#12"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -416,4 +419,76 @@ async fn nothing_configured_lists_every_method_and_why() {
          azure cli: configured, skipped: az not found on PATH"
     );
     assert!(env.var("PATH").is_none());
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// The DER of the certificate the PKCS#12 fixtures were made with (`tests/data/README.md`).
+fn fixture_cert_der() -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject as _;
+    rustls_pki_types::CertificateDer::from_pem_file(fixture("sp-cert.pem"))
+        .unwrap()
+        .to_vec()
+}
+
+#[test]
+fn pkcs12_bundles_with_aes_are_read_and_their_key_signs() {
+    let der = fixture_cert_der();
+    for (file, password) in [
+        ("sp-aes.pfx", "batchai-test"),
+        ("sp-aes-sha1.pfx", "batchai-test"),
+        ("sp-nopass.pfx", ""),
+    ] {
+        let data = std::fs::read(fixture(file)).unwrap();
+        let cert = azure_auth::ClientCertificate::parse(&data, Some(password))
+            .unwrap_or_else(|error| panic!("{file}: {error}"));
+        assert_eq!(cert.der(), der.as_slice(), "{file}");
+        let url = "https://login.example/t/oauth2/v2.0/token";
+        let assertion = cert
+            .assertion(CLIENT, url, std::time::SystemTime::now())
+            .unwrap();
+        check_assertion(&assertion, &der, url);
+    }
+}
+
+#[test]
+fn pkcs12_wrong_password_and_legacy_ciphers_are_named() {
+    let data = std::fs::read(fixture("sp-aes.pfx")).unwrap();
+    let error = azure_auth::ClientCertificate::parse(&data, Some("not-it")).unwrap_err();
+    assert_eq!(
+        error,
+        "the pkcs#12 password is wrong (the integrity check failed)"
+    );
+    assert!(!error.contains("not-it"));
+    let data = std::fs::read(fixture("sp-legacy.pfx")).unwrap();
+    let error = azure_auth::ClientCertificate::parse(&data, Some("batchai-test")).unwrap_err();
+    assert!(
+        error.starts_with("the pkcs#12 file uses a legacy cipher"),
+        "{error}"
+    );
+    let error = azure_auth::ClientCertificate::parse(b"\x30\x03\x02\x01", None).unwrap_err();
+    assert!(error.contains("neither pem nor"), "{error}");
+}
+
+#[tokio::test]
+async fn client_certificate_from_a_pkcs12_path_with_its_password() {
+    let server = common::start().await;
+    let env = service_principal(server.env())
+        .with(
+            "ARM_CLIENT_CERTIFICATE_PATH",
+            fixture("sp-aes.pfx").display().to_string(),
+        )
+        .with("ARM_CLIENT_CERTIFICATE_PASSWORD", "batchai-test");
+    let auth = authenticate(&AuthSettings::default(), &env).await.unwrap();
+    assert_eq!(auth.method, Method::ClientCertificate);
+    auth.probe().await.unwrap();
+    check_assertion(
+        &server.token_requests()[0].form()["client_assertion"],
+        &fixture_cert_der(),
+        &server.url(&format!("/{TENANT}/oauth2/v2.0/token")),
+    );
 }
