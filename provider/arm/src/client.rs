@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime};
 use azure_core::credentials::TokenCredential;
 use azure_core::http::headers::{HeaderName, HeaderValue};
 use azure_core::http::{
-    ClientOptions, Context, Method, Pipeline, Request, RetryOptions, Transport, Url,
+    ClientOptions, Context, Method, Pipeline, PipelineSendOptions, Request, RetryOptions,
+    Transport, Url,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::OwnedMutexGuard;
@@ -490,9 +491,15 @@ impl ArmClient {
         };
         let sent = tokio::time::timeout(
             limit,
-            self.inner
-                .pipeline
-                .send(&Context::new(), &mut request, None),
+            self.inner.pipeline.send(
+                &Context::new(),
+                &mut request,
+                // Every status is an answer to classify here, not an SDK error.
+                Some(PipelineSendOptions {
+                    skip_checks: true,
+                    ..PipelineSendOptions::default()
+                }),
+            ),
         )
         .await;
         let record = |status| RequestRecord {
