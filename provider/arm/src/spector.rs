@@ -12,7 +12,8 @@
 //! so it is given the package's `specs` directory (all scenarios; the paths keep them apart).
 //!
 //! Like the Azurite helper, the server runs under a small `sh` wrapper that stops it when this
-//! process's end of a pipe closes: on drop, and when the test process dies without dropping.
+//! process's end of a pipe closes: on drop, and when the test process dies without dropping;
+//! the wrapper then removes the throwaway repository.
 use std::io::{BufRead as _, BufReader};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -202,10 +203,13 @@ type Started = (Child, Option<ChildStdin>, u16);
 fn start_on(install: &Path, git_dir: &Path, port: u16) -> Result<Started, SpectorError> {
     // The wrapper keeps its stdin (our lifeline) as fd 3 for a watcher that stops the server
     // when it reads end of file; background jobs get /dev/null as stdin, hence the copy.
+    // The throwaway repository goes when the server does (a shared server in a static is
+    // never dropped).
     let script = r#"exec 3<&0 2>&1
 "$@" </dev/null & pid=$!
 (read _ <&3; kill "$pid") >/dev/null 2>&1 &
-wait "$pid""#;
+wait "$pid"
+rm -rf "$SPECTOR_THROWAWAY""#;
     let mut wrapper = Command::new("sh")
         .args(["-c", script, "sh"])
         .arg(bin_in(install))
@@ -213,6 +217,7 @@ wait "$pid""#;
         .arg(specs_in(install))
         .args(["--port", &port.to_string()])
         .env("GIT_DIR", git_dir)
+        .env("SPECTOR_THROWAWAY", git_dir.parent().unwrap_or(git_dir))
         .current_dir(git_dir.parent().unwrap_or(git_dir))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
