@@ -692,3 +692,54 @@ fn sample_vmss() -> arm::models::compute::VirtualMachineScaleSet {
     }))
     .unwrap()
 }
+
+#[tokio::test]
+async fn a_refused_cached_token_is_renewed_once_and_the_user_agent_carries_the_suffix() {
+    let server = FakeArm::start(|request, _| {
+        if request.header("authorization") == Some("Bearer token-1") {
+            Reply::error(401, "InvalidAuthenticationToken", "expired")
+        } else {
+            Reply::json(200, vmss_body("Succeeded", 1))
+        }
+    })
+    .await;
+    let credential = Arc::new(FixedCredential::default());
+    let options = ArmClientOptions {
+        user_agent_suffix: Some("terraform-provider-batchai/0.1.0".into()),
+        ..ArmClientOptions::for_tests()
+    };
+    let client = server.client_with(Arc::clone(&credential), options);
+    // The first call fetches token-1 fresh: a fresh token refused is the caller's 401.
+    let error = client.get_vmss("rg", "gpu", None).await.unwrap_err();
+    assert_eq!(error.code(), Some("InvalidAuthenticationToken"));
+    // The second uses the cached token-1, is refused, and tries once more with token-2.
+    assert!(client.get_vmss("rg", "gpu", None).await.unwrap().is_some());
+    assert_eq!(credential.calls.load(Ordering::SeqCst), 2);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[2].header("authorization"), Some("Bearer token-2"));
+    let agent = seen[0].header("user-agent").unwrap();
+    assert!(
+        agent.ends_with(" terraform-provider-batchai/0.1.0"),
+        "{agent}"
+    );
+    assert_eq!(seen[0].header("accept"), Some("application/json"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blocking_bridge_runs_a_call_from_a_plain_thread() {
+    let server = FakeArm::start(|_, _| Reply::json(200, vmss_body("Succeeded", 7))).await;
+    let client = server.client(Arc::new(FixedCredential::default()));
+    let capacity = tokio::task::spawn_blocking(move || {
+        arm::blocking::block_on(async move { client.get_vmss("rg", "gpu", None).await })
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .sku
+            .unwrap()
+            .capacity
+    })
+    .await
+    .unwrap();
+    assert_eq!(capacity, Some(7));
+}
