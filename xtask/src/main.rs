@@ -14,6 +14,7 @@ mod bench;
 mod bench_jobs;
 mod bench_store;
 mod gpu_check;
+mod spector;
 mod unused_deps;
 
 /// Every task, as `cargo xtask help` prints it. The README's tasks must all be here.
@@ -157,6 +158,8 @@ fn test() -> anyhow::Result<()> {
     ensure_openmpi()?;
     let azurite = azurite::ensure()?;
     eprintln!("xtask: Azurite: {}", azurite.display());
+    let spector = spector::ensure()?;
+    eprintln!("xtask: Spector (ARM mock scenarios): {}", spector.display());
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -167,10 +170,12 @@ fn test() -> anyhow::Result<()> {
         "warnings",
     ]))?;
     run(cargo().args(["build", "--package", "batchai", "--bins"]))?;
-    // The blob-store tests (and the acceptance tests on the azure platform) find it here.
+    // The blob-store tests (and the acceptance tests on the azure platform) find Azurite
+    // here, and the ARM client's poller tests find Spector.
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
-        .env(control_blob::azurite::ENV, &azurite))?;
+        .env(control_blob::azurite::ENV, &azurite)
+        .env(arm::spector::ENV, &spector))?;
     // The second pass: the cluster and job suites again, each workspace's control store in a
     // container of an Azurite instead of a directory.
     let mut second = cargo();
