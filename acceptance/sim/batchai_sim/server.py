@@ -351,6 +351,7 @@ class ArmHandler(BaseHTTPRequestHandler):
         request_id = str(uuid.uuid4())
         headers = {"x-ms-request-id": request_id, "x-ms-correlation-request-id": correlation}
         raw = self.read_body()
+        self.rate: dict[str, str] = {}
         app = self.app
         kind = "arm"
         status = 500
@@ -376,6 +377,7 @@ class ArmHandler(BaseHTTPRequestHandler):
             headers.update(extra)
         except ArmError as error:
             status, body = error.status, error.body()
+            headers.update(self.rate)
             if status == 401:
                 headers["WWW-Authenticate"] = f'Bearer authorization_uri="https://{host}/{app.sim.config.tenant_id}", error="invalid_token"'
         except Exception as error:  # noqa: BLE001 - an answer, with the trace, for every bug
@@ -411,6 +413,7 @@ class ArmHandler(BaseHTTPRequestHandler):
             if version != route.api:
                 raise ArmError(400, "NoRegisteredProviderFound", f"No registered resource provider found for location '{app.sim.config.location}' and API version '{version}' for type '{path}'. The supported api-versions are '{route.api}'.")
         rate, wait = app.rate_headers(self.command, path)
+        self.rate = rate
         fault = app.sim.take_fault("throttle", self.command, path)
         if fault is not None:
             return 429, {**rate, "Retry-After": str(fault.retry_after)}, {"error": {"code": fault.code or "TooManyRequests", "message": fault.message or "The request is being throttled as the limit has been reached for operation type - Write_ObservationWindow_00:03:00. For more information, see - https://aka.ms/vmssthrottling"}}, fault.id
