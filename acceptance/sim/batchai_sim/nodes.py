@@ -192,6 +192,8 @@ class Network:
         ip("-n", ns, "link", "set", "eth0", "up")
         ip("-n", ns, "link", "set", "lo", "up")
         ip("-n", ns, "addr", "add", f"{IMDS_ADDRESS}/32", "dev", "lo")
+        # Requests to IMDS come from the node's own address, as on Azure, not from 169.254.169.254.
+        ip("-n", ns, "route", "replace", "local", IMDS_ADDRESS, "dev", "lo", "table", "local", "src", address)
         ip("-n", ns, "route", "add", "default", "via", self.gateway)
 
     def remove(self, ns: str) -> None:
