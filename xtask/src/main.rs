@@ -14,6 +14,7 @@ mod bench;
 mod bench_jobs;
 mod bench_store;
 mod gpu_check;
+mod sim;
 mod spector;
 mod unused_deps;
 
@@ -30,6 +31,8 @@ tasks:
   bench [jobs|store]        benchmarks (release build); `jobs` for the job figures alone,
                             `store` for the blob store's against Azurite
   gpu-check [binary]        a 2-node GPU cluster and job on a machine with NVIDIA GPUs
+  sim up|down [--state DIR] the ARM simulator (acceptance/sim): up writes target/sim/env and
+                            target/sim/provider.tf; down stops it and its nodes
   help                      this list
 
   cargo protogen            regenerate the gRPC stubs (needs the protogen feature's compiler)";
@@ -53,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         Some("test") => test(),
         Some("gen") => generate(),
         Some("bench") => bench::bench(args.get(1).map(String::as_str)),
+        Some("sim") => sim::sim(&args[1..]),
         Some("gpu-check") => gpu_check::gpu_check(Path::new(
             args.get(1)
                 .map_or("target/release/terraform-provider-batchai", String::as_str),
@@ -160,6 +164,7 @@ fn test() -> anyhow::Result<()> {
     eprintln!("xtask: Azurite: {}", azurite.display());
     let spector = spector::ensure()?;
     eprintln!("xtask: Spector (ARM mock scenarios): {}", spector.display());
+    sim::test(&azurite)?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
         "clippy",
