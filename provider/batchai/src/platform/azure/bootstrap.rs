@@ -194,14 +194,10 @@ mod tests {
             .lines()
             .find(|l| l.trim_start().starts_with("content: "))?;
         let encoded = line.trim_start().trim_start_matches("content: ");
-        Some(
-            String::from_utf8(
-                base64::engine::general_purpose::STANDARD
-                    .decode(encoded)
-                    .ok()?,
-            )
-            .ok()?,
-        )
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()?;
+        String::from_utf8(bytes).ok()
     }
 
     #[test]
