@@ -261,6 +261,73 @@ impl ArmClient {
         Ok(())
     }
 
+    /// Sends the capacity PATCH and returns once ARM accepted it, without following the
+    /// operation: new instances are listed (as `Creating`) at once, and a caller that must keep
+    /// a heartbeat (a node's scheduler) cannot wait the minutes an allocation takes.
+    pub async fn start_vmss_capacity_update(
+        &self,
+        resource_group: &str,
+        name: &str,
+        capacity: i64,
+        deadline: Option<Instant>,
+    ) -> Result<(), ArmError> {
+        let path = self.vmss_path(resource_group, name);
+        let _lock = self.lock_resource(&path, deadline).await?;
+        let url = self.url(&path, api_version::COMPUTE, &[]);
+        let body = VirtualMachineScaleSetCapacityUpdate {
+            sku: CapacityOnly { capacity },
+        };
+        self.start(Method::Patch, url, &body, deadline).await
+    }
+
+    /// Sends the deletion of chosen instances and returns once ARM accepted it, without
+    /// following the operation (see [`ArmClient::start_vmss_capacity_update`]).
+    pub async fn start_vmss_instance_deletion(
+        &self,
+        resource_group: &str,
+        name: &str,
+        instance_ids: &[String],
+        force: bool,
+        deadline: Option<Instant>,
+    ) -> Result<(), ArmError> {
+        let path = self.vmss_path(resource_group, name);
+        let _lock = self.lock_resource(&path, deadline).await?;
+        let url = self.url(
+            &format!("{path}/delete"),
+            api_version::COMPUTE,
+            &[("forceDeletion", if force { "true" } else { "false" })],
+        );
+        let body = InstanceIds {
+            instance_ids: instance_ids.to_vec(),
+        };
+        self.start(Method::Post, url, &body, deadline).await
+    }
+
+    /// Sends a mutation and returns once ARM accepted it (any 2xx), retrying as every call does.
+    async fn start(
+        &self,
+        method: Method,
+        url: Url,
+        body: &impl Serialize,
+        deadline: Option<Instant>,
+    ) -> Result<(), ArmError> {
+        let operation = Operation::new(method.to_string(), url.path());
+        let body = serde_json::to_vec(body).map_err(|e| {
+            ArmError::new(operation.clone(), ArmErrorKind::Invalid)
+                .with_note(format!("encode the request body: {e}"))
+        })?;
+        self.send_ok(
+            &operation,
+            method,
+            &url,
+            Some(&body),
+            &new_correlation_id(),
+            deadline,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Every instance with its instance view (`$expand=instanceView`), all pages.
     pub async fn list_vmss_instances(
         &self,

@@ -246,6 +246,42 @@ impl BlobStore {
         self.inner.location.url.as_str()
     }
 
+    /// The URL of blob `name` in the container, without any credential.
+    pub fn file_url(&self, name: &str) -> String {
+        format!("{}/{name}", self.container_url().trim_end_matches('/'))
+    }
+
+    /// Uploads `data` as blob `name`, beside the store's keys and logs (never listed as a key),
+    /// unless a blob of that name exists: files here are named by their content (the agent
+    /// binary by its SHA-256), so one that exists is the same. Returns whether it uploaded.
+    pub fn upload_file_once(&self, name: &str, data: Vec<u8>) -> Result<bool, StoreError> {
+        const OP: &str = "upload";
+        let blob = self.blob(OP, name, name)?;
+        let options = BlockBlobClientUploadOptions {
+            partition_size: NonZero::new(WRITE_PARTITION),
+            if_none_match: Some(Etag::from("*")),
+            ..Default::default()
+        };
+        let owned = name.to_owned();
+        Self::run(OP, name, async move {
+            // A big file takes longer than one request's bound; allow it a minute per 64 MiB.
+            let allowed = REQUEST_TIMEOUT * (1 + u32::try_from(data.len() >> 26).unwrap_or(60));
+            let upload = blob.upload(Bytes::from(data).into(), Some(options));
+            match tokio::time::timeout(allowed, upload).await {
+                Ok(Ok(_)) => Ok(true),
+                Ok(Err(error)) => {
+                    let failure = Failure::from_azure(&error);
+                    if failure.is(409, "BlobAlreadyExists") || failure.is(412, "ConditionNotMet") {
+                        Ok(false)
+                    } else {
+                        Err(failure.into_io(OP, &owned))
+                    }
+                }
+                Err(_) => Err(Failure::timeout(allowed).into_io(OP, &owned)),
+            }
+        })
+    }
+
     /// One cheap request (a list of at most one blob) that tells whether the endpoint answers,
     /// the credential is accepted and the container exists.
     pub fn check(&self) -> Result<(), OpenError> {

@@ -144,3 +144,21 @@ fn large_values_and_split_appends_round_trip() {
     let middle = control_blob::APPEND_BLOCK as u64 + 1;
     assert!(store.read_log("log", middle).unwrap() == want[middle as usize..]);
 }
+
+#[test]
+fn files_upload_once_beside_the_keys_and_are_never_listed() {
+    let (store, _) = fresh();
+    let data = vec![7u8; 300_000];
+    assert!(
+        store
+            .upload_file_once("agent/0.1.0/abc", data.clone())
+            .unwrap()
+    );
+    assert!(!store.upload_file_once("agent/0.1.0/abc", vec![1]).unwrap());
+    assert!(
+        store
+            .file_url("agent/0.1.0/abc")
+            .ends_with("/agent/0.1.0/abc")
+    );
+    assert_eq!(store.list("").unwrap(), Vec::<String>::new());
+}
