@@ -49,6 +49,10 @@ def serve(args: argparse.Namespace) -> int:
             azurite = Azurite(network.gateway if network else "127.0.0.1", keys, pki.cert_path, pki.key_path, state / "azurite.log")
             sim.attach_azurite(azurite)
         app = App(sim)
+        # Nodes in namespaces reach the host through the bridge only: ARM (which a node's
+        # scheduler calls to grow its scale set) is served there, where the host reaches it too.
+        if network and args.host in ("127.0.0.1", "localhost"):
+            args.host = network.gateway
         server = make_servers(app, args.host, args.port)
         sim.start()
         port = server.server_address[1]

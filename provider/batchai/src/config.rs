@@ -16,6 +16,257 @@ pub struct ProviderConfig {
     /// and file servers are directories.
     #[tf(block)]
     pub local: Option<LocalSettings>,
+    /// Settings of the `azure` platform: clusters are VM scale sets in `resource_group_name`
+    /// whose nodes run the agent, and the control store is a container of
+    /// `storage_account_name`. Authentication follows the azurerm provider: the same arguments
+    /// and `ARM_*` environment variables, in the same order (see the provider's documentation).
+    #[tf(block)]
+    pub azure: Option<AzureSettings>,
+}
+
+/// The `azure` block. Every argument but the resource group, location and storage account may
+/// come from its `ARM_*` environment variable instead, as in azurerm.
+#[derive(Clone, Default, Serialize, Deserialize, Model)]
+pub struct AzureSettings {
+    /// The subscription (`ARM_SUBSCRIPTION_ID`).
+    #[tf(optional)]
+    pub subscription_id: Option<String>,
+    /// The resource group every cluster's scale set and identity is created in. It must exist.
+    #[tf(required)]
+    pub resource_group_name: Option<String>,
+    /// The Azure region of the scale sets, e.g. `westeurope`.
+    #[tf(required)]
+    pub location: Option<String>,
+    /// The storage account (in `resource_group_name`) whose container holds the control store
+    /// and the agent binary nodes download. It must exist; the container is created.
+    #[tf(required)]
+    pub storage_account_name: Option<String>,
+    /// The control store's container; `batchai` by default.
+    #[tf(optional)]
+    pub container_name: Option<String>,
+    /// The Microsoft Entra tenant (`ARM_TENANT_ID`).
+    #[tf(optional)]
+    pub tenant_id: Option<String>,
+    /// The service principal's or managed identity's client ID (`ARM_CLIENT_ID`).
+    #[tf(optional)]
+    pub client_id: Option<String>,
+    /// A file holding the client ID (`ARM_CLIENT_ID_FILE_PATH`).
+    #[tf(optional)]
+    pub client_id_file_path: Option<String>,
+    /// The service principal's secret (`ARM_CLIENT_SECRET`).
+    #[tf(optional, sensitive)]
+    pub client_secret: Option<String>,
+    /// A file holding the client secret (`ARM_CLIENT_SECRET_FILE_PATH`).
+    #[tf(optional)]
+    pub client_secret_file_path: Option<String>,
+    /// A PKCS#12 or PEM client certificate (`ARM_CLIENT_CERTIFICATE_PATH`).
+    #[tf(optional)]
+    pub client_certificate_path: Option<String>,
+    /// The same certificate, base64-encoded (`ARM_CLIENT_CERTIFICATE`).
+    #[tf(optional, sensitive)]
+    pub client_certificate: Option<String>,
+    /// The certificate's password (`ARM_CLIENT_CERTIFICATE_PASSWORD`).
+    #[tf(optional, sensitive)]
+    pub client_certificate_password: Option<String>,
+    /// Authenticate with an OpenID Connect token (`ARM_USE_OIDC`): GitHub Actions, Azure
+    /// DevOps, or a token given directly.
+    #[tf(optional)]
+    pub use_oidc: Option<bool>,
+    /// The OIDC token (`ARM_OIDC_TOKEN`).
+    #[tf(optional, sensitive)]
+    pub oidc_token: Option<String>,
+    /// A file holding the OIDC token, read again for each token request
+    /// (`ARM_OIDC_TOKEN_FILE_PATH`).
+    #[tf(optional)]
+    pub oidc_token_file_path: Option<String>,
+    /// Where to request an OIDC token (`ARM_OIDC_REQUEST_URL`, GitHub's
+    /// `ACTIONS_ID_TOKEN_REQUEST_URL`).
+    #[tf(optional)]
+    pub oidc_request_url: Option<String>,
+    /// The bearer token for that request (`ARM_OIDC_REQUEST_TOKEN`,
+    /// `ACTIONS_ID_TOKEN_REQUEST_TOKEN`).
+    #[tf(optional, sensitive)]
+    pub oidc_request_token: Option<String>,
+    /// An Azure DevOps service connection for OIDC
+    /// (`ARM_ADO_PIPELINE_SERVICE_CONNECTION_ID`).
+    #[tf(optional)]
+    pub ado_pipeline_service_connection_id: Option<String>,
+    /// Authenticate with a managed identity (`ARM_USE_MSI`); `client_id` picks a user-assigned
+    /// one.
+    #[tf(optional)]
+    pub use_msi: Option<bool>,
+    /// A managed identity endpoint other than the instance metadata service's
+    /// (`ARM_MSI_ENDPOINT`).
+    #[tf(optional)]
+    pub msi_endpoint: Option<String>,
+    /// Authenticate with the Azure CLI's login (`ARM_USE_CLI`, true by default).
+    #[tf(optional)]
+    pub use_cli: Option<bool>,
+    /// Authenticate with AKS workload identity (`ARM_USE_AKS_WORKLOAD_IDENTITY`).
+    #[tf(optional)]
+    pub use_aks_workload_identity: Option<bool>,
+    /// `public` (the default), `usgovernment` or `china` (`ARM_ENVIRONMENT`).
+    #[tf(optional)]
+    pub environment: Option<String>,
+    /// A host serving the cloud's endpoints at `/metadata/endpoints`, for Azure Stack and other
+    /// clouds (`ARM_METADATA_HOSTNAME`).
+    #[tf(optional)]
+    pub metadata_host: Option<String>,
+}
+
+impl std::fmt::Debug for AzureSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureSettings")
+            .field("subscription_id", &self.subscription_id)
+            .field("resource_group_name", &self.resource_group_name)
+            .field("location", &self.location)
+            .field("storage_account_name", &self.storage_account_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AzureSettings {
+    fn auth(&self) -> azure_auth::AuthSettings {
+        azure_auth::AuthSettings {
+            subscription_id: self.subscription_id.clone(),
+            tenant_id: self.tenant_id.clone(),
+            client_id: self.client_id.clone(),
+            client_id_file_path: self.client_id_file_path.clone(),
+            client_secret: self.client_secret.clone(),
+            client_secret_file_path: self.client_secret_file_path.clone(),
+            client_certificate_path: self.client_certificate_path.clone(),
+            client_certificate: self.client_certificate.clone(),
+            client_certificate_password: self.client_certificate_password.clone(),
+            use_oidc: self.use_oidc,
+            oidc_token: self.oidc_token.clone(),
+            oidc_token_file_path: self.oidc_token_file_path.clone(),
+            oidc_request_url: self.oidc_request_url.clone(),
+            oidc_request_token: self.oidc_request_token.clone(),
+            ado_pipeline_service_connection_id: self.ado_pipeline_service_connection_id.clone(),
+            use_msi: self.use_msi,
+            msi_endpoint: self.msi_endpoint.clone(),
+            use_cli: self.use_cli,
+            use_aks_workload_identity: self.use_aks_workload_identity,
+            environment: self.environment.clone(),
+            metadata_host: self.metadata_host.clone(),
+        }
+    }
+}
+
+fn azure_path() -> AttributePath {
+    AttributePath::attrs(["azure"])
+}
+
+/// Whether the configuration selects the azure platform.
+pub fn uses_azure(config: &Value) -> bool {
+    config.get_attr("azure").is_some_and(|v| !v.is_null())
+}
+
+/// Configures the azure platform: authenticates as azurerm would (one token proves the
+/// credential now), then opens the control container through Resource Manager.
+pub async fn configure_azure(config: &Value) -> Result<Client, Diagnostics> {
+    let block = config.get_attr("azure").cloned().unwrap_or(Value::Null);
+    if !block.is_wholly_known() {
+        return Err(Diagnostic::error(
+            "azure settings are not known yet",
+            "the azure block depends on values only known after apply; use values known at plan time",
+        )
+        .at(azure_path())
+        .into());
+    }
+    let settings: AzureSettings =
+        tfplug::model::decode(&block, &AzureSettings::block().implied_type())?;
+    if config
+        .get_attr("local")
+        .and_then(|l| l.get_attr("control_store"))
+        .is_some_and(|v| !v.is_null())
+    {
+        return Err(Diagnostic::error(
+            "two control stores",
+            "the azure platform keeps its control store in azure.storage_account_name; remove local.control_store",
+        )
+        .at(AttributePath::attrs(["local", "control_store"]))
+        .into());
+    }
+    let unusable = |summary: &str, detail: String| -> Diagnostics {
+        Diagnostic::error(summary, detail).at(azure_path()).into()
+    };
+    let auth = azure_auth::authenticate(&settings.auth(), &azure_auth::ProcessEnv)
+        .await
+        .map_err(|e| unusable("no usable Azure credential", e.to_string()))?;
+    auth.probe()
+        .await
+        .map_err(|e| unusable("no usable Azure credential", e.to_string()))?;
+    let Some(subscription) = auth.subscription_id.clone() else {
+        return Err(Diagnostic::error(
+            "no Azure subscription",
+            "set azure.subscription_id or ARM_SUBSCRIPTION_ID",
+        )
+        .at(AttributePath::attrs(["azure", "subscription_id"]))
+        .into());
+    };
+    let test_ca = match std::env::var_os(control_blob::http::TEST_CA_VAR).filter(|v| !v.is_empty())
+    {
+        Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| {
+            unusable(
+                "unreadable test CA",
+                format!(
+                    "read {} ({}): {e}",
+                    path.to_string_lossy(),
+                    control_blob::http::TEST_CA_VAR
+                ),
+            )
+        })?),
+        None => None,
+    };
+    let resource_manager = auth.cloud.resource_manager.to_string();
+    let arm = arm::ArmClient::new(
+        &resource_manager,
+        subscription,
+        auth.credential.clone(),
+        auth.arm_scope(),
+        arm::ArmClientOptions {
+            ca_certificate_pem: test_ca.clone().map(String::into_bytes),
+            user_agent_suffix: Some(format!(
+                "terraform-provider-batchai/{}",
+                env!("CARGO_PKG_VERSION")
+            )),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| unusable("unusable Azure settings", e.to_string()))?;
+    let agent_binary = match std::env::var_os("BATCHAI_AGENT_BINARY").filter(|v| !v.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe().map_err(|e| {
+            unusable(
+                "no agent binary",
+                format!("find this provider's binary: {e}"),
+            )
+        })?,
+    };
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let platform = crate::platform::azure::platform(
+        arm,
+        crate::platform::azure::AzureSettings {
+            resource_group: text(&settings.resource_group_name),
+            location: text(&settings.location),
+            storage_account: text(&settings.storage_account_name),
+            container: settings
+                .container_name
+                .clone()
+                .unwrap_or_else(|| "batchai".to_owned()),
+            agent_binary,
+            resource_manager,
+            arm_scope: auth.arm_scope(),
+            test_ca_pem: test_ca,
+        },
+    )
+    .await
+    .map_err(|e| {
+        Diagnostic::error("unusable control store", e.to_string())
+            .at(AttributePath::attrs(["azure", "storage_account_name"]))
+    })?;
+    Ok(Arc::new(platform))
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]

@@ -44,6 +44,9 @@ impl Provider for BatchAi {
         // Configuring may check a blob control store over the network: off the async workers.
         let config = request.config.clone();
         Box::pin(async move {
+            if config::uses_azure(&config) {
+                return config::configure_azure(&config).await;
+            }
             tokio::task::spawn_blocking(move || config::configure(&config))
                 .await
                 .unwrap_or_else(|e| {
@@ -109,6 +112,7 @@ pub fn run_agent(args: &[String]) -> anyhow::Result<u8> {
     match args.first().map(String::as_str) {
         Some("rsh") => return run_rsh(&args[1..]),
         Some("join") => return run_join(&args[1..]),
+        Some("azure") => return run_azure(&args[1..]),
         _ => {}
     }
     let mut flags = agent_flags(
@@ -190,6 +194,17 @@ fn run_join(args: &[String]) -> anyhow::Result<u8> {
     };
     init_agent_logging();
     agent::join::join(args)?;
+    Ok(0)
+}
+
+/// `agent azure --config <node.json>`: a node on an Azure VM, as its bootstrap starts it.
+fn run_azure(args: &[String]) -> anyhow::Result<u8> {
+    let mut flags = agent_flags(args, &["--config"])?;
+    let config = flags
+        .remove("--config")
+        .ok_or_else(|| anyhow::anyhow!("agent azure needs --config (the node's node.json)"))?;
+    init_agent_logging();
+    platform::azure::node::run(std::path::Path::new(&config))?;
     Ok(0)
 }
 

@@ -33,10 +33,27 @@ impl ControlPlane {
         secrets: &ClusterSecrets,
         resource: &serde_json::Value,
     ) -> Result<ClusterView, PlatformError> {
-        let (spec, secrets, resource) = (spec.clone(), secrets.clone(), resource.clone());
         let name = spec.name.clone();
+        let desired = {
+            let (spec, secrets, resource) = (spec.clone(), secrets.clone(), resource.clone());
+            self.blocking("create", KIND, &name, move |plane| {
+                plane.create_cluster_records(&spec, &secrets, &resource)
+            })
+            .await?
+        };
+        // The records claim the name first; what the platform makes for the nodes comes next,
+        // and a failure there leaves a cluster that Read shows and destroy removes.
+        self.driver()
+            .create_cluster_machines(spec, resource)
+            .await?;
+        let launched = spec.clone();
         self.blocking("create", KIND, &name, move |plane| {
-            plane.create_cluster_records(&spec, &secrets, &resource)
+            plane
+                .driver()
+                .launcher()
+                .launch(plane.store(), &launched, desired)
+                .map(|_| ())
+                .map_err(|e| failed("create", &launched.name, e))
         })
         .await?;
         self.wait_until_settled(&name, "create").await
@@ -47,7 +64,7 @@ impl ControlPlane {
         spec: &ClusterSpec,
         secrets: &ClusterSecrets,
         resource: &serde_json::Value,
-    ) -> Result<(), PlatformError> {
+    ) -> Result<u32, PlatformError> {
         let name = spec.name.as_str();
         let store = self.store();
         match store.put(
@@ -95,12 +112,7 @@ impl ControlPlane {
                 None,
             )
             .map_err(|e| failed("create", name, e))?;
-        let desired = self.reset_status(spec, "create")?;
-        self.driver()
-            .launcher()
-            .launch(store, spec, desired)
-            .map_err(|e| failed("create", name, e))?;
-        Ok(())
+        self.reset_status(spec, "create")
     }
 
     /// Starts the cluster's status over from `spec`'s scale settings (their initial size,

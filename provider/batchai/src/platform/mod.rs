@@ -103,6 +103,19 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     /// How nodes are added and reaped, and whether their agents live.
     fn launcher(&self) -> &dyn agent::Launcher;
 
+    /// Provisions what a new cluster's nodes need before the first one starts (on Azure its
+    /// scale set, empty, and the nodes' identity). The control plane has written the cluster's
+    /// records already; `resource` is the configuration (without secrets), where the settings
+    /// only some platforms use are.
+    fn create_cluster_machines<'a>(
+        &'a self,
+        spec: &'a ClusterSpec,
+        resource: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), PlatformError>> {
+        let _ = (spec, resource);
+        Box::pin(async { Ok(()) })
+    }
+
     /// Provisions a file server's storage. The control plane has claimed the name in the store
     /// already, so whatever is left under it on the platform is stale and may be replaced.
     fn provision_file_server<'a>(

@@ -32,10 +32,12 @@ pub struct NodeConfig {
     /// The agent binary's blob URL and SHA-256 (hex).
     pub agent_url: String,
     pub agent_sha256: String,
-    /// Resource Manager, for a node that schedules (it grows and shrinks its scale set).
+    /// Resource Manager and the scope of its tokens, for a node that schedules (it grows and
+    /// shrinks its scale set, which is named after the cluster).
     pub resource_manager: String,
-    /// The scale set's resource ID.
-    pub scale_set_id: String,
+    pub arm_scope: String,
+    pub subscription_id: String,
+    pub resource_group: String,
     /// The node's work directory (mounts, job directories, logs).
     pub work_dir: String,
 }
@@ -181,7 +183,9 @@ mod tests {
             agent_url: "https://mlctrl.blob.core.windows.net/batchai/agent/0.1.0/ab12".into(),
             agent_sha256: "ab12".into(),
             resource_manager: "https://management.azure.com/".into(),
-            scale_set_id: "/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/virtualMachineScaleSets/gpu".into(),
+            arm_scope: "https://management.azure.com/.default".into(),
+            subscription_id: "s".into(),
+            resource_group: "r".into(),
             work_dir: "/mnt/batchai".into(),
         }
     }

@@ -1,5 +1,793 @@
-//! The `azure` platform's driver: clusters are VM scale sets whose instances boot the node agent
-//! from the control container ([`bootstrap`]), file servers are VMs with RAID 0 over managed
-//! data disks exported over NFS, and the control store is a blob container in the configured
-//! storage account.
+//! The `azure` platform's driver: a cluster is a Uniform VM scale set whose instances boot the
+//! node agent from the control container ([`bootstrap`]) with a user-assigned identity of
+//! their own, and the control store is a blob container in the configured storage account.
+//! Everything here reaches Azure through the `arm` client or the blob store; the control plane
+//! above it reads and writes records only.
+//!
+//! A scale set's nodes are named after their instances (`<cluster>_<instance ID>`), so the
+//! scheduler's choices map onto ARM calls one to one: growing is a capacity change, and a node
+//! the scheduler let go (scale-in, a lost or unusable node) is deleted by its instance ID.
 pub mod bootstrap;
+pub mod node;
+
+use std::sync::Arc;
+
+use agent::AgentError;
+use arm::ArmClient;
+use arm::models::SubResource;
+use arm::models::authorization::{RoleAssignment, RoleAssignmentProperties};
+use arm::models::compute::{
+    BillingProfile, ImageReference, LinuxConfiguration, ResourceIdentity, ScheduledEventsProfile,
+    Sku, SshConfiguration, SshPublicKey, TerminateNotificationProfile, UpgradePolicy,
+    VirtualMachineScaleSet, VirtualMachineScaleSetIpConfiguration,
+    VirtualMachineScaleSetIpConfigurationProperties, VirtualMachineScaleSetManagedDiskParameters,
+    VirtualMachineScaleSetNetworkConfiguration,
+    VirtualMachineScaleSetNetworkConfigurationProperties, VirtualMachineScaleSetNetworkProfile,
+    VirtualMachineScaleSetOsDisk, VirtualMachineScaleSetOsProfile,
+    VirtualMachineScaleSetProperties, VirtualMachineScaleSetStorageProfile,
+    VirtualMachineScaleSetVmProfile,
+};
+use arm::models::msi::UserAssignedIdentity;
+use control::records::{self, ClusterSpec, NodeRecord, keys};
+use control::{Condition, Store};
+use serde::Deserialize;
+use tfplug::BoxFuture;
+
+use super::{Driver, FileServerPlacement, FileServerStatus, PlatformError};
+use crate::control_plane::ControlPlane;
+use crate::names::Name;
+use crate::resources::file_server::FileServerSpec;
+
+/// Built-in role: Virtual Machine Contributor, which lets a node's scheduler grow and shrink its
+/// own scale set (given on that scale set only).
+pub const VIRTUAL_MACHINE_CONTRIBUTOR: &str = "9980e02c-c2be-4d73-94e8-173b1dc7cf3c";
+/// The nodes' image when the cluster names none: Microsoft's HPC image with NVIDIA drivers,
+/// CUDA, NCCL, MPI and InfiniBand drivers.
+pub const DEFAULT_IMAGE: (&str, &str, &str, &str) =
+    ("microsoft-dsvm", "ubuntu-hpc", "2204", "latest");
+/// The administrator when the cluster names none.
+const DEFAULT_ADMIN: &str = "batchai";
+/// Where nodes keep mounts, job directories and logs.
+const WORK_DIR: &str = "/mnt/batchai";
+
+/// Where the platform lives and how it is reached.
+#[derive(Debug, Clone)]
+pub struct AzureSettings {
+    pub resource_group: String,
+    pub location: String,
+    pub storage_account: String,
+    pub container: String,
+    /// The agent nodes download: this binary unless `BATCHAI_AGENT_BINARY` names another (a
+    /// statically linked Linux build when the provider runs elsewhere).
+    pub agent_binary: std::path::PathBuf,
+    /// The resource manager endpoint and the scope of its tokens, which nodes use too.
+    pub resource_manager: String,
+    pub arm_scope: String,
+    /// The test-only CA (`BATCHAI_TEST_CA_CERTIFICATE`), passed on to nodes.
+    pub test_ca_pem: Option<String>,
+}
+
+/// What the driver and its launcher share.
+#[derive(Debug)]
+struct Azure {
+    arm: ArmClient,
+    settings: AzureSettings,
+    blobs: control_blob::BlobStore,
+}
+
+/// The azure platform's driver.
+#[derive(Debug, Clone)]
+pub struct AzureDriver {
+    azure: Arc<Azure>,
+    launcher: ScaleSetLauncher,
+}
+
+/// Launches nodes by growing a cluster's scale set, and deletes the instances of nodes the
+/// scheduler let go. Used by the provider and by the scheduler on nodes (with the node's
+/// identity, which has Virtual Machine Contributor on its own scale set).
+#[derive(Debug, Clone)]
+pub struct ScaleSetLauncher {
+    arm: ArmClient,
+    resource_group: String,
+    /// How long one launcher call may take (see [`ScaleSetLauncher::deadline`]).
+    budget: std::time::Duration,
+}
+
+fn arm_failed(
+    operation: &'static str,
+    kind: &'static str,
+    name: &str,
+    e: impl ToString,
+) -> PlatformError {
+    PlatformError::failed(operation, kind, name, e)
+}
+
+/// The node name of a scale set's instance: `<cluster>-<instance ID>`, with the cluster's `_`
+/// as `-`, because MPI takes node names for host names (Azure names the VM
+/// `<cluster>_<instance ID>`).
+pub fn node_name(cluster: &str, instance_id: &str) -> String {
+    format!("{}-{instance_id}", cluster.replace('_', "-"))
+}
+
+/// The instance ID in a node's or a VM's name (`<cluster>-<ID>` or `<cluster>_<ID>`).
+pub fn instance_id(node: &str) -> Option<&str> {
+    node.rsplit_once(['-', '_'])
+        .map(|(_, id)| id)
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+impl ScaleSetLauncher {
+    pub fn new(arm: ArmClient, resource_group: String, budget: std::time::Duration) -> Self {
+        Self {
+            arm,
+            resource_group,
+            budget,
+        }
+    }
+
+    /// The deadline of one launcher call: a node's scheduler calls it inside its loop, whose
+    /// heartbeat must not go stale meanwhile; a call that runs out is tried again next pass.
+    fn deadline(&self) -> Option<arm::Instant> {
+        Some(arm::Instant::now() + self.budget)
+    }
+
+    /// Starts the deletion of a node's instance (forced: the node drained already, or is
+    /// lost). One that is gone already is deleted.
+    pub fn delete_instance(&self, cluster: &str, node: &str) -> Result<(), String> {
+        let Some(id) = instance_id(node) else {
+            return Ok(());
+        };
+        let (arm, rg, name, ids, deadline) = (
+            self.arm.clone(),
+            self.resource_group.clone(),
+            cluster.to_owned(),
+            vec![id.to_owned()],
+            self.deadline(),
+        );
+        tracing::info!(node, "deleting the node's instance");
+        let deleted = arm::blocking::block_on(async move {
+            arm.start_vmss_instance_deletion(&rg, &name, &ids, true, deadline)
+                .await
+        })
+        .map_err(|e| format!("delete instance {id} of scale set {cluster}: {e}"))?;
+        match deleted {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Grows the scale set by `count` and records the instances that growth made, and only
+    /// those: an instance that was there before (one whose deletion is under way, say) is
+    /// never taken for a new node.
+    fn grow(
+        &self,
+        store: &dyn Store,
+        spec: &ClusterSpec,
+        count: u32,
+    ) -> Result<Vec<String>, AgentError> {
+        let failed = |e: &dyn std::fmt::Display| AgentError::Node {
+            node: spec.name.clone(),
+            reason: format!("grow scale set {}: {e}", spec.name),
+        };
+        let (arm, rg, name, deadline) = (
+            self.arm.clone(),
+            self.resource_group.clone(),
+            spec.name.clone(),
+            self.deadline(),
+        );
+        let started = std::time::Instant::now();
+        let grown = arm::blocking::block_on(async move {
+            let Some(vmss) = arm.get_vmss(&rg, &name, deadline).await? else {
+                return Ok(None);
+            };
+            let before: std::collections::BTreeSet<String> = arm
+                .list_vmss_instances(&rg, &name, deadline)
+                .await?
+                .into_iter()
+                .filter_map(|i| i.instance_id)
+                .collect();
+            let capacity = vmss.sku.as_ref().and_then(|s| s.capacity).unwrap_or(0);
+            arm.start_vmss_capacity_update(&rg, &name, capacity + i64::from(count), deadline)
+                .await?;
+            let after = arm.list_vmss_instances(&rg, &name, deadline).await?;
+            Ok::<_, arm::ArmError>(Some(
+                after
+                    .into_iter()
+                    .filter_map(|i| i.instance_id)
+                    .filter(|id| !before.contains(id))
+                    .collect::<Vec<_>>(),
+            ))
+        })
+        .map_err(|e| failed(&e))?
+        .map_err(|e| failed(&e))?;
+        let Some(new) = grown else {
+            return Err(failed(&"the scale set does not exist"));
+        };
+        tracing::info!(cluster = %spec.name, count, new = ?new, took_ms = started.elapsed().as_millis() as u64, "grew the scale set");
+        let mut launched = Vec::new();
+        let now = records::now_ms();
+        for id in new {
+            let node = node_name(&spec.name, &id);
+            // Records first: a node that boots finds its own, and no second pass launches it
+            // again.
+            let record = NodeRecord::launching(&spec.name, &node, now);
+            match store.put(
+                &keys::node(&spec.name, &node),
+                &records::encode(&record),
+                Condition::IfNoneExists,
+                None,
+            ) {
+                Ok(_) | Err(control::StoreError::Conflict { .. }) => launched.push(node),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(launched)
+    }
+}
+
+impl agent::Launcher for ScaleSetLauncher {
+    fn launch(
+        &self,
+        store: &dyn Store,
+        spec: &ClusterSpec,
+        count: u32,
+    ) -> Result<Vec<String>, AgentError> {
+        self.grow(store, spec, count)
+    }
+
+    fn reap(&self, record: &NodeRecord) {
+        if let Err(e) = self.delete_instance(&record.cluster, &record.id) {
+            tracing::warn!(node = %record.id, error = %e, "delete the node's instance");
+        }
+    }
+}
+
+/// The azure platform: the control plane over the container `settings.container` in the
+/// storage account, with this driver.
+pub async fn platform(
+    arm: ArmClient,
+    settings: AzureSettings,
+) -> Result<ControlPlane, PlatformError> {
+    let account = &settings.storage_account;
+    let rg = &settings.resource_group;
+    let failed = |e: &dyn std::fmt::Display| arm_failed("open", "control store", account, e);
+    let found = arm
+        .get_storage_account(rg, account, None)
+        .await
+        .map_err(|e| failed(&e))?
+        .ok_or_else(|| {
+            failed(&format!(
+                "there is no storage account {account} in resource group {rg}; create it (azurerm_storage_account) or name an existing one"
+            ))
+        })?;
+    let endpoint = found
+        .blob_endpoint()
+        .ok_or_else(|| failed(&"the storage account has no blob endpoint"))?
+        .to_owned();
+    let keys = arm
+        .list_storage_account_keys(rg, account, None)
+        .await
+        .map_err(|e| failed(&e))?;
+    let key = keys
+        .into_iter()
+        .find_map(|k| k.value)
+        .ok_or_else(|| failed(&"the storage account has no keys (listKeys answered none)"))?;
+    arm.create_blob_container(rg, account, &settings.container, &Default::default(), None)
+        .await
+        .map_err(|e| failed(&e))?;
+    let url = format!("{}/{}", endpoint.trim_end_matches('/'), settings.container);
+    let location = agent::store::StoreLocation {
+        url,
+        credential: Some(agent::store::Credential::AccountKey(key.clone())),
+    };
+    let opened = tokio::task::spawn_blocking(move || agent::store::open_checked(&location))
+        .await
+        .map_err(|e| failed(&e))?
+        .map_err(|e| failed(&e))?;
+    let blobs = control_blob::BlobStore::open(
+        &opened.location.url,
+        control_blob::Credential::AccountKey(key),
+    )
+    .map_err(|e| failed(&e))?;
+    // The provider's scheduling passes hold the cluster's lease while they run; a launcher
+    // call that outlasts it is tried again by the next pass.
+    let launcher = ScaleSetLauncher::new(
+        arm.clone(),
+        settings.resource_group.clone(),
+        std::time::Duration::from_secs(10),
+    );
+    let driver = AzureDriver {
+        azure: Arc::new(Azure {
+            arm,
+            settings,
+            blobs,
+        }),
+        launcher,
+    };
+    Ok(ControlPlane::new(opened.store, Arc::new(driver)))
+}
+
+/// The cluster settings only the azure platform uses, as the resource records them.
+#[derive(Debug, Default, Deserialize)]
+struct Machines {
+    subnet_id: Option<String>,
+    image_reference: Option<Image>,
+    user_account_settings: Option<Account>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Image {
+    publisher: Option<String>,
+    offer: Option<String>,
+    sku: Option<String>,
+    version: Option<String>,
+    virtual_machine_image_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Account {
+    admin_user_name: Option<String>,
+    admin_user_ssh_public_key: Option<String>,
+}
+
+/// A deterministic GUID for a role assignment (its name), so that a retried create finds the
+/// one it made.
+fn assignment_name(parts: &[&str]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, parts.join("|").as_bytes());
+    let h: String = digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// An SSH public key nobody holds the private half of: Azure needs one for a Linux VM, and a
+/// cluster that names no administrator key gets no way in.
+fn unusable_ssh_key() -> String {
+    use base64::Engine as _;
+    let random = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        format!("{:?}{}", std::time::SystemTime::now(), std::process::id()).as_bytes(),
+    );
+    let mut blob = Vec::new();
+    for part in [b"ssh-ed25519".as_slice(), random.as_ref()] {
+        blob.extend_from_slice(&u32::try_from(part.len()).unwrap_or(0).to_be_bytes());
+        blob.extend_from_slice(part);
+    }
+    format!(
+        "ssh-ed25519 {} batchai-no-login",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    )
+}
+
+impl Azure {
+    fn identity_name(cluster: &str) -> String {
+        format!("batchai-{cluster}-nodes")
+    }
+
+    fn scale_set_id(&self, cluster: &str) -> String {
+        self.arm
+            .resource_id(
+                &self.settings.resource_group,
+                "Microsoft.Compute",
+                "virtualMachineScaleSets",
+                cluster,
+            )
+            .to_string()
+    }
+
+    /// Uploads the agent nodes run, named by its version and SHA-256, unless it is there.
+    async fn agent_blob(&self) -> Result<(String, String), String> {
+        let path = self.settings.agent_binary.clone();
+        let data = tokio::fs::read(&path)
+            .await
+            .map_err(|e| format!("read the agent binary {}: {e}", path.display()))?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &data);
+        let sha: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let name = format!("agent/{}/{sha}", env!("CARGO_PKG_VERSION"));
+        let blobs = self.blobs.clone();
+        let upload = name.clone();
+        tokio::task::spawn_blocking(move || blobs.upload_file_once(&upload, data))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("upload the agent binary: {e}"))?;
+        Ok((self.blobs.file_url(&name), sha))
+    }
+
+    /// The scale set body: capacity 0 (the scheduler grows it), the nodes' identity, and custom
+    /// data that boots the agent.
+    fn scale_set(
+        &self,
+        spec: &ClusterSpec,
+        machines: &Machines,
+        identity_id: &str,
+        custom_data: String,
+    ) -> VirtualMachineScaleSet {
+        let image = match &machines.image_reference {
+            Some(Image {
+                virtual_machine_image_id: Some(id),
+                ..
+            }) => ImageReference {
+                id: Some(id.clone()),
+                ..ImageReference::default()
+            },
+            Some(i) => ImageReference::marketplace(
+                i.publisher.as_deref().unwrap_or(DEFAULT_IMAGE.0),
+                i.offer.as_deref().unwrap_or(DEFAULT_IMAGE.1),
+                i.sku.as_deref().unwrap_or(DEFAULT_IMAGE.2),
+                i.version.as_deref().unwrap_or(DEFAULT_IMAGE.3),
+            ),
+            None => ImageReference::marketplace(
+                DEFAULT_IMAGE.0,
+                DEFAULT_IMAGE.1,
+                DEFAULT_IMAGE.2,
+                DEFAULT_IMAGE.3,
+            ),
+        };
+        let account = machines.user_account_settings.as_ref();
+        let admin = account
+            .and_then(|a| a.admin_user_name.clone())
+            .unwrap_or_else(|| DEFAULT_ADMIN.to_owned());
+        let key = account
+            .and_then(|a| a.admin_user_ssh_public_key.clone())
+            .unwrap_or_else(unusable_ssh_key);
+        let spot = spec.vm_priority == "lowpriority";
+        let ip = VirtualMachineScaleSetIpConfiguration {
+            name: "ipconfig".to_owned(),
+            properties: Some(VirtualMachineScaleSetIpConfigurationProperties {
+                subnet: machines.subnet_id.clone().map(|id| SubResource {
+                    id: Some(id),
+                    ..SubResource::default()
+                }),
+                primary: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        VirtualMachineScaleSet {
+            location: self.settings.location.clone(),
+            sku: Some(Sku {
+                name: Some(spec.vm_size.clone()),
+                tier: Some("Standard".to_owned()),
+                capacity: Some(0),
+                ..Sku::default()
+            }),
+            identity: Some(ResourceIdentity::user_assigned(identity_id)),
+            properties: Some(VirtualMachineScaleSetProperties {
+                orchestration_mode: Some("Uniform".to_owned()),
+                upgrade_policy: Some(UpgradePolicy {
+                    mode: Some("Manual".to_owned()),
+                    ..Default::default()
+                }),
+                // Extra VMs would boot agents that the scheduler never asked for.
+                overprovision: Some(false),
+                single_placement_group: Some(false),
+                platform_fault_domain_count: Some(1),
+                virtual_machine_profile: Some(VirtualMachineScaleSetVmProfile {
+                    os_profile: Some(VirtualMachineScaleSetOsProfile {
+                        computer_name_prefix: Some(computer_name_prefix(&spec.name)),
+                        admin_username: Some(admin.clone()),
+                        custom_data: Some(custom_data),
+                        linux_configuration: Some(LinuxConfiguration {
+                            disable_password_authentication: Some(true),
+                            ssh: Some(SshConfiguration {
+                                public_keys: Some(vec![SshPublicKey {
+                                    path: Some(format!("/home/{admin}/.ssh/authorized_keys")),
+                                    key_data: Some(key),
+                                    ..Default::default()
+                                }]),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    storage_profile: Some(VirtualMachineScaleSetStorageProfile {
+                        image_reference: Some(image),
+                        os_disk: Some(VirtualMachineScaleSetOsDisk {
+                            create_option: "FromImage".to_owned(),
+                            caching: Some("ReadWrite".to_owned()),
+                            managed_disk: Some(VirtualMachineScaleSetManagedDiskParameters {
+                                storage_account_type: Some("Premium_LRS".to_owned()),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    network_profile: Some(VirtualMachineScaleSetNetworkProfile {
+                        network_interface_configurations: Some(vec![
+                            VirtualMachineScaleSetNetworkConfiguration {
+                                name: "nic".to_owned(),
+                                properties: Some(
+                                    VirtualMachineScaleSetNetworkConfigurationProperties {
+                                        primary: Some(true),
+                                        ip_configurations: vec![ip],
+                                        ..Default::default()
+                                    },
+                                ),
+                                ..Default::default()
+                            },
+                        ]),
+                        ..Default::default()
+                    }),
+                    priority: Some(if spot { "Spot" } else { "Regular" }.to_owned()),
+                    eviction_policy: spot.then(|| "Delete".to_owned()),
+                    billing_profile: spot.then(|| BillingProfile {
+                        max_price: Some(-1.0),
+                        ..Default::default()
+                    }),
+                    scheduled_events_profile: Some(ScheduledEventsProfile {
+                        terminate_notification_profile: Some(TerminateNotificationProfile {
+                            enable: Some(true),
+                            not_before_timeout: Some("PT5M".to_owned()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn assign(&self, scope: &str, role: &str, principal: &str) -> Result<(), arm::ArmError> {
+        let body = RoleAssignment {
+            properties: RoleAssignmentProperties {
+                role_definition_id: self.arm.role_definition_id(role),
+                principal_id: principal.to_owned(),
+                principal_type: Some("ServicePrincipal".to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        self.arm
+            .create_role_assignment(
+                scope,
+                &assignment_name(&[scope, role, principal]),
+                &body,
+                None,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    async fn create_machines(
+        &self,
+        spec: &ClusterSpec,
+        resource: &serde_json::Value,
+    ) -> Result<(), PlatformError> {
+        let name = spec.name.as_str();
+        let failed = |e: &dyn std::fmt::Display| arm_failed("create", "cluster", name, e);
+        let machines: Machines = serde_json::from_value(resource.clone()).unwrap_or_default();
+        let rg = &self.settings.resource_group;
+        let identity = self
+            .arm
+            .create_or_update_user_assigned_identity(
+                rg,
+                &Self::identity_name(name),
+                &UserAssignedIdentity {
+                    location: self.settings.location.clone(),
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+            .map_err(|e| failed(&e))?;
+        let (Some(identity_id), Some(client_id), Some(principal)) = (
+            identity.id.clone(),
+            identity.client_id().map(str::to_owned),
+            identity.principal_id().map(str::to_owned),
+        ) else {
+            return Err(failed(&"the nodes' identity came back without its IDs"));
+        };
+        let container_scope = format!(
+            "{}/blobServices/default/containers/{}",
+            self.arm.resource_id(
+                rg,
+                "Microsoft.Storage",
+                "storageAccounts",
+                &self.settings.storage_account
+            ),
+            self.settings.container
+        );
+        self.assign(
+            &container_scope,
+            arm::models::authorization::STORAGE_BLOB_DATA_CONTRIBUTOR,
+            &principal,
+        )
+        .await
+        .map_err(|e| failed(&e))?;
+        let (agent_url, agent_sha256) = self.agent_blob().await.map_err(|e| failed(&e))?;
+        let config = bootstrap::NodeConfig {
+            store_url: self.blobs.container_url().to_owned(),
+            cluster: name.to_owned(),
+            identity_client_id: client_id,
+            agent_url,
+            agent_sha256,
+            resource_manager: self.settings.resource_manager.clone(),
+            arm_scope: self.settings.arm_scope.clone(),
+            subscription_id: self.arm.subscription_id().to_owned(),
+            resource_group: rg.clone(),
+            work_dir: WORK_DIR.to_owned(),
+        };
+        let custom_data = bootstrap::custom_data(&config, self.settings.test_ca_pem.as_deref())
+            .map_err(|e| failed(&e))?;
+        let body = self.scale_set(spec, &machines, &identity_id, custom_data);
+        self.arm
+            .create_or_update_vmss(rg, name, &body, None)
+            .await
+            .map_err(|e| failed(&e))?;
+        self.assign(
+            &self.scale_set_id(name),
+            VIRTUAL_MACHINE_CONTRIBUTOR,
+            &principal,
+        )
+        .await
+        .map_err(|e| failed(&e))?;
+        Ok(())
+    }
+
+    async fn remove_machines(&self, cluster: &str) -> Result<(), PlatformError> {
+        let failed = |e: &dyn std::fmt::Display| arm_failed("delete", "cluster", cluster, e);
+        let rg = &self.settings.resource_group;
+        self.arm
+            .delete_vmss(rg, cluster, None)
+            .await
+            .map_err(|e| failed(&e))?;
+        self.arm
+            .delete_user_assigned_identity(rg, &Self::identity_name(cluster), None)
+            .await
+            .map_err(|e| failed(&e))?;
+        Ok(())
+    }
+}
+
+/// A scale set's computer name prefix: at most 9 letters or digits for Linux (Azure appends a
+/// 6-character instance suffix within the 15 it allows).
+fn computer_name_prefix(cluster: &str) -> String {
+    let clean: String = cluster
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(9)
+        .collect();
+    if clean.is_empty() {
+        "node".to_owned()
+    } else {
+        clean
+    }
+}
+
+/// File servers are not yet provisioned on Azure: said plainly, at apply.
+fn no_file_servers(operation: &'static str, name: &str) -> PlatformError {
+    PlatformError::failed(
+        operation,
+        "file server",
+        name,
+        "file servers are not available on the azure platform yet; mount an existing NFS export with mount_volumes.unmanaged_file_system, or use the local platform",
+    )
+}
+
+impl Driver for AzureDriver {
+    fn name(&self) -> &'static str {
+        "azure"
+    }
+
+    fn launcher(&self) -> &dyn agent::Launcher {
+        &self.launcher
+    }
+
+    fn create_cluster_machines<'a>(
+        &'a self,
+        spec: &'a ClusterSpec,
+        resource: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), PlatformError>> {
+        Box::pin(self.azure.create_machines(spec, resource))
+    }
+
+    fn provision_file_server<'a>(
+        &'a self,
+        spec: &'a FileServerSpec,
+    ) -> BoxFuture<'a, Result<FileServerPlacement, PlatformError>> {
+        Box::pin(async move { Err(no_file_servers("create", spec.name.as_str())) })
+    }
+
+    fn file_server_exists<'a>(
+        &'a self,
+        _status: &'a FileServerStatus,
+    ) -> BoxFuture<'a, Result<bool, PlatformError>> {
+        Box::pin(async { Ok(false) })
+    }
+
+    fn remove_file_server<'a>(
+        &'a self,
+        _name: &'a Name,
+    ) -> BoxFuture<'a, Result<(), PlatformError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn mounts_file_server(&self, _mount: &records::Mount, _status: &FileServerStatus) -> bool {
+        false
+    }
+
+    fn remove_cluster_nodes<'a>(
+        &'a self,
+        cluster: &'a str,
+        _nodes: &'a [NodeRecord],
+    ) -> BoxFuture<'a, Result<(), PlatformError>> {
+        // Deleting the scale set stops every instance; the nodes' records go with the cluster's.
+        Box::pin(self.azure.remove_machines(cluster))
+    }
+
+    fn default_job_log_prefix(&self) -> String {
+        format!("{WORK_DIR}/joblogs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn nodes_are_named_after_their_instances() {
+        let cases = [
+            ("gpu-3", Some("3")),
+            ("gpu_3", Some("3")),
+            ("my-cluster-12", Some("12")),
+            ("gpu", None),
+            ("gpu-", None),
+            ("gpu-x1", None),
+        ];
+        for (node, id) in cases {
+            assert_eq!(instance_id(node), id, "{node}");
+        }
+        assert_eq!(node_name("my_cluster", "12"), "my-cluster-12");
+        assert_eq!(instance_id(&node_name("my_cluster", "12")), Some("12"));
+    }
+
+    #[test]
+    fn computer_name_prefixes_fit_linux_names() {
+        let cases = [
+            ("gpu", "gpu"),
+            ("train-a100_cluster", "traina100"),
+            ("___", "node"),
+        ];
+        for (cluster, prefix) in cases {
+            assert_eq!(computer_name_prefix(cluster), prefix);
+        }
+    }
+
+    #[test]
+    fn role_assignment_names_are_stable_guids() {
+        let a = assignment_name(&["/scope", "role", "principal"]);
+        assert_eq!(a, assignment_name(&["/scope", "role", "principal"]));
+        assert_ne!(a, assignment_name(&["/scope", "role", "other"]));
+        let groups: Vec<usize> = a.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12]);
+    }
+
+    #[test]
+    fn an_unusable_key_is_a_well_formed_openssh_key() {
+        use base64::Engine as _;
+        let key = unusable_ssh_key();
+        let parts: Vec<&str> = key.split(' ').collect();
+        assert_eq!(parts[0], "ssh-ed25519");
+        let blob = base64::engine::general_purpose::STANDARD
+            .decode(parts[1])
+            .unwrap();
+        assert_eq!(&blob[..4], &11u32.to_be_bytes());
+        assert_eq!(&blob[4..15], b"ssh-ed25519");
+        assert_eq!(&blob[15..19], &32u32.to_be_bytes());
+        assert_eq!(blob.len(), 19 + 32);
+    }
+}
