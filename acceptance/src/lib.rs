@@ -1,5 +1,7 @@
 //! Shared helpers for the end-to-end suite: locating real Terraform CLIs, building the provider,
 //! and running Terraform commands in throwaway working directories with `dev_overrides`.
+pub mod sim;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -178,6 +180,9 @@ pub struct Workspace {
     /// The blob container the provider keeps its control store in, in the Azurite pass
     /// (`BATCHAI_ACC_AZURITE`); `None` for the directory store under `root`.
     pub control_store: Option<BlobStoreTarget>,
+    /// On the azure platform (the simulator's), the control store's container; `None` on the
+    /// local platform.
+    pub azure_container: Option<String>,
 }
 
 /// A blob container of the Azurite the second end-to-end pass runs against.
@@ -232,7 +237,30 @@ impl Workspace {
             extra_env: Vec::new(),
             owns_root: true,
             control_store,
+            azure_container: None,
         })
+    }
+
+    /// A workspace whose provider uses the azure platform of this process's ARM simulator,
+    /// with a control container of its own.
+    pub fn on_azure(cli: &Cli) -> anyhow::Result<Self> {
+        let sim = sim::Sim::shared();
+        let mut ws = Self::new(cli)?;
+        ws.control_store = None;
+        ws.azure_container = Some(format!(
+            "acc{}{}",
+            std::process::id(),
+            ws.dir
+                .path()
+                .file_name()
+                .map(|n| n.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default()
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .collect::<String>()
+        ));
+        ws.extra_env.extend(sim.env());
+        Ok(ws)
     }
 
     /// Where the local platform keeps this workspace's nodes, exports and default job logs:
@@ -270,6 +298,10 @@ impl Workspace {
         other.root = self.root.clone();
         other.owns_root = false;
         other.control_store = self.control_store.clone();
+        other.azure_container = self.azure_container.clone();
+        if other.azure_container.is_some() {
+            other.extra_env.extend(sim::Sim::shared().env());
+        }
         Ok(other)
     }
 
@@ -290,9 +322,15 @@ impl Workspace {
                 blob.container_url, blob.account_key
             )
         });
+        let provider = match &self.azure_container {
+            Some(container) => sim::Sim::shared().provider_block(container),
+            None => format!(
+                "provider \"batchai\" {{\n  local {{\n    root = \"{}\"\n{store}  }}\n}}\n\n",
+                self.root.display()
+            ),
+        };
         let header = format!(
-            "terraform {{\n  required_providers {{\n    batchai = {{\n      source = \"batchai/batchai\"\n    }}\n  }}\n}}\n\nprovider \"batchai\" {{\n  local {{\n    root = \"{}\"\n{store}  }}\n}}\n\n",
-            self.root.display()
+            "terraform {{\n  required_providers {{\n    batchai = {{\n      source = \"batchai/batchai\"\n    }}\n  }}\n}}\n\n{provider}"
         );
         std::fs::write(self.dir.path().join("main.tf"), header + body)?;
         Ok(())

@@ -116,6 +116,15 @@ pub fn instance_id(node: &str) -> Option<&str> {
         .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Whether an instance is on its way out.
+fn deleting(instance: &arm::models::compute::VirtualMachineScaleSetVm) -> bool {
+    instance
+        .properties
+        .as_ref()
+        .and_then(|p| p.provisioning_state.as_deref())
+        .is_some_and(|s| s.eq_ignore_ascii_case("deleting"))
+}
+
 impl ScaleSetLauncher {
     pub fn new(arm: ArmClient, resource_group: String, budget: std::time::Duration) -> Self {
         Self {
@@ -177,17 +186,18 @@ impl ScaleSetLauncher {
         );
         let started = std::time::Instant::now();
         let grown = arm::blocking::block_on(async move {
-            let Some(vmss) = arm.get_vmss(&rg, &name, deadline).await? else {
+            if arm.get_vmss(&rg, &name, deadline).await?.is_none() {
                 return Ok(None);
-            };
-            let before: std::collections::BTreeSet<String> = arm
-                .list_vmss_instances(&rg, &name, deadline)
-                .await?
-                .into_iter()
-                .filter_map(|i| i.instance_id)
-                .collect();
-            let capacity = vmss.sku.as_ref().and_then(|s| s.capacity).unwrap_or(0);
-            arm.start_vmss_capacity_update(&rg, &name, capacity + i64::from(count), deadline)
+            }
+            let listed = arm.list_vmss_instances(&rg, &name, deadline).await?;
+            // The new capacity counts the instances that stay, not the old capacity: a Spot
+            // instance evicted with policy Delete may still count in it, and growing from
+            // there would make one instance too many.
+            let staying = listed.iter().filter(|i| !deleting(i)).count();
+            let before: std::collections::BTreeSet<String> =
+                listed.into_iter().filter_map(|i| i.instance_id).collect();
+            let capacity = i64::try_from(staying).unwrap_or(i64::MAX) + i64::from(count);
+            arm.start_vmss_capacity_update(&rg, &name, capacity, deadline)
                 .await?;
             let after = arm.list_vmss_instances(&rg, &name, deadline).await?;
             Ok::<_, arm::ArmError>(Some(

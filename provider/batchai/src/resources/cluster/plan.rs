@@ -8,8 +8,8 @@ use super::model::Model;
 use crate::Client;
 use crate::resources::{mounts, value_at};
 
-/// Plan-time checks that need the platform: the volumes, and on the local platform, which
-/// gives nodes this machine's GPUs, whether there are enough of them.
+/// Plan-time checks that need the platform: the volumes; on the local platform, which gives
+/// nodes this machine's GPUs, whether there are enough of them; on Azure, the subnet.
 pub(super) async fn check_plan(client: &Client, planned: &Value) -> Diagnostics {
     let mut diags = mounts::check_plan(client, planned).await;
     if client.name() == "local"
@@ -17,7 +17,25 @@ pub(super) async fn check_plan(client: &Client, planned: &Value) -> Diagnostics 
     {
         diags.push(warning);
     }
+    if client.name() == "azure"
+        && let Some(error) = azure_subnet_missing(planned)
+    {
+        diags.push(error);
+    }
     diags
+}
+
+/// On Azure the nodes' network interfaces need a subnet; without one the scale set cannot be
+/// created, so the plan says so instead of the apply.
+pub(super) fn azure_subnet_missing(planned: &Value) -> Option<Diagnostic> {
+    planned.get_attr("subnet_id").filter(|v| v.is_null())?;
+    Some(
+        Diagnostic::error(
+            "no subnet for the nodes",
+            "on the azure platform a cluster's nodes need a subnet: set subnet_id to the ARM ID              of one (/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Network/             virtualNetworks/<network>/subnets/<subnet>) with outbound access to the storage              account, from which nodes download the agent",
+        )
+        .at(AttributePath::attrs(["subnet_id"])),
+    )
 }
 
 /// GPUs this machine gives local nodes: `BATCHAI_LOCAL_GPU_COUNT` when set (as nodes read it

@@ -1,0 +1,340 @@
+//! The azure platform end to end: real Terraform against the ARM simulator, whose scale set
+//! instances boot as real nodes (the bootstrap downloads the agent from Azurite with the
+//! instance's managed identity, each node in a network namespace of its own), and Azurite as
+//! the control store. Clusters, MPI across nodes, scaling in place, a Spot eviction, throttling,
+//! a failed create, and instances deleted behind Terraform's back.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use batchai_acceptance::sim::Sim;
+use batchai_acceptance::{Workspace, newest_cli, resource_values, wait_for};
+use serde_json::{Value as Json, json};
+
+fn cluster(name: &str, extra: &str, scale: &str) -> String {
+    format!(
+        r#"resource "batchai_cluster" "c" {{
+  name      = "{name}"
+  vm_size   = "Standard_D4s_v5"
+  subnet_id = "{subnet}"
+{extra}
+  scale_settings {{
+{scale}
+  }}
+}}
+"#,
+        subnet = Sim::shared().subnet_id
+    )
+}
+
+fn manual(count: u32) -> String {
+    format!("    manual {{\n      target_node_count = {count}\n    }}")
+}
+
+fn workspace() -> Workspace {
+    Workspace::on_azure(&newest_cli()).unwrap()
+}
+
+fn state_of(ws: &Workspace, address: &str) -> Json {
+    resource_values(&ws.state_json().unwrap(), address)
+        .cloned()
+        .unwrap_or(Json::Null)
+}
+
+fn live_instances(prefix: &str) -> Vec<String> {
+    Sim::shared()
+        .nodes(&format!("{prefix}_"))
+        .unwrap()
+        .iter()
+        .filter(|n| n["state"] != "Deleting")
+        .filter_map(|n| n["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The ARM requests (method and path, status) logged since `seq`.
+fn arm_requests(seq: u64) -> Vec<(String, u64)> {
+    Sim::shared()
+        .requests_since(seq)
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                format!(
+                    "{} {}",
+                    r["method"].as_str().unwrap_or(""),
+                    r["path"].as_str().unwrap_or("")
+                ),
+                r["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_cluster_runs_mpi_across_nodes_scales_in_place_and_is_destroyed() {
+    let sim = Sim::shared();
+    let ws = workspace();
+    let name = "azmpi";
+    let job = format!(
+        r#"resource "batchai_job" "mpi" {{
+  name                    = "ranks"
+  cluster_id              = batchai_cluster.c.id
+  node_count              = 2
+  std_out_err_path_prefix = "{logs}"
+  custom_mpi {{
+    command_line  = "sh -c 'echo rank $OMPI_COMM_WORLD_RANK on $(hostname -I)'"
+    process_count = 2
+  }}
+  wait_for_completion = true
+}}
+"#,
+        logs = ws.path().join("logs").display()
+    );
+    ws.write_config(&(cluster(name, "", &manual(2)) + &job))
+        .unwrap();
+    ws.init().unwrap();
+    let before = sim.last_seq().unwrap();
+    ws.apply().unwrap();
+    let apply_requests = arm_requests(before);
+    eprintln!(
+        "ARM requests for the apply of a 2-node cluster and a job: {}",
+        apply_requests.len()
+    );
+
+    let c = state_of(&ws, "batchai_cluster.c");
+    assert_eq!(c["current_node_count"], 2, "{c}");
+    assert_eq!(c["node_state_counts"]["idle"], 2, "{c}");
+    let j = state_of(&ws, "batchai_job.mpi");
+    assert_eq!(j["execution_state"], "succeeded", "{j}");
+    // Each rank ran on its own node, at its own address: MPI crossed namespaces.
+    let logs = batchai_acceptance::walk(&ws.path().join("logs"));
+    let stdout = logs
+        .iter()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("stdout"))
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .unwrap_or_default();
+    let addresses: std::collections::BTreeSet<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split(" on ").nth(1))
+        .map(str::trim)
+        .collect();
+    assert!(
+        stdout.contains("rank 0") && stdout.contains("rank 1"),
+        "{stdout}"
+    );
+    assert_eq!(addresses.len(), 2, "two ranks on two addresses: {stdout}");
+    assert_eq!(live_instances(name).len(), 2);
+
+    // A plan reads the cluster and the job and changes nothing.
+    let before = sim.last_seq().unwrap();
+    assert_eq!(ws.plan_exit_code().unwrap(), 0);
+    eprintln!("ARM requests for a plan: {}", arm_requests(before).len());
+
+    // Scale 2 -> 3 -> 1 in place: the scale set grows, then loses the nodes the scheduler chose.
+    for (count, job_nodes) in [(3, 2), (1, 1)] {
+        let job = job
+            .replace(
+                "node_count              = 2",
+                &format!("node_count              = {job_nodes}"),
+            )
+            .replace("process_count = 2", &format!("process_count = {job_nodes}"));
+        ws.write_config(&(cluster(name, "", &manual(count)) + &job))
+            .unwrap();
+        ws.apply().unwrap();
+        let c = state_of(&ws, "batchai_cluster.c");
+        assert_eq!(c["current_node_count"], count, "{c}");
+        wait_for("the scale set to match", Duration::from_secs(60), || {
+            Ok(live_instances(name).len() == count as usize)
+        })
+        .unwrap();
+    }
+    assert_eq!(ws.plan_exit_code().unwrap(), 0);
+
+    ws.ok(&["destroy", "-auto-approve", "-no-color"]).unwrap();
+    wait_for("every instance to go", Duration::from_secs(60), || {
+        Ok(live_instances(name).is_empty())
+    })
+    .unwrap();
+    let vmss = format!(
+        "subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachineScaleSets/{name}",
+        sim.subscription_id, sim.resource_group
+    );
+    let after = arm_requests(0);
+    assert!(
+        after
+            .iter()
+            .any(|(r, status)| r.starts_with("DELETE") && r.ends_with(&vmss) && *status < 300),
+        "destroy deleted the scale set"
+    );
+}
+
+#[test]
+fn a_spot_eviction_mid_job_requeues_it_and_it_succeeds_elsewhere() {
+    let sim = Sim::shared();
+    let ws = workspace();
+    let name = "azspot";
+    let marker = ws.path().join("started");
+    let job = format!(
+        r#"resource "batchai_job" "long" {{
+  name       = "long"
+  cluster_id = batchai_cluster.c.id
+  node_count = 1
+  custom_toolkit {{
+    command_line = "hostname -I >> {marker}; sleep 20; echo done"
+  }}
+  wait_for_completion = true
+}}
+"#,
+        marker = marker.display()
+    );
+    ws.write_config(&(cluster(name, "  vm_priority = \"lowpriority\"", &manual(2)) + &job))
+        .unwrap();
+    ws.init().unwrap();
+    let mut apply = ws.spawn(&["apply", "-auto-approve", "-no-color"]).unwrap();
+    wait_for("the job to start", Duration::from_secs(120), || {
+        Ok(marker.exists())
+    })
+    .unwrap();
+    // Which node runs it: the instance whose address the job wrote.
+    let address = std::fs::read_to_string(&marker).unwrap().trim().to_owned();
+    let nodes = sim.nodes(&format!("{name}_")).unwrap();
+    let running = nodes
+        .iter()
+        .find(|n| n["address"].as_str().is_some_and(|a| address.contains(a)))
+        .or_else(|| nodes.first())
+        .unwrap();
+    let instance = running["name"]
+        .as_str()
+        .unwrap()
+        .rsplit('_')
+        .next()
+        .unwrap()
+        .to_owned();
+    sim.control(
+        "POST",
+        &format!(
+            "resourceGroups/{}/vmss/{name}/instances/{instance}/evict",
+            sim.resource_group
+        ),
+        Some(&json!({ "notice": 30 })),
+    )
+    .unwrap();
+    let status = apply.wait().unwrap();
+    assert!(status.success(), "apply: {status}");
+    let j = state_of(&ws, "batchai_job.long");
+    assert_eq!(j["execution_state"], "succeeded", "{j}");
+    assert_eq!(j["attempts"], 2, "the evicted attempt was requeued: {j}");
+    let starts = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(starts.lines().count(), 2, "{starts}");
+    assert_ne!(
+        starts.lines().next(),
+        starts.lines().nth(1),
+        "it ran again on another node"
+    );
+    ws.ok(&["destroy", "-auto-approve", "-no-color"]).unwrap();
+}
+
+#[test]
+fn a_throttling_storm_during_create_converges() {
+    let sim = Sim::shared();
+    let ws = workspace();
+    let name = "azthrottle";
+    ws.write_config(&cluster(name, "", &manual(1))).unwrap();
+    ws.init().unwrap();
+    sim.control(
+        "POST",
+        "faults",
+        Some(&json!({"kind": "throttle", "count": 6, "retryAfter": 1, "path": format!("virtualMachineScaleSets/{name}")})),
+    )
+    .unwrap();
+    let before = sim.last_seq().unwrap();
+    let started = std::time::Instant::now();
+    ws.apply().unwrap();
+    let throttled = arm_requests(before)
+        .iter()
+        .filter(|(_, s)| *s == 429)
+        .count();
+    eprintln!(
+        "a create under a storm of {throttled} throttled requests converged in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(throttled, 6, "every throttled request was retried");
+    assert_eq!(state_of(&ws, "batchai_cluster.c")["current_node_count"], 1);
+    ws.ok(&["destroy", "-auto-approve", "-no-color"]).unwrap();
+}
+
+#[test]
+fn a_create_that_fails_in_arm_keeps_partial_state_and_the_next_apply_converges() {
+    let sim = Sim::shared();
+    let ws = workspace();
+    let name = "azfail";
+    ws.write_config(&cluster(name, "", &manual(1))).unwrap();
+    ws.init().unwrap();
+    sim.control(
+        "POST",
+        "faults",
+        Some(&json!({"kind": "fail", "count": 1, "code": "AllocationFailed", "method": "PUT", "path": format!("virtualMachineScaleSets/{name}$")})),
+    )
+    .unwrap();
+    let out = ws.run(&["apply", "-auto-approve", "-no-color"]).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("AllocationFailed"), "{stderr}");
+    assert!(stderr.contains("correlation id"), "{stderr}");
+    // The cluster is in state (tainted), so the next apply replaces it rather than leaking it.
+    assert!(!state_of(&ws, "batchai_cluster.c").is_null());
+    ws.apply().unwrap();
+    assert_eq!(state_of(&ws, "batchai_cluster.c")["current_node_count"], 1);
+    ws.ok(&["destroy", "-auto-approve", "-no-color"]).unwrap();
+    wait_for("every instance to go", Duration::from_secs(60), || {
+        Ok(live_instances(name).is_empty())
+    })
+    .unwrap();
+}
+
+#[test]
+fn instances_deleted_behind_terraforms_back_are_replaced_and_destroy_still_succeeds() {
+    let sim = Sim::shared();
+    let ws = workspace();
+    let name = "azgone";
+    ws.write_config(&cluster(name, "", &manual(2))).unwrap();
+    ws.init().unwrap();
+    ws.apply().unwrap();
+    for instance in live_instances(name) {
+        let id = instance.rsplit('_').next().unwrap().to_owned();
+        sim.control(
+            "POST",
+            &format!(
+                "resourceGroups/{}/vmss/{name}/instances/{id}/delete",
+                sim.resource_group
+            ),
+            Some(&json!({})),
+        )
+        .unwrap();
+    }
+    // Read notices the lost nodes (their heartbeats stop) and the cluster grows new ones.
+    wait_for("replacement nodes", Duration::from_secs(120), || {
+        ws.ok(&["apply", "-refresh-only", "-auto-approve", "-no-color"])?;
+        let c = state_of(&ws, "batchai_cluster.c");
+        Ok(c["node_state_counts"]["idle"] == 2 && live_instances(name).len() == 2)
+    })
+    .unwrap();
+    // And by hand again, then destroy: nothing is left, and destroy does not fail on what is gone.
+    for instance in live_instances(name) {
+        let id = instance.rsplit('_').next().unwrap().to_owned();
+        sim.control(
+            "POST",
+            &format!(
+                "resourceGroups/{}/vmss/{name}/instances/{id}/delete",
+                sim.resource_group
+            ),
+            Some(&json!({})),
+        )
+        .unwrap();
+    }
+    ws.ok(&["destroy", "-auto-approve", "-no-color"]).unwrap();
+    assert!(live_instances(name).is_empty());
+}
