@@ -338,3 +338,59 @@ fn instances_deleted_behind_terraforms_back_are_replaced_and_destroy_still_succe
     ws.ok(&["destroy", "-auto-approve", "-no-color"]).unwrap();
     assert!(live_instances(name).is_empty());
 }
+
+#[test]
+fn plans_check_the_size_and_the_subnet_with_azure() {
+    let sim = Sim::shared();
+    let ws = workspace();
+    let private = sim
+        .subnet_id
+        .replace("/subnets/default", "/subnets/private");
+    ws.write_config(&format!(
+        r#"resource "batchai_cluster" "c" {{
+  name      = "azplan"
+  vm_size   = "Standard_NoSuchSize_v9"
+  subnet_id = "{subnet}"
+  scale_settings {{
+    manual {{
+      target_node_count = 1
+    }}
+  }}
+}}
+"#,
+        subnet = sim.subnet_id
+    ))
+    .unwrap();
+    ws.init().unwrap();
+    let out = ws.run(&["plan", "-no-color"]).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("VM size not offered here"), "{stderr}");
+    assert!(stderr.contains("Standard_NoSuchSize_v9"), "{stderr}");
+
+    ws.write_config(&format!(
+        r#"resource "batchai_cluster" "c" {{
+  name      = "azplan"
+  vm_size   = "Standard_D4s_v5"
+  subnet_id = "{private}"
+  scale_settings {{
+    manual {{
+      target_node_count = 1
+    }}
+  }}
+}}
+"#
+    ))
+    .unwrap();
+    let out = ws.run(&["plan", "-no-color"]).unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("the subnet may have no outbound access"),
+        "{all}"
+    );
+}

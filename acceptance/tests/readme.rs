@@ -1,7 +1,8 @@
 //! End to end: the README's examples, applied exactly as printed with the newest Terraform CLI:
 //! "Using the provider" (its HCL blocks as `main.tf`, its Python block as `train.py`), on a
 //! machine with or without GPUs, and "One cluster across machines" (its HCL against a container
-//! of an Azurite, then its shell lines, which join a node to the cluster).
+//! of an Azurite, then its shell lines, which join a node to the cluster), and "On Azure" (its
+//! HCL against the ARM simulator with the variables `cargo xtask sim up` exports).
 use std::path::PathBuf;
 
 use anyhow::{Context as _, ensure};
@@ -161,4 +162,51 @@ fn ws_with_store(ws: &Workspace, url: &str) -> Workspace {
         account_key: control_blob::azurite::ACCOUNT_KEY.to_owned(),
     });
     view
+}
+
+#[test]
+fn the_azure_example_runs_as_written_against_the_simulator() -> anyhow::Result<()> {
+    use batchai_acceptance::sim::Sim;
+    let readme = std::fs::read_to_string(repo().join("README.md"))?;
+    let hcl = blocks(&readme, "On Azure", "hcl");
+    let sh = blocks(&readme, "On Azure", "sh");
+    ensure!(
+        hcl.len() == 1 && sh.len() == 1,
+        "README blocks: {hcl:?} {sh:?}"
+    );
+    // The shell lines start the simulator with `cargo xtask sim up`; this process's own stands
+    // in for it, with the same variables exported.
+    ensure!(sh[0].contains("cargo xtask sim up") && sh[0].contains("source target/sim/env"));
+    let sim = Sim::shared();
+    let mut ws = Workspace::new(&newest_cli())?;
+    for (k, v) in sim.env() {
+        ws.env(&k, &v);
+    }
+    for (k, v) in [
+        ("ARM_SUBSCRIPTION_ID", sim.subscription_id.as_str()),
+        ("ARM_METADATA_HOSTNAME", sim.metadata_host.as_str()),
+        ("TF_VAR_resource_group_name", sim.resource_group.as_str()),
+        ("TF_VAR_location", sim.location.as_str()),
+        ("TF_VAR_storage_account_name", sim.storage_account.as_str()),
+        ("TF_VAR_subnet_id", sim.subnet_id.as_str()),
+    ] {
+        ws.env(k, v);
+    }
+    std::fs::write(ws.path().join("main.tf"), &hcl[0])?;
+    ws.init()?;
+    ws.apply()?;
+    let state = ws.ok(&["output", "-raw", "hello"])?;
+    ensure!(state.trim() == "succeeded", "job {state:?}");
+    ensure!(
+        sim.nodes("gpu_")?.len() == 2,
+        "two scale set instances: {:?}",
+        sim.nodes("gpu_")?
+    );
+    ws.ok(&["destroy", "-auto-approve", "-no-color"])?;
+    batchai_acceptance::wait_for(
+        "the scale set's instances to go",
+        std::time::Duration::from_secs(60),
+        || Ok(sim.nodes("gpu_")?.is_empty()),
+    )?;
+    Ok(())
 }

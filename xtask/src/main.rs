@@ -9,6 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
+mod azure_smoke;
 mod azurite;
 mod bench;
 mod bench_jobs;
@@ -33,6 +34,8 @@ tasks:
   gpu-check [binary]        a 2-node GPU cluster and job on a machine with NVIDIA GPUs
   sim up|down [--state DIR] the ARM simulator (acceptance/sim): up writes target/sim/env and
                             target/sim/provider.tf; down stops it and its nodes
+  azure-smoke               the README's azure example on real Azure (create, run, destroy) when
+                            ARM_* credentials and its TF_VAR_* settings are set; else does nothing
   help                      this list
 
   cargo protogen            regenerate the gRPC stubs (needs the protogen feature's compiler)";
@@ -57,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         Some("gen") => generate(),
         Some("bench") => bench::bench(args.get(1).map(String::as_str)),
         Some("sim") => sim::sim(&args[1..]),
+        Some("azure-smoke") => azure_smoke(),
         Some("gpu-check") => gpu_check::gpu_check(Path::new(
             args.get(1)
                 .map_or("target/release/terraform-provider-batchai", String::as_str),
@@ -297,6 +301,30 @@ fn example(args: &[String]) -> anyhow::Result<()> {
 
 /// Builds the provider and applies (or destroys) an example in its own directory, with a CLI
 /// configuration whose `dev_overrides` take the provider from the build.
+/// `azure-smoke`: the README's azure example on real Azure (see `azure_smoke`).
+fn azure_smoke() -> anyhow::Result<()> {
+    if let Some(why) = azure_smoke::missing() {
+        eprintln!("xtask azure-smoke: did nothing: {why}");
+        return Ok(());
+    }
+    let repo = repo();
+    run(cargo().args([
+        "build",
+        "--package",
+        "batchai",
+        "--bin",
+        "terraform-provider-batchai",
+    ]))?;
+    let bin_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("target"))
+        .join("debug");
+    let rc = repo.join("target/azure-smoke.terraformrc");
+    std::fs::create_dir_all(repo.join("target"))?;
+    write_dev_overrides(&rc, &bin_dir)?;
+    azure_smoke::run(&repo, &find_terraform()?, &rc)
+}
+
 fn run_example(name: &str, destroy: bool) -> anyhow::Result<()> {
     let repo = repo();
     let dir = EXAMPLES

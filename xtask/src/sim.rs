@@ -161,6 +161,17 @@ fn write_outputs(ready: &serde_json::Value) -> anyhow::Result<()> {
         ("BATCHAI_TEST_CA_CERTIFICATE", ca.display().to_string()),
         ("BATCHAI_SIM_ENDPOINT", field("endpoint")),
         ("BATCHAI_SIM_STATE", field("stateDir")),
+        // The README's azure example takes where things are as variables.
+        ("TF_VAR_resource_group_name", field("resourceGroup")),
+        ("TF_VAR_location", field("location")),
+        (
+            "TF_VAR_storage_account_name",
+            ready["storageAccounts"][0]
+                .as_str()
+                .unwrap_or("mlctrl")
+                .to_owned(),
+        ),
+        ("TF_VAR_subnet_id", outbound_subnet(ready)),
     ] {
         writeln!(env, "export {name}='{value}'")?;
     }
@@ -175,6 +186,16 @@ fn write_outputs(ready: &serde_json::Value) -> anyhow::Result<()> {
     );
     std::fs::write(out.join("provider.tf"), provider)?;
     Ok(())
+}
+
+/// The simulator's subnet with default outbound access (the nodes download the agent).
+fn outbound_subnet(ready: &serde_json::Value) -> String {
+    ready["subnets"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["defaultOutboundAccess"] == true))
+        .and_then(|s| s["id"].as_str())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn down(state: &Path) -> anyhow::Result<()> {

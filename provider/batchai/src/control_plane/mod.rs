@@ -120,6 +120,13 @@ impl Platform for ControlPlane {
         Box::pin(self.create_cluster(spec, secrets, resource))
     }
 
+    fn check_machines<'a>(
+        &'a self,
+        check: &'a crate::platform::MachineCheck,
+    ) -> BoxFuture<'a, Vec<crate::platform::MachineFinding>> {
+        self.driver.check_machines(check)
+    }
+
     fn get_cluster<'a>(
         &'a self,
         name: &'a Name,

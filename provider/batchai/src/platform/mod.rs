@@ -93,6 +93,27 @@ pub struct FileServerPlacement {
     pub public_ip: String,
 }
 
+/// What a plan-time check of a new cluster's machines looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineCheck {
+    pub vm_size: String,
+    /// Spot (`lowpriority`) machines draw on their own quota.
+    pub spot: bool,
+    /// The most nodes the scale settings can ask for.
+    pub max_nodes: u32,
+    pub subnet_id: Option<String>,
+}
+
+/// A problem a plan-time check found, on one attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineFinding {
+    /// An error fails the plan; otherwise it is a warning.
+    pub error: bool,
+    pub attribute: &'static str,
+    pub summary: String,
+    pub detail: String,
+}
+
 /// What a platform does itself; everything about clusters, nodes and jobs as records is the
 /// control plane's, shared by every platform. A driver provisions and removes machines (node
 /// processes here, VM scale set instances on Azure) and file servers, and says how nodes start
@@ -114,6 +135,14 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<(), PlatformError>> {
         let _ = (spec, resource);
         Box::pin(async { Ok(()) })
+    }
+
+    /// Plan-time checks of a new cluster's machines that the platform answers cheaply and
+    /// without changing anything (on Azure: the size is offered in the location, the quota
+    /// covers the nodes, the subnet reaches out). A check that cannot be made says nothing.
+    fn check_machines<'a>(&'a self, check: &'a MachineCheck) -> BoxFuture<'a, Vec<MachineFinding>> {
+        let _ = check;
+        Box::pin(async { Vec::new() })
     }
 
     /// Provisions a file server's storage. The control plane has claimed the name in the store
@@ -186,6 +215,9 @@ pub trait Platform: Send + Sync + std::fmt::Debug {
         secrets: &'a control::secrets::ClusterSecrets,
         resource: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<ClusterView, PlatformError>>;
+
+    /// See [`Driver::check_machines`].
+    fn check_machines<'a>(&'a self, check: &'a MachineCheck) -> BoxFuture<'a, Vec<MachineFinding>>;
 
     /// `Ok(None)` when the cluster does not exist (or was removed outside Terraform). Changes
     /// nothing: plan-time checks use it.

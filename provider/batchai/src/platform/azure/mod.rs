@@ -8,6 +8,7 @@
 //! scheduler's choices map onto ARM calls one to one: growing is a capacity change, and a node
 //! the scheduler let go (scale-in, a lost or unusable node) is deleted by its instance ID.
 pub mod bootstrap;
+pub mod checks;
 pub mod node;
 
 use std::sync::Arc;
@@ -647,6 +648,34 @@ impl Azure {
         Ok(())
     }
 
+    /// Reads what the plan-time checks need (bounded: a plan does not wait on a slow ARM) and
+    /// decides; a read that fails skips its check.
+    async fn check_machines(&self, check: &super::MachineCheck) -> Vec<super::MachineFinding> {
+        let deadline = Some(arm::Instant::now() + std::time::Duration::from_secs(20));
+        let location = &self.settings.location;
+        let (skus, usages) = tokio::join!(
+            self.arm.list_resource_skus(location, deadline),
+            self.arm.list_usages(location, deadline)
+        );
+        let subnet = match check
+            .subnet_id
+            .as_deref()
+            .map(str::parse::<arm::ResourceId>)
+        {
+            Some(Ok(id)) => self.arm.get_subnet(&id, deadline).await.ok().flatten(),
+            _ => None,
+        };
+        let skus = match skus {
+            Ok(skus) => skus,
+            Err(e) => {
+                tracing::warn!(error = %e, "list the resource SKUs for the plan-time checks");
+                return Vec::new();
+            }
+        };
+        let usages = usages.unwrap_or_default();
+        checks::findings(check, location, &skus, &usages, subnet.as_ref())
+    }
+
     async fn remove_machines(&self, cluster: &str) -> Result<(), PlatformError> {
         let failed = |e: &dyn std::fmt::Display| arm_failed("delete", "cluster", cluster, e);
         let rg = &self.settings.resource_group;
@@ -704,6 +733,13 @@ impl Driver for AzureDriver {
         Box::pin(self.azure.create_machines(spec, resource))
     }
 
+    fn check_machines<'a>(
+        &'a self,
+        check: &'a super::MachineCheck,
+    ) -> BoxFuture<'a, Vec<super::MachineFinding>> {
+        Box::pin(self.azure.check_machines(check))
+    }
+
     fn provision_file_server<'a>(
         &'a self,
         spec: &'a FileServerSpec,
@@ -738,8 +774,10 @@ impl Driver for AzureDriver {
         Box::pin(self.azure.remove_machines(cluster))
     }
 
+    /// On each node's own disk, below its mount root: the provider reads logs through the
+    /// store, never from a path, so nothing needs them elsewhere.
     fn default_job_log_prefix(&self) -> String {
-        format!("{WORK_DIR}/joblogs")
+        "$AZ_BATCHAI_MOUNT_ROOT/joblogs".to_owned()
     }
 }
 

@@ -22,7 +22,46 @@ pub(super) async fn check_plan(client: &Client, planned: &Value) -> Diagnostics 
     {
         diags.push(error);
     }
+    if let Some(check) = machine_check(planned) {
+        for finding in client.check_machines(&check).await {
+            let diagnostic = if finding.error {
+                Diagnostic::error(finding.summary, finding.detail)
+            } else {
+                Diagnostic::warning(finding.summary, finding.detail)
+            };
+            diags.push(diagnostic.at(AttributePath::attrs([finding.attribute])));
+        }
+    }
     diags
+}
+
+/// What the platform is asked about a cluster about to be created (not one that exists, whose
+/// machines are there), once every value it needs is known.
+pub(super) fn machine_check(planned: &Value) -> Option<crate::platform::MachineCheck> {
+    if !planned.get_attr("id").is_some_and(Value::is_unknown) {
+        return None;
+    }
+    for attribute in ["vm_size", "vm_priority", "subnet_id", "scale_settings"] {
+        if planned
+            .get_attr(attribute)
+            .is_some_and(|v| !v.is_wholly_known())
+        {
+            return None;
+        }
+    }
+    let cluster = decode_partial::<Model>(planned)?;
+    let scale = cluster.scale_settings.unwrap_or_default();
+    let max_nodes = scale
+        .manual
+        .and_then(|m| m.target_node_count)
+        .or_else(|| scale.auto_scale.and_then(|a| a.maximum_node_count))
+        .unwrap_or(0);
+    Some(crate::platform::MachineCheck {
+        vm_size: cluster.vm_size?,
+        spot: cluster.vm_priority.as_deref() == Some("lowpriority"),
+        max_nodes,
+        subnet_id: cluster.subnet_id,
+    })
 }
 
 /// On Azure the nodes' network interfaces need a subnet; without one the scale set cannot be
