@@ -394,3 +394,43 @@ fn plans_check_the_size_and_the_subnet_with_azure() {
         "{all}"
     );
 }
+
+#[test]
+fn nodes_azure_cannot_allocate_fail_the_apply_with_azures_reason_then_converge() {
+    let sim = Sim::shared();
+    let ws = workspace();
+    let name = "azalloc";
+    ws.write_config(&cluster(name, "", &manual(1))).unwrap();
+    ws.init().unwrap();
+    // Every capacity change of this scale set allocates nothing until the fault is cleared.
+    let fault = sim
+        .control(
+            "POST",
+            "faults",
+            Some(&json!({"kind": "fail", "count": null, "code": "AllocationFailed", "method": "PATCH", "path": format!("virtualMachineScaleSets/{name}$")})),
+        )
+        .unwrap();
+    let out = ws.run(&["apply", "-auto-approve", "-no-color"]).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("has failed to add nodes"), "{stderr}");
+    assert!(stderr.contains("AllocationFailed"), "{stderr}");
+    let c = state_of(&ws, "batchai_cluster.c");
+    let errors = c["errors"].to_string();
+    assert!(
+        errors.contains("LaunchFailed") && errors.contains("AllocationFailed"),
+        "{c}"
+    );
+    // Capacity is back: the next apply replaces the tainted cluster and converges.
+    let id = match &fault["id"] {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    sim.control("DELETE", &format!("faults/{id}"), None)
+        .unwrap();
+    ws.apply().unwrap();
+    let c = state_of(&ws, "batchai_cluster.c");
+    assert_eq!(c["current_node_count"], 1, "{c}");
+    assert_eq!(c["errors"], json!([]), "{c}");
+    ws.ok(&["destroy", "-auto-approve", "-no-color"]).unwrap();
+}

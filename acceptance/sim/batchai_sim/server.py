@@ -465,6 +465,13 @@ class ArmHandler(BaseHTTPRequestHandler):
                 return 204, {}, None
             with sim.lock:
                 return 200, {}, {"faults": [f.describe() for f in sim.faults]}
+        if path.startswith("/_sim/faults/") and method == "DELETE":
+            fault_id = path.rsplit("/", 1)[1]
+            with sim.lock:
+                kept = [f for f in sim.faults if str(f.id) != fault_id]
+                found = len(kept) != len(sim.faults)
+                sim.faults[:] = kept
+            return (204, {}, None) if found else (404, {}, {"error": f"no fault {fault_id}"})
         if path == "/_sim/config":
             names = {"provisionDelay": "provision_delay", "deleteDelay": "delete_delay", "evictionTimeout": "eviction_timeout", "pageSize": "page_size", "retryAfter": "retry_after", "restrictedSkus": "restricted_skus", "enforceRateLimits": "enforce_rate_limits"}
             with sim.lock:

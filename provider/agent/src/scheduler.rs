@@ -1,7 +1,9 @@
 //! The scheduler: run by whichever node holds the cluster's scheduler lease (and by the provider
 //! when it changes a cluster), it reaps lost nodes and converges the node count on what the
 //! scale settings ask for. Decisions are pure functions; `reconcile` does the I/O.
-use control::records::{self, ClusterSpec, ClusterStatus, NodeRecord, NodeState, Scale, keys};
+use control::records::{
+    self, ClusterSpec, ClusterStatus, ErrorCode, NodeError, NodeRecord, NodeState, Scale, keys,
+};
 use control::{Condition, Store};
 
 use crate::{AgentError, LAUNCH_GRACE_MS, Launcher, Liveness, STALE_AFTER_MS, STALE_ALIVE_MS};
@@ -144,6 +146,13 @@ pub fn nodes(
 /// Whether a node is gone: its agent died (as far as the platform can tell), or its heartbeat
 /// is stale and the platform cannot say it lives. A live agent with a stale heartbeat is cut
 /// off from the store, and keeps its node (and its running job) until [`STALE_ALIVE_MS`].
+/// Whether every platform node has got past launching (its agent runs).
+fn launched_all(live: &[NodeRecord]) -> bool {
+    live.iter()
+        .filter(|n| !n.joined)
+        .all(|n| n.state != NodeState::Launching)
+}
+
 pub fn is_lost(launcher: &dyn Launcher, node: &NodeRecord, now_ms: u64) -> bool {
     match launcher.liveness(node) {
         Liveness::Dead => true,
@@ -319,7 +328,26 @@ pub fn reconcile_remembering(
     let launched: Vec<&NodeRecord> = live.iter().filter(|n| !n.joined).collect();
     let count = u32::try_from(launched.len()).unwrap_or(u32::MAX);
     if count < desired {
-        outcome.launched = launcher.launch(store, &spec, desired - count)?;
+        // A platform that cannot add nodes now (no capacity, a quota, throttling) is told in
+        // the status, which Read shows, and asked again next pass.
+        match launcher.launch(store, &spec, desired - count) {
+            // The error stays until the cluster has its nodes: a platform may accept a request
+            // and fail the instances later, which the next pass finds.
+            Ok(launched) => outcome.launched = launched,
+            Err(e) => {
+                tracing::warn!(cluster, error = %e, "add nodes");
+                let since = status
+                    .launch_error
+                    .as_ref()
+                    .and_then(|l| l.details.get("since_ms").cloned())
+                    .unwrap_or_else(|| records::now_ms().to_string());
+                status.launch_error = Some(NodeError {
+                    code: ErrorCode::LaunchFailed,
+                    message: e.to_string(),
+                    details: [("since_ms".to_owned(), since)].into(),
+                });
+            }
+        }
     } else if count > desired {
         let refs = launched;
         for id in pick_for_removal(&refs, (count - desired) as usize) {
@@ -329,6 +357,11 @@ pub fn reconcile_remembering(
         }
     }
 
+    // Cleared once the cluster has its nodes and none is still being launched: an instance a
+    // platform accepted may yet fail (and be replaced), which must not make the error flicker.
+    if count >= desired && launched_all(&live) {
+        status.launch_error = None;
+    }
     status.format = records::FORMAT;
     status.desired_node_count = desired;
     status.last_active_ms = last_active;

@@ -403,6 +403,9 @@ error_codes! {
     ContainerRuntimeUnavailable,
     /// The node running the job was deallocated with `terminate`.
     NodeDeallocated,
+    /// The platform could not add the nodes the scale settings ask for (on Azure an ARM error
+    /// such as `AllocationFailed`, `SkuNotAvailable` or a quota); tried again every pass.
+    LaunchFailed,
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -526,6 +529,10 @@ pub struct ClusterStatus {
     /// fresh start ([`ClusterStatus::start`]).
     #[serde(default)]
     pub scale_generation: u64,
+    /// Why the last attempt to add nodes failed (`LaunchFailed`, with `since_ms` in its
+    /// details: when the failures began); cleared once nodes are added or none are needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_error: Option<NodeError>,
 }
 
 /// The wait before the next replacement of unusable nodes: 30 s, doubling with every round of

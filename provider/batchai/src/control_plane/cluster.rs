@@ -13,6 +13,9 @@ use super::{ControlPlane, ResourceRecord, now_rfc3339};
 use crate::names::Name;
 use crate::platform::{ClusterView, PlatformError};
 
+/// How long a create or a scale change waits while the platform refuses to add nodes before
+/// it fails with the platform's reason (a scheduler keeps trying afterwards).
+const LAUNCH_PATIENCE_MS: u64 = 60_000;
 const KIND: &str = "cluster";
 /// How often waits look at the store again: soon at first (local nodes settle in a fraction
 /// of a second), backing off so that a wait of minutes costs a remote store a few requests a
@@ -175,6 +178,28 @@ impl ControlPlane {
             if settled && count == view.desired_node_count {
                 return Ok(view);
             }
+            // The platform has refused to add nodes for a while (no capacity, a quota): the
+            // apply says why instead of waiting out its timeout.
+            if let Some(error) = &view.launch_error
+                && error
+                    .details
+                    .get("since_ms")
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .is_some_and(|since| {
+                        records::now_ms().saturating_sub(since) >= LAUNCH_PATIENCE_MS
+                    })
+            {
+                return Err(failed(
+                    operation,
+                    name,
+                    format!(
+                        "{count} of {} nodes, and the platform has failed to add nodes for {} s: {}",
+                        view.desired_node_count,
+                        LAUNCH_PATIENCE_MS / 1000,
+                        error.message
+                    ),
+                ));
+            }
             tokio::time::sleep(poll).await;
             poll = (poll * 5 / 4).min(POLL_MAX);
         }
@@ -315,6 +340,7 @@ impl ControlPlane {
             creation_time: resource.creation_time,
             desired_node_count: status.desired_node_count,
             failing_since_ms: status.failing_since_ms,
+            launch_error: status.launch_error,
         }))
     }
 

@@ -307,4 +307,7 @@ pub struct ClusterView {
     pub desired_node_count: u32,
     /// Since when nodes fail to prepare (see `ClusterStatus::failing_since_ms`).
     pub failing_since_ms: Option<u64>,
+    /// Why the platform could not add nodes, while it cannot (see
+    /// `ClusterStatus::launch_error`).
+    pub launch_error: Option<records::NodeError>,
 }

@@ -92,6 +92,19 @@ pub struct ScaleSetLauncher {
     resource_group: String,
     /// How long one launcher call may take (see [`ScaleSetLauncher::deadline`]).
     budget: std::time::Duration,
+    /// Each cluster's instances as last listed, for [`agent::Launcher::liveness`]: one list per
+    /// cluster per [`INSTANCES_TTL`], however many nodes a pass asks about.
+    instances: Arc<std::sync::Mutex<std::collections::HashMap<String, Listed>>>,
+}
+
+/// How long a listing of a scale set's instances answers liveness questions.
+const INSTANCES_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A scale set's instances (instance ID and provisioning state) and when they were listed.
+#[derive(Debug, Clone)]
+struct Listed {
+    at: std::time::Instant,
+    states: std::collections::HashMap<String, String>,
 }
 
 fn arm_failed(
@@ -117,6 +130,42 @@ pub fn instance_id(node: &str) -> Option<&str> {
         .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Whether an instance failed to provision.
+fn provisioning_failed(instance: &arm::models::compute::VirtualMachineScaleSetVm) -> bool {
+    instance
+        .properties
+        .as_ref()
+        .and_then(|p| p.provisioning_state.as_deref())
+        .is_some_and(|s| s.eq_ignore_ascii_case("failed"))
+}
+
+/// What the instance view says of a failed instance: ARM's code and message.
+fn failure_of(instance: &arm::models::compute::VirtualMachineScaleSetVm) -> String {
+    instance
+        .properties
+        .as_ref()
+        .and_then(|p| p.instance_view.as_ref())
+        .and_then(|v| {
+            v.statuses.iter().find(|s| {
+                s.code
+                    .as_deref()
+                    .is_some_and(|c| c.starts_with("ProvisioningState/failed"))
+            })
+        })
+        .map(|s| {
+            let code = s
+                .code
+                .as_deref()
+                .and_then(|c| c.rsplit('/').next())
+                .unwrap_or("ProvisioningFailed");
+            format!(
+                "{code}: {}",
+                s.message.as_deref().unwrap_or("provisioning failed")
+            )
+        })
+        .unwrap_or_else(|| "provisioning failed".to_owned())
+}
+
 /// Whether an instance is on its way out.
 fn deleting(instance: &arm::models::compute::VirtualMachineScaleSetVm) -> bool {
     instance
@@ -132,7 +181,74 @@ impl ScaleSetLauncher {
             arm,
             resource_group,
             budget,
+            instances: Arc::default(),
         }
+    }
+
+    fn forget_instances(&self, cluster: &str) {
+        self.instances
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(cluster);
+    }
+
+    /// The provisioning state of each of `cluster`'s instances, listed at most every
+    /// [`INSTANCES_TTL`]; `None` when ARM cannot say now.
+    fn instance_states(&self, cluster: &str) -> Option<std::collections::HashMap<String, String>> {
+        let cached = self
+            .instances
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(cluster)
+            .filter(|l| l.at.elapsed() < INSTANCES_TTL)
+            .map(|l| l.states.clone());
+        if cached.is_some() {
+            return cached;
+        }
+        let (arm, rg, name, deadline) = (
+            self.arm.clone(),
+            self.resource_group.clone(),
+            cluster.to_owned(),
+            self.deadline(),
+        );
+        let listed =
+            arm::blocking::block_on(
+                async move { arm.list_vmss_instances(&rg, &name, deadline).await },
+            );
+        let instances = match listed {
+            Ok(Ok(instances)) => instances,
+            Ok(Err(e)) if e.is_not_found() => Vec::new(),
+            Ok(Err(e)) => {
+                tracing::warn!(cluster, error = %e, "list the scale set's instances");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(cluster, error = %e, "list the scale set's instances");
+                return None;
+            }
+        };
+        let states: std::collections::HashMap<String, String> = instances
+            .iter()
+            .filter_map(|i| {
+                let state = i
+                    .properties
+                    .as_ref()
+                    .and_then(|p| p.provisioning_state.clone())
+                    .unwrap_or_default();
+                Some((i.instance_id.clone()?, state))
+            })
+            .collect();
+        self.instances
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                cluster.to_owned(),
+                Listed {
+                    at: std::time::Instant::now(),
+                    states: states.clone(),
+                },
+            );
+        Some(states)
     }
 
     /// The deadline of one launcher call: a node's scheduler calls it inside its loop, whose
@@ -188,9 +304,22 @@ impl ScaleSetLauncher {
         let started = std::time::Instant::now();
         let grown = arm::blocking::block_on(async move {
             if arm.get_vmss(&rg, &name, deadline).await?.is_none() {
-                return Ok(None);
+                return Ok(Ok(None));
             }
             let listed = arm.list_vmss_instances(&rg, &name, deadline).await?;
+            // Instances that failed to provision (no capacity, a quota) are deleted and said:
+            // growing again before they are gone would only fail the same way.
+            let failed: Vec<(String, String)> = listed
+                .iter()
+                .filter(|i| provisioning_failed(i))
+                .filter_map(|i| Some((i.instance_id.clone()?, failure_of(i))))
+                .collect();
+            if !failed.is_empty() {
+                let ids: Vec<String> = failed.iter().map(|(id, _)| id.clone()).collect();
+                arm.start_vmss_instance_deletion(&rg, &name, &ids, true, deadline)
+                    .await?;
+                return Ok(Err(failed));
+            }
             // The new capacity counts the instances that stay, not the old capacity: a Spot
             // instance evicted with policy Delete may still count in it, and growing from
             // there would make one instance too many.
@@ -201,16 +330,40 @@ impl ScaleSetLauncher {
             arm.start_vmss_capacity_update(&rg, &name, capacity, deadline)
                 .await?;
             let after = arm.list_vmss_instances(&rg, &name, deadline).await?;
-            Ok::<_, arm::ArmError>(Some(
+            Ok::<_, arm::ArmError>(Ok(Some(
                 after
                     .into_iter()
                     .filter_map(|i| i.instance_id)
                     .filter(|id| !before.contains(id))
                     .collect::<Vec<_>>(),
-            ))
+            )))
         })
         .map_err(|e| failed(&e))?
         .map_err(|e| failed(&e))?;
+        let grown = match grown {
+            Ok(grown) => grown,
+            Err(instances) => {
+                for (id, _) in &instances {
+                    let node = node_name(&spec.name, id);
+                    if let Err(e) =
+                        store.delete(&keys::node(&spec.name, &node), Condition::Always, None)
+                        && !e.is_not_found()
+                    {
+                        return Err(e.into());
+                    }
+                }
+                let said: Vec<String> = instances
+                    .iter()
+                    .map(|(id, why)| format!("instance {id}: {why}"))
+                    .collect();
+                return Err(failed(&format!(
+                    "instances failed to provision and were deleted: {}",
+                    said.join("; ")
+                )));
+            }
+        };
+        // New instances are missing from an earlier listing: liveness lists again.
+        self.forget_instances(&spec.name);
         let Some(new) = grown else {
             return Err(failed(&"the scale set does not exist"));
         };
@@ -247,8 +400,35 @@ impl agent::Launcher for ScaleSetLauncher {
     }
 
     fn reap(&self, record: &NodeRecord) {
+        // A failed instance is left to the next growth, which deletes it and says why it
+        // failed (the cluster's `LaunchFailed` error).
+        let failed = instance_id(&record.id).is_some_and(|id| {
+            self.instance_states(&record.cluster)
+                .and_then(|states| states.get(id).cloned())
+                .is_some_and(|s| s.eq_ignore_ascii_case("failed"))
+        });
+        if failed {
+            return;
+        }
         if let Err(e) = self.delete_instance(&record.cluster, &record.id) {
             tracing::warn!(node = %record.id, error = %e, "delete the node's instance");
+        }
+    }
+
+    /// From the scale set: an instance that is there and not failed or leaving is alive
+    /// (booting takes minutes on Azure, longer than a heartbeat's grace); one that failed, is
+    /// being deleted or is gone is dead; when ARM cannot say, the heartbeat decides.
+    fn liveness(&self, record: &NodeRecord) -> agent::Liveness {
+        let Some(id) = instance_id(&record.id) else {
+            return agent::Liveness::Unknown;
+        };
+        let Some(states) = self.instance_states(&record.cluster) else {
+            return agent::Liveness::Unknown;
+        };
+        match states.get(id).map(|s| s.to_ascii_lowercase()) {
+            Some(s) if s == "failed" || s == "deleting" => agent::Liveness::Dead,
+            Some(_) => agent::Liveness::Alive,
+            None => agent::Liveness::Dead,
         }
     }
 }

@@ -46,6 +46,19 @@ pub(super) fn with_live(mut model: Model, view: &ClusterView) -> Model {
             },
         );
     }
+    if let Some(e) = &view.launch_error {
+        errors.insert(
+            0,
+            ErrorModel {
+                code: e.code.to_string(),
+                message: format!(
+                    "cluster {}: could not add nodes: {}",
+                    view.spec.name, e.message
+                ),
+                details: e.details.clone(),
+            },
+        );
+    }
     let count = u32::try_from(view.nodes.len()).unwrap_or(u32::MAX);
     let steady = count == view.desired_node_count
         && counts.preparing == 0

@@ -446,6 +446,7 @@ fn a_job_that_needs_a_newer_agent_is_refused_on_a_cluster_of_older_ones() {
         creation_time: String::new(),
         desired_node_count: 2,
         failing_since_ms: None,
+        launch_error: None,
     };
     let deepspeed = JobModel {
         toolkits: toolkit::Toolkits {
