@@ -411,7 +411,11 @@ fn nodes_azure_cannot_allocate_fail_the_apply_with_azures_reason_then_converge()
         )
         .unwrap();
     let out = ws.run(&["apply", "-auto-approve", "-no-color"]).unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Terraform wraps diagnostics: compare words.
+    let stderr = String::from_utf8_lossy(&out.stderr)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     assert!(!out.status.success());
     assert!(stderr.contains("has failed to add nodes"), "{stderr}");
     assert!(stderr.contains("AllocationFailed"), "{stderr}");
