@@ -62,7 +62,8 @@ pub fn run(repo: &Path, terraform: &Path, rc: &Path) -> anyhow::Result<()> {
         .nth(1)
         .and_then(|rest| rest.split("```").next())
         .context("the `On Azure` section has no HCL block")?;
-    let work = tempfile_dir(repo)?;
+    let work = repo.join("target/azure-smoke");
+    std::fs::create_dir_all(&work)?;
     std::fs::write(work.join("main.tf"), hcl)?;
     let tf = |args: &[&str]| -> anyhow::Result<()> {
         let status = Command::new(terraform)
@@ -91,10 +92,4 @@ pub fn run(repo: &Path, terraform: &Path, rc: &Path) -> anyhow::Result<()> {
     destroyed?;
     eprintln!("xtask azure-smoke: created, ran the job and destroyed everything");
     Ok(())
-}
-
-fn tempfile_dir(repo: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let dir = repo.join("target/azure-smoke");
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }

@@ -308,30 +308,15 @@ fn azure_smoke() -> anyhow::Result<()> {
         return Ok(());
     }
     let repo = repo();
-    run(cargo().args([
-        "build",
-        "--package",
-        "batchai",
-        "--bin",
-        "terraform-provider-batchai",
-    ]))?;
-    let bin_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("target"))
-        .join("debug");
+    let bin_dir = build_provider(&repo)?;
     let rc = repo.join("target/azure-smoke.terraformrc");
     std::fs::create_dir_all(repo.join("target"))?;
     write_dev_overrides(&rc, &bin_dir)?;
     azure_smoke::run(&repo, &find_terraform()?, &rc)
 }
 
-fn run_example(name: &str, destroy: bool) -> anyhow::Result<()> {
-    let repo = repo();
-    let dir = EXAMPLES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, d)| repo.join(d))
-        .context("unknown example")?;
+/// Builds the provider binary (debug) and returns the directory it is in, for `dev_overrides`.
+fn build_provider(repo: &Path) -> anyhow::Result<PathBuf> {
     let bin_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo.join("target"))
@@ -348,6 +333,17 @@ fn run_example(name: &str, destroy: bool) -> anyhow::Result<()> {
         "--bin",
         "terraform-provider-batchai",
     ]))?;
+    Ok(bin_dir)
+}
+
+fn run_example(name: &str, destroy: bool) -> anyhow::Result<()> {
+    let repo = repo();
+    let dir = EXAMPLES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, d)| repo.join(d))
+        .context("unknown example")?;
+    let bin_dir = build_provider(&repo)?;
     let work = repo.join("target/examples");
     std::fs::create_dir_all(&work)?;
     let rc = work.join("terraformrc");
