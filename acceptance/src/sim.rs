@@ -25,6 +25,9 @@ pub struct Sim {
     /// A subnet with default outbound access.
     pub subnet_id: String,
     pub state: PathBuf,
+    /// The blob endpoint of `storage_account` (`https://host:port/account/`) and its key.
+    pub blob_endpoint: String,
+    storage_key: String,
     _dir: tempfile::TempDir,
 }
 
@@ -102,6 +105,8 @@ impl Sim {
             storage_account: text(&ready["storageAccounts"][0]),
             subnet_id,
             state: PathBuf::from(text(&ready["stateDir"])),
+            blob_endpoint: text(&ready["blobEndpoints"][text(&ready["storageAccounts"][0])]),
+            storage_key: text(&ready["storageKeys"][text(&ready["storageAccounts"][0])]),
             _dir: dir,
         })
     }
@@ -116,6 +121,16 @@ impl Sim {
             self.storage_account,
             self.metadata_host
         )
+    }
+
+    /// The control container `container` of the simulator's storage account, read with its
+    /// account key, for what the nodes kept there.
+    pub fn blobs(&self, container: &str) -> anyhow::Result<control_blob::BlobStore> {
+        Ok(control_blob::BlobStore::open_trusting(
+            &format!("{}{container}", self.blob_endpoint),
+            control_blob::Credential::AccountKey(self.storage_key.clone()),
+            Some(std::path::Path::new(&self.ca_path)),
+        )?)
     }
 
     /// The environment Terraform runs with: the service principal (as azurerm reads it) and

@@ -2,7 +2,8 @@
 //! instances boot as real nodes (the bootstrap downloads the agent from Azurite with the
 //! instance's managed identity, each node in a network namespace of its own), and Azurite as
 //! the control store. Clusters, MPI across nodes, scaling in place, a Spot eviction, throttling,
-//! a failed create, and instances deleted behind Terraform's back.
+//! a failed create, instances deleted behind Terraform's back, and logs and outputs that
+//! outlive the node that wrote them on its own disk.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -436,5 +437,77 @@ fn nodes_azure_cannot_allocate_fail_the_apply_with_azures_reason_then_converge()
     let c = state_of(&ws, "batchai_cluster.c");
     assert_eq!(c["current_node_count"], 1, "{c}");
     assert_eq!(c["errors"], json!([]), "{c}");
+    ws.ok(&["destroy", "-auto-approve", "-no-color"]).unwrap();
+}
+
+#[test]
+fn logs_and_outputs_on_a_nodes_own_disk_outlive_the_node() {
+    let sim = Sim::shared();
+    let ws = workspace();
+    let name = "azkeep";
+    // No log prefix: the azure default is on the node's own disk, as is this output directory.
+    let job = r#"resource "batchai_job" "keep" {
+  name       = "keep"
+  cluster_id = batchai_cluster.c.id
+  custom_toolkit {
+    command_line = "echo hello from $AZ_BATCHAI_JOB_NAME; echo weights > $AZ_BATCHAI_OUTPUT_MODEL/model.txt"
+  }
+  output_directories {
+    id          = "MODEL"
+    path_prefix = "$AZ_BATCHAI_MOUNT_ROOT/outputs"
+  }
+  wait_for_completion = true
+}
+"#;
+    ws.write_config(&(cluster(name, "", &manual(1)) + job))
+        .unwrap();
+    ws.init().unwrap();
+    ws.apply().unwrap();
+    let j = state_of(&ws, "batchai_job.keep");
+    assert_eq!(j["execution_state"], "succeeded", "{j}");
+    let segment = j["job_output_directory_path_segment"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let container = ws.azure_container.clone().unwrap();
+    let logs = j["std_out_err_directory"].as_str().unwrap().to_owned();
+    let node = live_instances(name).first().cloned().unwrap();
+    let node_name = node.replace('_', "-");
+    assert_eq!(
+        logs,
+        format!(
+            "{}{container}/files/{segment}/{node_name}/stdouterr",
+            sim.blob_endpoint
+        ),
+        "{j}"
+    );
+
+    // Scaling to zero deletes the VM, and its disk with it.
+    let disk = sim.state.join("vms").join(&node).join("rootfs");
+    assert!(disk.exists(), "{}", disk.display());
+    ws.write_config(&(cluster(name, "", &manual(0)) + job))
+        .unwrap();
+    ws.apply().unwrap();
+    wait_for("the node's disk to go", Duration::from_secs(60), || {
+        Ok(!disk.exists())
+    })
+    .unwrap();
+
+    let blobs = sim.blobs(&container).unwrap();
+    let kept = format!("files/{segment}/{node_name}");
+    let read = |file: &str| {
+        String::from_utf8(
+            blobs
+                .download_file(&format!("{kept}/{file}"))
+                .unwrap()
+                .unwrap_or_else(|| panic!("{file} was not kept: {:?}", blobs.list_files("files/"))),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        read(&format!("stdouterr/stdout-{node_name}.txt")),
+        "hello from keep\n"
+    );
+    assert_eq!(read("outputs/MODEL/model.txt"), "weights\n");
     ws.ok(&["destroy", "-auto-approve", "-no-color"]).unwrap();
 }

@@ -79,6 +79,9 @@ def serve(args: argparse.Namespace) -> int:
                 for v, s, o in config.subnets
             ],
             "azurite": {"host": azurite.host, "port": azurite.port, "pid": azurite.process.pid} if azurite else None,
+            # For test code that reads what nodes wrote: each account's blob endpoint and key.
+            "blobEndpoints": {name: azurite.endpoint(name) for name in config.storage_accounts} if azurite else {},
+            "storageKeys": {name: pair[0] for name, pair in sim.storage_keys.items()},
             "network": {"mode": "namespaces", "bridge": network.bridge, "gateway": network.gateway}
             if network
             else {"mode": "processes", "reason": why},

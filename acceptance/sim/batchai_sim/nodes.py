@@ -1,7 +1,8 @@
 """Booting a simulated VM as a real node: its cloud-init subset, its network, its processes.
 
 A node's directory is ``<state>/vms/<name>``: ``rootfs/`` (where ``write_files`` lands and
-``runcmd`` runs, exported as ``BATCHAI_ROOTFS``), ``runcmd.sh`` (the commands as cloud-init
+``runcmd`` runs, exported as ``BATCHAI_ROOTFS``; it is the VM's OS disk, so it goes when the
+node is killed, as a deleted or evicted VM's disk does), ``runcmd.sh`` (the commands as cloud-init
 writes them: one line per string, lists shell-quoted), ``boot.log`` (their stdout and stderr)
 and ``boot.json`` (the boot's outcome).
 
@@ -25,6 +26,7 @@ import json
 import os
 import random
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -425,3 +427,7 @@ class Node:
             self.imds_server.server_close()
         if self.namespace is not None and self.network is not None:
             self.network.remove(self.namespace)
+        # A VM's OS disk goes with it (deleteOption Delete, and a Spot eviction that deletes):
+        # whatever a node kept only on its own disk is lost here exactly as on Azure, and a run
+        # of many nodes does not fill the machine with copies of the agent.
+        shutil.rmtree(self.rootfs, ignore_errors=True)

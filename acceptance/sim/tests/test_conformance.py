@@ -98,6 +98,8 @@ def test_a_vm_with_data_disks_and_a_nic_goes_away_in_one_delete(sim: Sim):
     compute.virtual_machines.begin_delete(sim.rg, name).result()
     with pytest.raises(ResourceNotFoundError):
         compute.virtual_machines.get(sim.rg, name)
+    # its OS disk went with it
+    wait_for("the VM's disk to go", lambda: not rootfs.exists())
     with pytest.raises(ResourceNotFoundError):
         network.network_interfaces.get(sim.rg, nic_name)
 

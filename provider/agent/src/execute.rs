@@ -68,6 +68,9 @@ pub struct NodeContext {
     pub exe: PathBuf,
     /// How often the node's attempts read their job status.
     pub rates: crate::Rates,
+    /// Where the node copies the job files it wrote on its own disk when an attempt ends
+    /// ([`crate::keep`]), on a platform whose machines take their disks with them.
+    pub keep_files: Option<control_blob::BlobStore>,
 }
 
 /// What the rsh bridge needs to start MPI ranks "on" this node: its job-specific environment.
@@ -573,6 +576,10 @@ fn run(
             .saturating_add(spec.max_wall_clock_ms),
     };
     let outcome = attempt.execute(&status, index);
+    // Before the report that may end the job: whoever sees it ended finds the copies there.
+    if let Some(files) = &ctx.keep_files {
+        keep_own_files(ctx, files, &spec);
+    }
     // Job mounts and the rank environment go before the report that may end the job, so that
     // whoever sees it ended finds them gone; background processes keep them until the end.
     let background = attempt.children.iter().any(|c| !c.required);
@@ -631,6 +638,28 @@ fn run(
         release(store, ctx, &spec, mpi);
     }
     result.map(|_| ()).map_err(Into::into)
+}
+
+/// Copies the attempt's files on this node's own disk to the control container; a file that
+/// cannot be copied is an error in the node's log, and the attempt goes on to its report.
+fn keep_own_files(ctx: &NodeContext, files: &control_blob::BlobStore, spec: &JobSpec) {
+    let Ok(dirs) = JobDirs::resolve(ctx, spec) else {
+        return;
+    };
+    let dirs = crate::keep::on_own_disk(spec, &dirs, &ctx.cluster_mounts, &ctx.node);
+    if dirs.is_empty() {
+        return;
+    }
+    let kept = crate::keep::keep(files, &dirs);
+    for (path, why) in &kept.missed {
+        tracing::error!(
+            job = %spec.name,
+            file = %path.display(),
+            error = %why,
+            "a job file on this node's own disk could not be copied to the control container and goes with the node"
+        );
+    }
+    tracing::info!(job = %spec.name, files = kept.files, bytes = kept.bytes, "copied the job's files on this node's own disk to the control container");
 }
 
 /// Undoes what an attempt set up on the node: job mounts and (`mpi`) the published rank

@@ -73,5 +73,6 @@ pub fn join(args: JoinArgs) -> Result<(), AgentError> {
         local_root: None,
         exe: args.exe,
         evicted: Default::default(),
+        keep_files: None,
     })
 }

@@ -6,6 +6,7 @@ pub mod execute;
 pub mod gpu;
 pub mod host;
 pub mod join;
+pub mod keep;
 pub mod launcher;
 pub mod measure;
 pub mod node;

@@ -103,6 +103,7 @@ pub fn count_requests(
                     local_root: Some(work.to_path_buf()),
                     exe: exe.clone(),
                     evicted: Default::default(),
+                    keep_files: None,
                 };
                 let store: Arc<dyn Store> = counter.clone();
                 let stop = &stop;

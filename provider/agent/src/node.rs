@@ -36,6 +36,10 @@ pub struct NodeArgs {
     /// (a Spot eviction): the node then requeues its running attempt at once, whatever the
     /// cluster's deallocation option, because the machine will not wait for it.
     pub evicted: Arc<AtomicBool>,
+    /// Where the node keeps copies of the job files it wrote on its own disk, on a platform
+    /// whose machines take their disks with them (an Azure VM); `None` where the disk stays
+    /// (the local platform's nodes write to this machine's).
+    pub keep_files: Option<control_blob::BlobStore>,
 }
 
 /// What draining does with running work, per the cluster's `node_deallocation_option`.
@@ -292,6 +296,7 @@ pub fn run_node_with(
         env,
         exe: args.exe.clone(),
         rates,
+        keep_files: args.keep_files.clone(),
     });
     let action = drain_action(spec.scale.deallocation());
     let mut node = Node {

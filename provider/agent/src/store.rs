@@ -173,7 +173,8 @@ pub struct CheckError {
 }
 
 impl StoreLocation {
-    fn open_blob(&self) -> Result<control_blob::BlobStore, control_blob::OpenError> {
+    /// Opens the blob store at a container URL.
+    pub fn open_blob(&self) -> Result<control_blob::BlobStore, control_blob::OpenError> {
         let credential = match &self.credential {
             Some(Credential::AccountKey(key)) => control_blob::Credential::AccountKey(key.clone()),
             Some(Credential::SasToken(token)) => control_blob::Credential::SasToken(token.clone()),

@@ -161,6 +161,7 @@ pub fn run_agent(args: &[String]) -> anyhow::Result<u8> {
         local_root: Some(take("--local-root")?.into()),
         exe: std::env::current_exe()?,
         evicted: Default::default(),
+        keep_files: None,
     };
     init_agent_logging();
     agent::run_node(args)?;

@@ -191,6 +191,22 @@ impl BlobStore {
     /// `http://HOST:PORT/ACCOUNT/CONTAINER`). Sends nothing: [`check`](Self::check) or
     /// [`ensure_container`](Self::ensure_container) find out whether the endpoint answers.
     pub fn open(container_url: &str, credential: Credential) -> Result<BlobStore, OpenError> {
+        let extra_ca = std::env::var_os(http::TEST_CA_VAR).filter(|v| !v.is_empty());
+        Self::open_trusting(
+            container_url,
+            credential,
+            extra_ca.as_deref().map(std::path::Path::new),
+        )
+    }
+
+    /// [`open`](Self::open), trusting the certificates in the PEM file `extra_ca` besides the
+    /// system's rather than those `BATCHAI_TEST_CA_CERTIFICATE` names: for test code that talks
+    /// to a simulator with a CA of its own.
+    pub fn open_trusting(
+        container_url: &str,
+        credential: Credential,
+        extra_ca: Option<&std::path::Path>,
+    ) -> Result<BlobStore, OpenError> {
         let location = ContainerUrl::parse(container_url)?;
         let invalid = |reason: &str| OpenError::InvalidCredential {
             url: location.url.to_string(),
@@ -216,10 +232,13 @@ impl BlobStore {
         };
         // Storage clients turn automatic decompression off; the SDK's partitioned downloads
         // need the raw bytes.
-        let transport = Transport::new(http::client().map_err(|e| OpenError::Failed {
-            url: location.url.to_string(),
-            detail: e.to_string(),
-        })?);
+        let transport =
+            Transport::new(
+                http::client_trusting(extra_ca).map_err(|e| OpenError::Failed {
+                    url: location.url.to_string(),
+                    detail: e.to_string(),
+                })?,
+            );
         let current =
             client(&location, &auth, &transport, SystemTime::now()).map_err(|detail| {
                 OpenError::Failed {
@@ -255,11 +274,22 @@ impl BlobStore {
     /// unless a blob of that name exists: files here are named by their content (the agent
     /// binary by its SHA-256), so one that exists is the same. Returns whether it uploaded.
     pub fn upload_file_once(&self, name: &str, data: Vec<u8>) -> Result<bool, StoreError> {
+        self.upload(name, data, true)
+    }
+
+    /// Uploads `data` as blob `name`, beside the store's keys and logs (never listed as a key),
+    /// replacing any blob of that name: a node's copy of a file it wrote, taken again when the
+    /// file has grown.
+    pub fn upload_file(&self, name: &str, data: Vec<u8>) -> Result<(), StoreError> {
+        self.upload(name, data, false).map(drop)
+    }
+
+    fn upload(&self, name: &str, data: Vec<u8>, once: bool) -> Result<bool, StoreError> {
         const OP: &str = "upload";
         let blob = self.blob(OP, name, name)?;
         let options = BlockBlobClientUploadOptions {
             partition_size: NonZero::new(WRITE_PARTITION),
-            if_none_match: Some(Etag::from("*")),
+            if_none_match: once.then(|| Etag::from("*")),
             ..Default::default()
         };
         let owned = name.to_owned();
@@ -271,7 +301,10 @@ impl BlobStore {
                 Ok(Ok(_)) => Ok(true),
                 Ok(Err(error)) => {
                     let failure = Failure::from_azure(&error);
-                    if failure.is(409, "BlobAlreadyExists") || failure.is(412, "ConditionNotMet") {
+                    if once
+                        && (failure.is(409, "BlobAlreadyExists")
+                            || failure.is(412, "ConditionNotMet"))
+                    {
                         Ok(false)
                     } else {
                         Err(failure.into_io(OP, &owned))
@@ -279,6 +312,56 @@ impl BlobStore {
                 }
                 Err(_) => Err(Failure::timeout(allowed).into_io(OP, &owned)),
             }
+        })
+    }
+
+    /// The content of blob `name` beside the store's keys (a kept file), or `None`.
+    pub fn download_file(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        const OP: &str = "download";
+        let blob = self.blob(OP, name, name)?;
+        let owned = name.to_owned();
+        Self::run(OP, name, async move {
+            match read_retrying(|| bounded(download(&blob, 0))).await {
+                Ok((data, _)) => Ok(Some(data)),
+                Err(failure) if failure.is(404, "BlobNotFound") => Ok(None),
+                Err(failure) => Err(failure.into_io(OP, &owned)),
+            }
+        })
+    }
+
+    /// The names of the blobs beside the store's keys that start with `prefix`, sorted (the
+    /// files [`upload_file`](Self::upload_file) kept).
+    pub fn list_files(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        const OP: &str = "list files";
+        let container = self
+            .container()
+            .map_err(|failure| failure.into_io(OP, prefix))?;
+        let owned = prefix.to_owned();
+        Self::run(OP, prefix, async move {
+            let options = BlobContainerClientListBlobsOptions {
+                prefix: Some(owned.clone()),
+                maxresults: Some(LIST_PAGE),
+                ..Default::default()
+            };
+            let mut pages = container
+                .list_blobs(Some(options))
+                .map_err(|error| Failure::from_azure(&error).into_io(OP, &owned))?
+                .into_pages();
+            let mut names = Vec::new();
+            loop {
+                let page = bounded(async {
+                    match pages.next().await {
+                        Some(page) => page?.into_model().map(Some),
+                        None => Ok(None),
+                    }
+                })
+                .await
+                .map_err(|failure| failure.into_io(OP, &owned))?;
+                let Some(page) = page else { break };
+                names.extend(page.blob_items.into_iter().filter_map(|item| item.name));
+            }
+            names.sort();
+            Ok(names)
         })
     }
 

@@ -608,6 +608,42 @@ pub fn split_job_path(path: &str) -> Result<(Option<&'static str>, &str), JobPat
     })
 }
 
+/// Whether a job path lies on a mounted file system rather than on the node's own disk: below
+/// `$AZ_BATCHAI_MOUNT_ROOT/<relative_mount_path>` of one of the cluster's mounts, or below
+/// `$AZ_BATCHAI_JOB_MOUNT_ROOT/<relative_mount_path>` of one of the job's. An absolute path is
+/// the node's own: a mount command may have put a file system there, but nothing here can tell.
+pub fn on_mount(path: &str, cluster_mounts: &[Mount], job_mounts: &[Mount]) -> bool {
+    let Ok((Some(var), rest)) = split_job_path(path) else {
+        return false;
+    };
+    let mounts = if var == MOUNT_ROOT_VAR {
+        cluster_mounts
+    } else {
+        job_mounts
+    };
+    let parts = normalized(rest);
+    mounts.iter().any(|m| {
+        let mount = normalized(&m.relative_mount_path);
+        !mount.is_empty() && parts.starts_with(&mount)
+    })
+}
+
+/// A relative path's segments with `.` and `..` applied (a `..` above the start is dropped:
+/// [`split_job_path`] has refused those).
+fn normalized(path: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            _ => parts.push(part),
+        }
+    }
+    parts
+}
+
 /// Resolves a job path on a node, given its mount roots.
 pub fn resolve_job_path(
     path: &str,
@@ -882,6 +918,37 @@ mod tests {
         ];
         for (got, want) in cases {
             assert_eq!(got.map(|e| e.to_string()).as_deref(), Some(want));
+        }
+    }
+
+    #[test]
+    fn paths_on_mounts_and_on_the_nodes_own_disk() {
+        let mount = |path: &str| Mount {
+            relative_mount_path: path.to_owned(),
+            source: crate::records::MountSource::Directory {
+                path: "/srv".to_owned(),
+            },
+        };
+        let cluster = [mount("data"), mount("nfs/shared/")];
+        let job = [mount("scratch")];
+        let cases = [
+            ("$AZ_BATCHAI_MOUNT_ROOT/data", true),
+            ("${AZ_BATCHAI_MOUNT_ROOT}/data/logs", true),
+            ("$AZ_BATCHAI_MOUNT_ROOT/nfs/shared/x", true),
+            ("$AZ_BATCHAI_MOUNT_ROOT/./data/../data/x", true),
+            ("$AZ_BATCHAI_MOUNT_ROOT/nfs", false),
+            ("$AZ_BATCHAI_MOUNT_ROOT/database", false),
+            ("$AZ_BATCHAI_MOUNT_ROOT/data/../joblogs", false),
+            ("$AZ_BATCHAI_MOUNT_ROOT/joblogs", false),
+            ("$AZ_BATCHAI_MOUNT_ROOT", false),
+            ("$AZ_BATCHAI_JOB_MOUNT_ROOT/scratch/out", true),
+            ("$AZ_BATCHAI_JOB_MOUNT_ROOT/data", false),
+            ("$AZ_BATCHAI_MOUNT_ROOT/scratch", false),
+            ("/data", false),
+            ("relative", false),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(on_mount(path, &cluster, &job), expected, "{path}");
         }
     }
 

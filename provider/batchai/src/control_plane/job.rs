@@ -28,13 +28,34 @@ fn failed(operation: &'static str, name: &str, reason: impl ToString) -> Platfor
 /// Where the job's stdout and stderr files are: through the cluster's directory mounts (a file
 /// server's export) when the prefix is below a mount root, else as the master node sees it (its
 /// record says where its work directory is); unexpanded while no node is assigned and no mount
-/// tells.
+/// tells. Where nodes' disks go with them (`kept`, the control container's URL), logs off the
+/// mounts are where the master (the attempt's first node, `master_id`) keeps its copies
+/// (every node's, before one is assigned): that stays true after the node is gone.
 fn log_directory(
     cluster: Option<&records::ClusterSpec>,
     spec: &JobSpec,
+    master_id: Option<&str>,
     master: Option<&NodeRecord>,
+    kept: Option<&str>,
 ) -> String {
     use control::jobs::{MOUNT_ROOT_VAR, split_job_path};
+    if let Some(url) = kept
+        && !control::jobs::on_mount(
+            &spec.std_out_err_path_prefix,
+            cluster.map_or(&[], |c| &c.mounts),
+            &spec.mounts,
+        )
+    {
+        let copies = format!(
+            "{}/{}",
+            url.trim_end_matches('/'),
+            agent::keep::job_prefix(spec)
+        );
+        return match master_id {
+            Some(id) => format!("{copies}/{id}/stdouterr"),
+            None => copies,
+        };
+    }
     let tail = std::path::Path::new(&spec.path_segment()).join("stdouterr");
     let through_mount = |mounts: &[records::Mount], rest: &str| {
         mounts.iter().find_map(|m| {
@@ -191,7 +212,13 @@ impl ControlPlane {
             tracing::warn!(job = name, error = %e, "schedule the cluster after queueing a job");
         }
         Ok(JobView {
-            std_out_err_directory: log_directory(Some(&cluster_spec), spec, None),
+            std_out_err_directory: log_directory(
+                Some(&cluster_spec),
+                spec,
+                None,
+                None,
+                self.driver.kept_files_url().as_deref(),
+            ),
             spec: spec.clone(),
             status,
             resource: resource.clone(),
@@ -253,7 +280,13 @@ impl ControlPlane {
             .and_then(|v| records::decode::<records::ClusterSpec>("cluster spec", &v.data).ok());
         let master = master_record(store, cluster, &status);
         Ok(Some(JobView {
-            std_out_err_directory: log_directory(cluster_spec.as_ref(), &spec, master.as_ref()),
+            std_out_err_directory: log_directory(
+                cluster_spec.as_ref(),
+                &spec,
+                status.nodes.first().map(String::as_str),
+                master.as_ref(),
+                self.driver.kept_files_url().as_deref(),
+            ),
             spec,
             status,
             resource: record

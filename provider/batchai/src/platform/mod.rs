@@ -185,6 +185,13 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
 
     /// Where job logs go when a job names no `std_out_err_path_prefix`.
     fn default_job_log_prefix(&self) -> String;
+
+    /// Where nodes keep copies of the job files they wrote on their own disks (the control
+    /// container's URL), on a platform whose machines take their disks with them; `None`
+    /// where a node's disk stays.
+    fn kept_files_url(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Where resources are realised.

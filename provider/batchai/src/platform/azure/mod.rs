@@ -954,10 +954,16 @@ impl Driver for AzureDriver {
         Box::pin(self.azure.remove_machines(cluster))
     }
 
-    /// On each node's own disk, below its mount root: the provider reads logs through the
-    /// store, never from a path, so nothing needs them elsewhere.
+    /// On each node's own disk, below its mount root; each node copies them into the control
+    /// container when an attempt ends ([`Self::kept_files_url`]).
     fn default_job_log_prefix(&self) -> String {
         "$AZ_BATCHAI_MOUNT_ROOT/joblogs".to_owned()
+    }
+
+    /// A scale set instance's OS disk goes with it: its nodes copy what they wrote there into
+    /// the control container ([`agent::keep`]).
+    fn kept_files_url(&self) -> Option<String> {
+        Some(self.azure.blobs.container_url().to_owned())
     }
 }
 

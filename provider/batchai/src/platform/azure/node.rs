@@ -51,7 +51,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             client_id: Some(config.identity_client_id.clone()),
         }),
     };
-    let store = location.open()?;
+    // One store, two uses: the records, and the copies of job files on this VM's disk, which
+    // goes with the VM.
+    let blob = location.open_blob()?;
+    let store: Arc<dyn control::Store> = Arc::new(blob.clone());
     // The launcher wrote the record when it grew the scale set; a node that boots before that
     // pass finished writes it itself (the same record).
     let key = keys::node(&config.cluster, &node);
@@ -111,6 +114,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         local_root: None,
         exe: std::env::current_exe().context("find this binary")?,
         evicted: evicted.clone(),
+        keep_files: Some(blob),
     };
     let result = agent::node::run_node_with(&args, store, &launcher, &stop, agent::Rates::STANDARD);
     done.store(true, Ordering::SeqCst);

@@ -40,7 +40,9 @@ pub struct JobModel {
     pub(crate) cluster_id: Option<String>,
     /// Where stdout and stderr go: `<prefix>/<job_output_directory_path_segment>/stdouterr/`.
     /// An absolute path, or one below `$AZ_BATCHAI_MOUNT_ROOT` or
-    /// `$AZ_BATCHAI_JOB_MOUNT_ROOT`. Defaults to `jobs/` under the provider's root.
+    /// `$AZ_BATCHAI_JOB_MOUNT_ROOT`. Defaults to `jobs/` under the provider's root on the local
+    /// platform, and to `$AZ_BATCHAI_MOUNT_ROOT/joblogs` on each node on Azure (copied into the
+    /// control container: see `std_out_err_directory`).
     #[tf(optional, replace, validate = control::jobs::split_job_path)]
     pub(crate) std_out_err_path_prefix: Option<String>,
     /// Environment variables for the job and its preparation.
@@ -132,7 +134,11 @@ pub struct JobModel {
     /// `stderr-job_prep-<node>.txt` on each node; MPI toolkits also keep each rank's own
     /// output in `mpi-<attempt>/1/rank.<N>/stdout` and `stderr`; and
     /// `metrics-<attempt>.jsonl` holds what the job appended to `$BATCHAI_METRICS_FILE` in
-    /// each attempt. Follow a running job with `tail -f`.
+    /// each attempt. Follow a running job with `tail -f`. On Azure, where a node's disk goes
+    /// with it, each node copies the logs (and output directories) it wrote off the mounts
+    /// into the provider's control container when an attempt ends, under
+    /// `files/<job_output_directory_path_segment>/<node>/stdouterr/` (and
+    /// `.../<node>/outputs/<id>/`); this is then the URL of the master node's copies.
     #[tf(computed, live)]
     pub(crate) std_out_err_directory: Option<String>,
     /// The generated part of output and log paths, `<cluster>/jobs/<name>/<unique id>`.
@@ -194,7 +200,9 @@ pub(crate) struct InputModel {
 
 /// Output directories, created before the job starts at
 /// `<path_prefix>/<job_output_directory_path_segment>/<path_suffix>`. They stay when the job
-/// is destroyed.
+/// is destroyed. On Azure, one that is not on a mounted file system is on the node's own disk,
+/// which goes with the node: each node copies it into the control container when an attempt
+/// ends (see `std_out_err_directory`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
 pub(crate) struct OutputModel {
     /// Letters, digits and `_`: the job sees the path as `$AZ_BATCHAI_OUTPUT_<id>`.
