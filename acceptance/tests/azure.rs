@@ -511,3 +511,130 @@ fn logs_and_outputs_on_a_nodes_own_disk_outlive_the_node() {
     assert_eq!(read("outputs/MODEL/model.txt"), "weights\n");
     ws.ok(&["destroy", "-auto-approve", "-no-color"]).unwrap();
 }
+
+#[test]
+fn a_file_server_exports_its_striped_disks_over_nfs_to_a_cluster_and_goes_with_destroy() {
+    let sim = Sim::shared();
+    let ws = workspace();
+    let file_server = |subnet: &str| {
+        format!(
+            r#"resource "batchai_file_server" "fs" {{
+  name    = "aznfs"
+  vm_size = "Standard_D2s_v5"
+{subnet}
+  data_disks {{
+    disk_count           = 2
+    disk_size_gb         = 32
+    storage_account_type = "Premium_LRS"
+  }}
+  ssh_configuration {{
+    user_account_settings {{
+      admin_user_name     = "ops"
+      admin_user_password = "not-on-azure"
+    }}
+  }}
+}}
+"#
+        )
+    };
+    // On Azure a file server needs a subnet, and SSH keys rather than a password: the plan says
+    // so, at the attributes.
+    ws.write_config(&file_server("")).unwrap();
+    ws.init().unwrap();
+    let out = ws.run(&["plan", "-no-color"]).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no subnet for the file server"), "{stderr}");
+    assert!(
+        stderr.contains("passwords are not used on the azure platform"),
+        "{stderr}"
+    );
+
+    let subnet = format!("  subnet_id = \"{}\"", sim.subnet_id);
+    let fs = file_server(&subnet).replace(
+        "      admin_user_password = \"not-on-azure\"",
+        "      admin_user_ssh_public_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps ops\"",
+    );
+    let job = r#"resource "batchai_job" "j" {
+  name                    = "shared"
+  cluster_id              = batchai_cluster.c.id
+  std_out_err_path_prefix = "$AZ_BATCHAI_MOUNT_ROOT/nfs/logs"
+  custom_toolkit {
+    command_line = "echo trained on $(hostname -I) > $AZ_BATCHAI_OUTPUT_MODEL/model.txt; echo done"
+  }
+  output_directories {
+    id          = "MODEL"
+    path_prefix = "$AZ_BATCHAI_MOUNT_ROOT/nfs/outputs"
+  }
+  wait_for_completion = true
+}
+"#;
+    let mounts = "  mount_volumes {\n    file_server {\n      file_server_id      = batchai_file_server.fs.id\n      relative_mount_path = \"nfs\"\n    }\n  }";
+    ws.write_config(&(fs.clone() + &cluster("aznfsc", mounts, &manual(1)) + job))
+        .unwrap();
+    ws.apply().unwrap();
+
+    // The file server is a VM of its own, at the address clusters mount.
+    let f = state_of(&ws, "batchai_file_server.fs");
+    let server = sim.nodes("aznfs").unwrap();
+    let server = server
+        .iter()
+        .find(|n| n["name"] == "aznfs")
+        .unwrap_or_else(|| panic!("no VM aznfs: {server:?}"));
+    assert_eq!(f["mount_settings"]["mount_point"], "/data", "{f}");
+    assert_eq!(
+        f["mount_settings"]["file_server_internal_ip"], server["address"],
+        "{f} {server}"
+    );
+    assert_eq!(f["provisioning_state"], "succeeded", "{f}");
+
+    // The job wrote through the mount: its output and its logs are on the file server's
+    // array, and nothing was copied into the control container (they were not on the node's
+    // own disk).
+    let j = state_of(&ws, "batchai_job.j");
+    assert_eq!(j["execution_state"], "succeeded", "{j}");
+    let segment = j["job_output_directory_path_segment"].as_str().unwrap();
+    let data = std::path::Path::new(server["dir"].as_str().unwrap()).join("rootfs/data");
+    let model = std::fs::read_to_string(data.join("outputs").join(segment).join("model.txt"))
+        .unwrap_or_else(|e| {
+            panic!(
+                "model.txt on the file server: {e}: {:?}",
+                batchai_acceptance::walk(&data)
+            )
+        });
+    assert!(model.starts_with("trained on "), "{model}");
+    let logs = batchai_acceptance::walk(&data.join("logs").join(segment).join("stdouterr"));
+    assert!(
+        logs.iter().any(|p| p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("stdout"))),
+        "{logs:?}"
+    );
+    let blobs = sim.blobs(ws.azure_container.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        blobs.list_files(&format!("files/{segment}/")).unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(ws.plan_exit_code().unwrap(), 0);
+
+    // Destroy removes the VM; its disks and NIC go with it.
+    ws.ok(&["destroy", "-auto-approve", "-no-color"]).unwrap();
+    wait_for("the file server VM to go", Duration::from_secs(60), || {
+        Ok(!sim
+            .nodes("aznfs")
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "aznfs" && n["state"] != "Deleting"))
+    })
+    .unwrap();
+    let vm = format!(
+        "subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/aznfs",
+        sim.subscription_id, sim.resource_group
+    );
+    assert!(
+        arm_requests(0)
+            .iter()
+            .any(|(r, status)| r.starts_with("DELETE") && r.ends_with(&vm) && *status < 300),
+        "destroy deleted the VM"
+    );
+}

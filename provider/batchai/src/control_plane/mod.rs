@@ -158,6 +158,14 @@ impl Platform for ControlPlane {
         self.driver.default_job_log_prefix()
     }
 
+    fn file_server_mount(
+        &self,
+        status: &FileServerStatus,
+        mount_options: Option<&str>,
+    ) -> control::records::MountSource {
+        self.driver.file_server_mount(status, mount_options)
+    }
+
     fn submit_job<'a>(
         &'a self,
         spec: &'a JobSpec,

@@ -173,6 +173,19 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     /// Whether a cluster mount uses the file server's share (destroy refuses while one does).
     fn mounts_file_server(&self, mount: &records::Mount, status: &FileServerStatus) -> bool;
 
+    /// How nodes mount a file server's share: its directory, where nodes share this machine's
+    /// file system; an NFS mount command on Azure.
+    fn file_server_mount(
+        &self,
+        status: &FileServerStatus,
+        mount_options: Option<&str>,
+    ) -> records::MountSource {
+        let _ = mount_options;
+        records::MountSource::Directory {
+            path: status.mount_point.clone(),
+        }
+    }
+
     /// Stops the nodes of a cluster that is being destroyed (its spec says `deleting`, so no
     /// scheduler replaces them): each may drain per the cluster's deallocation option for a
     /// grace period, then whatever is left is stopped, and what the platform made for the
@@ -253,6 +266,13 @@ pub trait Platform: Send + Sync + std::fmt::Debug {
 
     /// Where job logs go when a job names no `std_out_err_path_prefix`.
     fn default_job_log_prefix(&self) -> String;
+
+    /// See [`Driver::file_server_mount`].
+    fn file_server_mount(
+        &self,
+        status: &FileServerStatus,
+        mount_options: Option<&str>,
+    ) -> records::MountSource;
 
     /// Queues a job on its cluster. `secrets` are kept apart from the spec and never returned;
     /// `resource` is the configuration without them, kept for import.

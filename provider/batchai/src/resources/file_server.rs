@@ -60,8 +60,10 @@ impl<'de> Deserialize<'de> for Name {
 }
 
 /// A Batch AI file server: shared storage that clusters mount (`mount_volumes { file_server {
-/// ... } }`). On Azure it is a VM whose data disks form a RAID 0 array exported over NFS; on the
-/// local platform it is a directory under the provider's root. Every argument except `timeouts`
+/// ... } }`). On Azure it is a VM (Ubuntu 24.04) whose empty managed data disks form a RAID 0
+/// array, formatted ext4 and exported over NFS as `/data` to its subnet; its disks and network
+/// interface are deleted with it, and clusters mount it with `mount -t nfs`. On the local
+/// platform it is a directory under the provider's root. Every argument except `timeouts`
 /// forces replacement. Destroying it deletes the export and its data.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
 pub struct FileServerModel {
@@ -76,8 +78,9 @@ pub struct FileServerModel {
     /// platform. Changing it forces replacement.
     #[tf(required, replace, validate = check_vm_size, summary = "empty vm_size")]
     pub vm_size: Option<String>,
-    /// ARM ID of the virtual network subnet to put the file server in. Recorded on the local
-    /// platform. Changing it forces replacement.
+    /// ARM ID of the virtual network subnet to put the file server in; required on the azure
+    /// platform, where the export is limited to this subnet's address range. Recorded on the
+    /// local platform. Changing it forces replacement.
     #[tf(optional, replace)]
     pub subnet_id: Option<String>,
     /// The data disks of the file server. Changing anything here forces replacement.
@@ -119,7 +122,8 @@ pub struct DataDisksModel {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
 pub struct SshModel {
     /// Public IP addresses or CIDR ranges allowed to reach the file server over SSH. None by
-    /// default.
+    /// default. Not used on the azure platform, where the file server has no public IP (a plan
+    /// warning says so).
     #[tf(optional)]
     pub public_ips_to_allow: Option<Vec<String>>,
     /// The administrator account on the file server VM.
@@ -136,7 +140,7 @@ pub struct UserAccountModel {
     #[tf(optional)]
     pub admin_user_ssh_public_key: Option<String>,
     /// Password of the administrator. Stored in Terraform state (marked sensitive); prefer
-    /// `admin_user_ssh_public_key`.
+    /// `admin_user_ssh_public_key`. Refused on the azure platform, which takes SSH keys only.
     #[tf(optional, sensitive)]
     pub admin_user_password: Option<String>,
 }
@@ -145,8 +149,9 @@ pub struct UserAccountModel {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
 pub struct StatusModel {
     /// How clusters reach the file server's export: `mount_point` (a directory on the local
-    /// platform, the NFS export path on Azure), `file_server_internal_ip` and
-    /// `file_server_public_ip` (both `127.0.0.1` on the local platform).
+    /// platform, the NFS export path `/data` on Azure), `file_server_internal_ip` and
+    /// `file_server_public_ip` (both `127.0.0.1` on the local platform; on Azure the VM's
+    /// private IP, and empty, as it has no public IP).
     // An object-typed attribute rather than nested attributes: Terraform 1.0 serves nested
     // attributes in state but cannot reference their fields in expressions.
     #[tf(computed)]
@@ -301,6 +306,56 @@ fn platform_error(e: PlatformError) -> Diagnostics {
     Diagnostic::error(summary, e.to_string()).into()
 }
 
+/// What a file server on Azure needs that the local platform does not: a subnet (its NIC's,
+/// and the range its export is limited to), and SSH keys rather than a password, which would
+/// have to reach the VM and be kept somewhere; a public IP for SSH is not made.
+fn azure_checks(planned: &tfplug::Value) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    if planned
+        .get_attr("subnet_id")
+        .is_some_and(tfplug::Value::is_null)
+    {
+        diags.push(
+            Diagnostic::error(
+                "no subnet for the file server",
+                "on the azure platform a file server needs a subnet: set subnet_id to the ARM ID \
+                 of the subnet its clusters' nodes are in (its NFS export is limited to that \
+                 subnet's address range)",
+            )
+            .at(AttributePath::attrs(["subnet_id"])),
+        );
+    }
+    let ssh = ["ssh_configuration", "user_account_settings"];
+    let password = super::value_at(planned, &[ssh[0], ssh[1], "admin_user_password"]);
+    if password.is_some_and(|v| !v.is_null()) {
+        diags.push(
+            Diagnostic::error(
+                "passwords are not used on the azure platform",
+                "an Azure file server accepts SSH keys only: set admin_user_ssh_public_key \
+                 instead of admin_user_password",
+            )
+            .at(AttributePath::attrs([
+                ssh[0],
+                ssh[1],
+                "admin_user_password",
+            ])),
+        );
+    }
+    let public = super::value_at(planned, &[ssh[0], "public_ips_to_allow"]);
+    if public.is_some_and(|v| !v.is_null()) {
+        diags.push(
+            Diagnostic::warning(
+                "the file server gets no public IP",
+                "on the azure platform a file server has a private IP only, so \
+                 public_ips_to_allow is not used: reach it over SSH from inside its virtual \
+                 network (a bastion or a peered network)",
+            )
+            .at(AttributePath::attrs([ssh[0], "public_ips_to_allow"])),
+        );
+    }
+    diags
+}
+
 impl Resource<Client> for FileServerResource {
     type Model = FileServerModel;
 
@@ -310,6 +365,21 @@ impl Resource<Client> for FileServerResource {
 
     fn timeouts(&self) -> Option<TimeoutDefaults> {
         Some(super::DEFAULT_TIMEOUTS)
+    }
+
+    fn check_plan<'a>(
+        &'a self,
+        client: &'a Client,
+        _ctx: &'a Context,
+        planned: &'a tfplug::Value,
+    ) -> BoxFuture<'a, Diagnostics> {
+        Box::pin(async move {
+            if client.name() == "azure" {
+                azure_checks(planned)
+            } else {
+                Diagnostics::new()
+            }
+        })
     }
 
     fn create<'a>(
@@ -408,6 +478,60 @@ mod tests {
         assert_eq!(parse_id(&file_server_id(&name)).ok(), Some(name));
         assert!(parse_id("data").is_err());
         assert!(parse_id("local/fileServers/bad name").is_err());
+    }
+
+    #[test]
+    fn azure_wants_a_subnet_and_keys_and_says_there_is_no_public_ip() {
+        let obj = |pairs: Vec<(&str, Value)>| {
+            Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+        };
+        let planned = |subnet: Value, password: Value, public: Value| {
+            obj(vec![
+                ("subnet_id", subnet),
+                (
+                    "ssh_configuration",
+                    obj(vec![
+                        ("public_ips_to_allow", public),
+                        (
+                            "user_account_settings",
+                            obj(vec![("admin_user_password", password)]),
+                        ),
+                    ]),
+                ),
+            ])
+        };
+        let subnet = || Value::string("/subscriptions/s/x/subnets/a");
+        let cases = [
+            (planned(subnet(), Value::Null, Value::Null), vec![]),
+            (
+                planned(Value::Null, Value::Null, Value::Null),
+                vec![("no subnet for the file server", true)],
+            ),
+            (planned(Value::unknown(), Value::Null, Value::Null), vec![]),
+            (
+                planned(subnet(), Value::string("pw"), Value::Null),
+                vec![("passwords are not used on the azure platform", true)],
+            ),
+            (
+                planned(
+                    subnet(),
+                    Value::Null,
+                    Value::List(vec![Value::string("1.2.3.4")]),
+                ),
+                vec![("the file server gets no public IP", false)],
+            ),
+        ];
+        for (value, expected) in cases {
+            let got: Vec<(String, bool)> = azure_checks(&value)
+                .iter()
+                .map(|d| (d.summary.clone(), d.severity == tfplug::Severity::Error))
+                .collect();
+            let expected: Vec<(String, bool)> = expected
+                .into_iter()
+                .map(|(s, e)| (s.to_owned(), e))
+                .collect();
+            assert_eq!(got, expected, "{value:?}");
+        }
     }
 
     fn config(name: &str, count: i64, storage: &str, caching: Value) -> Value {

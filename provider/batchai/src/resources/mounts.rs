@@ -99,7 +99,8 @@ pub struct FileServerMountModel {
     /// not contain `..`.
     #[tf(required, validate = agent::setup::check_relative_path)]
     pub relative_mount_path: Option<String>,
-    /// NFS mount options (Azure).
+    /// NFS mount options on the azure platform (`mount -t nfs -o <options>`); defaults to
+    /// `rw,hard,vers=4.1,retry=10`. Not used on the local platform.
     #[tf(optional)]
     pub mount_options: Option<String>,
 }
@@ -174,8 +175,9 @@ fn check_git_word(word: &str) -> Result<(), GitWordError> {
 enum Needs<'a> {
     /// Nothing more.
     Mount(MountSource),
-    /// The export of the file server with this ID, looked up on the platform.
-    FileServer(&'a str),
+    /// The export of the file server with this ID, looked up on the platform, mounted with
+    /// these options (NFS, on Azure).
+    FileServer(&'a str, Option<&'a str>),
     /// Azure Storage, which only the azure platform mounts.
     Azure,
 }
@@ -227,7 +229,10 @@ impl Volume for FileServerMountModel {
     }
 
     fn needs(&self) -> Needs<'_> {
-        Needs::FileServer(self.file_server_id.as_deref().unwrap_or_default())
+        Needs::FileServer(
+            self.file_server_id.as_deref().unwrap_or_default(),
+            self.mount_options.as_deref(),
+        )
     }
 }
 
@@ -338,7 +343,7 @@ pub(crate) async fn resolve(
         let source = match v.volume.needs() {
             Needs::Mount(source) => source,
             Needs::Azure => return Err(needs_azure(client, &v).into()),
-            Needs::FileServer(id) => {
+            Needs::FileServer(id, options) => {
                 let path = v.path().attr("file_server_id");
                 let server = super::file_server::parse_id(id).map_err(|e| {
                     Diagnostic::error("invalid file_server_id", e.to_string()).at(path.clone())
@@ -354,9 +359,7 @@ pub(crate) async fn resolve(
                         )
                         .at(path)
                     })?;
-                MountSource::Directory {
-                    path: status.mount_point,
-                }
+                client.file_server_mount(&status, options)
             }
         };
         mounts.push(Mount {
@@ -383,7 +386,7 @@ pub(crate) async fn check_plan(client: &Client, planned: &Value) -> Diagnostics 
             Needs::Mount(_) => {}
             Needs::Azure => diags.push(needs_azure(client, &v)),
             // An unknown ID arrives empty; a malformed one was reported by validation.
-            Needs::FileServer(id) => {
+            Needs::FileServer(id, _) => {
                 let Ok(name) = super::file_server::parse_id(id) else {
                     continue;
                 };

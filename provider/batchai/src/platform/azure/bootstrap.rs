@@ -46,14 +46,7 @@ pub struct NodeConfig {
 /// `test_ca_pem` is the test-only CA the provider trusts (`BATCHAI_TEST_CA_CERTIFICATE`), passed
 /// on so that nodes trust the simulator's storage too.
 pub fn custom_data(config: &NodeConfig, test_ca_pem: Option<&str>) -> Result<String, String> {
-    let document = cloud_config(config, test_ca_pem)?;
-    if document.len() > MAX_CUSTOM_DATA {
-        return Err(format!(
-            "the node bootstrap is {} bytes, more than Azure's {MAX_CUSTOM_DATA} for custom data",
-            document.len()
-        ));
-    }
-    Ok(base64::engine::general_purpose::STANDARD.encode(document))
+    encode("node bootstrap", &cloud_config(config, test_ca_pem)?)
 }
 
 /// The cloud-config document itself.
@@ -64,8 +57,13 @@ pub fn cloud_config(config: &NodeConfig, test_ca_pem: Option<&str>) -> Result<St
         files.push((TEST_CA_PATH, "0644", pem.to_owned()));
     }
     files.push((SCRIPT_PATH, "0755", script(config)));
-    let mut out =
-        String::from("#cloud-config\n# terraform-provider-batchai node bootstrap\nwrite_files:\n");
+    Ok(document("node bootstrap", &files, SCRIPT_PATH))
+}
+
+/// A cloud-config document that writes `files` (path, permissions, content) and runs the
+/// script at `run`, which is one of them.
+pub(super) fn document(what: &str, files: &[(&str, &str, String)], run: &str) -> String {
+    let mut out = format!("#cloud-config\n# terraform-provider-batchai {what}\nwrite_files:\n");
     for (path, permissions, content) in files {
         let encoded = base64::engine::general_purpose::STANDARD.encode(content);
         out.push_str(&format!(
@@ -74,13 +72,24 @@ pub fn cloud_config(config: &NodeConfig, test_ca_pem: Option<&str>) -> Result<St
     }
     // `sh -c` expands BATCHAI_ROOTFS: empty on a real VM, the VM's directory in the simulator.
     out.push_str(&format!(
-        "runcmd:\n  - [sh, -c, 'exec sh \"${{BATCHAI_ROOTFS:-}}{SCRIPT_PATH}\"']\n"
+        "runcmd:\n  - [sh, -c, 'exec sh \"${{BATCHAI_ROOTFS:-}}{run}\"']\n"
     ));
-    Ok(out)
+    out
+}
+
+/// Base64 of `document`, refused when it is larger than Azure takes.
+pub(super) fn encode(what: &str, document: &str) -> Result<String, String> {
+    if document.len() > MAX_CUSTOM_DATA {
+        return Err(format!(
+            "the {what} is {} bytes, more than Azure's {MAX_CUSTOM_DATA} for custom data",
+            document.len()
+        ));
+    }
+    Ok(base64::engine::general_purpose::STANDARD.encode(document))
 }
 
 /// Quotes `value` for a POSIX shell.
-fn quote(value: &str) -> String {
+pub(super) fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
 }
 

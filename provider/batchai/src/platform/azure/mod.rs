@@ -9,6 +9,7 @@
 //! the scheduler let go (scale-in, a lost or unusable node) is deleted by its instance ID.
 pub mod bootstrap;
 pub mod checks;
+pub mod file_server;
 pub mod node;
 
 use std::sync::Arc;
@@ -856,6 +857,83 @@ impl Azure {
         checks::findings(check, location, &skus, &usages, subnet.as_ref())
     }
 
+    /// Creates the file server's VM and returns where its export is. A VM whose create failed
+    /// is deleted again (with its disks and NIC), so that the name is free for the next try.
+    async fn provision_file_server(
+        &self,
+        spec: &FileServerSpec,
+    ) -> Result<FileServerPlacement, PlatformError> {
+        let name = spec.name.as_str();
+        let failed = |e: &dyn std::fmt::Display| arm_failed("create", "file server", name, e);
+        let rg = &self.settings.resource_group;
+        let subnet_id = spec.subnet_id.as_deref().ok_or_else(|| {
+            failed(&"a file server on the azure platform needs subnet_id, the subnet its clusters are in")
+        })?;
+        let id: arm::ResourceId = subnet_id
+            .parse()
+            .map_err(|e| failed(&format!("subnet_id {subnet_id:?}: {e}")))?;
+        let subnet = self
+            .arm
+            .get_subnet(&id, None)
+            .await
+            .map_err(|e| failed(&e))?
+            .ok_or_else(|| failed(&format!("the subnet {subnet_id} does not exist")))?;
+        let props = subnet.properties.unwrap_or_default();
+        let prefix = props
+            .address_prefix
+            .or_else(|| props.address_prefixes.and_then(|p| p.into_iter().next()))
+            .ok_or_else(|| failed(&format!("the subnet {subnet_id} has no address prefix")))?;
+        let key = spec
+            .ssh_configuration
+            .as_ref()
+            .and_then(|s| s.admin_user_ssh_public_key.clone())
+            .unwrap_or_else(unusable_ssh_key);
+        let body = file_server::vm(spec, &self.settings.location, subnet_id, &prefix, key)
+            .map_err(|e| failed(&e))?;
+        let created = match self.arm.create_or_update_vm(rg, name, &body, None).await {
+            Ok(vm) => vm,
+            Err(e) => {
+                if let Err(cleanup) = self.arm.delete_vm(rg, name, None).await {
+                    tracing::warn!(file_server = name, error = %cleanup, "delete the file server VM whose create failed");
+                }
+                return Err(failed(&e));
+            }
+        };
+        let internal_ip = self.private_ip(&created).await.map_err(|e| failed(&e))?;
+        Ok(FileServerPlacement {
+            mount_point: file_server::EXPORT.to_owned(),
+            internal_ip,
+            public_ip: String::new(),
+        })
+    }
+
+    /// The private IP of a VM's primary NIC.
+    async fn private_ip(
+        &self,
+        vm: &arm::models::compute::VirtualMachine,
+    ) -> Result<String, String> {
+        let nic = vm
+            .properties
+            .as_ref()
+            .and_then(|p| p.network_profile.as_ref())
+            .and_then(|n| n.network_interfaces.as_ref())
+            .and_then(|nics| {
+                nics.iter()
+                    .find(|n| n.properties.as_ref().and_then(|p| p.primary) == Some(true))
+                    .or_else(|| nics.first())
+            })
+            .and_then(|n| n.id.clone())
+            .ok_or("the VM came back without a network interface")?;
+        let id: arm::ResourceId = nic.parse().map_err(|e| format!("NIC ID {nic:?}: {e}"))?;
+        self.arm
+            .get_network_interface(&id, None)
+            .await
+            .map_err(|e| e.to_string())?
+            .as_ref()
+            .and_then(|n| n.primary_private_ip().map(str::to_owned))
+            .ok_or_else(|| format!("the network interface {nic} has no private IP"))
+    }
+
     async fn remove_machines(&self, cluster: &str) -> Result<(), PlatformError> {
         let failed = |e: &dyn std::fmt::Display| arm_failed("delete", "cluster", cluster, e);
         let rg = &self.settings.resource_group;
@@ -886,16 +964,6 @@ fn computer_name_prefix(cluster: &str) -> String {
     }
 }
 
-/// File servers are not yet provisioned on Azure: said plainly, at apply.
-fn no_file_servers(operation: &'static str, name: &str) -> PlatformError {
-    PlatformError::failed(
-        operation,
-        "file server",
-        name,
-        "file servers are not available on the azure platform yet; mount an existing NFS export with mount_volumes.unmanaged_file_system, or use the local platform",
-    )
-}
-
 impl Driver for AzureDriver {
     fn name(&self) -> &'static str {
         "azure"
@@ -924,25 +992,63 @@ impl Driver for AzureDriver {
         &'a self,
         spec: &'a FileServerSpec,
     ) -> BoxFuture<'a, Result<FileServerPlacement, PlatformError>> {
-        Box::pin(async move { Err(no_file_servers("create", spec.name.as_str())) })
+        Box::pin(self.azure.provision_file_server(spec))
     }
 
+    /// The VM is there and not being deleted.
     fn file_server_exists<'a>(
         &'a self,
-        _status: &'a FileServerStatus,
+        status: &'a FileServerStatus,
     ) -> BoxFuture<'a, Result<bool, PlatformError>> {
-        Box::pin(async { Ok(false) })
+        Box::pin(async move {
+            let name = status.spec.name.as_str();
+            let vm = self
+                .azure
+                .arm
+                .get_vm(&self.azure.settings.resource_group, name, None)
+                .await
+                .map_err(|e| arm_failed("read", "file server", name, &e))?;
+            Ok(vm.is_some_and(|vm| {
+                vm.properties
+                    .and_then(|p| p.provisioning_state)
+                    .is_none_or(|s| s != "Deleting")
+            }))
+        })
     }
 
+    /// Deletes the VM; its disks and NIC go with it (`deleteOption: Delete`).
     fn remove_file_server<'a>(
         &'a self,
-        _name: &'a Name,
+        name: &'a Name,
     ) -> BoxFuture<'a, Result<(), PlatformError>> {
-        Box::pin(async { Ok(()) })
+        Box::pin(async move {
+            self.azure
+                .arm
+                .delete_vm(&self.azure.settings.resource_group, name.as_str(), None)
+                .await
+                .map(drop)
+                .map_err(|e| arm_failed("delete", "file server", name.as_str(), &e))
+        })
     }
 
-    fn mounts_file_server(&self, _mount: &records::Mount, _status: &FileServerStatus) -> bool {
-        false
+    fn file_server_mount(
+        &self,
+        status: &FileServerStatus,
+        mount_options: Option<&str>,
+    ) -> records::MountSource {
+        records::MountSource::Command {
+            mount_command: file_server::mount_command(
+                &status.internal_ip,
+                &status.mount_point,
+                mount_options,
+            ),
+        }
+    }
+
+    fn mounts_file_server(&self, mount: &records::Mount, status: &FileServerStatus) -> bool {
+        let export = format!("{}:{}", status.internal_ip, status.mount_point);
+        matches!(&mount.source, records::MountSource::Command { mount_command }
+            if !status.internal_ip.is_empty() && mount_command.contains(&format!("'{export}'")))
     }
 
     fn remove_cluster_nodes<'a>(

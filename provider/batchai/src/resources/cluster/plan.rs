@@ -71,7 +71,10 @@ pub(super) fn azure_subnet_missing(planned: &Value) -> Option<Diagnostic> {
     Some(
         Diagnostic::error(
             "no subnet for the nodes",
-            "on the azure platform a cluster's nodes need a subnet: set subnet_id to the ARM ID              of one (/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Network/             virtualNetworks/<network>/subnets/<subnet>) with outbound access to the storage              account, from which nodes download the agent",
+            "on the azure platform a cluster's nodes need a subnet: set subnet_id to the ARM ID \
+             of one (/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Network/\
+             virtualNetworks/<network>/subnets/<subnet>) with outbound access to the storage \
+             account, from which nodes download the agent",
         )
         .at(AttributePath::attrs(["subnet_id"])),
     )
