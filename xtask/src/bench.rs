@@ -13,6 +13,23 @@ use anyhow::{Context as _, bail};
 /// measurements (only the job ones with `jobs`, only the blob store's with `store`).
 pub fn bench(only: Option<&str>) -> anyhow::Result<()> {
     let azurite = crate::azurite::ensure()?;
+    if only == Some("azure") {
+        // Real Terraform against the simulator, through the acceptance crate's workspaces (a
+        // debug provider, as the suites use: the figures are ARM requests and the simulator's
+        // own delays, not the provider's CPU).
+        return crate::run(
+            crate::cargo()
+                .args([
+                    "run",
+                    "--quiet",
+                    "--package",
+                    "batchai-acceptance",
+                    "--example",
+                    "azure_bench",
+                ])
+                .env(control_blob::azurite::ENV, azurite),
+        );
+    }
     crate::run(crate::cargo().args([
         "build",
         "--release",

@@ -29,8 +29,9 @@ tasks:
   test                      every check CI runs: unused dependencies, fmt, clippy, unit, protocol
                             and end-to-end tests
   gen                       regenerate schemas/ and docs/ from the schema and examples/
-  bench [jobs|store]        benchmarks (release build); `jobs` for the job figures alone,
-                            `store` for the blob store's against Azurite
+  bench [jobs|store|azure]  benchmarks (release build); `jobs` for the job figures alone,
+                            `store` for the blob store's against Azurite, `azure` for the
+                            azure platform's against the ARM simulator (not part of the rest)
   gpu-check [binary]        a 2-node GPU cluster and job on a machine with NVIDIA GPUs
   sim up|down [--state DIR] the ARM simulator (acceptance/sim): up writes target/sim/env and
                             target/sim/provider.tf; down stops it and its nodes

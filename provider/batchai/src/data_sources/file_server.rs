@@ -82,7 +82,7 @@ impl DataSource<Client> for FileServerDataSource {
                 })?;
             let spec = &status.spec;
             Ok(FileServerLookup {
-                id: Some(file_server_id(&spec.name)),
+                id: Some(file_server_id(client.name(), &spec.name)),
                 name: spec.name.to_string(),
                 vm_size: Some(spec.vm_size.clone()),
                 subnet_id: spec.subnet_id.clone(),

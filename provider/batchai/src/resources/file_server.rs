@@ -11,7 +11,6 @@ use crate::names::{Name, NameError};
 use crate::platform::{FileServerStatus, PlatformError};
 
 pub const TYPE_NAME: &str = "batchai_file_server";
-const ID_PREFIX: &str = "local/fileServers/";
 
 /// A validated file server definition, what platforms act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +66,8 @@ impl<'de> Deserialize<'de> for Name {
 /// forces replacement. Destroying it deletes the export and its data.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
 pub struct FileServerModel {
-    /// The file server's ID, `local/fileServers/<name>` on the local platform.
+    /// The file server's ID, `<platform>/fileServers/<name>` (`local/...` on the local
+    /// platform, `azure/...` on Azure).
     #[tf(computed)]
     pub id: Option<String>,
     /// Name of the file server: 1 to 64 letters, digits, `-` or `_`, unique per platform.
@@ -196,22 +196,24 @@ impl StatusModel {
 /// A file server ID that is not one, as `terraform import` and mounts may receive it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error("{id:?} is not a file server ID; IDs look like \"{ID_PREFIX}<name>\"")]
+    #[error(
+        "{id:?} is not a file server ID; IDs look like \"<platform>/fileServers/<name>\", where the platform is local or azure"
+    )]
     Prefix { id: String },
     #[error(transparent)]
     Name(#[from] NameError),
 }
 
-/// The ID of a file server on the local platform.
-pub fn file_server_id(name: &Name) -> String {
-    format!("{ID_PREFIX}{name}")
+/// The ID of a file server on `platform`: `<platform>/fileServers/<name>`.
+pub fn file_server_id(platform: &str, name: &Name) -> String {
+    format!("{platform}/fileServers/{name}")
 }
 
-/// Parses a file server ID as `terraform import` receives it.
+/// Parses a file server ID, `<platform>/fileServers/<name>`, of any platform (see
+/// [`super::check_platform`]).
 pub fn parse_id(id: &str) -> Result<Name, IdError> {
-    let name = id
-        .strip_prefix(ID_PREFIX)
-        .ok_or_else(|| IdError::Prefix { id: id.to_owned() })?;
+    let (_, name) =
+        super::split_id(id, "fileServers").ok_or_else(|| IdError::Prefix { id: id.to_owned() })?;
     Ok(Name::parse(name)?)
 }
 
@@ -268,14 +270,18 @@ fn spec_from(model: &FileServerModel) -> Result<FileServerSpec, Diagnostics> {
 
 /// The state of a file server as the platform reports it. The admin password, which the
 /// platform does not keep, comes from `carry`.
-fn model_from(status: &FileServerStatus, carry: Option<&FileServerModel>) -> FileServerModel {
+fn model_from(
+    platform: &str,
+    status: &FileServerStatus,
+    carry: Option<&FileServerModel>,
+) -> FileServerModel {
     let spec = &status.spec;
     let password = carry
         .and_then(|m| m.ssh_configuration.as_ref())
         .and_then(|s| s.user_account_settings.as_ref())
         .and_then(|u| u.admin_user_password.clone());
     FileServerModel {
-        id: Some(file_server_id(&spec.name)),
+        id: Some(file_server_id(platform, &spec.name)),
         name: Some(spec.name.to_string()),
         vm_size: Some(spec.vm_size.clone()),
         subnet_id: spec.subnet_id.clone(),
@@ -395,7 +401,7 @@ impl Resource<Client> for FileServerResource {
                     .create_file_server(&spec)
                     .await
                     .map_err(platform_error)?;
-                Ok(model_from(&status, Some(&request.planned)))
+                Ok(model_from(client.name(), &status, Some(&request.planned)))
             };
             ApplyResult::from_result(run.await)
         })
@@ -418,7 +424,7 @@ impl Resource<Client> for FileServerResource {
                 return Ok(None);
             };
             Ok(Some(ReadResult {
-                state: model_from(&status, Some(&state)),
+                state: model_from(client.name(), &status, Some(&state)),
                 private: private.to_vec(),
             }))
         })
@@ -449,6 +455,7 @@ impl Resource<Client> for FileServerResource {
         Box::pin(async move {
             let name =
                 parse_id(id).map_err(|e| Diagnostic::error("invalid import ID", e.to_string()))?;
+            super::check_platform(id, client.name())?;
             let status = client
                 .get_file_server(&name)
                 .await
@@ -456,7 +463,7 @@ impl Resource<Client> for FileServerResource {
             let Some(status) = status else {
                 return Err(super::import_not_found("file server", id, client));
             };
-            Ok(model_from(&status, None))
+            Ok(model_from(client.name(), &status, None))
         })
     }
 }
@@ -475,7 +482,12 @@ mod tests {
     #[test]
     fn ids_round_trip() {
         let name = Name::parse("data").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(parse_id(&file_server_id(&name)).ok(), Some(name));
+        assert_eq!(
+            parse_id(&file_server_id("local", &name)).ok(),
+            Some(name.clone())
+        );
+        assert_eq!(file_server_id("azure", &name), "azure/fileServers/data");
+        assert_eq!(parse_id("azure/fileServers/data").ok(), Some(name));
         assert!(parse_id("data").is_err());
         assert!(parse_id("local/fileServers/bad name").is_err());
     }

@@ -12,6 +12,35 @@ use tfplug::{Diagnostic, Diagnostics, Model, TimeoutDefaults, Value};
 
 use crate::names::Name;
 
+/// The platforms a resource ID may name: its first segment, `<platform>/<kind>/<name>`, says
+/// where the resource lives.
+pub(crate) const PLATFORMS: [&str; 2] = ["local", "azure"];
+
+/// `(platform, rest)` of an ID `<platform>/<kind>/<rest>` whose platform is a known one.
+pub(crate) fn split_id<'a>(id: &'a str, kind: &str) -> Option<(&'a str, &'a str)> {
+    let (platform, rest) = id.split_once('/')?;
+    let rest = rest.strip_prefix(kind)?.strip_prefix('/')?;
+    PLATFORMS.contains(&platform).then_some((platform, rest))
+}
+
+/// An ID of another platform than the provider's cannot be imported or referred to: the
+/// resource is not where this provider looks.
+pub(crate) fn check_platform(id: &str, provider: &str) -> Result<(), Diagnostic> {
+    match id.split_once('/') {
+        Some((platform, _)) if PLATFORMS.contains(&platform) && platform != provider => {
+            Err(Diagnostic::error(
+                "ID of another platform",
+                format!(
+                    "{id:?} names a resource on the {platform} platform, but this provider is \
+                     configured for the {provider} platform; use the ID that its state shows \
+                     ({provider}/...), or configure the provider for the {platform} platform"
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Operation limits of resources whose `timeouts` block is not set.
 pub(crate) const DEFAULT_TIMEOUTS: TimeoutDefaults = TimeoutDefaults {
     create: Duration::from_secs(30 * 60),

@@ -390,6 +390,10 @@ pub(crate) async fn check_plan(client: &Client, planned: &Value) -> Diagnostics 
                 let Ok(name) = super::file_server::parse_id(id) else {
                     continue;
                 };
+                if let Err(other) = super::check_platform(id, client.name()) {
+                    diags.push(other.at(v.path().attr("file_server_id")));
+                    continue;
+                }
                 if let Ok(None) = client.get_file_server(&name).await {
                     diags.push(
                         Diagnostic::error(

@@ -8,7 +8,7 @@ use crate::platform::{ClusterView, PlatformError};
 use crate::resources::{ErrorModel, rfc3339_ms};
 
 /// The configured part of the state plus what the platform reports now.
-pub(super) fn with_live(mut model: Model, view: &ClusterView) -> Model {
+pub(super) fn with_live(platform: &str, mut model: Model, view: &ClusterView) -> Model {
     let mut counts = NodeStateCounts::default();
     let mut errors = Vec::new();
     for node in &view.nodes {
@@ -64,7 +64,7 @@ pub(super) fn with_live(mut model: Model, view: &ClusterView) -> Model {
         && counts.preparing == 0
         && counts.leaving == 0
         && view.nodes.iter().all(|n| !n.drain_requested);
-    model.id = Some(super::cluster_id_str(&view.spec.name));
+    model.id = Some(super::cluster_id_str(platform, &view.spec.name));
     model.allocation_state = Some(if steady { "steady" } else { "resizing" }.to_owned());
     model.current_node_count = Some(count);
     model.node_state_counts = Some(counts);

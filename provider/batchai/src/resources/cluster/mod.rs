@@ -25,33 +25,35 @@ use crate::names::{Name, NameError};
 use crate::platform::PlatformError;
 
 pub const TYPE_NAME: &str = "batchai_cluster";
-const ID_PREFIX: &str = "local/clusters/";
 
 /// The `batchai_cluster` resource.
 #[derive(Debug)]
 pub struct ClusterResource;
 
-pub fn cluster_id(name: &Name) -> String {
-    cluster_id_str(name.as_str())
+/// The ID of a cluster on `platform`: `<platform>/clusters/<name>`.
+pub fn cluster_id(platform: &str, name: &Name) -> String {
+    cluster_id_str(platform, name.as_str())
 }
 
-pub(crate) fn cluster_id_str(name: &str) -> String {
-    format!("{ID_PREFIX}{name}")
+pub(crate) fn cluster_id_str(platform: &str, name: &str) -> String {
+    format!("{platform}/clusters/{name}")
 }
 
 /// Why a text is not a cluster ID.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterIdError {
-    #[error("{id:?} is not a cluster ID; IDs look like \"{ID_PREFIX}<name>\"")]
+    #[error(
+        "{id:?} is not a cluster ID; IDs look like \"<platform>/clusters/<name>\", where the platform is local or azure"
+    )]
     NotAClusterId { id: String },
     #[error(transparent)]
     Name(#[from] NameError),
 }
 
-/// Parses a cluster ID, `local/clusters/<name>`.
+/// Parses a cluster ID, `<platform>/clusters/<name>`, of any platform (see
+/// [`super::check_platform`]).
 pub fn parse_id(id: &str) -> Result<Name, ClusterIdError> {
-    let name = id
-        .strip_prefix(ID_PREFIX)
+    let (_, name) = super::split_id(id, "clusters")
         .ok_or_else(|| ClusterIdError::NotAClusterId { id: id.to_owned() })?;
     Ok(Name::parse(name)?)
 }
@@ -100,7 +102,10 @@ impl Resource<Client> for ClusterResource {
             match created {
                 // An unusable node fails the apply; the state is kept, so Terraform taints the
                 // cluster and the next apply replaces it.
-                Ok(view) => ApplyResult::partial(with_live(model, &view), unusable_nodes(&view)),
+                Ok(view) => ApplyResult::partial(
+                    with_live(client.name(), model, &view),
+                    unusable_nodes(&view),
+                ),
                 Err(e) => {
                     // The cluster may exist partly (nodes started); keep it in state so it is
                     // destroyed or replaced rather than leaked.
@@ -111,7 +116,7 @@ impl Resource<Client> for ClusterResource {
                         _ => None,
                     };
                     ApplyResult {
-                        state: existing.map(|view| with_live(model, &view)),
+                        state: existing.map(|view| with_live(client.name(), model, &view)),
                         private: Vec::new(),
                         diagnostics: platform_error(e),
                     }
@@ -133,7 +138,7 @@ impl Resource<Client> for ClusterResource {
                 return Ok(None);
             };
             Ok(Some(ReadResult {
-                state: with_live(state, &view),
+                state: with_live(client.name(), state, &view),
                 private: private.to_vec(),
             }))
         })
@@ -156,7 +161,10 @@ impl Resource<Client> for ClusterResource {
                     .map_err(platform_error)
             };
             match run.await {
-                Ok(view) => ApplyResult::partial(with_live(model, &view), unusable_nodes(&view)),
+                Ok(view) => ApplyResult::partial(
+                    with_live(client.name(), model, &view),
+                    unusable_nodes(&view),
+                ),
                 Err(d) => ApplyResult::failed(d),
             }
         })
@@ -184,13 +192,14 @@ impl Resource<Client> for ClusterResource {
         Box::pin(async move {
             let name =
                 parse_id(id).map_err(|e| Diagnostic::error("invalid import ID", e.to_string()))?;
+            super::check_platform(id, client.name())?;
             let view = client
                 .read_cluster(&name)
                 .await
                 .map_err(platform_error)?
                 .ok_or_else(|| super::import_not_found("cluster", id, client))?;
             let model = super::stored_configuration("cluster", id, &view.resource)?;
-            Ok(with_live(model, &view))
+            Ok(with_live(client.name(), model, &view))
         })
     }
 }

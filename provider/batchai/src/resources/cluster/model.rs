@@ -15,7 +15,8 @@ use crate::resources::mounts::MountVolumesModel;
 /// cluster drains its nodes per `node_deallocation_option` and stops every node process.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, tfplug::Model)]
 pub struct Model {
-    /// The cluster's ID, `local/clusters/<name>` on the local platform.
+    /// The cluster's ID, `<platform>/clusters/<name>` (`local/...` on the local platform,
+    /// `azure/...` on Azure).
     #[tf(computed)]
     pub(crate) id: Option<String>,
     /// Name of the cluster: 1 to 64 letters, digits, `-` or `_`. Changing it forces

@@ -299,6 +299,24 @@ fn check_plan_returns_the_gpu_warning() {
 #[test]
 fn ids_round_trip() {
     let name = Name::parse("gpu").unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(parse_id(&cluster_id(&name)), Ok(name));
+    for platform in ["local", "azure"] {
+        let id = cluster_id(platform, &name);
+        assert_eq!(id, format!("{platform}/clusters/gpu"));
+        assert_eq!(parse_id(&id), Ok(name.clone()));
+    }
     assert!(parse_id("local/fileServers/gpu").is_err());
+    assert!(parse_id("aws/clusters/gpu").is_err());
+    assert!(parse_id("clusters/gpu").is_err());
+    // An ID of the other platform parses (validation cannot know the provider's), and is
+    // refused where the provider's platform is known.
+    let refused = crate::resources::check_platform("local/clusters/gpu", "azure")
+        .err()
+        .map(|d| d.detail);
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|d| d.contains("azure platform")),
+        "{refused:?}"
+    );
+    assert!(crate::resources::check_platform("azure/clusters/gpu", "azure").is_ok());
 }

@@ -32,22 +32,25 @@ pub const TYPE_NAME: &str = "batchai_job";
 #[derive(Debug)]
 pub struct JobResource;
 
-pub fn job_id(cluster: &str, job: &str) -> String {
-    format!("{}/jobs/{job}", cluster::cluster_id_str(cluster))
+/// The ID of a job on `platform`: `<platform>/clusters/<cluster>/jobs/<job>`.
+pub fn job_id(platform: &str, cluster: &str, job: &str) -> String {
+    format!("{}/jobs/{job}", cluster::cluster_id_str(platform, cluster))
 }
 
 /// Why a string is not a job ID.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobIdError {
     /// Not `<cluster ID>/jobs/<job>`.
-    #[error("{0:?} is not a job ID; IDs look like \"local/clusters/<cluster>/jobs/<job>\"")]
+    #[error(
+        "{0:?} is not a job ID; IDs look like \"<platform>/clusters/<cluster>/jobs/<job>\", where the platform is local or azure"
+    )]
     Malformed(String),
     /// The job's part is not a valid name.
     #[error(transparent)]
     JobName(#[from] crate::names::NameError),
 }
 
-/// Parses `local/clusters/<cluster>/jobs/<job>`.
+/// Parses `<platform>/clusters/<cluster>/jobs/<job>`.
 pub fn parse_id(id: &str) -> Result<(Name, Name), JobIdError> {
     let malformed = || JobIdError::Malformed(id.to_owned());
     let (cluster_id, job) = id.rsplit_once("/jobs/").ok_or_else(malformed)?;
@@ -260,7 +263,7 @@ async fn create(client: &Client, ctx: &Context, model: JobModel) -> ApplyResult<
     };
     // The plan holds the configured value or the declared default.
     if model.wait_for_completion == Some(false) {
-        return ApplyResult::ok(with_live(model, &submitted));
+        return ApplyResult::ok(with_live(client.name(), model, &submitted));
     }
     // Stop and timeout end the wait here rather than by dropping the call, so the job is saved
     // to state (and can be destroyed, which terminates it) instead of leaked.
@@ -294,7 +297,7 @@ async fn create(client: &Client, ctx: &Context, model: JobModel) -> ApplyResult<
     if view.status.state == JobState::Failed {
         diagnostics.extend(failure(&view));
     }
-    ApplyResult::partial(with_live(model, &view), diagnostics)
+    ApplyResult::partial(with_live(client.name(), model, &view), diagnostics)
 }
 
 /// The state of a job whose records cannot be read: it was failed on the platform, and the
@@ -341,6 +344,10 @@ async fn check_plan(client: &Client, planned: &Value) -> Diagnostics {
     let Ok(cluster) = cluster::parse_id(id) else {
         return diags;
     };
+    if let Err(other) = super::check_platform(id, client.name()) {
+        diags.push(other.at(AttributePath::attrs(["cluster_id"])));
+        return diags;
+    }
     let view = match client.get_cluster(&cluster).await {
         Ok(Some(view)) => view,
         Ok(None) => {
@@ -417,7 +424,7 @@ impl Resource<Client> for JobResource {
         Box::pin(async move {
             let (cluster, job) = stored_id(&state)?;
             let state = match client.get_job(&cluster, &job).await {
-                Ok(Some(view)) => with_live(state, &view),
+                Ok(Some(view)) => with_live(client.name(), state, &view),
                 Ok(None) => return Ok(None),
                 Err(PlatformError::Corrupt { reason, .. }) => {
                     corrupt(ctx, state, &cluster, &job, &reason)
@@ -452,7 +459,7 @@ impl Resource<Client> for JobResource {
                             format!("job {job} on cluster {cluster} no longer exists"),
                         )
                     })?;
-                Ok(with_live(request.planned.clone(), &view))
+                Ok(with_live(client.name(), request.planned.clone(), &view))
             };
             ApplyResult::from_result(run.await)
         })
@@ -483,6 +490,7 @@ impl Resource<Client> for JobResource {
         Box::pin(async move {
             let (cluster, job) =
                 parse_id(id).map_err(|e| Diagnostic::error("invalid import ID", e.to_string()))?;
+            super::check_platform(id, client.name())?;
             let view = client
                 .get_job(&cluster, &job)
                 .await
@@ -491,7 +499,7 @@ impl Resource<Client> for JobResource {
             // Write-only values are never stored; the imported job keeps running with the
             // secrets it was submitted with.
             let model = super::stored_configuration("job", id, &view.resource)?;
-            Ok(with_live(model, &view))
+            Ok(with_live(client.name(), model, &view))
         })
     }
 }

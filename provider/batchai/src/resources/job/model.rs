@@ -29,7 +29,8 @@ pub(super) const DEFAULT_TERMINATION_GRACE: &str = "00:00:10";
 #[tf(check = unique_directory_ids)]
 #[tf(check(toolkit::check_against_job, known(node_count)))]
 pub struct JobModel {
-    /// The job's ID, `local/clusters/<cluster>/jobs/<name>` on the local platform.
+    /// The job's ID, `<platform>/clusters/<cluster>/jobs/<name>` (`local/...` on the local
+    /// platform, `azure/...` on Azure).
     #[tf(computed)]
     pub(crate) id: Option<String>,
     /// Name of the job, unique in its cluster: 1 to 64 letters, digits, `-` or `_`.

@@ -138,9 +138,9 @@ pub(super) fn resource_record(model: &JobModel) -> serde_json::Value {
 }
 
 /// The configured part of the state plus what the platform reports now.
-pub(super) fn with_live(mut model: JobModel, view: &JobView) -> JobModel {
+pub(super) fn with_live(platform: &str, mut model: JobModel, view: &JobView) -> JobModel {
     let s = &view.status;
-    model.id = Some(super::job_id(&view.spec.cluster, &view.spec.name));
+    model.id = Some(super::job_id(platform, &view.spec.cluster, &view.spec.name));
     model.secrets_wo = None;
     model.execution_state = Some(s.state.as_str().to_owned());
     model.exit_code = if s.state.is_terminal() {

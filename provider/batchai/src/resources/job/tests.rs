@@ -217,7 +217,11 @@ fn check_plan_names_a_missing_cluster() {
 
 #[test]
 fn ids_round_trip() {
-    let id = job_id("gpu", "train");
+    assert_eq!(
+        job_id("azure", "gpu", "train"),
+        "azure/clusters/gpu/jobs/train"
+    );
+    let id = job_id("local", "gpu", "train");
     assert_eq!(id, "local/clusters/gpu/jobs/train");
     let parsed = parse_id(&id).map(|(c, j)| (c.to_string(), j.to_string()));
     assert_eq!(parsed, Ok(("gpu".to_owned(), "train".to_owned())));
@@ -228,7 +232,7 @@ fn ids_round_trip() {
     assert_eq!(
         message("local/clusters/gpu"),
         Err(
-            "\"local/clusters/gpu\" is not a job ID; IDs look like \"local/clusters/<cluster>/jobs/<job>\""
+            "\"local/clusters/gpu\" is not a job ID; IDs look like \"<platform>/clusters/<cluster>/jobs/<job>\", where the platform is local or azure"
                 .to_owned()
         )
     );
