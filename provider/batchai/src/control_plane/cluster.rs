@@ -37,18 +37,47 @@ impl ControlPlane {
         resource: &serde_json::Value,
     ) -> Result<ClusterView, PlatformError> {
         let name = spec.name.clone();
-        let desired = {
+        let claim = || {
             let (spec, secrets, resource) = (spec.clone(), secrets.clone(), resource.clone());
             self.blocking("create", KIND, &name, move |plane| {
                 plane.create_cluster_records(&spec, &secrets, &resource)
             })
-            .await?
+        };
+        let desired = match claim().await {
+            // What is left of a cluster whose machines were deleted outside Terraform (Read
+            // said it is gone) is removed as destroy would, and the name claimed again.
+            Err(PlatformError::AlreadyExists { .. }) if self.machines_gone(&name).await? => {
+                tracing::warn!(
+                    cluster = name,
+                    "the cluster's machines were deleted outside Terraform; removing its records"
+                );
+                let parsed = Name::parse(&name).map_err(|e| failed("create", &name, e))?;
+                self.delete_cluster(&parsed).await?;
+                claim().await?
+            }
+            other => other?,
         };
         // The records claim the name first; what the platform makes for the nodes comes next,
         // and a failure there leaves a cluster that Read shows and destroy removes.
         self.driver()
             .create_cluster_machines(spec, resource)
             .await?;
+        let made = name.clone();
+        self.blocking("create", KIND, &name, move |plane| {
+            records::update(
+                plane.store(),
+                &keys::cluster_resource(&made),
+                "cluster resource",
+                |r: &mut ResourceRecord| {
+                    let pending = r.machines_pending;
+                    r.machines_pending = false;
+                    pending
+                },
+            )
+            .map(|_| ())
+            .map_err(|e| failed("create", &made, e))
+        })
+        .await?;
         let launched = spec.clone();
         self.blocking("create", KIND, &name, move |plane| {
             plane
@@ -106,6 +135,7 @@ impl ControlPlane {
             format: records::FORMAT,
             creation_time: now_rfc3339(),
             resource: resource.clone(),
+            machines_pending: true,
         };
         store
             .put(
@@ -311,6 +341,32 @@ impl ControlPlane {
                 .all(|(n, _)| launcher.liveness(n) == agent::Liveness::Dead))
     }
 
+    /// True when the cluster's create made its machines and the platform no longer has them
+    /// (its scale set was deleted outside Terraform). A cluster being created or destroyed,
+    /// or one whose create failed before its machines were made, is not gone.
+    async fn machines_gone(&self, name: &str) -> Result<bool, PlatformError> {
+        if self.driver().cluster_machines_exist(name).await? {
+            return Ok(false);
+        }
+        let cluster = name.to_owned();
+        self.blocking("read", KIND, name, move |plane| {
+            let store = plane.store();
+            let get = |key: &str| store.get(key).map_err(|e| failed("read", &cluster, e));
+            let Some(spec) = get(&keys::spec(&cluster))? else {
+                return Ok(false);
+            };
+            let Some(resource) = get(&keys::cluster_resource(&cluster))? else {
+                return Ok(false);
+            };
+            let deleting = records::decode::<ClusterSpec>("cluster spec", &spec.data)
+                .map_or(true, |s| s.deleting);
+            let pending = records::decode::<ResourceRecord>("cluster resource", &resource.data)
+                .map_or(true, |r| r.machines_pending);
+            Ok(!deleting && !pending)
+        })
+        .await
+    }
+
     fn read_cluster_records(&self, name: &str) -> Result<Option<ClusterView>, agent::AgentError> {
         let store = self.store();
         let Some(spec) = store.get(&keys::spec(name))? else {
@@ -327,6 +383,7 @@ impl ControlPlane {
                 format: records::FORMAT,
                 creation_time: String::new(),
                 resource: serde_json::Value::Null,
+                machines_pending: false,
             },
         };
         let status = match store.get(&keys::status(name))? {
@@ -352,6 +409,11 @@ impl ControlPlane {
         name: &Name,
         heal: bool,
     ) -> Result<Option<ClusterView>, PlatformError> {
+        // Drift: the platform's machines (the scale set) were deleted outside Terraform, so
+        // the cluster is gone and the next apply creates it again.
+        if heal && self.machines_gone(name.as_str()).await? {
+            return Ok(None);
+        }
         let name = name.to_string();
         self.blocking("read", KIND, &name.clone(), move |plane| {
             if heal && let Err(e) = plane.nudge(&name) {

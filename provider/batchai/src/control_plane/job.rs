@@ -182,6 +182,7 @@ impl ControlPlane {
             format: records::FORMAT,
             creation_time: now_rfc3339(),
             resource: resource.clone(),
+            machines_pending: false,
         };
         put(
             &keys::job_resource(cluster, name),

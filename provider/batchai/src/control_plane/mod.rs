@@ -34,6 +34,10 @@ struct ResourceRecord {
     format: u32,
     creation_time: String,
     resource: serde_json::Value,
+    /// A cluster's create has not made its machines yet (or failed to): until it has, a
+    /// missing scale set is not drift.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    machines_pending: bool,
 }
 
 impl ControlPlane {

@@ -137,6 +137,17 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         Box::pin(async { Ok(()) })
     }
 
+    /// Whether what the platform made for a cluster's nodes is still there: on Azure its scale
+    /// set, which may be deleted outside Terraform (drift: Read then says the cluster is gone);
+    /// a platform that makes nothing for a cluster says yes.
+    fn cluster_machines_exist<'a>(
+        &'a self,
+        cluster: &'a str,
+    ) -> BoxFuture<'a, Result<bool, PlatformError>> {
+        let _ = cluster;
+        Box::pin(async { Ok(true) })
+    }
+
     /// Plan-time checks of a new cluster's machines that the platform answers cheaply and
     /// without changing anything (on Azure: the size is offered in the location, the quota
     /// covers the nodes, the subnet reaches out). A check that cannot be made says nothing.

@@ -934,6 +934,20 @@ impl Azure {
             .ok_or_else(|| format!("the network interface {nic} has no private IP"))
     }
 
+    /// Whether the cluster's scale set is there and not being deleted.
+    async fn machines_exist(&self, cluster: &str) -> Result<bool, PlatformError> {
+        let found = self
+            .arm
+            .get_vmss(&self.settings.resource_group, cluster, None)
+            .await
+            .map_err(|e| arm_failed("read", "cluster", cluster, e))?;
+        Ok(found.is_some_and(|s| {
+            !s.properties
+                .and_then(|p| p.provisioning_state)
+                .is_some_and(|state| state.eq_ignore_ascii_case("deleting"))
+        }))
+    }
+
     async fn remove_machines(&self, cluster: &str) -> Result<(), PlatformError> {
         let failed = |e: &dyn std::fmt::Display| arm_failed("delete", "cluster", cluster, e);
         let rg = &self.settings.resource_group;
@@ -986,6 +1000,13 @@ impl Driver for AzureDriver {
         check: &'a super::MachineCheck,
     ) -> BoxFuture<'a, Vec<super::MachineFinding>> {
         Box::pin(self.azure.check_machines(check))
+    }
+
+    fn cluster_machines_exist<'a>(
+        &'a self,
+        cluster: &'a str,
+    ) -> BoxFuture<'a, Result<bool, PlatformError>> {
+        Box::pin(self.azure.machines_exist(cluster))
     }
 
     fn provision_file_server<'a>(
