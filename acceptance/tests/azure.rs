@@ -560,11 +560,18 @@ fn a_file_server_exports_its_striped_disks_over_nfs_to_a_cluster_and_goes_with_d
   cluster_id              = batchai_cluster.c.id
   std_out_err_path_prefix = "$AZ_BATCHAI_MOUNT_ROOT/nfs/logs"
   custom_toolkit {
-    command_line = "echo trained on $(hostname -I) > $AZ_BATCHAI_OUTPUT_MODEL/model.txt; echo done"
+    command_line = "echo trained on $(hostname -I) > $AZ_BATCHAI_OUTPUT_MODEL/model.txt; echo scratch > $AZ_BATCHAI_JOB_MOUNT_ROOT/scratch/from-job.txt"
   }
   output_directories {
     id          = "MODEL"
     path_prefix = "$AZ_BATCHAI_MOUNT_ROOT/nfs/outputs"
+  }
+  # The user's own mount command, for this job's run only.
+  mount_volumes {
+    unmanaged_file_system {
+      mount_command       = "mount -t nfs -o rw,hard ${batchai_file_server.fs.mount_settings.file_server_internal_ip}:/data"
+      relative_mount_path = "scratch"
+    }
   }
   wait_for_completion = true
 }
@@ -603,6 +610,11 @@ fn a_file_server_exports_its_striped_disks_over_nfs_to_a_cluster_and_goes_with_d
             )
         });
     assert!(model.starts_with("trained on "), "{model}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("from-job.txt")).unwrap_or_default(),
+        "scratch\n",
+        "the job-level unmanaged mount reached the file server"
+    );
     let logs = batchai_acceptance::walk(&data.join("logs").join(segment).join("stdouterr"));
     assert!(
         logs.iter().any(|p| p

@@ -166,7 +166,7 @@ fn store_direct(
         .block_on(platform.create_cluster(&spec, &Default::default(), &serde_json::Value::Null))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let cluster_name = Name::parse(cluster).map_err(anyhow::Error::msg)?;
-    let no_secrets = BTreeMap::new();
+    let no_secrets = batchai::platform::JobSecrets::default();
 
     // Latency: one job at a time on an idle cluster.
     let mut dispatch = Vec::new();
@@ -256,7 +256,7 @@ fn throughput(
     count: usize,
     submitters: usize,
 ) -> anyhow::Result<(Duration, Duration)> {
-    let no_secrets = BTreeMap::new();
+    let no_secrets = batchai::platform::JobSecrets::default();
     let started = Instant::now();
     std::thread::scope(|scope| {
         let callers: Vec<_> = (0..submitters)

@@ -89,7 +89,11 @@ pub fn gpu_check(binary: &Path) -> anyhow::Result<()> {
         container: None,
     };
     runtime
-        .block_on(platform.submit_job(&job, &BTreeMap::new(), &serde_json::Value::Null))
+        .block_on(platform.submit_job(
+            &job,
+            &batchai::platform::JobSecrets::default(),
+            &serde_json::Value::Null,
+        ))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (cluster, name) = (
         Name::parse("gpu").map_err(anyhow::Error::msg)?,

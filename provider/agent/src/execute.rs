@@ -71,6 +71,8 @@ pub struct NodeContext {
     /// Where the node copies the job files it wrote on its own disk when an attempt ends
     /// ([`crate::keep`]), on a platform whose machines take their disks with them.
     pub keep_files: Option<control_blob::BlobStore>,
+    /// See [`crate::NodeArgs::mount_identity`].
+    pub mount_identity: Option<String>,
 }
 
 /// What the rsh bridge needs to start MPI ranks "on" this node: its job-specific environment.
@@ -662,6 +664,11 @@ fn keep_own_files(ctx: &NodeContext, files: &control_blob::BlobStore, spec: &Job
     tracing::info!(job = %spec.name, files = kept.files, bytes = kept.bytes, "copied the job's files on this node's own disk to the control container");
 }
 
+/// Where an attempt keeps the credential files of its job's Azure Storage mounts.
+fn job_private_dir(ctx: &NodeContext, spec: &JobSpec) -> PathBuf {
+    ctx.node_dir.join("private").join("jobs").join(&spec.name)
+}
+
 /// Undoes what an attempt set up on the node: job mounts and (`mpi`) the published rank
 /// environment.
 fn release(store: &dyn Store, ctx: &NodeContext, spec: &JobSpec, mpi: bool) {
@@ -677,7 +684,13 @@ fn release(store: &dyn Store, ctx: &NodeContext, spec: &JobSpec, mpi: bool) {
         }
     }
     if let Ok(dirs) = JobDirs::resolve(ctx, spec) {
-        setup::release_mounts(&spec.mounts, &dirs.job_mount_root);
+        let private_dir = job_private_dir(ctx, spec);
+        let keys = crate::storage_mounts::MountKeys {
+            private_dir: &private_dir,
+            ..crate::storage_mounts::MountKeys::none()
+        };
+        setup::release_mounts(&spec.mounts, &dirs.job_mount_root, &keys);
+        let _ = std::fs::remove_dir_all(&private_dir);
     }
 }
 
@@ -1070,6 +1083,29 @@ impl Attempt<'_> {
         }
     }
 
+    /// The storage account keys of the job's Azure Storage mounts (read through a store
+    /// outage); none when no mount needs one.
+    fn mount_keys(&self) -> Result<control::secrets::Secrets, NodeError> {
+        if !self.spec.mounts.iter().any(|m| m.source.needs_key()) {
+            return Ok(control::secrets::Secrets::default());
+        }
+        let key = keys::job_mount_secrets(&self.ctx.cluster, &self.spec.name);
+        let read = crate::until_stored("read the job's mount keys", || Ok(self.store.get(&key)?));
+        let why = match read {
+            Ok(Some(v)) => match serde_json::from_slice::<control::secrets::Secrets>(&v.data) {
+                Ok(keys) => return Ok(keys),
+                Err(e) => format!("they are not a record: {e}"),
+            },
+            Ok(None) => "they are gone (the job ended or was destroyed)".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        Err(job_error(
+            ErrorCode::MountFailed,
+            format!("read the job's mount keys on node {}: {why}", self.ctx.node),
+            &[],
+        ))
+    }
+
     fn prepare_dirs(&self, dirs: &JobDirs) -> Result<(), NodeError> {
         // The node-local temp directory is wiped when the next job runs, as on Batch AI.
         let _ = std::fs::remove_dir_all(&dirs.temp_parent);
@@ -1084,7 +1120,17 @@ impl Attempt<'_> {
         };
         create(&dirs.temp)?;
         create(&dirs.shared_temp)?;
-        setup::realise_mounts(&self.spec.mounts, &dirs.job_mount_root)?;
+        let keys = self.mount_keys()?;
+        let private_dir = job_private_dir(self.ctx, self.spec);
+        setup::realise_mounts(
+            &self.spec.mounts,
+            &dirs.job_mount_root,
+            &crate::storage_mounts::MountKeys {
+                keys: &keys,
+                identity: self.ctx.mount_identity.as_deref(),
+                private_dir: &private_dir,
+            },
+        )?;
         // Paths below a mount root stay below it (or below what its mounts link to): a link
         // an earlier job planted on a share must not carry this job's output elsewhere.
         let mut roots = setup::mount_roots(&self.ctx.mount_root, &self.ctx.cluster_mounts);
@@ -1143,7 +1189,10 @@ impl Attempt<'_> {
                 volumes.extend(self.ctx.cluster_volumes.iter().cloned());
                 volumes.extend(self.spec.mounts.iter().filter_map(|m| match &m.source {
                     MountSource::Directory { path } => Some(PathBuf::from(path)),
-                    MountSource::Command { .. } | MountSource::Git { .. } => None,
+                    MountSource::Command { .. }
+                    | MountSource::Git { .. }
+                    | MountSource::AzureFileShare { .. }
+                    | MountSource::AzureBlob { .. } => None,
                 }));
                 for (_, p) in dirs.inputs.iter().chain(&dirs.outputs) {
                     volumes.push(p.clone());

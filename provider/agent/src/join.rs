@@ -74,5 +74,6 @@ pub fn join(args: JoinArgs) -> Result<(), AgentError> {
         exe: args.exe,
         evicted: Default::default(),
         keep_files: None,
+        mount_identity: None,
     })
 }

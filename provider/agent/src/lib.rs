@@ -15,6 +15,7 @@ pub mod relay;
 pub mod remote;
 pub mod scheduler;
 pub mod setup;
+pub mod storage_mounts;
 pub mod store;
 pub mod toolkit;
 

@@ -104,6 +104,7 @@ pub fn count_requests(
                     exe: exe.clone(),
                     evicted: Default::default(),
                     keep_files: None,
+                    mount_identity: None,
                 };
                 let store: Arc<dyn Store> = counter.clone();
                 let stop = &stop;

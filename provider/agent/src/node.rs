@@ -40,6 +40,9 @@ pub struct NodeArgs {
     /// whose machines take their disks with them (an Azure VM); `None` where the disk stays
     /// (the local platform's nodes write to this machine's).
     pub keep_files: Option<control_blob::BlobStore>,
+    /// The client ID of the managed identity blob mounts without an account key use (an Azure
+    /// node's own); `None` where nodes have none.
+    pub mount_identity: Option<String>,
 }
 
 /// What draining does with running work, per the cluster's `node_deallocation_option`.
@@ -234,7 +237,19 @@ pub fn run_node_with(
             }
         })
     };
-    let prepared = setup::realise_mounts(&spec.mounts, &mount_root)
+    let prepared = cluster_mount_keys(store.as_ref(), &spec)
+        .and_then(|keys| {
+            let private_dir = node_dir.join("private");
+            setup::realise_mounts(
+                &spec.mounts,
+                &mount_root,
+                &crate::storage_mounts::MountKeys {
+                    keys: &keys,
+                    identity: args.mount_identity.as_deref(),
+                    private_dir: &private_dir,
+                },
+            )
+        })
         .and_then(|()| setup_secrets(store.as_ref(), &spec))
         .and_then(|secrets| {
             setup::run_setup_task(&spec, &args.node, &node_dir, &env, &secrets, stop)
@@ -290,13 +305,17 @@ pub fn run_node_with(
             .iter()
             .filter_map(|m| match &m.source {
                 records::MountSource::Directory { path } => Some(PathBuf::from(path)),
-                records::MountSource::Command { .. } | records::MountSource::Git { .. } => None,
+                records::MountSource::Command { .. }
+                | records::MountSource::Git { .. }
+                | records::MountSource::AzureFileShare { .. }
+                | records::MountSource::AzureBlob { .. } => None,
             })
             .collect(),
         env,
         exe: args.exe.clone(),
         rates,
         keep_files: args.keep_files.clone(),
+        mount_identity: args.mount_identity.clone(),
     });
     let action = drain_action(spec.scale.deallocation());
     let mut node = Node {
@@ -368,6 +387,35 @@ const WATCHED: usize = 3;
 /// The setup task's secrets: the cluster's secrets record, read only here (a node preparing
 /// itself), plus those that specs of older providers carried themselves. A store outage delays
 /// preparation; a record that cannot be read makes the node unusable, saying why.
+fn cluster_mount_keys(
+    store: &dyn Store,
+    spec: &ClusterSpec,
+) -> Result<control::secrets::Secrets, NodeError> {
+    if !spec.mounts.iter().any(|m| m.source.needs_key()) {
+        return Ok(control::secrets::Secrets::default());
+    }
+    let key = keys::cluster_secrets(&spec.name);
+    crate::until_stored("read the cluster's mount keys", || Ok(store.get(&key)?))
+        .and_then(|value| {
+            value
+                .map(|v| {
+                    records::decode::<control::secrets::ClusterSecrets>("cluster secrets", &v.data)
+                })
+                .transpose()
+                .map_err(Into::into)
+        })
+        .map(|stored| stored.map(|s| s.mounts).unwrap_or_default())
+        .map_err(|e| {
+            setup::node_error(
+                records::ErrorCode::MountFailed,
+                format!("read the cluster's mount keys: {e}"),
+                &[],
+            )
+        })
+}
+
+/// The setup task's secrets, from the cluster's secrets record; read when the node prepares.
+/// A record that cannot be read makes the node unusable, saying why.
 fn setup_secrets(
     store: &dyn Store,
     spec: &ClusterSpec,

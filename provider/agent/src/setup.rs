@@ -87,7 +87,10 @@ pub fn mount_roots(mount_root: &Path, mounts: &[Mount]) -> Vec<PathBuf> {
     let mut roots = vec![mount_root.to_path_buf()];
     roots.extend(mounts.iter().filter_map(|m| match &m.source {
         MountSource::Directory { path } => Some(PathBuf::from(path)),
-        MountSource::Command { .. } | MountSource::Git { .. } => None,
+        MountSource::Command { .. }
+        | MountSource::Git { .. }
+        | MountSource::AzureFileShare { .. }
+        | MountSource::AzureBlob { .. } => None,
     }));
     roots
 }
@@ -126,8 +129,13 @@ pub(crate) fn node_error(
 }
 
 /// Creates every mount below `mount_root`. Directory sources become symlinks; command sources
-/// run `mount_command <path>` as Batch AI did.
-pub fn realise_mounts(mounts: &[Mount], mount_root: &Path) -> Result<(), NodeError> {
+/// run `mount_command <path>` as Batch AI did; Azure Storage sources use `keys`
+/// ([`crate::storage_mounts`]).
+pub fn realise_mounts(
+    mounts: &[Mount],
+    mount_root: &Path,
+    keys: &crate::storage_mounts::MountKeys<'_>,
+) -> Result<(), NodeError> {
     std::fs::create_dir_all(mount_root).map_err(|e| {
         node_error(
             ErrorCode::MountFailed,
@@ -141,6 +149,9 @@ pub fn realise_mounts(mounts: &[Mount], mount_root: &Path) -> Result<(), NodeErr
         let target = mount_root.join(&mount.relative_mount_path);
         if let Some(parent) = target.parent() {
             let _ = std::fs::create_dir_all(parent);
+        }
+        if crate::storage_mounts::realise(mount, &target, keys)? {
+            continue;
         }
         match &mount.source {
             MountSource::Directory { path } => {
@@ -205,6 +216,7 @@ pub fn realise_mounts(mounts: &[Mount], mount_root: &Path) -> Result<(), NodeErr
                     )
                 })?;
             }
+            MountSource::AzureFileShare { .. } | MountSource::AzureBlob { .. } => {}
         }
     }
     Ok(())
@@ -350,9 +362,16 @@ fn wait_bounded(
 
 /// Undoes job-level mounts after a run: links are removed, command mounts unmounted (best
 /// effort: a busy mount stays and is reported in the agent log).
-pub fn release_mounts(mounts: &[Mount], mount_root: &Path) {
+pub fn release_mounts(
+    mounts: &[Mount],
+    mount_root: &Path,
+    keys: &crate::storage_mounts::MountKeys<'_>,
+) {
     for mount in mounts {
         let target = mount_root.join(&mount.relative_mount_path);
+        if crate::storage_mounts::release(mount, &target, keys) {
+            continue;
+        }
         match &mount.source {
             MountSource::Directory { .. } => {
                 let _ = std::fs::remove_file(&target);
@@ -372,6 +391,7 @@ pub fn release_mounts(mounts: &[Mount], mount_root: &Path) {
                     tracing::warn!(path = %target.display(), "unmount a job mount failed");
                 }
             }
+            MountSource::AzureFileShare { .. } | MountSource::AzureBlob { .. } => {}
         }
     }
 }
@@ -663,14 +683,23 @@ mod tests {
         std::os::unix::fs::symlink(&elsewhere, root.join("code")).unwrap_or_else(|e| panic!("{e}"));
         let read = || std::fs::read_to_string(root.join("code/file.txt")).unwrap_or_default();
         for (revision, want) in [("HEAD", "two"), (first.as_str(), "one"), ("HEAD", "two")] {
-            realise_mounts(&[mount(revision)], &root).unwrap_or_else(|e| panic!("{e:?}"));
+            realise_mounts(
+                &[mount(revision)],
+                &root,
+                &crate::storage_mounts::MountKeys::none(),
+            )
+            .unwrap_or_else(|e| panic!("{e:?}"));
             assert_eq!(read(), want, "at {revision}");
         }
         assert!(
             std::fs::read_dir(&elsewhere).is_ok_and(|mut d| d.next().is_none()),
             "the linked directory is untouched"
         );
-        release_mounts(&[mount("HEAD")], &root);
+        release_mounts(
+            &[mount("HEAD")],
+            &root,
+            &crate::storage_mounts::MountKeys::none(),
+        );
         assert!(!root.join("code").exists(), "a job's checkout is removed");
 
         let missing = Mount {
@@ -680,7 +709,8 @@ mod tests {
                 revision: "HEAD".to_owned(),
             },
         };
-        let err = realise_mounts(&[missing], &root).err();
+        let err =
+            realise_mounts(&[missing], &root, &crate::storage_mounts::MountKeys::none()).err();
         let err = err.unwrap_or_else(|| panic!("a missing repository mounts"));
         assert_eq!(err.code, ErrorCode::MountFailed);
         assert!(err.message.contains("git fetch of file://"), "{err:?}");

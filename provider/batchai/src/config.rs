@@ -259,6 +259,7 @@ pub async fn configure_azure(config: &Value) -> Result<Client, Diagnostics> {
             resource_manager,
             arm_scope: auth.arm_scope(),
             test_ca_pem: test_ca,
+            storage_suffix: auth.cloud.storage_suffix.clone(),
         },
     )
     .await

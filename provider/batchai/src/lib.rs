@@ -162,6 +162,7 @@ pub fn run_agent(args: &[String]) -> anyhow::Result<u8> {
         exe: std::env::current_exe()?,
         evicted: Default::default(),
         keep_files: None,
+        mount_identity: None,
     };
     init_agent_logging();
     agent::run_node(args)?;

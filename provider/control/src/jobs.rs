@@ -49,6 +49,8 @@ pub const FEATURES: &[&str] = &[
     // MPI jobs across nodes: rank environments in the store (and daemons on other machines
     // started through it), where older agents used a file beside each node.
     "mpi_ranks_in_store",
+    // Azure Files and blob containers, with keys from a secrets record of their own.
+    "azure_storage_mounts",
 ];
 
 /// What runs, and how it is spread over the job's nodes (exactly one per job).

@@ -143,6 +143,11 @@ pub mod keys {
     pub fn job_secrets(cluster: &str, job: &str) -> String {
         format!("clusters/{cluster}/jobs/{job}/secrets")
     }
+    /// The storage account keys of a job's Azure Storage mounts, by `relative_mount_path`
+    /// (apart from its secrets, which become environment variables).
+    pub fn job_mount_secrets(cluster: &str, job: &str) -> String {
+        format!("clusters/{cluster}/jobs/{job}/mount-secrets")
+    }
     /// Wake-up marks for the scheduler: one per job that has just become queued. The queue
     /// itself is the job statuses; a lost mark only delays dispatch to the next full pass.
     pub fn queue_prefix(cluster: &str) -> String {
@@ -268,17 +273,54 @@ pub struct SetupTask {
     pub std_out_err_path_prefix: Option<String>,
 }
 
-/// Where a mount's content comes from on the local platform.
+/// Where a mount's content comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum MountSource {
     /// A directory on this machine (a file server's export or a host directory).
     Directory { path: String },
-    /// A command that mounts at the path appended to it (`unmanaged_file_system`).
+    /// A command that mounts at the path appended to it (`unmanaged_file_system`, and a file
+    /// server's NFS export on Azure).
     Command { mount_command: String },
     /// One revision (branch, tag, commit or `HEAD`) of a Git repository, fetched without its
     /// history into the mount path (`git_repository`).
     Git { url: String, revision: String },
+    /// An Azure Files share over SMB 3 (`azure_file_share`, Azure only). The account key is
+    /// not here: it is in the cluster's (or the job's) secrets record, under the mount's
+    /// `relative_mount_path`.
+    AzureFileShare {
+        /// `https://<account>.file.core.windows.net/<share>[/<directory>]`.
+        url: String,
+        account: String,
+        directory_mode: String,
+        file_mode: String,
+    },
+    /// A blob container mounted with blobfuse2 (`azure_blob_file_system`, Azure only), with
+    /// the account key from the secrets record (as for a file share) or, when `identity`, the
+    /// node's managed identity, which the platform gave data access to the container.
+    AzureBlob {
+        account: String,
+        container: String,
+        /// The account's blob endpoint, `https://<account>.blob.core.windows.net/`.
+        endpoint: String,
+        /// Extra blobfuse2 command-line options.
+        options: String,
+        identity: bool,
+    },
+}
+
+impl MountSource {
+    /// Whether the mount needs a key from a secrets record.
+    pub fn needs_key(&self) -> bool {
+        matches!(
+            self,
+            Self::AzureFileShare { .. }
+                | Self::AzureBlob {
+                    identity: false,
+                    ..
+                }
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

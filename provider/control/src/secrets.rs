@@ -37,6 +37,9 @@ pub struct ClusterSecrets {
     /// The setup task's `secrets_wo`.
     #[serde(default)]
     pub setup_task: Secrets,
+    /// Storage account keys of the cluster's Azure Storage mounts, by `relative_mount_path`.
+    #[serde(default, skip_serializing_if = "Secrets::is_empty")]
+    pub mounts: Secrets,
 }
 
 #[cfg(test)]
@@ -48,10 +51,12 @@ mod tests {
         let secrets = ClusterSecrets {
             format: 1,
             setup_task: Secrets(BTreeMap::from([("TOKEN".into(), "hunter2".into())])),
+            mounts: Secrets(BTreeMap::from([("share".into(), "c2VjcmV0".into())])),
         };
         let shown = format!("{secrets:?} {secrets:#?}");
         assert!(shown.contains("TOKEN"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("c2VjcmV0"), "{shown}");
         let stored = serde_json::to_string(&secrets).unwrap_or_default();
         assert!(stored.contains("\"TOKEN\":\"hunter2\""), "{stored}");
     }

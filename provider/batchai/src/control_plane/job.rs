@@ -2,7 +2,6 @@
 //! store and wakes the scheduler; the cluster's agents do the rest. Read, wait and termination
 //! look only at records: the job status, the master's node record (where its logs are) and the
 //! metrics the master publishes.
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use control::jobs::{JobSpec, JobState, JobStatus, LiveMetrics};
@@ -11,7 +10,7 @@ use control::{Condition, Store};
 
 use super::{ControlPlane, ResourceRecord, now_rfc3339};
 use crate::names::Name;
-use crate::platform::{JobView, PlatformError};
+use crate::platform::{JobSecrets, JobView, PlatformError};
 
 const KIND: &str = "job";
 /// How often waits look at the job again: soon at first (most jobs in a pipeline are short),
@@ -100,9 +99,13 @@ impl ControlPlane {
     pub(super) async fn submit_job(
         &self,
         spec: &JobSpec,
-        secrets: &BTreeMap<String, String>,
+        secrets: &JobSecrets,
         resource: &serde_json::Value,
     ) -> Result<JobView, PlatformError> {
+        // The nodes can mount what the job names before it can run anywhere.
+        self.driver()
+            .grant_mounts(&spec.cluster, &spec.mounts)
+            .await?;
         let (spec, secrets, resource) = (spec.clone(), secrets.clone(), resource.clone());
         let name = spec.name.clone();
         self.blocking("create", KIND, &name, move |plane| {
@@ -114,7 +117,7 @@ impl ControlPlane {
     fn submit_records(
         &self,
         spec: &JobSpec,
-        secrets: &BTreeMap<String, String>,
+        secrets: &JobSecrets,
         resource: &serde_json::Value,
     ) -> Result<JobView, PlatformError> {
         let store = self.store();
@@ -164,6 +167,7 @@ impl ControlPlane {
                     for key in [
                         keys::job_status(cluster, name),
                         keys::job_secrets(cluster, name),
+                        keys::job_mount_secrets(cluster, name),
                         keys::job_resource(cluster, name),
                         keys::job_spec(cluster, name),
                     ] {
@@ -172,10 +176,16 @@ impl ControlPlane {
                     failed("create", name, e)
                 })
         };
-        if !secrets.is_empty() {
+        if !secrets.env.is_empty() {
             put(
                 &keys::job_secrets(cluster, name),
-                &serde_json::to_vec(secrets).unwrap_or_default(),
+                &serde_json::to_vec(&secrets.env).unwrap_or_default(),
+            )?;
+        }
+        if !secrets.mount_keys.is_empty() {
+            put(
+                &keys::job_mount_secrets(cluster, name),
+                &serde_json::to_vec(&secrets.mount_keys).unwrap_or_default(),
             )?;
         }
         let record = ResourceRecord {

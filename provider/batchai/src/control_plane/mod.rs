@@ -7,7 +7,6 @@ mod cluster;
 mod file_server;
 mod job;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use control::Store;
@@ -173,10 +172,17 @@ impl Platform for ControlPlane {
     fn submit_job<'a>(
         &'a self,
         spec: &'a JobSpec,
-        secrets: &'a BTreeMap<String, String>,
+        secrets: &'a crate::platform::JobSecrets,
         resource: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<JobView, PlatformError>> {
         Box::pin(self.submit_job(spec, secrets, resource))
+    }
+
+    fn storage_mount<'a>(
+        &'a self,
+        volume: crate::platform::StorageVolume<'a>,
+    ) -> BoxFuture<'a, Result<control::records::MountSource, String>> {
+        self.driver.storage_mount(volume)
     }
 
     fn get_job<'a>(

@@ -93,6 +93,45 @@ pub struct FileServerPlacement {
     pub public_ip: String,
 }
 
+/// A job's secrets, kept apart from its spec: `env`, its `secrets_wo` (environment variables of
+/// its processes), and `mount_keys`, the storage account keys of its Azure Storage mounts by
+/// `relative_mount_path` (read only by the mount).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct JobSecrets {
+    pub env: BTreeMap<String, String>,
+    pub mount_keys: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for JobSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobSecrets")
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("mount_keys", &self.mount_keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// An Azure Storage volume as configured, for the platform to turn into a mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageVolume<'a> {
+    /// `azure_file_share`: SMB with the account key.
+    FileShare {
+        url: &'a str,
+        account: &'a str,
+        directory_mode: Option<&'a str>,
+        file_mode: Option<&'a str>,
+        has_key: bool,
+    },
+    /// `azure_blob_file_system`: blobfuse2 with the account key, or without one with the
+    /// nodes' managed identity.
+    Blob {
+        account: &'a str,
+        container: &'a str,
+        options: Option<&'a str>,
+        has_key: bool,
+    },
+}
+
 /// What a plan-time check of a new cluster's machines looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineCheck {
@@ -154,6 +193,33 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     fn check_machines<'a>(&'a self, check: &'a MachineCheck) -> BoxFuture<'a, Vec<MachineFinding>> {
         let _ = check;
         Box::pin(async { Vec::new() })
+    }
+
+    /// How nodes mount an Azure Storage volume; an error (what to set, or that the platform
+    /// cannot) otherwise. The local platform has no Azure Storage.
+    fn storage_mount<'a>(
+        &'a self,
+        volume: StorageVolume<'a>,
+    ) -> BoxFuture<'a, Result<records::MountSource, String>> {
+        let _ = volume;
+        let name = self.name();
+        Box::pin(async move {
+            Err(format!(
+                "Azure Storage volumes need the azure platform, which the {name} platform is not; use a batchai_file_server or host_directory volume, or configure the provider's azure platform"
+            ))
+        })
+    }
+
+    /// Gives a cluster's nodes what `mounts` need besides keys (on Azure: data access for
+    /// their managed identity to the blob containers they mount without a key). Called when
+    /// the cluster's machines are made, and for a job's mounts when it is submitted.
+    fn grant_mounts<'a>(
+        &'a self,
+        cluster: &'a str,
+        mounts: &'a [records::Mount],
+    ) -> BoxFuture<'a, Result<(), PlatformError>> {
+        let _ = (cluster, mounts);
+        Box::pin(async { Ok(()) })
     }
 
     /// Provisions a file server's storage. The control plane has claimed the name in the store
@@ -290,9 +356,15 @@ pub trait Platform: Send + Sync + std::fmt::Debug {
     fn submit_job<'a>(
         &'a self,
         spec: &'a JobSpec,
-        secrets: &'a BTreeMap<String, String>,
+        secrets: &'a JobSecrets,
         resource: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<JobView, PlatformError>>;
+
+    /// See [`Driver::storage_mount`].
+    fn storage_mount<'a>(
+        &'a self,
+        volume: StorageVolume<'a>,
+    ) -> BoxFuture<'a, Result<records::MountSource, String>>;
 
     /// `Ok(None)` when the job does not exist (or was removed outside Terraform).
     fn get_job<'a>(

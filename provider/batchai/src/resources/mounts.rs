@@ -12,11 +12,14 @@ use crate::Client;
 /// Volumes mounted below the mount root of a cluster's nodes or a job's run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Model)]
 pub struct MountVolumesModel {
-    /// An Azure Files share mounted over SMB. Needs the azure platform.
+    /// An Azure Files share mounted over SMB 3 with its account key (`mount -t cifs`, the key in
+    /// a credentials file only root reads). Needs the azure platform, and `cifs-utils` on the
+    /// nodes.
     #[tf(block)]
     #[serde(default)]
     pub azure_file_share: Vec<AzureFileShareModel>,
-    /// An Azure Blob container mounted with blobfuse. Needs the azure platform.
+    /// An Azure Blob container mounted with blobfuse2, with the account key or, without one,
+    /// the nodes' managed identity. Needs the azure platform, and `blobfuse2` on the nodes.
     #[tf(block)]
     #[serde(default)]
     pub azure_blob_file_system: Vec<AzureBlobFileSystemModel>,
@@ -52,7 +55,9 @@ pub struct AzureFileShareModel {
     /// The share's URL, `https://<account>.file.core.windows.net/<share>`.
     #[tf(required)]
     pub azure_file_url: Option<String>,
-    /// The storage account's key; stored in state, marked sensitive.
+    /// The storage account's key, required for a share; stored in state, marked sensitive. On
+    /// the platform it is kept in a secrets record of its own, never in the mount's record, in
+    /// a log or on a command line.
     #[tf(optional, sensitive)]
     pub account_key: Option<String>,
     /// Permissions of directories in the share, in octal (default `0777`).
@@ -76,10 +81,13 @@ pub struct AzureBlobFileSystemModel {
     /// The blob container to mount.
     #[tf(required)]
     pub container_name: Option<String>,
-    /// The storage account's key; stored in state, marked sensitive.
+    /// The storage account's key; stored in state, marked sensitive, and kept on the platform
+    /// as a share's is. Without it the nodes mount the container with their managed identity,
+    /// which the provider gives Storage Blob Data Contributor on the container: the account
+    /// must then be in the provider's `resource_group_name`.
     #[tf(optional, sensitive)]
     pub account_key: Option<String>,
-    /// Extra blobfuse options, e.g. `-o attr_timeout=240`.
+    /// Extra blobfuse2 command-line options, e.g. `-o attr_timeout=240`.
     #[tf(optional)]
     pub mount_options: Option<String>,
     /// Where the volume appears below the mount root (`$AZ_BATCHAI_MOUNT_ROOT` for a
@@ -173,13 +181,13 @@ fn check_git_word(word: &str) -> Result<(), GitWordError> {
 
 /// What a configured volume needs to become a mount on a node.
 enum Needs<'a> {
+    /// Azure Storage, which the platform turns into a mount (or refuses).
+    Storage(crate::platform::StorageVolume<'a>),
     /// Nothing more.
     Mount(MountSource),
     /// The export of the file server with this ID, looked up on the platform, mounted with
     /// these options (NFS, on Azure).
     FileServer(&'a str, Option<&'a str>),
-    /// Azure Storage, which only the azure platform mounts.
-    Azure,
 }
 
 impl MountVolumesModel {
@@ -195,12 +203,28 @@ impl MountVolumesModel {
         }
         self
     }
+
+    /// The storage account keys of the Azure Storage volumes, by `relative_mount_path`.
+    pub(crate) fn keys(&self) -> std::collections::BTreeMap<String, String> {
+        self.volumes()
+            .iter()
+            .filter_map(|v| {
+                v.volume
+                    .key()
+                    .map(|k| (v.volume.relative_mount_path().to_owned(), k.to_owned()))
+            })
+            .collect()
+    }
 }
 
 /// A volume type: its model is its block inside `mount_volumes`.
 trait Volume: Sync {
     fn relative_mount_path(&self) -> &str;
     fn needs(&self) -> Needs<'_>;
+    /// A storage account key, which goes to a secrets record, never into the mount's.
+    fn key(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl Volume for AzureFileShareModel {
@@ -209,7 +233,17 @@ impl Volume for AzureFileShareModel {
     }
 
     fn needs(&self) -> Needs<'_> {
-        Needs::Azure
+        Needs::Storage(crate::platform::StorageVolume::FileShare {
+            url: self.azure_file_url.as_deref().unwrap_or_default(),
+            account: self.account_name.as_deref().unwrap_or_default(),
+            directory_mode: self.directory_mode.as_deref(),
+            file_mode: self.file_mode.as_deref(),
+            has_key: self.account_key.is_some(),
+        })
+    }
+
+    fn key(&self) -> Option<&str> {
+        self.account_key.as_deref()
     }
 }
 
@@ -219,7 +253,16 @@ impl Volume for AzureBlobFileSystemModel {
     }
 
     fn needs(&self) -> Needs<'_> {
-        Needs::Azure
+        Needs::Storage(crate::platform::StorageVolume::Blob {
+            account: self.account_name.as_deref().unwrap_or_default(),
+            container: self.container_name.as_deref().unwrap_or_default(),
+            options: self.mount_options.as_deref(),
+            has_key: self.account_key.is_some(),
+        })
+    }
+
+    fn key(&self) -> Option<&str> {
+        self.account_key.as_deref()
     }
 }
 
@@ -330,6 +373,17 @@ fn needs_azure(client: &Client, v: &Configured<'_>) -> Diagnostic {
     .at(v.path())
 }
 
+/// An Azure Files share is mounted over SMB with its account key: identity-based SMB needs a
+/// domain the nodes are not joined to.
+fn share_without_key(v: &Configured<'_>) -> Diagnostic {
+    Diagnostic::error(
+        "no account key for the share",
+        "an Azure Files share is mounted over SMB with its storage account key: set \
+         account_key (for example from azurerm_storage_account's primary_access_key)",
+    )
+    .at(v.path().attr("account_key"))
+}
+
 /// Resolves configured volumes into what agents mount (file server IDs to their exports).
 pub(crate) async fn resolve(
     client: &Client,
@@ -342,7 +396,18 @@ pub(crate) async fn resolve(
     for v in volumes.volumes() {
         let source = match v.volume.needs() {
             Needs::Mount(source) => source,
-            Needs::Azure => return Err(needs_azure(client, &v).into()),
+            Needs::Storage(_) if client.name() != "azure" => {
+                return Err(needs_azure(client, &v).into());
+            }
+            Needs::Storage(crate::platform::StorageVolume::FileShare {
+                has_key: false, ..
+            }) => {
+                return Err(share_without_key(&v).into());
+            }
+            Needs::Storage(volume) => client
+                .storage_mount(volume)
+                .await
+                .map_err(|e| Diagnostic::error("cannot mount the volume", e).at(v.path()))?,
             Needs::FileServer(id, options) => {
                 let path = v.path().attr("file_server_id");
                 let server = super::file_server::parse_id(id).map_err(|e| {
@@ -370,6 +435,20 @@ pub(crate) async fn resolve(
     Ok(mounts)
 }
 
+/// Whether the volume's `account_key` is known in the plan (null counts as known).
+fn v_key_known(planned: &Value, v: &Configured<'_>) -> bool {
+    let index = v.index;
+    planned
+        .get_attr("mount_volumes")
+        .and_then(|m| m.get_attr(v.kind))
+        .and_then(|list| match list {
+            Value::List(items) | Value::Set(items) => items.get(index).cloned(),
+            _ => None,
+        })
+        .and_then(|item| item.get_attr("account_key").cloned())
+        .is_none_or(|key| !key.is_unknown())
+}
+
 /// Plan-time checks that need the platform: Azure-only volume types and file servers that
 /// exist. Values not known yet are checked at apply.
 pub(crate) async fn check_plan(client: &Client, planned: &Value) -> Diagnostics {
@@ -384,7 +463,13 @@ pub(crate) async fn check_plan(client: &Client, planned: &Value) -> Diagnostics 
     for v in volumes.volumes() {
         match v.volume.needs() {
             Needs::Mount(_) => {}
-            Needs::Azure => diags.push(needs_azure(client, &v)),
+            Needs::Storage(_) if client.name() != "azure" => diags.push(needs_azure(client, &v)),
+            // A key not known yet (from another resource) arrives as not set here; the apply
+            // checks again.
+            Needs::Storage(crate::platform::StorageVolume::FileShare {
+                has_key: false, ..
+            }) if v_key_known(planned, &v) => diags.push(share_without_key(&v)),
+            Needs::Storage(_) => {}
             // An unknown ID arrives empty; a malformed one was reported by validation.
             Needs::FileServer(id, _) => {
                 let Ok(name) = super::file_server::parse_id(id) else {

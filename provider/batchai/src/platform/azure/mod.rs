@@ -67,6 +67,9 @@ pub struct AzureSettings {
     pub arm_scope: String,
     /// The test-only CA (`BATCHAI_TEST_CA_CERTIFICATE`), passed on to nodes.
     pub test_ca_pem: Option<String>,
+    /// The cloud's storage DNS suffix (`core.windows.net`), for the blob endpoint of an
+    /// account outside the resource group.
+    pub storage_suffix: String,
 }
 
 /// What the driver and its launcher share.
@@ -826,7 +829,139 @@ impl Azure {
         )
         .await
         .map_err(|e| failed(&e))?;
+        self.grant_blob_access(&principal, &spec.mounts)
+            .await
+            .map_err(|e| failed(&e))?;
         Ok(())
+    }
+
+    /// The container scopes of the blob mounts that use the nodes' identity (their accounts
+    /// are in the resource group: [`Self::storage_mount`] refuses others).
+    fn identity_blob_scopes(&self, mounts: &[records::Mount]) -> Vec<String> {
+        mounts
+            .iter()
+            .filter_map(|m| match &m.source {
+                records::MountSource::AzureBlob {
+                    account,
+                    container,
+                    identity: true,
+                    ..
+                } => Some(format!(
+                    "{}/blobServices/default/containers/{container}",
+                    self.arm.resource_id(
+                        &self.settings.resource_group,
+                        "Microsoft.Storage",
+                        "storageAccounts",
+                        account
+                    )
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Gives `principal` (a cluster's nodes) Storage Blob Data Contributor on the containers
+    /// its mounts use without a key.
+    async fn grant_blob_access(
+        &self,
+        principal: &str,
+        mounts: &[records::Mount],
+    ) -> Result<(), arm::ArmError> {
+        for scope in self.identity_blob_scopes(mounts) {
+            self.assign(
+                &scope,
+                arm::models::authorization::STORAGE_BLOB_DATA_CONTRIBUTOR,
+                principal,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::grant_blob_access`] for a cluster's existing identity (a job's mounts).
+    async fn grant_mounts(
+        &self,
+        cluster: &str,
+        mounts: &[records::Mount],
+    ) -> Result<(), PlatformError> {
+        if self.identity_blob_scopes(mounts).is_empty() {
+            return Ok(());
+        }
+        let failed =
+            |e: &dyn std::fmt::Display| arm_failed("create", "job mounts of cluster", cluster, e);
+        let identity = self
+            .arm
+            .get_user_assigned_identity(
+                &self.settings.resource_group,
+                &Self::identity_name(cluster),
+                None,
+            )
+            .await
+            .map_err(|e| failed(&e))?
+            .ok_or_else(|| {
+                failed(&"the cluster's nodes have no identity (was it made outside this provider?)")
+            })?;
+        let principal = identity
+            .principal_id()
+            .ok_or_else(|| failed(&"the nodes' identity has no principal ID"))?
+            .to_owned();
+        self.grant_blob_access(&principal, mounts)
+            .await
+            .map_err(|e| failed(&e))
+    }
+
+    /// How nodes mount an Azure Storage volume. A blob container without a key is mounted
+    /// with the nodes' identity, which can be given access only to an account the provider
+    /// can find: one in the resource group.
+    async fn storage_mount(
+        &self,
+        volume: super::StorageVolume<'_>,
+    ) -> Result<records::MountSource, String> {
+        match volume {
+            super::StorageVolume::FileShare {
+                url,
+                account,
+                directory_mode,
+                file_mode,
+                ..
+            } => Ok(records::MountSource::AzureFileShare {
+                url: url.to_owned(),
+                account: account.to_owned(),
+                directory_mode: directory_mode.unwrap_or("0777").to_owned(),
+                file_mode: file_mode.unwrap_or("0777").to_owned(),
+            }),
+            super::StorageVolume::Blob {
+                account,
+                container,
+                options,
+                has_key,
+            } => {
+                let rg = &self.settings.resource_group;
+                let found = self
+                    .arm
+                    .get_storage_account(rg, account, None)
+                    .await
+                    .map_err(|e| format!("look up the storage account {account}: {e}"))?;
+                let endpoint = match found.as_ref().and_then(|a| a.blob_endpoint()) {
+                    Some(endpoint) => endpoint.to_owned(),
+                    None if has_key => {
+                        format!("https://{account}.blob.{}/", self.settings.storage_suffix)
+                    }
+                    None => {
+                        return Err(format!(
+                            "the storage account {account} is not in resource group {rg}, so the nodes' identity cannot be given access to container {container}: set account_key, or use an account in {rg}"
+                        ));
+                    }
+                };
+                Ok(records::MountSource::AzureBlob {
+                    account: account.to_owned(),
+                    container: container.to_owned(),
+                    endpoint,
+                    options: options.unwrap_or_default().to_owned(),
+                    identity: !has_key,
+                })
+            }
+        }
     }
 
     /// Reads what the plan-time checks need (bounded: a plan does not wait on a slow ARM) and
@@ -1007,6 +1142,21 @@ impl Driver for AzureDriver {
         cluster: &'a str,
     ) -> BoxFuture<'a, Result<bool, PlatformError>> {
         Box::pin(self.azure.machines_exist(cluster))
+    }
+
+    fn storage_mount<'a>(
+        &'a self,
+        volume: super::StorageVolume<'a>,
+    ) -> BoxFuture<'a, Result<records::MountSource, String>> {
+        Box::pin(self.azure.storage_mount(volume))
+    }
+
+    fn grant_mounts<'a>(
+        &'a self,
+        cluster: &'a str,
+        mounts: &'a [records::Mount],
+    ) -> BoxFuture<'a, Result<(), PlatformError>> {
+        Box::pin(self.azure.grant_mounts(cluster, mounts))
     }
 
     fn provision_file_server<'a>(

@@ -115,6 +115,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         exe: std::env::current_exe().context("find this binary")?,
         evicted: evicted.clone(),
         keep_files: Some(blob),
+        mount_identity: Some(config.identity_client_id.clone()),
     };
     let result = agent::node::run_node_with(&args, store, &launcher, &stop, agent::Rates::STANDARD);
     done.store(true, Ordering::SeqCst);

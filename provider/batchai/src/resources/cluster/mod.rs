@@ -316,6 +316,13 @@ fn secrets_of(model: &Model) -> control::secrets::ClusterSecrets {
     control::secrets::ClusterSecrets {
         format: records::FORMAT,
         setup_task: control::secrets::Secrets(secrets),
+        mounts: control::secrets::Secrets(
+            model
+                .mount_volumes
+                .as_ref()
+                .map(super::mounts::MountVolumesModel::keys)
+                .unwrap_or_default(),
+        ),
     }
 }
 

@@ -166,6 +166,16 @@ fn features(model: &JobModel) -> Vec<(&'static str, AttributePath)> {
         ));
     }
     if model
+        .mount_volumes
+        .as_ref()
+        .is_some_and(|v| !v.azure_file_share.is_empty() || !v.azure_blob_file_system.is_empty())
+    {
+        used.push((
+            "azure_storage_mounts",
+            AttributePath::attrs(["mount_volumes"]),
+        ));
+    }
+    if model
         .constraints
         .as_ref()
         .and_then(|c| c.termination_grace_period.as_deref())
@@ -242,7 +252,14 @@ fn cluster_not_found(client: &Client, cluster: &Name) -> Diagnostic {
 /// submitted is returned whatever happens next (a failure, a timeout, a stop), so Terraform
 /// keeps it in state.
 async fn create(client: &Client, ctx: &Context, model: JobModel) -> ApplyResult<JobModel> {
-    let secrets = model.secrets_wo.clone().unwrap_or_default();
+    let secrets = crate::platform::JobSecrets {
+        env: model.secrets_wo.clone().unwrap_or_default(),
+        mount_keys: model
+            .mount_volumes
+            .as_ref()
+            .map(crate::resources::mounts::MountVolumesModel::keys)
+            .unwrap_or_default(),
+    };
     let (spec, cluster) = match spec_from(client, &model).await {
         Ok(s) => s,
         Err(d) => return ApplyResult::failed(d),
