@@ -25,7 +25,7 @@ from azure.mgmt.msi.v2024_11_30 import models as msi_models
 from azure.mgmt.network import models as network_models
 from azure.mgmt.storage import models as storage_models
 
-from . import nodes
+from . import nodes, nodetools
 from .models import validate
 
 COMPUTE = "2026-04-01"
@@ -262,6 +262,9 @@ class Sim:
             self.storage[name] = self._new_storage_account(config.resource_groups[0], name, {}, "Succeeded")
         self.stopping = threading.Event()
         self.ticker = threading.Thread(target=self._tick_forever, name="ticker", daemon=True)
+        # Every node's PATH: the tool stand-ins (apt-get, mdadm, mkfs.ext4, mount, exportfs,
+        # systemctl) first, then the machine's own directories.
+        self.node_path = f"{nodetools.install(state_dir / 'nodebin')}:{nodes.PATH}"
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -418,6 +421,8 @@ class Sim:
 
         node = nodes.Node(name, directory, f"{self.sim_id}/{name}", self.network, self.imds_handler, failed)
         node.sim_owner = owner  # type: ignore[attr-defined]
+        node.path = self.node_path
+        node.data_disks = [f"/dev/disk/azure/scsi1/lun{d['lun']}" for d in disks]
         owner.node = node
         if self.network is not None:
             node.namespace, node.address = self.network.reserve(name)
@@ -457,6 +462,7 @@ class Sim:
                         "dir": str(node.dir) if node else None,
                         "boot": node.status if node else None,
                         "bootError": owner.boot_error,
+                        **(node.tools_view() if node else nodes.Node.empty_tools_view()),
                     }
                 )
             return out

@@ -3,8 +3,13 @@
 A node's directory is ``<state>/vms/<name>``: ``rootfs/`` (where ``write_files`` lands and
 ``runcmd`` runs, exported as ``BATCHAI_ROOTFS``; it is the VM's OS disk, so it goes when the
 node is killed, as a deleted or evicted VM's disk does), ``runcmd.sh`` (the commands as cloud-init
-writes them: one line per string, lists shell-quoted), ``boot.log`` (their stdout and stderr)
-and ``boot.json`` (the boot's outcome).
+writes them: one line per string, lists shell-quoted), ``boot.log`` (their stdout and stderr),
+``boot.json`` (the boot's outcome), ``node.json`` (what the tool stand-ins of
+``nodetools.py`` need: the VM's name, address, data disks, and the simulator's mount namespace)
+and, once a stand-in ran, ``tools.json`` and ``tools.log``.
+
+``runcmd`` finds the stand-ins first on its PATH (``Node.path``: the simulator's ``nodebin``
+directory, then the machine's own directories).
 
 Where the machine allows (root, ``ip netns``), each node gets a network namespace on the
 simulator's bridge with an address of its own, and IMDS answers inside that namespace on
@@ -25,6 +30,7 @@ import ctypes
 import json
 import os
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -37,6 +43,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+
+from . import nodetools
 
 IMDS_ADDRESS = "169.254.169.254"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -302,6 +310,9 @@ class Node:
         self.killed = False
         self.lock = threading.Lock()
         self.status: dict[str, Any] = {"state": "booting"}
+        # The node's PATH (the simulator puts its tool stand-ins first) and data disk files.
+        self.path = PATH
+        self.data_disks: list[str] = []
 
     def prepare_network(self) -> None:
         """Makes the node's namespace (reserved by the caller) and starts its IMDS."""
@@ -331,6 +342,23 @@ class Node:
     def write_status(self) -> None:
         (self.dir / "boot.json").write_text(json.dumps(self.status, indent=1))
 
+    def write_info(self) -> None:
+        """node.json, what the tool stand-ins read; a previous VM of the name leaves no tool state."""
+        info = {
+            "name": self.name,
+            "address": self.address,
+            "namespace": self.namespace,
+            "rootfs": str(self.rootfs),
+            "dataDisks": self.data_disks,
+            # A stand-in that finds itself in this mount namespace is not in a node's own.
+            "hostMountNamespace": os.readlink("/proc/self/ns/mnt"),
+        }
+        for stale in ("tools.json", "tools.log"):
+            (self.dir / stale).unlink(missing_ok=True)
+        tmp = self.dir / "node.json.tmp"
+        tmp.write_text(json.dumps(info, indent=1))
+        os.replace(tmp, self.dir / "node.json")
+
     def boot(self, custom_data: str | None, extra_files: list[tuple[str, bytes, int]] = ()) -> None:
         """Runs the cloud-init subset; a failure goes to `on_failure` and boot.json."""
         self.rootfs.mkdir(parents=True, exist_ok=True)
@@ -350,8 +378,9 @@ class Node:
             return
         script = self.dir / "runcmd.sh"
         script.write_text(runcmd_script(config.runcmd))
+        self.write_info()
         env = {
-            "PATH": PATH,
+            "PATH": self.path,
             "HOME": str(self.rootfs / "root"),
             "LANG": "C.UTF-8",
             "BATCHAI_ROOTFS": str(self.rootfs),
@@ -384,6 +413,39 @@ class Node:
             if not self.killed:
                 self.status = {"state": "finished", "exit_code": code}
                 self.write_status()
+
+    @staticmethod
+    def empty_tools_view() -> dict[str, Any]:
+        return {"packages": [], "arrays": [], "fileSystems": [], "localMounts": [], "exports": None, "nfsService": None, "nfsMounts": []}
+
+    def tools_view(self) -> dict[str, Any]:
+        """What the tool stand-ins did on this node (``/_sim/nodes``): installed packages, RAID
+        arrays, local mounts, the export table of its last ``exportfs`` (None before), its NFS
+        service (None before systemctl), and the NFS mounts it made, each with ``mounted``:
+        whether the bind mount is still there (read from a process of the node's namespace;
+        False once none is left, None without namespaces)."""
+        state = nodetools.read_state(self.dir)
+        mounts = state["nfsMounts"]
+        if mounts:
+            live = self._mount_points()
+            for mount in mounts:
+                mount["mounted"] = None if live is None else mount["hostTarget"] in live
+        return {key: state[key] for key in self.empty_tools_view()}
+
+    def _mount_points(self) -> set[str] | None:
+        """The mount points a process of the node's namespace sees (its mount namespace is the
+        one `ip netns exec` made for runcmd), or None when the node has no namespace."""
+        if self.namespace is None:
+            return None
+        for pid in ip("netns", "pids", self.namespace, check=False).stdout.split():
+            try:
+                with open(f"/proc/{pid}/mountinfo") as handle:
+                    lines = handle.read().splitlines()
+            except OSError:
+                continue
+            # Field 5 is the mount point, with space, tab, newline and backslash octal-escaped.
+            return {re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4]) for line in lines if len(line.split()) > 4}
+        return set()
 
     def _write_file(self, item: dict) -> None:
         target = (self.rootfs / item["path"].lstrip("/")).resolve()
