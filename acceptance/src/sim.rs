@@ -28,6 +28,9 @@ pub struct Sim {
     /// The blob endpoint of `storage_account` (`https://host:port/account/`) and its key.
     pub blob_endpoint: String,
     storage_key: String,
+    /// Every storage account's key (the simulator made them; a test hands them to
+    /// `account_key`).
+    pub storage_keys: std::collections::BTreeMap<String, String>,
     _dir: tempfile::TempDir,
 }
 
@@ -107,6 +110,10 @@ impl Sim {
             state: PathBuf::from(text(&ready["stateDir"])),
             blob_endpoint: text(&ready["blobEndpoints"][text(&ready["storageAccounts"][0])]),
             storage_key: text(&ready["storageKeys"][text(&ready["storageAccounts"][0])]),
+            storage_keys: ready["storageKeys"]
+                .as_object()
+                .map(|keys| keys.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+                .unwrap_or_default(),
             _dir: dir,
         })
     }

@@ -224,12 +224,12 @@ if [ ! -e "$R/etc/batchai/fileserver.done" ]; then
     DEV="${{DISKS# }}"
   fi
   mkfs.ext4 -F -q -L batchai-data "$DEV"
-  mkdir -p "$R{export}"
+  # A VM has these; a simulated one's root holds only what its custom data wrote.
+  mkdir -p "$R/etc/batchai" "$R{export}"
   echo "LABEL=batchai-data {export} ext4 defaults,nofail 0 2" >> "$R/etc/fstab"
   mount "$DEV" "$R{export}"
   chmod 0777 "$R{export}"
   echo "{export} $SUBNET(rw,sync,no_root_squash,no_subtree_check)" > "$R/etc/exports"
-  mkdir -p "$R/etc/batchai"
   touch "$R/etc/batchai/fileserver.done"
   log "built {export} from $COUNT disk(s)"
 fi
