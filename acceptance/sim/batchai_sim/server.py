@@ -356,6 +356,7 @@ class ArmHandler(BaseHTTPRequestHandler):
         kind = "arm"
         status = 500
         fault_id = None
+        self.caller: str | None = None
         try:
             if path.startswith("/_sim/"):
                 kind = "control"
@@ -385,7 +386,7 @@ class ArmHandler(BaseHTTPRequestHandler):
             body = {"error": {"code": "SimulatorError", "message": f"{type(error).__name__}: {error}", "details": [{"code": "Trace", "message": traceback.format_exc()[-2000:]}]}}
         self.send(status, headers, body)
         if kind != "control":
-            entry = {"time": start, "method": self.command, "path": path, "query": url.query, "status": status, "kind": kind, "durationMs": round((time.time() - start) * 1000, 1), "correlationId": correlation}
+            entry = {"time": start, "method": self.command, "path": path, "query": url.query, "status": status, "kind": kind, "durationMs": round((time.time() - start) * 1000, 1), "correlationId": correlation, "caller": self.caller}
             if fault_id:
                 entry["fault"] = fault_id
             app.log.add(entry)
@@ -405,7 +406,8 @@ class ArmHandler(BaseHTTPRequestHandler):
             if allowed:
                 raise ArmError(405, "MethodNotAllowed", f"The requested resource does not support http method '{self.command}'.")
             raise ArmError(404, "NotFound", f"No HTTP resource was found that matches the request URI 'https://{host}{path}'.")
-        app.check_token(self.headers.get("Authorization"))
+        # Who asked (the provider's service principal or a node's identity), for the request log.
+        self.caller = app.check_token(self.headers.get("Authorization")).get("appid")
         if route.api is not None:
             version = query.get("api-version")
             if not version:
