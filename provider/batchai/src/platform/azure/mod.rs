@@ -525,6 +525,64 @@ struct Account {
     admin_user_ssh_public_key: Option<String>,
 }
 
+/// The newest glibc minor version the nodes' images have: Ubuntu 22.04's 2.35 (the HPC images
+/// are 22.04 or 24.04).
+const NODE_GLIBC: u32 = 35;
+
+/// The dynamic string table (`.dynstr`) of a 64-bit little-endian ELF binary, where the symbol
+/// versions it needs are named; `None` for a binary without one (statically linked) or one
+/// that is not such an ELF file.
+fn dynamic_strings(elf: &[u8]) -> Option<&[u8]> {
+    let u16_at = |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?));
+    let u32_at = |at: usize| Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?));
+    let u64_at = |at: usize| {
+        usize::try_from(u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?)).ok()
+    };
+    if elf.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let (table, entry) = (u64_at(0x28)?, usize::from(u16_at(0x3a)?));
+    let (count, names) = (usize::from(u16_at(0x3c)?), usize::from(u16_at(0x3e)?));
+    let section = |i: usize| {
+        let at = table.checked_add(i.checked_mul(entry)?)?;
+        let (offset, size) = (u64_at(at + 0x18)?, u64_at(at + 0x20)?);
+        Some((u32_at(at)?, elf.get(offset..offset.checked_add(size)?)?))
+    };
+    let (_, section_names) = section(names)?;
+    (0..count).find_map(|i| {
+        let (name, data) = section(i)?;
+        let name = section_names.get(usize::try_from(name).ok()?..)?;
+        name.starts_with(b".dynstr\0").then_some(data)
+    })
+}
+
+/// The newest `GLIBC_2.N` symbol version an ELF binary asks for (the minor `N`); `None` for a
+/// binary that names none (statically linked).
+fn newest_glibc(elf: &[u8]) -> Option<u32> {
+    let binary = dynamic_strings(elf)?;
+    const TAG: &[u8] = b"GLIBC_2.";
+    let mut newest = None;
+    let mut at = 0;
+    while let Some(found) = binary[at..]
+        .windows(TAG.len())
+        .position(|w| w == TAG)
+    {
+        let start = at + found + TAG.len();
+        let digits = binary[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if let Some(minor) = std::str::from_utf8(&binary[start..start + digits])
+            .ok()
+            .and_then(|d| d.parse::<u32>().ok())
+        {
+            newest = newest.max(Some(minor));
+        }
+        at = start;
+    }
+    newest
+}
+
 /// A deterministic GUID for a role assignment (its name), so that a retried create finds the
 /// one it made.
 fn assignment_name(parts: &[&str]) -> String {
@@ -584,6 +642,16 @@ impl Azure {
         let data = tokio::fs::read(&path)
             .await
             .map_err(|e| format!("read the agent binary {}: {e}", path.display()))?;
+        if let Some(needed) = newest_glibc(&data)
+            && needed > NODE_GLIBC
+        {
+            return Err(format!(
+                "the agent binary {} needs glibc 2.{}, newer than the node images' (Ubuntu 22.04 has 2.{}): build a statically linked one (RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --target x86_64-unknown-linux-gnu) and set BATCHAI_AGENT_BINARY to it",
+                path.display(),
+                needed,
+                NODE_GLIBC
+            ));
+        }
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &data);
         let sha: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         let name = format!("agent/{}/{sha}", env!("CARGO_PKG_VERSION"));
@@ -1264,6 +1332,54 @@ mod tests {
         }
         assert_eq!(node_name("my_cluster", "12"), "my-cluster-12");
         assert_eq!(instance_id(&node_name("my_cluster", "12")), Some("12"));
+    }
+
+    /// A minimal ELF64 file whose only sections are a `.dynstr` holding `strings` and the
+    /// section name table.
+    fn elf_with_dynstr(strings: &[u8]) -> Vec<u8> {
+        let names = b"\0.dynstr\0.shstrtab\0";
+        let mut elf = vec![0_u8; 64];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        let strings_at = elf.len();
+        elf.extend_from_slice(strings);
+        let names_at = elf.len();
+        elf.extend_from_slice(names);
+        let table = elf.len();
+        elf[0x28..0x30].copy_from_slice(&(table as u64).to_le_bytes());
+        elf[0x3a..0x3c].copy_from_slice(&64_u16.to_le_bytes());
+        elf[0x3c..0x3e].copy_from_slice(&3_u16.to_le_bytes());
+        elf[0x3e..0x40].copy_from_slice(&2_u16.to_le_bytes());
+        for (name, at, size) in [
+            (0_u32, 0, 0),
+            (1, strings_at, strings.len()),
+            (9, names_at, names.len()),
+        ] {
+            let mut header = vec![0_u8; 64];
+            header[..4].copy_from_slice(&name.to_le_bytes());
+            header[0x18..0x20].copy_from_slice(&(at as u64).to_le_bytes());
+            header[0x20..0x28].copy_from_slice(&(size as u64).to_le_bytes());
+            elf.extend_from_slice(&header);
+        }
+        elf
+    }
+
+    #[test]
+    fn the_agents_glibc_needs_are_read_from_its_version_names() {
+        let cases: [(&[u8], Option<u32>); 3] = [
+            (b"\0GLIBC_2.2.5\0GLIBC_2.34\0GLIBC_2.17\0", Some(34)),
+            (b"\0GLIBC_2.36\0GLIBC_2.3\0", Some(36)),
+            (b"\0no versions\0", None),
+        ];
+        for (strings, expected) in cases {
+            assert_eq!(newest_glibc(&elf_with_dynstr(strings)), expected);
+        }
+        // Only the dynamic string table counts, and a file that is no ELF names nothing.
+        assert_eq!(newest_glibc(b"GLIBC_2.99 in some text"), None);
+        // This build runs on the nodes' images (or the provider could not upload itself).
+        let this = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let needed = newest_glibc(&this);
+        assert!(needed.is_some(), "the test binary is dynamically linked");
+        assert!(needed.is_some_and(|n| n <= NODE_GLIBC), "{needed:?}");
     }
 
     #[test]
