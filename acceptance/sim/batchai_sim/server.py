@@ -488,6 +488,14 @@ class ArmHandler(BaseHTTPRequestHandler):
                 return 200, {}, out
         if path == "/_sim/nodes":
             return 200, {}, {"nodes": sim.nodes_view()}
+        if path == "/_sim/fileshares":
+            if method == "POST":
+                if not isinstance(body, dict) or set(body) - {"account", "share"}:
+                    raise ArmError(400, "BadFileShare", 'a file share is {"account": ACCOUNT, "share": SHARE}')
+                status, share = sim.create_fileshare(body.get("account"), body.get("share"))
+                return status, {}, share
+            if method == "GET":
+                return 200, {}, {"fileshares": sim.fileshares()}
         if path == "/_sim/oidc-token" and method == "POST":
             t = int(time.time())
             claims = {"iss": f"https://{self.headers.get('Host')}/oidc", "aud": "api://AzureADTokenExchange", "sub": body.get("subject", sim.config.oidc_subject), "iat": t, "nbf": t, "exp": t + 600}
