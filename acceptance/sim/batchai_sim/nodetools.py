@@ -3,7 +3,8 @@
 A simulated node is a process tree on the simulator's machine, so it has no block devices, no
 kernel NFS server and no systemd. The simulator puts a directory of small wrappers first on
 every node's ``PATH`` (``<state>/nodebin/``, made by :func:`install`); each runs this file (standard
-library only) with the simulator's own interpreter and the tool's name:
+library only, and PyYAML for blobfuse2's configuration) with the simulator's own interpreter and
+the tool's name:
 
 - ``apt-get update|install -y [-q] PACKAGES...``: installs nothing, records the packages;
 - ``mdadm --create DEV --level=0 --raid-devices=N [--run] DEVICES...``: a RAID 0 of this VM's
@@ -18,7 +19,15 @@ library only) with the simulator's own interpreter and the tool's name:
   path is a bind mount on a shared file system, not the NFS protocol;
 - any other ``mount``: the real ``/usr/bin/mount``, unchanged;
 - ``exportfs -ra`` (``-a``, ``-r``, ``-v``): parses ``/etc/exports`` and snapshots the table;
-- ``systemctl enable [--now]|start|restart nfs-kernel-server|nfs-server``: the NFS service.
+- ``systemctl enable [--now]|start|restart nfs-kernel-server|nfs-server``: the NFS service;
+- ``mount -t cifs //ACCOUNT.file.SUFFIX/SHARE[/DIR] DIR -o credentials=FILE,...``: checks the
+  account, the key (a 0600 credentials file, or inline) and the share against ``<state>/storage.json``
+  and ``<state>/fileshares/``, then bind-mounts ``<state>/fileshares/ACCOUNT/SHARE[/DIR]`` on DIR;
+- ``blobfuse2 mount DIR --config-file=FILE [-o OPTS]``: checks the configuration, the account
+  key or the managed identity (a token from the node's IMDS, and a Storage Blob Data role on the
+  container or above it) and that Azurite has the container, then bind-mounts
+  ``<state>/blobfuse/ACCOUNT/CONTAINER`` on DIR: data written there does not reach Azurite.
+  Neither writes a key to its log, its state or stderr.
 
 Anything else these tools could be asked fails with exit code 1 and a line on stderr starting
 ``batchai-sim <tool>:`` that says what the simulator supports, so a wrong script fails its test.
