@@ -1302,6 +1302,35 @@ class Sim:
                     out.append({"account": account.name, "share": share.name, "path": str(share), "url": f"https://{account.name}.{FILE_SUFFIX}/{share.name}"})
         return out
 
+    def share_view(self, account: dict, name: str) -> dict:
+        path = self.state_dir / "fileshares" / account["name"] / name
+        stamp = path.stat().st_mtime
+        body = {
+            "id": f"{account['id']}/fileServices/default/shares/{name}",
+            "name": name,
+            "type": "Microsoft.Storage/storageAccounts/fileServices/shares",
+            "etag": f'"0x{int(stamp * 1000):X}"',
+            "properties": {"lastModifiedTime": now_iso(stamp), "shareQuota": 102400, "enabledProtocols": "SMB", "accessTier": "TransactionOptimized"},
+        }
+        return self.check_response(body, storage_models.FileShare)
+
+    def put_share(self, rg: str, account_name: str, name: str, body: dict) -> tuple[int, dict, dict]:
+        """ARM's file share PUT: the same share as ``POST /_sim/fileshares`` makes."""
+        self.check_body(body, storage_models.FileShare, "create")
+        with self.lock:
+            account = self._get_storage(rg, account_name)
+        if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", name):
+            raise ArmError(400, "InvalidResourceName", f"The specified resource name '{name}' contains invalid characters or is not between 3 and 63 characters.")
+        status, _ = self.create_fileshare(account["name"], name)
+        return status, {}, self.share_view(account, name)
+
+    def get_share(self, rg: str, account_name: str, name: str) -> dict:
+        with self.lock:
+            account = self._get_storage(rg, account_name)
+        if not (self.state_dir / "fileshares" / account["name"] / name).is_dir():
+            raise ArmError(404, "ShareNotFound", "The specified share does not exist.")
+        return self.share_view(account, name)
+
     def create_fileshare(self, account: str, share: str) -> tuple[int, dict]:
         """Creates ``<state>/fileshares/<account>/<share>``; 404 for an account Azurite does not
         serve, 400 for a name Azure Files refuses."""

@@ -221,6 +221,22 @@ def test_file_shares_of_an_unknown_account_or_a_bad_name_are_refused(sim: Sim):
     assert sim.ctl("POST", "fileshares", {"account": "mlctrl", "share": share}).status_code == 200
 
 
+def test_arm_file_shares_are_the_same_shares(sim: Sim):
+    storage = sim.storage()
+    name = unique("armshare")
+    created = storage.file_shares.create(sim.rg, "mldata", name, {"properties": {"shareQuota": 100, "enabledProtocols": "SMB"}})
+    assert created.name == name and created.id.endswith(f"/storageAccounts/mldata/fileServices/default/shares/{name}")
+    assert (sim.state / "fileshares/mldata" / name).is_dir()
+    assert storage.file_shares.get(sim.rg, "mldata", name).name == name
+    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+    with pytest.raises(ResourceNotFoundError):
+        storage.file_shares.get(sim.rg, "mldata", unique("none"))
+    with pytest.raises(HttpResponseError) as error:
+        storage.file_shares.create(sim.rg, "mldata", name, {"properties": {"frobnicate": 1}})
+    assert error.value.status_code == 400
+
+
 def test_storage_json_is_private_and_follows_role_assignments(sim: Sim):
     path = sim.state / "storage.json"
     assert path.stat().st_mode & 0o777 == 0o600
