@@ -266,7 +266,7 @@ class Sim:
             self.storage[name] = self._new_storage_account(config.resource_groups[0], name, {}, "Succeeded")
         self.stopping = threading.Event()
         self.ticker = threading.Thread(target=self._tick_forever, name="ticker", daemon=True)
-        # Every node's PATH: the tool stand-ins (apt-get, mdadm, mkfs.ext4, mount, exportfs,
+        # Every node's PATH: the tool stand-ins (apt-get, mdadm, mkfs.ext4, mount, exportfs, blobfuse2,
         # systemctl) first, then the machine's own directories.
         self.node_path = f"{nodetools.install(state_dir / 'nodebin')}:{nodes.PATH}"
         # What the storage stand-ins (mount -t cifs, blobfuse2) check against: storage.json.
