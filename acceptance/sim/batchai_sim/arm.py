@@ -11,6 +11,8 @@ import base64
 import copy
 import datetime
 import email.utils
+import json
+import os
 import re
 import threading
 import time
@@ -32,6 +34,8 @@ COMPUTE = "2026-04-01"
 SKUS = "2021-07-01"
 NETWORK = "2026-03-01"
 STORAGE = "2026-09-01"
+# Azure Files' DNS suffix in the public cloud: primaryEndpoints.file and the SMB host.
+FILE_SUFFIX = "file.core.windows.net"
 MSI = "2024-11-30"
 AUTHZ = "2022-04-01"
 
@@ -262,9 +266,11 @@ class Sim:
             self.storage[name] = self._new_storage_account(config.resource_groups[0], name, {}, "Succeeded")
         self.stopping = threading.Event()
         self.ticker = threading.Thread(target=self._tick_forever, name="ticker", daemon=True)
-        # Every node's PATH: the tool stand-ins (apt-get, mdadm, mkfs.ext4, mount, exportfs,
+        # Every node's PATH: the tool stand-ins (apt-get, mdadm, mkfs.ext4, mount, exportfs, blobfuse2,
         # systemctl) first, then the machine's own directories.
         self.node_path = f"{nodetools.install(state_dir / 'nodebin')}:{nodes.PATH}"
+        # What the storage stand-ins (mount -t cifs, blobfuse2) check against: storage.json.
+        self.publish_storage()
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -273,6 +279,7 @@ class Sim:
         with self.lock:
             for account in self.storage.values():
                 account["properties"]["primaryEndpoints"]["blob"] = azurite.endpoint(account["name"])
+            self.publish_storage()
 
     def start(self) -> None:
         self.ticker.start()
@@ -1253,6 +1260,90 @@ class Sim:
 
     # --- storage -------------------------------------------------------------------------
 
+    def publish_storage(self) -> None:
+        """Writes ``<state>/storage.json`` (mode 0600), what the storage stand-ins of
+        ``nodetools.py`` check a mount against: every account Azurite serves with its keys, blob
+        endpoint, file host and ARM ID (None until created), the role assignments (scope, role,
+        principal) and the test CA. Rewritten whenever one of these changes."""
+        with self.lock:
+            record = {
+                "caPath": str(self.pki.ca_path) if self.pki is not None else None,
+                "fileSuffix": FILE_SUFFIX,
+                "accounts": {
+                    name: {
+                        "keys": list(keys),
+                        "blobEndpoint": self.azurite.endpoint(name) if self.azurite else f"https://127.0.0.1:10000/{name}/",
+                        "fileHost": f"{name}.{FILE_SUFFIX}",
+                        "id": self.storage[name]["id"] if name in self.storage else None,
+                    }
+                    for name, keys in self.storage_keys.items()
+                },
+                "roleAssignments": [
+                    {k: a["properties"][k] for k in ("scope", "roleDefinitionId", "principalId")}
+                    for a in self.role_assignments.values()
+                ],
+            }
+            path = self.state_dir / "storage.json"
+            tmp = self.state_dir / f".storage.json.{os.getpid()}.{threading.get_ident()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps(record, indent=1))
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+
+    def fileshares(self) -> list[dict]:
+        """The Azure Files shares the simulator serves: the directories
+        ``<state>/fileshares/<account>/<share>``."""
+        root = self.state_dir / "fileshares"
+        out = []
+        for account in sorted(root.iterdir()) if root.is_dir() else []:
+            for share in sorted(account.iterdir()) if account.is_dir() else []:
+                if share.is_dir():
+                    out.append({"account": account.name, "share": share.name, "path": str(share), "url": f"https://{account.name}.{FILE_SUFFIX}/{share.name}"})
+        return out
+
+    def share_view(self, account: dict, name: str) -> dict:
+        path = self.state_dir / "fileshares" / account["name"] / name
+        stamp = path.stat().st_mtime
+        body = {
+            "id": f"{account['id']}/fileServices/default/shares/{name}",
+            "name": name,
+            "type": "Microsoft.Storage/storageAccounts/fileServices/shares",
+            "etag": f'"0x{int(stamp * 1000):X}"',
+            "properties": {"lastModifiedTime": now_iso(stamp), "shareQuota": 102400, "enabledProtocols": "SMB", "accessTier": "TransactionOptimized"},
+        }
+        return self.check_response(body, storage_models.FileShare)
+
+    def put_share(self, rg: str, account_name: str, name: str, body: dict) -> tuple[int, dict, dict]:
+        """ARM's file share PUT: the same share as ``POST /_sim/fileshares`` makes."""
+        self.check_body(body, storage_models.FileShare, "create")
+        with self.lock:
+            account = self._get_storage(rg, account_name)
+        if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", name):
+            raise ArmError(400, "InvalidResourceName", f"The specified resource name '{name}' contains invalid characters or is not between 3 and 63 characters.")
+        status, _ = self.create_fileshare(account["name"], name)
+        return status, {}, self.share_view(account, name)
+
+    def get_share(self, rg: str, account_name: str, name: str) -> dict:
+        with self.lock:
+            account = self._get_storage(rg, account_name)
+        if not (self.state_dir / "fileshares" / account["name"] / name).is_dir():
+            raise ArmError(404, "ShareNotFound", "The specified share does not exist.")
+        return self.share_view(account, name)
+
+    def create_fileshare(self, account: str, share: str) -> tuple[int, dict]:
+        """Creates ``<state>/fileshares/<account>/<share>``; 404 for an account Azurite does not
+        serve, 400 for a name Azure Files refuses."""
+        if not isinstance(account, str) or account not in self.storage_keys:
+            raise ArmError(404, "StorageAccountNotFound", f"The simulator serves the storage accounts {', '.join(sorted(self.storage_keys))}; {account!r} is not one of them.")
+        if not isinstance(share, str) or not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", share):
+            raise ArmError(400, "InvalidResourceName", f"The share name {share!r} is invalid: 3 to 63 lower-case letters, numbers and single hyphens, starting and ending with a letter or number.")
+        path = self.state_dir / "fileshares" / account / share
+        existed = path.is_dir()
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o777)
+        return (200 if existed else 201), {"account": account, "share": share, "path": str(path), "url": f"https://{account}.{FILE_SUFFIX}/{share}"}
+
     def _new_storage_account(self, rg: str, name: str, body: dict, state: str) -> dict:
         blob = self.azurite.endpoint(name) if self.azurite else f"https://127.0.0.1:10000/{name}/"
         account = {
@@ -1265,7 +1356,7 @@ class Sim:
             "sku": {"name": (body.get("sku") or {}).get("name", "Standard_LRS"), "tier": "Standard"},
             "properties": {
                 "provisioningState": state,
-                "primaryEndpoints": {"blob": blob},
+                "primaryEndpoints": {"blob": blob, "file": f"https://{name}.{FILE_SUFFIX}/"},
                 "primaryLocation": self.config.location,
                 "statusOfPrimary": "available",
                 "creationTime": now_iso(),
@@ -1309,6 +1400,7 @@ class Sim:
                 )
             account = self._new_storage_account(rg, name, body, "Creating")
             self.storage[name] = account
+            self.publish_storage()
             op = self.new_operation(
                 "Microsoft.Storage",
                 STORAGE,
@@ -1462,6 +1554,7 @@ class Sim:
             }
             assignment["properties"]["createdBy"] = assignment["properties"]["createdBy"] or self.config.client_id
             self.role_assignments[key] = assignment
+            self.publish_storage()
             return (200 if existing else 201), {}, self.check_response(copy.deepcopy(assignment), authz_models.RoleAssignment)
 
     def get_role_assignment(self, scope: str, name: str) -> dict:
@@ -1474,6 +1567,7 @@ class Sim:
     def delete_role_assignment(self, scope: str, name: str) -> tuple[int, Any]:
         with self.lock:
             found = self.role_assignments.pop(f"{scope.lower()}|{name.lower()}", None)
+            self.publish_storage()
             return (200, found) if found else (204, None)
 
     # --- IMDS ---------------------------------------------------------------------------

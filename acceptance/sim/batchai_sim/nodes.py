@@ -416,16 +416,17 @@ class Node:
 
     @staticmethod
     def empty_tools_view() -> dict[str, Any]:
-        return {"packages": [], "arrays": [], "fileSystems": [], "localMounts": [], "exports": None, "nfsService": None, "nfsMounts": []}
+        return {"packages": [], "arrays": [], "fileSystems": [], "localMounts": [], "exports": None, "nfsService": None, "nfsMounts": [], "storageMounts": []}
 
     def tools_view(self) -> dict[str, Any]:
         """What the tool stand-ins did on this node (``/_sim/nodes``): installed packages, RAID
         arrays, local mounts, the export table of its last ``exportfs`` (None before), its NFS
-        service (None before systemctl), and the NFS mounts it made, each with ``mounted``:
-        whether the bind mount is still there (read from a process of the node's namespace;
-        False once none is left, None without namespaces)."""
+        service (None before systemctl), the NFS mounts and the Azure Storage mounts (`mount -t
+        cifs`, blobfuse2) it made, each with ``mounted``: whether the bind mount is still there
+        (read from a process of the node's namespace; False once none is left, None without
+        namespaces). No secret is in any of it: the stand-ins record none."""
         state = nodetools.read_state(self.dir)
-        mounts = state["nfsMounts"]
+        mounts = state["nfsMounts"] + state["storageMounts"]
         if mounts:
             live = self._mount_points()
             for mount in mounts:

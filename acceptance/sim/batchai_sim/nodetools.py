@@ -3,7 +3,8 @@
 A simulated node is a process tree on the simulator's machine, so it has no block devices, no
 kernel NFS server and no systemd. The simulator puts a directory of small wrappers first on
 every node's ``PATH`` (``<state>/nodebin/``, made by :func:`install`); each runs this file (standard
-library only) with the simulator's own interpreter and the tool's name:
+library only, and PyYAML for blobfuse2's configuration) with the simulator's own interpreter and
+the tool's name:
 
 - ``apt-get update|install -y [-q] PACKAGES...``: installs nothing, records the packages;
 - ``mdadm --create DEV --level=0 --raid-devices=N [--run] DEVICES...``: a RAID 0 of this VM's
@@ -18,7 +19,15 @@ library only) with the simulator's own interpreter and the tool's name:
   path is a bind mount on a shared file system, not the NFS protocol;
 - any other ``mount``: the real ``/usr/bin/mount``, unchanged;
 - ``exportfs -ra`` (``-a``, ``-r``, ``-v``): parses ``/etc/exports`` and snapshots the table;
-- ``systemctl enable [--now]|start|restart nfs-kernel-server|nfs-server``: the NFS service.
+- ``systemctl enable [--now]|start|restart nfs-kernel-server|nfs-server``: the NFS service;
+- ``mount -t cifs //ACCOUNT.file.SUFFIX/SHARE[/DIR] DIR -o credentials=FILE,...``: checks the
+  account, the key (a 0600 credentials file, or inline) and the share against ``<state>/storage.json``
+  and ``<state>/fileshares/``, then bind-mounts ``<state>/fileshares/ACCOUNT/SHARE[/DIR]`` on DIR;
+- ``blobfuse2 mount DIR --config-file=FILE [-o OPTS]``: checks the configuration, the account
+  key or the managed identity (a token from the node's IMDS, and a Storage Blob Data role on the
+  container or above it) and that Azurite has the container, then bind-mounts
+  ``<state>/blobfuse/ACCOUNT/CONTAINER`` on DIR: data written there does not reach Azurite.
+  Neither writes a key to its log, its state or stderr.
 
 Anything else these tools could be asked fails with exit code 1 and a line on stderr starting
 ``batchai-sim <tool>:`` that says what the simulator supports, so a wrong script fails its test.
@@ -49,7 +58,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator, NoReturn
 
-TOOLS = ("apt-get", "mdadm", "mkfs.ext4", "mount", "exportfs", "systemctl")
+TOOLS = ("apt-get", "mdadm", "mkfs.ext4", "mount", "exportfs", "systemctl", "blobfuse2")
 REAL_MOUNT = "/usr/bin/mount"
 NFS_PACKAGE = "nfs-kernel-server"
 NFS_UNITS = ("nfs-kernel-server", "nfs-server")
@@ -171,6 +180,7 @@ def read_state(vm_dir: Path) -> dict:
     state.setdefault("nfsMounts", [])
     state.setdefault("exports", None)
     state.setdefault("nfsService", None)
+    state.setdefault("storageMounts", [])
     return state
 
 
@@ -382,6 +392,10 @@ def mount_args(args: list[str]) -> tuple[str | None, list[str], list[str], list[
 
 def mount(node: Node | None, args: list[str]) -> str:
     kind, opts, positional, other = mount_args(args)
+    if kind in ("cifs", "smb3") or (kind is None and positional and positional[0].startswith("//")):
+        if node is None:
+            node = Node("mount")
+        return mount_cifs(node, kind or "cifs", opts, positional, other)
     nfs_source = len(positional) == 2 and re.fullmatch(r"[^/:]+:/.*", positional[0]) is not None
     if kind in ("nfs", "nfs4") or (kind is None and nfs_source):
         if node is None:
@@ -397,7 +411,7 @@ def mount(node: Node | None, args: list[str]) -> str:
         simulated = devices in source.parents
     if not simulated:
         if node is not None:
-            node.log({"argv": args, "ok": True, "result": f"ran {REAL_MOUNT}"})
+            node.log({"argv": redact(args), "ok": True, "result": f"ran {REAL_MOUNT}"})
         os.execv(REAL_MOUNT, [REAL_MOUNT, *args])
     if node is None:
         node = Node("mount")
@@ -527,6 +541,421 @@ def run_mount(args: list[str]) -> int:
     return subprocess.run([REAL_MOUNT, *args]).returncode
 
 
+# --- Azure Storage: mount -t cifs and blobfuse2 ------------------------------------------------
+
+# mount.cifs(8) options the simulated Azure Files mount takes.
+CIFS_FLAGS = {
+    "rw", "ro", "serverino", "noserverino", "nosharesock", "sharesock", "mfsymlinks", "nomfsymlinks",
+    "nobrl", "brl", "noperm", "perm", "_netdev", "nofail", "defaults", "seal", "hard", "soft", "nounix",
+    "noacl", "forceuid", "noforceuid", "forcegid", "noforcegid", "auto", "noauto", "exec", "noexec",
+    "suid", "nosuid", "dev", "nodev", "atime", "noatime", "relatime", "nostrictsync", "cifsacl",
+}
+CIFS_VALUES = {
+    "vers", "credentials", "cred", "username", "user", "password", "pass", "domain", "dom", "dir_mode",
+    "file_mode", "uid", "gid", "sec", "cache", "actimeo", "acregmax", "acdirmax", "echo_interval",
+    "port", "rsize", "wsize", "iocharset", "closetimeo", "x-systemd.automount", "x-systemd.mount-timeout",
+}
+CIFS_VERSIONS = {"2.1", "3", "3.0", "3.02", "3.1.1", "default"}
+CIFS_SEC = {"ntlmssp", "ntlmsspi", "ntlmv2", "ntlmv2i"}
+CIFS_CACHE = {"strict", "none", "loose"}
+CIFS_SEE = "Refer to the mount.cifs(8) manual page (e.g. man mount.cifs) and kernel log messages (dmesg)"
+# blobfuse2: its pipeline's components, the keys of its configuration it is given here, the flags
+# of `blobfuse2 mount` and the FUSE options of `-o`.
+BLOBFUSE_COMPONENTS = {"libfuse", "file_cache", "block_cache", "attr_cache", "stream", "azstorage"}
+BLOBFUSE_TOP = {
+    "allow-other", "read-only", "nonempty", "foreground", "disable-version-check", "logging", "components",
+    "libfuse", "file_cache", "block_cache", "attr_cache", "stream", "azstorage", "health_monitor",
+}
+AZSTORAGE_KEYS = {
+    "type", "account-name", "container", "endpoint", "mode", "account-key", "appid", "resid", "objid",
+    "use-http", "max-retries", "max-retry-timeout-sec", "retry-backoff-sec", "max-concurrency",
+    "block-size-mb", "subdirectory", "virtual-directory", "update-md5", "validate-md5",
+}
+BLOBFUSE_BOOL_FLAGS = {"read-only", "allow-other", "foreground", "disable-version-check", "nonempty", "virtual-directory"}
+BLOBFUSE_VALUE_FLAGS = {"config-file", "container-name", "log-level", "tmp-path", "file-cache-timeout", "attr-timeout", "entry-timeout", "negative-timeout"}
+FUSE_FLAGS = {"allow_other", "allow_root", "ro", "rw", "default_permissions", "nonempty", "direct_io", "kernel_cache", "auto_cache", "noatime"}
+FUSE_VALUES = {"attr_timeout", "entry_timeout", "negative_timeout", "umask", "uid", "gid", "max_read", "max_write", "fsname", "subtype"}
+BLOBFUSE_PIPELINE = "Error: failed to initialize new pipeline [failed to authenticate credentials for azstorage]"
+# The built-in roles that give data access to blobs (role definition GUIDs) -> (name, read-only).
+BLOB_DATA_ROLES = {
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": ("Storage Blob Data Contributor", False),
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": ("Storage Blob Data Owner", False),
+    "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": ("Storage Blob Data Reader", True),
+}
+STORAGE_API_VERSION = "2025-11-05"
+
+
+def storage_record(node: Node) -> dict:
+    """``<state>/storage.json``: the accounts (keys, blob endpoint, ARM ID), role assignments and
+    CA the simulator publishes for these stand-ins."""
+    path = node.vms.parent / "storage.json"
+    record = read_json(path)
+    if not isinstance(record, dict) or not isinstance(record.get("accounts"), dict):
+        raise Fail(f"{path} (the simulator's record of its storage accounts) is missing or unreadable")
+    return record
+
+
+def own_mount_namespace(node: Node) -> None:
+    """Fail unless this runs in a node's own mount namespace, where a bind mount stays private."""
+    here = os.readlink("/proc/self/ns/mnt")
+    host_ns = node.info.get("hostMountNamespace")
+    if not host_ns or here == host_ns:
+        raise Fail(f"this node runs in the simulator's own mount namespace ({here}), where a bind mount would change the host: storage mounts need the simulator's network namespaces (root and `ip netns`)")
+
+
+def bind(source: Path, directory: Path, read_only: bool) -> None:
+    """The real `mount --bind` (and a read-only remount)."""
+    if run_mount(["--bind", str(source), str(directory)]) != 0:
+        raise Fail(f"{REAL_MOUNT} --bind {source} {directory} failed", code=32)
+    if read_only and run_mount(["-o", "remount,bind,ro", str(directory)]) != 0:
+        raise Fail(f"{REAL_MOUNT} -o remount,bind,ro {directory} failed", code=32)
+
+
+def mounted_here(directory: Path) -> bool:
+    """Whether `directory` is a mount point in this process's mount namespace."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return False
+    points = {re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4]) for line in lines if len(line.split()) > 4}
+    return str(directory) in points
+
+
+def shown(node: Node, given: str) -> str:
+    """A file the command named, as the node sees it (as given when it is not under the root)."""
+    path = Path(os.path.abspath(given))
+    return node.node_path(path) if path == node.rootfs or node.rootfs in path.parents else given
+
+
+def private_file(node: Node, given: str, what: str, real_missing: str, code: int) -> str:
+    """The text of a file holding a secret, which the provider promises to make 0600."""
+    path = Path(os.path.abspath(given))
+    try:
+        mode = path.stat().st_mode & 0o777
+        text = path.read_text()
+    except FileNotFoundError:
+        raise Fail(f"{what} {shown(node, given)} does not exist", code=code, real=real_missing) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise Fail(f"{what} {shown(node, given)} is unreadable: {type(error).__name__}", code=code, real=real_missing) from None
+    if mode != 0o600:
+        raise Fail(f"{what} {shown(node, given)} has mode {mode:04o}: the provider writes it 0600 (readable by root only), and the simulator holds it to that")
+    return text
+
+
+def cifs_failure(reason: str, errno: int, text: str) -> Fail:
+    """What mount.cifs says for a failed mount (exit 32), and the simulator's reason."""
+    return Fail(reason, code=32, real=f"mount error({errno}): {text}\n{CIFS_SEE}")
+
+
+def mount_cifs(node: Node, kind: str, opts: list[str], positional: list[str], other: list[str]) -> str:
+    form = "`mount -t cifs //ACCOUNT.file.core.windows.net/SHARE[/DIR] DIR -o vers=3.1.1,credentials=FILE[,OPTIONS]`"
+    if other:
+        raise unsupported(f"mount option {other[0]} with cifs", form)
+    if len(positional) != 2:
+        raise unsupported(f"mount -t {kind} with {len(positional)} arguments", form)
+    source, target = positional
+    values: dict[str, str] = {}
+    for option in opts:
+        key, eq, value = option.partition("=")
+        if (eq and key not in CIFS_VALUES) or (not eq and key not in CIFS_FLAGS):
+            raise Fail(f"option {key + ('=...' if eq else '')!r} is not one the simulated mount.cifs takes (it takes {', '.join(sorted(CIFS_FLAGS | {v + '=' for v in CIFS_VALUES}))})")
+        values[{"cred": "credentials", "user": "username", "pass": "password", "dom": "domain"}.get(key, key)] = value
+    if "vers" in values and values["vers"] not in CIFS_VERSIONS:
+        raise cifs_failure(f"SMB version {values['vers']} (Azure Files speaks {', '.join(sorted(CIFS_VERSIONS - {'default'}))})", 95, "Operation not supported")
+    if "sec" in values and values["sec"] not in CIFS_SEC:
+        raise unsupported(f"sec={values['sec']}", f"sec={'|'.join(sorted(CIFS_SEC))} (the account key over NTLMSSP)")
+    if "cache" in values and values["cache"] not in CIFS_CACHE:
+        raise Fail(f"cache={values['cache']} is not one mount.cifs takes ({', '.join(sorted(CIFS_CACHE))})", code=32, real=f"mount error(22): Invalid argument\n{CIFS_SEE}")
+    for key in ("dir_mode", "file_mode"):
+        if key in values and not re.fullmatch(r"0?[0-7]{3,4}", values[key]):
+            raise Fail(f"{key}={values[key]} is not an octal mode", code=32, real=f"mount error(22): Invalid argument\n{CIFS_SEE}")
+    for key in ("uid", "gid"):
+        if key in values and not values[key].isdigit():
+            raise unsupported(f"{key}={values[key]}", f"a numeric {key}")
+    match = re.fullmatch(r"//([^/]+)/([^/]+)((?:/[^/]+)*)/?", source)
+    if match is None:
+        raise Fail(f"the source {source!r} is not //HOST/SHARE[/DIR]", code=32, real="mount.cifs: bad UNC (" + source + ")")
+    host, share, subdir = match.group(1), match.group(2), match.group(3)
+    directory = node.host_path(target, "the mount point")
+    where = node.node_path(directory)
+    if not directory.is_dir():
+        raise Fail(f"{where} does not exist", code=32, real=f"mount error: mount point {target} does not exist")
+    # The credentials: a file (as the provider writes it) and, or, options on the command line.
+    file_values: dict[str, str] = {}
+    if "credentials" in values:
+        text = private_file(node, values["credentials"], "the credentials file", f"error 2 (No such file or directory) opening credential file {values['credentials']}", 32)
+        for line in text.splitlines():
+            key, eq, value = line.strip().partition("=")
+            if eq:
+                file_values[{"user": "username", "pass": "password", "dom": "domain"}.get(key.strip(), key.strip())] = value.rstrip("\n")
+    username = values.get("username", file_values.get("username"))
+    password = values.get("password", file_values.get("password"))
+    mode = "inline" if "password" in values else "key"
+    record = storage_record(node)
+    accounts = record["accounts"]
+    host_match = re.fullmatch(r"([a-z0-9]{3,24})\.file\.[A-Za-z0-9.-]+", host)
+    account = host_match.group(1) if host_match else None
+    if account not in accounts:
+        raise Fail(f"{host} is not <account>.file.<suffix> for a storage account the simulator serves ({', '.join(sorted(accounts))})", code=32, real=f"mount error: could not resolve address for {host}: Unknown error")
+    if username is None or password is None:
+        missing = "username" if username is None else "password"
+        raise cifs_failure(f"no {missing} (neither credentials={values.get('credentials', '...')} nor the options give one; mount.cifs would ask, and a node's stdin is no terminal)", 13, "Permission denied")
+    if username != account:
+        raise cifs_failure(f"the user name {username!r} is not the storage account's name {account!r} (Azure Files takes the account name and key)", 13, "Permission denied")
+    if password not in accounts[account].get("keys", []):
+        raise cifs_failure(f"the password is not a key of the storage account {account} ({'given with password=' if mode == 'inline' else 'from the credentials file'})", 13, "Permission denied")
+    share_dir = node.vms.parent / "fileshares" / account / share
+    if not share_dir.is_dir():
+        raise cifs_failure(f"the storage account {account} has no file share {share!r} (POST /_sim/fileshares makes one)", 2, "No such file or directory")
+    served = share_dir / subdir.lstrip("/") if subdir else share_dir
+    if not served.is_dir():
+        raise cifs_failure(f"the file share {account}/{share} has no directory {subdir}", 2, "No such file or directory")
+    if mounted_here(directory):
+        raise cifs_failure(f"{where} is a mount point already", 16, "Device or resource busy")
+    own_mount_namespace(node)
+    read_only = "ro" in opts
+    bind(served, directory, read_only)
+    shown_opts = [re.sub(r"^(password|pass)=.*", r"\1=***", o) for o in opts]
+    with node.state() as state:
+        state["storageMounts"].append({
+            "type": "cifs", "source": source, "account": account, "share": share, "directory": subdir or None,
+            "target": where, "hostTarget": str(directory), "backing": str(served), "mode": mode,
+            "readOnly": read_only, "options": shown_opts, "version": values.get("vers", "default"),
+            "credentialsFile": shown(node, values["credentials"]) if "credentials" in values else None,
+            "time": time.time(),
+        })
+    return f"bind-mounted the file share {account}/{share}{subdir} ({served}) on {where}" + (" read-only" if read_only else "") + f" (account key {'given inline' if mode == 'inline' else 'from the credentials file'})"
+
+
+def imds_token(node: Node, client_id: str | None) -> tuple[dict | None, str]:
+    """The claims of the token IMDS gives this node for Azure Storage (as blobfuse2's msi mode
+    asks it), or None and why not."""
+    import base64
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    base = os.environ.get("BATCHAI_IMDS_ENDPOINT")
+    if not base:
+        if not node.info.get("namespace"):
+            return None, "this node has no IMDS (no namespace and no BATCHAI_IMDS_ENDPOINT)"
+        base = "http://169.254.169.254"
+    query = {"api-version": "2018-02-01", "resource": "https://storage.azure.com/"}
+    if client_id:
+        query["client_id"] = client_id
+    request = urllib.request.Request(f"{base.rstrip('/')}/metadata/identity/oauth2/token?{urllib.parse.urlencode(query)}", headers={"Metadata": "true"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=15) as response:
+            token = json.loads(response.read())["access_token"]
+    except urllib.error.HTTPError as error:
+        return None, f"IMDS refused a token for client_id {client_id}: {error.code} {error.read()[:200].decode(errors='replace')}"
+    except (OSError, ValueError, KeyError) as error:
+        return None, f"IMDS gave no token: {error}"
+    try:
+        payload = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))), ""
+    except (IndexError, ValueError) as error:
+        return None, f"IMDS gave a token that is no JWT: {error}"
+
+
+def container_status(record: dict, account: str, container: str) -> tuple[int, str]:
+    """Lists the container in Azurite (Shared Key, as the simulator): (HTTP status, error code)."""
+    import base64
+    import email.utils
+    import hashlib
+    import hmac
+    import ssl
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    info = record["accounts"][account]
+    url = f"{info['blobEndpoint'].rstrip('/')}/{urllib.parse.quote(container)}?restype=container&comp=list&maxresults=1"
+    date = email.utils.formatdate(usegmt=True)
+    path = urllib.parse.urlsplit(url).path
+    to_sign = "GET\n" + "\n" * 11 + f"x-ms-date:{date}\nx-ms-version:{STORAGE_API_VERSION}\n" + f"/{account}{path}\ncomp:list\nmaxresults:1\nrestype:container"
+    signature = base64.b64encode(hmac.new(base64.b64decode(info["keys"][0]), to_sign.encode(), hashlib.sha256).digest()).decode()
+    request = urllib.request.Request(url, headers={"x-ms-date": date, "x-ms-version": STORAGE_API_VERSION, "Authorization": f"SharedKey {account}:{signature}"})
+    context = ssl.create_default_context(cafile=record.get("caPath")) if record.get("caPath") else ssl.create_default_context()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
+    try:
+        with opener.open(request, timeout=30) as response:
+            return response.status, ""
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("x-ms-error-code") or ""
+    except OSError as error:
+        return 0, f"{type(error).__name__}: {error}"
+
+
+def blobfuse_args(args: list[str]) -> tuple[str, str, list[str], dict[str, str]]:
+    """(target, config file, -o options, --flags) of `blobfuse2 mount TARGET --config-file=F ...`."""
+    form = "`blobfuse2 mount DIR --config-file=FILE [-o OPTS] [--read-only] [--FLAG=VALUE]`"
+    if not args or args[0] != "mount":
+        what = f"blobfuse2 {args[0]}" if args else "blobfuse2 without a command"
+        raise unsupported(what, form + " (unmount with `umount DIR`)")
+    rest = args[1:]
+    positional: list[str] = []
+    fuse: list[str] = []
+    flags: dict[str, str] = {}
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg == "-o" or (arg.startswith("-o") and len(arg) > 2):
+            value = arg[2:] if len(arg) > 2 else (rest[i + 1] if i + 1 < len(rest) else None)
+            if value is None:
+                raise Fail("-o needs a value", real="Error: flag needs an argument: 'o' in -o")
+            i += 1 if len(arg) > 2 else 2
+            fuse.extend(options(value, FUSE_FLAGS, FUSE_VALUES, "blobfuse2 -o"))
+            continue
+        if arg.startswith("--") and len(arg) > 2:
+            name, eq, value = arg[2:].partition("=")
+            if name in BLOBFUSE_BOOL_FLAGS:
+                if eq and value not in ("true", "false"):
+                    raise Fail(f"--{name}={value} is not a boolean", real=f'Error: invalid argument "{value}" for "--{name}" flag')
+                flags[name] = value if eq else "true"
+                i += 1
+                continue
+            if name in BLOBFUSE_VALUE_FLAGS:
+                if not eq:
+                    if i + 1 >= len(rest):
+                        raise Fail(f"--{name} needs a value", real=f"Error: flag needs an argument: --{name}")
+                    value = rest[i + 1]
+                    i += 1
+                flags[name] = value
+                i += 1
+                continue
+            raise Fail(f"flag --{name}: not simulated (the simulator supports --{', --'.join(sorted(BLOBFUSE_BOOL_FLAGS | BLOBFUSE_VALUE_FLAGS))} and -o OPTS)", real=f"Error: unknown flag: --{name}")
+        if arg.startswith("-"):
+            raise Fail(f"flag {arg}: not simulated (the simulator supports {form})", real=f"Error: unknown shorthand flag: '{arg[1:2]}' in {arg}")
+        positional.append(arg)
+        i += 1
+    if len(positional) != 1:
+        raise unsupported(f"blobfuse2 mount with {len(positional)} paths", form)
+    if "config-file" not in flags:
+        raise unsupported("blobfuse2 mount without --config-file", form)
+    return positional[0], flags.pop("config-file"), fuse, flags
+
+
+def yaml_config(text: str, shown_path: str) -> dict:
+    """blobfuse2's configuration, parsed with PyYAML (the simulator's environment has it); a
+    parse error names the line only, never the text (it holds the key)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise Fail(f"{shown_path} is not YAML{where}", real=f"Error: invalid config file [{shown_path}: yaml: line {mark.line + 1 if mark else 0}: syntax error]") from None
+    if not isinstance(config, dict):
+        raise Fail(f"{shown_path} is not a YAML mapping", real=f"Error: invalid config file [{shown_path}]")
+    return config
+
+
+def pipeline_error(reason: str, code: int = 1) -> Fail:
+    return Fail(reason, code=code, real=BLOBFUSE_PIPELINE)
+
+
+def blobfuse2(node: Node, args: list[str]) -> str:
+    target, config_file, fuse, flags = blobfuse_args(args)
+    directory = node.host_path(target, "the mount directory")
+    where = node.node_path(directory)
+    if not directory.is_dir():
+        raise Fail(f"{where} does not exist", real="Error: invalid mount path [mount directory does not exist]")
+    if mounted_here(directory):
+        raise Fail(f"{where} is a mount point already", real="Error: directory is already mounted")
+    config_shown = shown(node, config_file)
+    text = private_file(node, config_file, "the configuration file", f"Error: invalid config file [open {config_file}: no such file or directory]", 1)
+    config = yaml_config(text, config_shown)
+    unknown = sorted(set(config) - BLOBFUSE_TOP)
+    if unknown:
+        raise unsupported(f"configuration keys {unknown}", f"the keys {', '.join(sorted(BLOBFUSE_TOP))}")
+    components = config.get("components")
+    if not isinstance(components, list) or not all(isinstance(c, str) for c in components):
+        raise Fail("components is not a list of names", real="Error: failed to initialize new pipeline [no components in config]")
+    for component in components:
+        if component not in BLOBFUSE_COMPONENTS:
+            raise Fail(f"component {component!r} (blobfuse2's are {', '.join(sorted(BLOBFUSE_COMPONENTS))})", real=f"Error: failed to initialize new pipeline [component {component} is not registered]")
+    if not components or components[0] != "libfuse" or components[-1] != "azstorage":
+        raise Fail(f"components {components}: a pipeline runs from libfuse (first) to azstorage (last)", real="Error: failed to initialize new pipeline [pipeline must start with libfuse and end with azstorage]")
+    if "file_cache" in components and not isinstance((config.get("file_cache") or {}).get("path"), str):
+        raise Fail("file_cache has no path", real="Error: failed to initialize new pipeline [config error in file_cache [tmp-path not set]]")
+    az = config.get("azstorage")
+    if not isinstance(az, dict):
+        raise Fail("no azstorage section", real="Error: failed to initialize new pipeline [config error in azstorage [account name not provided]]")
+    unknown = sorted(set(az) - AZSTORAGE_KEYS)
+    if unknown:
+        raise unsupported(f"azstorage keys {unknown}", f"the keys {', '.join(sorted(AZSTORAGE_KEYS))}")
+    if az.get("type", "block") != "block":
+        raise unsupported(f"azstorage type {az.get('type')!r}", "type: block (a blob container, not ADLS)")
+    account = az.get("account-name")
+    container = flags.get("container-name") or az.get("container")
+    endpoint = az.get("endpoint")
+    mode = az.get("mode", "key")
+    if not isinstance(account, str) or not account:
+        raise Fail("azstorage has no account-name", real="Error: failed to initialize new pipeline [config error in azstorage [account name not provided]]")
+    if not isinstance(container, str) or not container:
+        raise Fail("azstorage has no container", real="Error: failed to initialize new pipeline [config error in azstorage [container name not provided]]")
+    if mode not in ("key", "msi"):
+        raise unsupported(f"azstorage mode {mode!r}", "mode: key (with account-key) and mode: msi (with appid)")
+    record = storage_record(node)
+    accounts = record["accounts"]
+    if account not in accounts:
+        raise pipeline_error(f"the storage account {account!r} is not one the simulator serves ({', '.join(sorted(accounts))})")
+    info = accounts[account]
+    expected = info["blobEndpoint"]
+    if not isinstance(endpoint, str) or endpoint.rstrip("/") != expected.rstrip("/"):
+        raise pipeline_error(f"endpoint {endpoint!r} is not the blob endpoint of {account} ({expected}, its primaryEndpoints.blob)")
+    read_only = flags.get("read-only") == "true" or config.get("read-only") is True or "ro" in fuse
+    identity = role = None
+    if mode == "key":
+        if az.get("account-key") not in info.get("keys", []):
+            raise pipeline_error(f"account-key is {'missing' if not az.get('account-key') else 'not a key of the storage account ' + account}")
+    else:
+        appid = az.get("appid")
+        if appid is not None and not isinstance(appid, str):
+            raise pipeline_error("appid is not a string")
+        claims, why = imds_token(node, appid)
+        if claims is None:
+            raise pipeline_error(f"no managed identity token: {why}")
+        identity = claims.get("appid") or appid
+        principal = claims.get("oid")
+        if not info.get("id"):
+            raise pipeline_error(f"the storage account {account} was not created through ARM, so no role can be assigned on it")
+        scope = f"{info['id']}/blobServices/default/containers/{container}".lower()
+        grants = []
+        for assignment in record.get("roleAssignments", []):
+            if assignment.get("principalId") != principal:
+                continue
+            found = BLOB_DATA_ROLES.get(assignment.get("roleDefinitionId", "").rsplit("/", 1)[-1].lower())
+            covered = assignment.get("scope", "").rstrip("/").lower()
+            if found and (scope == covered or scope.startswith(covered + "/")):
+                grants.append(found)
+        if not grants:
+            raise pipeline_error(f"the managed identity {identity} (principal {principal}) has no Storage Blob Data Contributor, Owner or Reader role assignment on the container {container} or a scope above it")
+        writable = [name for name, ro in grants if not ro]
+        role = writable[0] if writable else grants[0][0]
+        read_only = read_only or not writable
+    status, why = container_status(record, account, container)
+    if status != 200:
+        detail = "does not exist" if status == 404 else f"could not be listed ({status or why} {why if status else ''})".rstrip()
+        raise pipeline_error(f"the container {account}/{container} {detail} in Azurite")
+    own_mount_namespace(node)
+    backing = node.vms.parent / "blobfuse" / account / container
+    backing.mkdir(parents=True, exist_ok=True)
+    backing.chmod(0o777)
+    bind(backing, directory, read_only)
+    with node.state() as state:
+        state["storageMounts"].append({
+            "type": "blobfuse2", "account": account, "container": container, "target": where,
+            "hostTarget": str(directory), "backing": str(backing), "mode": mode, "identity": identity,
+            "role": role, "readOnly": read_only, "options": fuse, "flags": flags, "configFile": config_shown,
+            "cache": (config.get("file_cache") or {}).get("path"), "time": time.time(),
+        })
+    return f"bind-mounted {backing} for the container {account}/{container} on {where}" + (" read-only" if read_only else "") + f" ({'the account key' if mode == 'key' else f'the managed identity {identity}, {role}'}; data does not reach Azurite)"
+
+
 # --- exportfs --------------------------------------------------------------------------------
 
 
@@ -650,7 +1079,12 @@ def systemctl(node: Node, args: list[str]) -> str:
 # --- entry -----------------------------------------------------------------------------------
 
 
-HANDLERS = {"apt-get": apt_get, "mdadm": mdadm, "mkfs.ext4": mkfs_ext4, "exportfs": exportfs, "systemctl": systemctl}
+HANDLERS = {"apt-get": apt_get, "mdadm": mdadm, "mkfs.ext4": mkfs_ext4, "exportfs": exportfs, "systemctl": systemctl, "blobfuse2": blobfuse2}
+
+
+def redact(args: list[str]) -> list[str]:
+    """A command line as it may be logged: the value of every password option as ***."""
+    return [re.sub(r"(?<![^,=\s])(password|pass)=[^,]*", r"\1=***", arg) for arg in args]
 
 
 def main(argv: list[str]) -> int:
@@ -672,9 +1106,9 @@ def main(argv: list[str]) -> int:
             print(error.real, file=sys.stderr)
         print(f"batchai-sim {tool}: {error.message}", file=sys.stderr)
         if node is not None:
-            node.log({"argv": args, "ok": False, "exitCode": error.code, "error": error.message, "real": error.real})
+            node.log({"argv": redact(args), "ok": False, "exitCode": error.code, "error": error.message, "real": error.real})
         return error.code
-    node.log({"argv": args, "ok": True, "result": result})
+    node.log({"argv": redact(args), "ok": True, "result": result})
     return 0
 
 

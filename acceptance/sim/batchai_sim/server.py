@@ -98,6 +98,10 @@ class App:
                   lambda r: s.put_container(r.m["rg"], r.m["name"], r.m["c"], r.body)),
             Route("GET", RG + r"/providers/Microsoft\.Storage/storageAccounts/(?P<name>[^/]+)/blobServices/default/containers/(?P<c>[^/]+)", arm.STORAGE,
                   lambda r: (200, {}, s.get_container(r.m["rg"], r.m["name"], r.m["c"]))),
+            Route("PUT", RG + r"/providers/Microsoft\.Storage/storageAccounts/(?P<name>[^/]+)/fileServices/default/shares/(?P<s>[^/]+)", arm.STORAGE,
+                  lambda r: s.put_share(r.m["rg"], r.m["name"], r.m["s"], r.body)),
+            Route("GET", RG + r"/providers/Microsoft\.Storage/storageAccounts/(?P<name>[^/]+)/fileServices/default/shares/(?P<s>[^/]+)", arm.STORAGE,
+                  lambda r: (200, {}, s.get_share(r.m["rg"], r.m["name"], r.m["s"]))),
             Route("PUT", RG + r"/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/(?P<name>[^/]+)", arm.MSI,
                   lambda r: s.put_identity(r.m["rg"], r.m["name"], r.body)),
             Route("GET", RG + r"/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/(?P<name>[^/]+)", arm.MSI,
@@ -490,6 +494,14 @@ class ArmHandler(BaseHTTPRequestHandler):
                 return 200, {}, out
         if path == "/_sim/nodes":
             return 200, {}, {"nodes": sim.nodes_view()}
+        if path == "/_sim/fileshares":
+            if method == "POST":
+                if not isinstance(body, dict) or set(body) - {"account", "share"}:
+                    raise ArmError(400, "BadFileShare", 'a file share is {"account": ACCOUNT, "share": SHARE}')
+                status, share = sim.create_fileshare(body.get("account"), body.get("share"))
+                return status, {}, share
+            if method == "GET":
+                return 200, {}, {"fileshares": sim.fileshares()}
         if path == "/_sim/oidc-token" and method == "POST":
             t = int(time.time())
             claims = {"iss": f"https://{self.headers.get('Host')}/oidc", "aud": "api://AzureADTokenExchange", "sub": body.get("subject", sim.config.oidc_subject), "iat": t, "nbf": t, "exp": t + 600}
