@@ -31,6 +31,8 @@ pub struct Sim {
     /// Every storage account's key (the simulator made them; a test hands them to
     /// `account_key`).
     pub storage_keys: std::collections::BTreeMap<String, String>,
+    /// Every storage account's blob endpoint.
+    pub blob_endpoints: std::collections::BTreeMap<String, String>,
     _dir: tempfile::TempDir,
 }
 
@@ -110,6 +112,10 @@ impl Sim {
             state: PathBuf::from(text(&ready["stateDir"])),
             blob_endpoint: text(&ready["blobEndpoints"][text(&ready["storageAccounts"][0])]),
             storage_key: text(&ready["storageKeys"][text(&ready["storageAccounts"][0])]),
+            blob_endpoints: ready["blobEndpoints"]
+                .as_object()
+                .map(|e| e.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+                .unwrap_or_default(),
             storage_keys: ready["storageKeys"]
                 .as_object()
                 .map(|keys| keys.iter().map(|(k, v)| (k.clone(), text(v))).collect())
@@ -136,6 +142,25 @@ impl Sim {
         Ok(control_blob::BlobStore::open_trusting(
             &format!("{}{container}", self.blob_endpoint),
             control_blob::Credential::AccountKey(self.storage_key.clone()),
+            Some(std::path::Path::new(&self.ca_path)),
+        )?)
+    }
+
+    /// Container `container` of the simulator's storage account `account`.
+    pub fn blobs_in(
+        &self,
+        account: &str,
+        container: &str,
+    ) -> anyhow::Result<control_blob::BlobStore> {
+        let (Some(endpoint), Some(key)) = (
+            self.blob_endpoints.get(account),
+            self.storage_keys.get(account),
+        ) else {
+            bail!("the simulator serves no storage account {account}");
+        };
+        Ok(control_blob::BlobStore::open_trusting(
+            &format!("{endpoint}{container}"),
+            control_blob::Credential::AccountKey(key.clone()),
             Some(std::path::Path::new(&self.ca_path)),
         )?)
     }

@@ -63,7 +63,10 @@ fn shares_and_containers_mount_with_keys_kept_apart_or_with_the_nodes_identity()
     )
     .unwrap();
     for container in ["datasets", "checkpoints"] {
-        sim.blobs(container).unwrap().ensure_container().unwrap();
+        sim.blobs_in(ACCOUNT, container)
+            .unwrap()
+            .ensure_container()
+            .unwrap();
     }
     let ws = workspace();
     let volumes = format!(

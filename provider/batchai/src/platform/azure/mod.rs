@@ -535,9 +535,8 @@ const NODE_GLIBC: u32 = 35;
 fn dynamic_strings(elf: &[u8]) -> Option<&[u8]> {
     let u16_at = |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?));
     let u32_at = |at: usize| Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?));
-    let u64_at = |at: usize| {
-        usize::try_from(u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?)).ok()
-    };
+    let u64_at =
+        |at: usize| usize::try_from(u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?)).ok();
     if elf.get(..6)? != b"\x7fELF\x02\x01" {
         return None;
     }
@@ -563,10 +562,7 @@ fn newest_glibc(elf: &[u8]) -> Option<u32> {
     const TAG: &[u8] = b"GLIBC_2.";
     let mut newest = None;
     let mut at = 0;
-    while let Some(found) = binary[at..]
-        .windows(TAG.len())
-        .position(|w| w == TAG)
-    {
+    while let Some(found) = binary[at..].windows(TAG.len()).position(|w| w == TAG) {
         let start = at + found + TAG.len();
         let digits = binary[start..]
             .iter()
