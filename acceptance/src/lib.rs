@@ -442,6 +442,14 @@ pub fn resource_values<'a>(state: &'a Json, address: &str) -> Option<&'a Json> {
         .get("values")
 }
 
+/// The values of the resource at `address` in the workspace's state, `null` when it has none.
+pub fn state_of(ws: &Workspace, address: &str) -> Json {
+    ws.state_json()
+        .ok()
+        .and_then(|state| resource_values(&state, address).cloned())
+        .unwrap_or(Json::Null)
+}
+
 /// The planned actions for `address` in a `show -json` plan, e.g. `["delete", "create"]`.
 pub fn planned_actions(plan: &Json, address: &str) -> Vec<String> {
     plan.get("resource_changes")

@@ -239,3 +239,43 @@ impl Sim {
             .unwrap_or(0))
     }
 }
+
+/// A workspace whose provider is on the shared simulator, with the newest CLI.
+pub fn workspace() -> crate::Workspace {
+    crate::Workspace::on_azure(&crate::newest_cli())
+        .unwrap_or_else(|e| panic!("an azure workspace: {e:#}"))
+}
+
+/// A `batchai_cluster "c"` named `name` of size `Standard_D4s_v5` in the simulator's subnet
+/// with outbound access, with `extra` inside its block and `scale` inside `scale_settings`.
+pub fn cluster(name: &str, extra: &str, scale: &str) -> String {
+    format!(
+        r#"resource "batchai_cluster" "c" {{
+  name      = "{name}"
+  vm_size   = "Standard_D4s_v5"
+  subnet_id = "{subnet}"
+{extra}
+  scale_settings {{
+{scale}
+  }}
+}}
+"#,
+        subnet = Sim::shared().subnet_id
+    )
+}
+
+/// `scale_settings` content: a manual scale of `count` nodes.
+pub fn manual(count: u32) -> String {
+    format!("    manual {{\n      target_node_count = {count}\n    }}")
+}
+
+/// The names of the scale set instances (`<prefix>_<id>`) that are not on their way out.
+pub fn live_instances(prefix: &str) -> Vec<String> {
+    Sim::shared()
+        .nodes(&format!("{prefix}_"))
+        .unwrap_or_else(|e| panic!("list the simulator's nodes: {e:#}"))
+        .iter()
+        .filter(|n| n["state"] != "Deleting")
+        .filter_map(|n| n["name"].as_str().map(str::to_owned))
+        .collect()
+}

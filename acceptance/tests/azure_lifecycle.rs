@@ -10,50 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use batchai_acceptance::sim::Sim;
-use batchai_acceptance::{Workspace, newest_cli, planned_actions, resource_values, wait_for};
+use batchai_acceptance::sim::{Sim, cluster, live_instances, manual, workspace};
+use batchai_acceptance::{planned_actions, state_of, wait_for};
 use serde_json::{Value as Json, json};
-
-fn cluster(name: &str, extra: &str, scale: &str) -> String {
-    format!(
-        r#"resource "batchai_cluster" "c" {{
-  name      = "{name}"
-  vm_size   = "Standard_D4s_v5"
-  subnet_id = "{subnet}"
-{extra}
-  scale_settings {{
-{scale}
-  }}
-}}
-"#,
-        subnet = Sim::shared().subnet_id
-    )
-}
-
-fn manual(count: u32) -> String {
-    format!("    manual {{\n      target_node_count = {count}\n    }}")
-}
-
-fn workspace() -> Workspace {
-    Workspace::on_azure(&newest_cli()).unwrap()
-}
-
-fn state_of(ws: &Workspace, address: &str) -> Json {
-    resource_values(&ws.state_json().unwrap(), address)
-        .cloned()
-        .unwrap_or(Json::Null)
-}
-
-/// The scale set's instances that are not on their way out.
-fn live_instances(prefix: &str) -> Vec<String> {
-    Sim::shared()
-        .nodes(&format!("{prefix}_"))
-        .unwrap()
-        .iter()
-        .filter(|n| n["state"] != "Deleting")
-        .filter_map(|n| n["name"].as_str().map(str::to_owned))
-        .collect()
-}
 
 /// Every letter shifted by one: what the jobs print instead of a secret, so that the output
 /// proves the secret reached the process without holding it.

@@ -7,21 +7,11 @@
 
 use std::path::PathBuf;
 
-use batchai_acceptance::sim::Sim;
-use batchai_acceptance::{Workspace, newest_cli, resource_values};
-use serde_json::{Value as Json, json};
+use batchai_acceptance::sim::{Sim, workspace};
+use batchai_acceptance::state_of;
+use serde_json::json;
 
 const ACCOUNT: &str = "mldata";
-
-fn workspace() -> Workspace {
-    Workspace::on_azure(&newest_cli()).unwrap()
-}
-
-fn state_of(ws: &Workspace, address: &str) -> Json {
-    resource_values(&ws.state_json().unwrap(), address)
-        .cloned()
-        .unwrap_or(Json::Null)
-}
 
 /// Where the simulator keeps a share's or a container's content.
 fn share_dir(sim: &Sim, share: &str) -> PathBuf {
@@ -32,23 +22,12 @@ fn container_dir(sim: &Sim, container: &str) -> PathBuf {
     sim.state.join("blobfuse").join(ACCOUNT).join(container)
 }
 
+/// A one-node cluster with these volumes.
 fn cluster(name: &str, volumes: &str) -> String {
-    format!(
-        r#"resource "batchai_cluster" "c" {{
-  name      = "{name}"
-  vm_size   = "Standard_D4s_v5"
-  subnet_id = "{subnet}"
-  mount_volumes {{
-{volumes}
-  }}
-  scale_settings {{
-    manual {{
-      target_node_count = 1
-    }}
-  }}
-}}
-"#,
-        subnet = Sim::shared().subnet_id
+    batchai_acceptance::sim::cluster(
+        name,
+        &format!("  mount_volumes {{\n{volumes}\n  }}"),
+        &batchai_acceptance::sim::manual(1),
     )
 }
 

@@ -5,9 +5,8 @@
 //! in its custom data is secret.
 use arm::models::SubResource;
 use arm::models::compute::{
-    DataDisk, HardwareProfile, ImageReference, LinuxConfiguration, ManagedDiskParameters,
-    NetworkProfile, OsDisk, OsProfile, SshConfiguration, SshPublicKey, StorageProfile,
-    VirtualMachine, VirtualMachineNetworkInterfaceConfiguration,
+    DataDisk, HardwareProfile, ImageReference, ManagedDiskParameters, NetworkProfile, OsDisk,
+    OsProfile, StorageProfile, VirtualMachine, VirtualMachineNetworkInterfaceConfiguration,
     VirtualMachineNetworkInterfaceConfigurationProperties,
     VirtualMachineNetworkInterfaceIpConfiguration,
     VirtualMachineNetworkInterfaceIpConfigurationProperties, VirtualMachineProperties,
@@ -126,18 +125,7 @@ pub fn vm(
                 computer_name: Some(computer_name(name)),
                 admin_username: Some(admin.clone()),
                 custom_data: Some(custom_data),
-                linux_configuration: Some(LinuxConfiguration {
-                    disable_password_authentication: Some(true),
-                    ssh: Some(SshConfiguration {
-                        public_keys: Some(vec![SshPublicKey {
-                            path: Some(format!("/home/{admin}/.ssh/authorized_keys")),
-                            key_data: Some(ssh_key),
-                            ..Default::default()
-                        }]),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
+                linux_configuration: Some(super::ssh_only(&admin, ssh_key)),
                 ..Default::default()
             }),
             network_profile: Some(NetworkProfile {

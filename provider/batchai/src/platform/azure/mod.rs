@@ -597,6 +597,22 @@ fn assignment_name(parts: &[&str]) -> String {
     )
 }
 
+/// A Linux VM's login: `admin` with the SSH key `key` only, no password.
+fn ssh_only(admin: &str, key: String) -> LinuxConfiguration {
+    LinuxConfiguration {
+        disable_password_authentication: Some(true),
+        ssh: Some(SshConfiguration {
+            public_keys: Some(vec![SshPublicKey {
+                path: Some(format!("/home/{admin}/.ssh/authorized_keys")),
+                key_data: Some(key),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// An SSH public key nobody holds the private half of: Azure needs one for a Linux VM, and a
 /// cluster that names no administrator key gets no way in.
 fn unusable_ssh_key() -> String {
@@ -734,18 +750,7 @@ impl Azure {
                         computer_name_prefix: Some(computer_name_prefix(&spec.name)),
                         admin_username: Some(admin.clone()),
                         custom_data: Some(custom_data),
-                        linux_configuration: Some(LinuxConfiguration {
-                            disable_password_authentication: Some(true),
-                            ssh: Some(SshConfiguration {
-                                public_keys: Some(vec![SshPublicKey {
-                                    path: Some(format!("/home/{admin}/.ssh/authorized_keys")),
-                                    key_data: Some(key),
-                                    ..Default::default()
-                                }]),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        }),
+                        linux_configuration: Some(ssh_only(&admin, key)),
                         ..Default::default()
                     }),
                     storage_profile: Some(VirtualMachineScaleSetStorageProfile {
