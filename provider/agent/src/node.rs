@@ -384,9 +384,27 @@ const QUEUE: usize = 1;
 const SPEC: usize = 2;
 const WATCHED: usize = 3;
 
-/// The setup task's secrets: the cluster's secrets record, read only here (a node preparing
-/// itself), plus those that specs of older providers carried themselves. A store outage delays
-/// preparation; a record that cannot be read makes the node unusable, saying why.
+/// The cluster's secrets record, read only by a node preparing itself. A store outage delays
+/// preparation; a record that cannot be read makes the node unusable with `code`, saying why.
+fn cluster_secrets(
+    store: &dyn Store,
+    spec: &ClusterSpec,
+    what: &str,
+    code: records::ErrorCode,
+) -> Result<Option<control::secrets::ClusterSecrets>, NodeError> {
+    let key = keys::cluster_secrets(&spec.name);
+    crate::until_stored(&format!("read {what}"), || Ok(store.get(&key)?))
+        .and_then(|value| {
+            value
+                .map(|v| records::decode("cluster secrets", &v.data))
+                .transpose()
+                .map_err(Into::into)
+        })
+        .map_err(|e| setup::node_error(code, format!("read {what}: {e}"), &[]))
+}
+
+/// The storage account keys of the cluster's Azure Storage mounts (none when no mount needs
+/// one).
 fn cluster_mount_keys(
     store: &dyn Store,
     spec: &ClusterSpec,
@@ -394,28 +412,17 @@ fn cluster_mount_keys(
     if !spec.mounts.iter().any(|m| m.source.needs_key()) {
         return Ok(control::secrets::Secrets::default());
     }
-    let key = keys::cluster_secrets(&spec.name);
-    crate::until_stored("read the cluster's mount keys", || Ok(store.get(&key)?))
-        .and_then(|value| {
-            value
-                .map(|v| {
-                    records::decode::<control::secrets::ClusterSecrets>("cluster secrets", &v.data)
-                })
-                .transpose()
-                .map_err(Into::into)
-        })
-        .map(|stored| stored.map(|s| s.mounts).unwrap_or_default())
-        .map_err(|e| {
-            setup::node_error(
-                records::ErrorCode::MountFailed,
-                format!("read the cluster's mount keys: {e}"),
-                &[],
-            )
-        })
+    let stored = cluster_secrets(
+        store,
+        spec,
+        "the cluster's mount keys",
+        records::ErrorCode::MountFailed,
+    )?;
+    Ok(stored.map(|s| s.mounts).unwrap_or_default())
 }
 
-/// The setup task's secrets, from the cluster's secrets record; read when the node prepares.
-/// A record that cannot be read makes the node unusable, saying why.
+/// The setup task's secrets: those in the cluster's secrets record plus those that specs of
+/// older providers carried themselves.
 fn setup_secrets(
     store: &dyn Store,
     spec: &ClusterSpec,
@@ -423,23 +430,12 @@ fn setup_secrets(
     let Some(task) = &spec.setup_task else {
         return Ok(control::secrets::Secrets::default());
     };
-    let key = keys::cluster_secrets(&spec.name);
-    let stored = crate::until_stored("read the cluster's secrets", || Ok(store.get(&key)?))
-        .and_then(|value| {
-            value
-                .map(|v| {
-                    records::decode::<control::secrets::ClusterSecrets>("cluster secrets", &v.data)
-                })
-                .transpose()
-                .map_err(Into::into)
-        })
-        .map_err(|e| {
-            setup::node_error(
-                records::ErrorCode::SetupTaskFailed,
-                format!("read the setup task's secrets: {e}"),
-                &[],
-            )
-        })?;
+    let stored = cluster_secrets(
+        store,
+        spec,
+        "the setup task's secrets",
+        records::ErrorCode::SetupTaskFailed,
+    )?;
     let mut secrets = task.secrets.clone();
     if let Some(stored) = stored {
         secrets.0.extend(stored.setup_task.0);
