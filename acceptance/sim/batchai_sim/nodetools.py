@@ -458,6 +458,19 @@ def client_covers(spec: str, address: str) -> bool:
         return False
 
 
+def nfs_server(node: Node, host: str) -> tuple[Path, dict]:
+    """The running VM at `host` whose NFS service answers, and its state."""
+    for candidate in sorted(node.vms.iterdir()):
+        info = read_json(candidate / "node.json")
+        boot = read_json(candidate / "boot.json") or {}
+        if info and info.get("address") == host and boot.get("state") not in ("killed", "failed") and (candidate / "rootfs").is_dir():
+            server = read_state(candidate)
+            if not (server.get("nfsService") or {}).get("active"):
+                raise nfs_failure(f"the NFS service of {candidate.name} is not running (`systemctl enable --now nfs-kernel-server` starts it)", "Connection refused")
+            return candidate, server
+    raise nfs_failure(f"no running VM has the address {host}", "No route to host")
+
+
 def mount_nfs(node: Node, kind: str, opts: list[str], positional: list[str]) -> str:
     form = "`mount -t nfs|nfs4 [-o OPTS] HOST:/PATH DIR`"
     if len(positional) != 2:
@@ -488,19 +501,27 @@ def mount_nfs(node: Node, kind: str, opts: list[str], positional: list[str]) -> 
         ipaddress.ip_address(host)
     except ValueError:
         raise Fail(f"the simulator resolves no host names: name the server by its private address, not {host!r}", code=32, real=f"mount.nfs: Failed to resolve server {host}: Name or service not known") from None
-    server_dir = None
-    for candidate in sorted(node.vms.iterdir()):
-        info = read_json(candidate / "node.json")
-        boot = read_json(candidate / "boot.json") or {}
-        if info and info.get("address") == host and boot.get("state") not in ("killed", "failed") and (candidate / "rootfs").is_dir():
-            server_dir = candidate
+    # A foreground mount.nfs tries a server that does not answer again for `retry` minutes
+    # (nfs(5): 2 by default), so a node that boots while its file server still builds its
+    # array waits for it; a server that answers and refuses does not get another try.
+    minutes = 2.0
+    for option in opts:
+        if option.startswith("retry="):
+            try:
+                minutes = max(0.0, float(option.split("=", 1)[1]))
+            except ValueError:
+                raise Fail(f"retry={option.split('=', 1)[1]} is not a number of minutes", code=32, real="mount.nfs: an incorrect mount option was specified") from None
+    deadline = time.time() + minutes * 60
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            server_dir, server = nfs_server(node, host)
             break
-    if server_dir is None:
-        raise nfs_failure(f"no running VM has the address {host}", "No route to host")
-    server = read_state(server_dir)
-    service = server.get("nfsService") or {}
-    if not service.get("active"):
-        raise nfs_failure(f"the NFS service of {server_dir.name} is not running (`systemctl enable --now nfs-kernel-server` starts it)", "Connection refused")
+        except Fail:
+            if time.time() >= deadline:
+                raise
+            time.sleep(1)
     exports = server.get("exports") or []
     best = None
     for entry in exports:
@@ -531,6 +552,7 @@ def mount_nfs(node: Node, kind: str, opts: list[str], positional: list[str]) -> 
         state["nfsMounts"].append({
             "source": source, "target": where, "hostTarget": str(directory), "type": kind, "options": opts,
             "server": server_dir.name, "serverPath": str(served), "readOnly": read_only, "time": time.time(),
+            "tries": tries,
         })
     return f"bind-mounted {server_dir.name}:{export} ({served}) on {where}" + (" read-only" if read_only else "")
 

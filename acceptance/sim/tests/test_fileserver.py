@@ -240,10 +240,34 @@ def test_a_server_without_its_nfs_service_refuses_connections(sim: Sim):
     try:
         server = finished(sim, name)
         assert server["exports"] and server["nfsService"] is None
-        script = f'mkdir -p "$BATCHAI_ROOTFS/mnt/x" && mount -t nfs {server["address"]}:/data "$BATCHAI_ROOTFS/mnt/x"'
+        # retry=0: no second try (a foreground mount would try again for 2 minutes)
+        script = f'mkdir -p "$BATCHAI_ROOTFS/mnt/x" && mount -t nfs -o retry=0 {server["address"]}:/data "$BATCHAI_ROOTFS/mnt/x"'
         compute.virtual_machine_scale_sets.begin_create_or_update(sim.rg, cluster, vmss_body(sim, capacity=1, data=custom_data(runcmd=[["sh", "-c", script]]))).result()
         node = finished(sim, f"{cluster}_0")
         assert node["boot"]["exit_code"] == 32 and "mount.nfs: Connection refused" in boot_log(node)
+    finally:
+        compute.virtual_machine_scale_sets.begin_delete(sim.rg, cluster).result()
+        compute.virtual_machines.begin_delete(sim.rg, name).result()
+
+
+def test_a_mount_waits_for_a_server_that_is_still_starting(sim: Sim):
+    """mount.nfs tries a server that refuses connections again, for `retry` minutes."""
+    needs_namespaces(sim)
+    compute = sim.compute()
+    name = unique("fslate")
+    script = file_server_script(subnet_prefix(sim)).replace(
+        "systemctl enable --now nfs-kernel-server\n", "sleep 8\nsystemctl enable --now nfs-kernel-server\n"
+    )
+    compute.virtual_machines.begin_create_or_update(sim.rg, name, vm_body(sim, name, file_server_data(script))).result()
+    cluster = unique("waits")
+    try:
+        address = sim.nodes()[name]["address"]
+        script = f'mkdir -p "$BATCHAI_ROOTFS/mnt/x" && mount -t nfs -o rw,hard,retry=1 {address}:/data "$BATCHAI_ROOTFS/mnt/x"'
+        compute.virtual_machine_scale_sets.begin_create_or_update(sim.rg, cluster, vmss_body(sim, capacity=1, data=custom_data(runcmd=[["sh", "-c", script]]))).result()
+        node = finished(sim, f"{cluster}_0")
+        assert node["boot"]["exit_code"] == 0, boot_log(node)
+        mounts = node["nfsMounts"]
+        assert len(mounts) == 1 and mounts[0]["tries"] > 1, mounts
     finally:
         compute.virtual_machine_scale_sets.begin_delete(sim.rg, cluster).result()
         compute.virtual_machines.begin_delete(sim.rg, name).result()
