@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
-use futures_util::FutureExt as _;
+use futures_util::{FutureExt as _, Stream};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -168,10 +169,8 @@ impl<P: Provider> ProviderService<P> {
                 .iter()
                 .map(|(name, e)| (name.clone(), schema_to_proto(&e.schema)))
                 .collect(),
-            diagnostics: Vec::new(),
-            provider_meta: None,
             server_capabilities: Some(capabilities()),
-            functions: Default::default(),
+            ..Default::default()
         }
     }
 
@@ -440,6 +439,8 @@ fn attribute_to_proto(a: &Attribute) -> pb::schema::Attribute {
                     ObjectNesting::Set => NestingMode::Set,
                     ObjectNesting::Map => NestingMode::Map,
                 } as i32,
+                // `min_items` and `max_items` are deprecated and never enforced: left unset.
+                ..Default::default()
             }),
         ),
     };
@@ -510,6 +511,26 @@ fn capabilities_from(c: Option<&pb::ClientCapabilities>) -> ClientCapabilities {
 
 type RpcResult<T> = Result<Response<T>, Status>;
 
+/// The server side of a streaming call: any stream of messages, boxed.
+type ServerStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The answer to a call of the protocol this provider does not serve: gRPC Unimplemented, with
+/// the reason in words (Terraform shows it if it ever makes the call). ARCHITECTURE.md lists
+/// these calls with the same reasons.
+fn not_served<T>(call: &str, reason: &str) -> Result<T, Status> {
+    Err(Status::unimplemented(format!("{call}: {reason}")))
+}
+
+const NO_IDENTITY: &str = "this provider declares no resource identities yet";
+const NO_MOVE: &str = "no resource of this provider can be moved from another resource type";
+const NO_GENERATE: &str =
+    "this provider does not generate resource configuration (Terraform derives it from state)";
+const NO_EPHEMERAL: &str = "this provider has no ephemeral resources yet";
+const NO_LIST: &str = "this provider has no list resources yet";
+const NO_FUNCTIONS: &str = "this provider has no functions yet";
+const NO_STATE_STORE: &str = "this provider offers no state store";
+const NO_ACTIONS: &str = "this provider has no actions yet";
+
 #[tonic::async_trait]
 impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
     async fn get_metadata(
@@ -535,6 +556,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                     type_name: n.clone(),
                 })
                 .collect(),
+            ..Default::default()
         }))
     }
 
@@ -913,14 +935,14 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 new_state: Some(new_state),
                 private,
                 diagnostics: reported(&warnings, diags),
-                legacy_type_system: false,
+                ..Default::default()
             },
             Err(d) => pb::apply_resource_change::Response {
                 // Without a new state Terraform keeps the prior one, so nothing is forgotten.
                 new_state: req.prior_state.clone(),
                 private: req.planned_private.clone(),
                 diagnostics: reported(&warnings, d),
-                legacy_type_system: false,
+                ..Default::default()
             },
         };
         Ok(Response::new(response))
@@ -945,7 +967,7 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 imported_resources: vec![pb::import_resource_state::ImportedResource {
                     type_name: req.type_name.clone(),
                     state: Some(state),
-                    private: Vec::new(),
+                    ..Default::default()
                 }],
                 diagnostics: reported(&warnings, Diagnostics::new()),
                 ..Default::default()
@@ -992,6 +1014,166 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             },
         };
         Ok(Response::new(response))
+    }
+
+    async fn get_resource_identity_schemas(
+        &self,
+        _request: Request<pb::get_resource_identity_schemas::Request>,
+    ) -> RpcResult<pb::get_resource_identity_schemas::Response> {
+        not_served("GetResourceIdentitySchemas", NO_IDENTITY)
+    }
+
+    async fn upgrade_resource_identity(
+        &self,
+        _request: Request<pb::upgrade_resource_identity::Request>,
+    ) -> RpcResult<pb::upgrade_resource_identity::Response> {
+        not_served("UpgradeResourceIdentity", NO_IDENTITY)
+    }
+
+    async fn move_resource_state(
+        &self,
+        _request: Request<pb::move_resource_state::Request>,
+    ) -> RpcResult<pb::move_resource_state::Response> {
+        not_served("MoveResourceState", NO_MOVE)
+    }
+
+    async fn generate_resource_config(
+        &self,
+        _request: Request<pb::generate_resource_config::Request>,
+    ) -> RpcResult<pb::generate_resource_config::Response> {
+        not_served("GenerateResourceConfig", NO_GENERATE)
+    }
+
+    async fn validate_ephemeral_resource_config(
+        &self,
+        _request: Request<pb::validate_ephemeral_resource_config::Request>,
+    ) -> RpcResult<pb::validate_ephemeral_resource_config::Response> {
+        not_served("ValidateEphemeralResourceConfig", NO_EPHEMERAL)
+    }
+
+    async fn open_ephemeral_resource(
+        &self,
+        _request: Request<pb::open_ephemeral_resource::Request>,
+    ) -> RpcResult<pb::open_ephemeral_resource::Response> {
+        not_served("OpenEphemeralResource", NO_EPHEMERAL)
+    }
+
+    async fn renew_ephemeral_resource(
+        &self,
+        _request: Request<pb::renew_ephemeral_resource::Request>,
+    ) -> RpcResult<pb::renew_ephemeral_resource::Response> {
+        not_served("RenewEphemeralResource", NO_EPHEMERAL)
+    }
+
+    async fn close_ephemeral_resource(
+        &self,
+        _request: Request<pb::close_ephemeral_resource::Request>,
+    ) -> RpcResult<pb::close_ephemeral_resource::Response> {
+        not_served("CloseEphemeralResource", NO_EPHEMERAL)
+    }
+
+    type ListResourceStream = ServerStream<pb::list_resource::Event>;
+
+    async fn list_resource(
+        &self,
+        _request: Request<pb::list_resource::Request>,
+    ) -> RpcResult<Self::ListResourceStream> {
+        not_served("ListResource", NO_LIST)
+    }
+
+    async fn validate_list_resource_config(
+        &self,
+        _request: Request<pb::validate_list_resource_config::Request>,
+    ) -> RpcResult<pb::validate_list_resource_config::Response> {
+        not_served("ValidateListResourceConfig", NO_LIST)
+    }
+
+    async fn call_function(
+        &self,
+        _request: Request<pb::call_function::Request>,
+    ) -> RpcResult<pb::call_function::Response> {
+        not_served("CallFunction", NO_FUNCTIONS)
+    }
+
+    async fn validate_state_store_config(
+        &self,
+        _request: Request<pb::validate_state_store::Request>,
+    ) -> RpcResult<pb::validate_state_store::Response> {
+        not_served("ValidateStateStoreConfig", NO_STATE_STORE)
+    }
+
+    async fn configure_state_store(
+        &self,
+        _request: Request<pb::configure_state_store::Request>,
+    ) -> RpcResult<pb::configure_state_store::Response> {
+        not_served("ConfigureStateStore", NO_STATE_STORE)
+    }
+
+    type ReadStateBytesStream = ServerStream<pb::read_state_bytes::Response>;
+
+    async fn read_state_bytes(
+        &self,
+        _request: Request<pb::read_state_bytes::Request>,
+    ) -> RpcResult<Self::ReadStateBytesStream> {
+        not_served("ReadStateBytes", NO_STATE_STORE)
+    }
+
+    async fn write_state_bytes(
+        &self,
+        _request: Request<tonic::Streaming<pb::write_state_bytes::RequestChunk>>,
+    ) -> RpcResult<pb::write_state_bytes::Response> {
+        not_served("WriteStateBytes", NO_STATE_STORE)
+    }
+
+    async fn lock_state(
+        &self,
+        _request: Request<pb::lock_state::Request>,
+    ) -> RpcResult<pb::lock_state::Response> {
+        not_served("LockState", NO_STATE_STORE)
+    }
+
+    async fn unlock_state(
+        &self,
+        _request: Request<pb::unlock_state::Request>,
+    ) -> RpcResult<pb::unlock_state::Response> {
+        not_served("UnlockState", NO_STATE_STORE)
+    }
+
+    async fn get_states(
+        &self,
+        _request: Request<pb::get_states::Request>,
+    ) -> RpcResult<pb::get_states::Response> {
+        not_served("GetStates", NO_STATE_STORE)
+    }
+
+    async fn delete_state(
+        &self,
+        _request: Request<pb::delete_state::Request>,
+    ) -> RpcResult<pb::delete_state::Response> {
+        not_served("DeleteState", NO_STATE_STORE)
+    }
+
+    async fn plan_action(
+        &self,
+        _request: Request<pb::plan_action::Request>,
+    ) -> RpcResult<pb::plan_action::Response> {
+        not_served("PlanAction", NO_ACTIONS)
+    }
+
+    type InvokeActionStream = ServerStream<pb::invoke_action::Event>;
+
+    async fn invoke_action(
+        &self,
+        _request: Request<pb::invoke_action::Request>,
+    ) -> RpcResult<Self::InvokeActionStream> {
+        not_served("InvokeAction", NO_ACTIONS)
+    }
+
+    async fn validate_action_config(
+        &self,
+        _request: Request<pb::validate_action_config::Request>,
+    ) -> RpcResult<pb::validate_action_config::Response> {
+        not_served("ValidateActionConfig", NO_ACTIONS)
     }
 
     async fn stop_provider(

@@ -483,6 +483,61 @@ async fn schema_uses_nested_type_without_type_and_sets_capabilities() {
     assert!(functions.functions.is_empty() && functions.diagnostics.is_empty());
 }
 
+/// Every call of protocol 6.10 is declared; those this crate does not serve yet answer gRPC
+/// Unimplemented with the call's name and the reason, streaming calls included.
+#[tokio::test]
+async fn calls_not_served_answer_unimplemented_with_a_reason() {
+    let mut h = start().await;
+    let statuses = [
+        h.client
+            .lock_state(pb::lock_state::Request::default())
+            .await
+            .unwrap_err(),
+        h.client
+            .get_states(pb::get_states::Request::default())
+            .await
+            .unwrap_err(),
+        h.client
+            .read_state_bytes(pb::read_state_bytes::Request::default())
+            .await
+            .unwrap_err(),
+        h.client
+            .write_state_bytes(tokio_stream::iter(vec![
+                pb::write_state_bytes::RequestChunk::default(),
+            ]))
+            .await
+            .unwrap_err(),
+    ];
+    for status in &statuses {
+        assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+        assert!(
+            status
+                .message()
+                .contains("this provider offers no state store"),
+            "{status:?}"
+        );
+    }
+    let list = h
+        .client
+        .list_resource(pb::list_resource::Request::default())
+        .await
+        .unwrap_err();
+    assert_eq!(list.code(), tonic::Code::Unimplemented);
+    assert!(list.message().starts_with("ListResource: "), "{list:?}");
+    let invoke = h
+        .client
+        .invoke_action(pb::invoke_action::Request::default())
+        .await
+        .unwrap_err();
+    assert_eq!(invoke.code(), tonic::Code::Unimplemented);
+    assert!(invoke.message().contains("no actions"), "{invoke:?}");
+    // The server keeps serving after them.
+    h.client
+        .get_metadata(pb::get_metadata::Request {})
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn unknown_values_in_config_plan_as_unknown() {
     let mut h = start().await;
