@@ -361,6 +361,35 @@ impl Workspace {
         Ok(out)
     }
 
+    /// Runs the CLI with `args` and `input` on its standard input (`console` reads expressions
+    /// there), and returns its output, whatever the exit status.
+    pub fn run_with_input(&self, args: &[&str], input: &str) -> anyhow::Result<Output> {
+        use std::io::Write as _;
+        let mut cmd = Command::new(&self.cli.path);
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("CHECKPOINT_DISABLE", "1")
+            .env_remove("TF_LOG")
+            .env_remove("TF_REATTACH_PROVIDERS")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("start {} {args:?}", self.cli))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input.as_bytes())?;
+        }
+        child
+            .wait_with_output()
+            .with_context(|| format!("run {} {args:?}", self.cli))
+    }
+
     /// Starts the CLI with `args` without waiting, output discarded (for interrupting it).
     pub fn spawn(&self, args: &[&str]) -> anyhow::Result<std::process::Child> {
         let mut cmd = Command::new(&self.cli.path);

@@ -246,11 +246,10 @@ impl JobDirs {
             .output_directories
             .iter()
             .map(|d| {
-                let mut path = resolve(&d.path_prefix)?.join(&segment);
-                if let Some(suffix) = &d.path_suffix {
-                    path = path.join(suffix);
-                }
-                Ok((d.id.clone(), path))
+                Ok((
+                    d.id.clone(),
+                    resolve(&d.path_prefix)?.join(d.below_prefix(&segment)),
+                ))
             })
             .collect::<Result<_, jobs::JobPathError>>()?;
         let temp_parent = node_dir.join("jobtemp");

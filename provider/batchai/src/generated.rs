@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value as Json, json};
-use tfplug::docs::{Kind, Page, render};
+use tfplug::docs::{Kind, Page, render, render_function};
 
 use crate::{ADDRESS, BatchAi};
 
@@ -23,6 +23,8 @@ pub fn render_all(repo: &Path) -> BTreeMap<PathBuf, String> {
                     .map(|(n, s)| (n.clone(), s.to_terraform_json())).collect::<Map<_, _>>(),
                 "data_source_schemas": schemas.data_sources.iter()
                     .map(|(n, s)| (n.clone(), s.to_terraform_json())).collect::<Map<_, _>>(),
+                "functions": schemas.functions.iter()
+                    .map(|(n, s)| (n.clone(), s.to_terraform_json())).collect::<Map<_, _>>(),
             }
         }
     });
@@ -32,6 +34,11 @@ pub fn render_all(repo: &Path) -> BTreeMap<PathBuf, String> {
 
     let read = |p: &str| std::fs::read_to_string(repo.join(p)).ok();
     let provider_example = read("examples/provider/provider.tf");
+    let functions: Vec<(String, String)> = schemas
+        .functions
+        .iter()
+        .map(|(name, signature)| (name.clone(), signature.summary.clone()))
+        .collect();
     files.insert(
         PathBuf::from("docs/index.md"),
         render(&Page {
@@ -41,6 +48,7 @@ pub fn render_all(repo: &Path) -> BTreeMap<PathBuf, String> {
             schema: &schemas.provider,
             example: provider_example.as_deref(),
             import: None,
+            functions: &functions,
         }),
     );
     for (name, schema) in &schemas.resources {
@@ -55,6 +63,7 @@ pub fn render_all(repo: &Path) -> BTreeMap<PathBuf, String> {
                 schema,
                 example: example.as_deref(),
                 import: import.as_deref(),
+                functions: &[],
             }),
         );
     }
@@ -69,7 +78,14 @@ pub fn render_all(repo: &Path) -> BTreeMap<PathBuf, String> {
                 schema,
                 example: example.as_deref(),
                 import: None,
+                functions: &[],
             }),
+        );
+    }
+    for (name, signature) in &schemas.functions {
+        files.insert(
+            PathBuf::from(format!("docs/functions/{name}.md")),
+            render_function("batchai", name, signature),
         );
     }
     files

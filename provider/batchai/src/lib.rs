@@ -5,6 +5,7 @@
 pub mod config;
 pub mod control_plane;
 pub mod data_sources;
+pub mod functions;
 pub mod generated;
 pub mod names;
 pub mod platform;
@@ -69,6 +70,10 @@ impl Provider for BatchAi {
 
     fn data_sources(&self) -> Vec<Box<dyn DynDataSource<Client>>> {
         vec![Box::new(data_sources::file_server::FileServerDataSource)]
+    }
+
+    fn functions(&self) -> Vec<Box<dyn tfplug::Function>> {
+        functions::all()
     }
 }
 

@@ -143,6 +143,28 @@ pub struct OutputDirectory {
     pub path_suffix: Option<String>,
 }
 
+impl OutputDirectory {
+    /// Where the directory lies below its resolved `path_prefix`: `<segment>[/<path_suffix>]`,
+    /// with the job's [`JobSpec::path_segment`]. Nodes create it there; the `job_output_path`
+    /// function names it the same way.
+    pub fn below_prefix(&self, segment: &str) -> std::path::PathBuf {
+        let mut path = std::path::PathBuf::from(segment);
+        if let Some(suffix) = &self.path_suffix {
+            path.push(suffix);
+        }
+        path
+    }
+
+    /// The directory's path as the job names it, before a node resolves the mount root
+    /// variable its prefix may start with.
+    pub fn job_path(&self, segment: &str) -> String {
+        std::path::Path::new(&self.path_prefix)
+            .join(self.below_prefix(segment))
+            .display()
+            .to_string()
+    }
+}
+
 /// Application-failure retries (Batch AI had none; AWS Batch and SkyPilot users rely on them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Retry {

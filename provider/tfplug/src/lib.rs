@@ -7,6 +7,7 @@ extern crate self as tfplug;
 
 pub mod diag;
 pub mod docs;
+pub mod function;
 mod generated;
 pub mod logging;
 pub mod model;
@@ -21,6 +22,7 @@ pub mod validate;
 pub mod value;
 
 pub use diag::{AttributePath, Diagnostic, Diagnostics, Severity, Warnings};
+pub use function::{Function, FunctionError, Parameter, Signature};
 pub use model::Model;
 pub use resource::{
     Apply, ApplyRequest, ApplyResult, BoxFuture, ClientCapabilities, ConfigureRequest, Context,

@@ -256,6 +256,11 @@ pub trait Provider: Send + Sync + 'static {
 
     fn resources(&self) -> Vec<Box<dyn DynResource<Self::Client>>>;
     fn data_sources(&self) -> Vec<Box<dyn DynDataSource<Self::Client>>>;
+
+    /// Provider-defined functions; pure, so they take nothing from configuration.
+    fn functions(&self) -> Vec<Box<dyn crate::function::Function>> {
+        Vec::new()
+    }
 }
 
 /// A managed resource, in terms of its typed model: the schema is the model's (declared with

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::diag::{AttributePath, Diagnostic, Diagnostics, PathStep, Severity, Warnings};
+use crate::function::{Function, FunctionError, Signature};
 use crate::generated::tfplugin6 as pb;
 use crate::plan::{check_apply, check_plan, default_plan};
 use crate::resource::{
@@ -35,6 +36,11 @@ struct DataSourceEntry<C> {
     ty: Type,
 }
 
+struct FunctionEntry {
+    function: Box<dyn Function>,
+    signature: Signature,
+}
+
 /// Everything the service knows about one provider, built once at start.
 pub(crate) struct Inner<P: Provider> {
     provider: P,
@@ -42,6 +48,7 @@ pub(crate) struct Inner<P: Provider> {
     provider_type: Type,
     resources: BTreeMap<String, ResourceEntry<P::Client>>,
     data_sources: BTreeMap<String, DataSourceEntry<P::Client>>,
+    functions: BTreeMap<String, FunctionEntry>,
     /// Replaced on every ConfigureProvider: debug-mode servers are configured once per command.
     client: RwLock<Option<Arc<P::Client>>>,
     stop: watch::Sender<bool>,
@@ -140,6 +147,17 @@ impl<P: Provider> ProviderService<P> {
                 (entry.data_source.type_name().to_owned(), entry)
             })
             .collect();
+        let functions = provider
+            .functions()
+            .into_iter()
+            .map(|function| {
+                let entry = FunctionEntry {
+                    signature: function.signature(),
+                    function,
+                };
+                (entry.function.name().to_owned(), entry)
+            })
+            .collect();
         let (stop, _) = watch::channel(false);
         Self {
             inner: Arc::new(Inner {
@@ -148,6 +166,7 @@ impl<P: Provider> ProviderService<P> {
                 provider_type,
                 resources,
                 data_sources,
+                functions,
                 client: RwLock::new(None),
                 stop,
             }),
@@ -169,9 +188,73 @@ impl<P: Provider> ProviderService<P> {
                 .iter()
                 .map(|(name, e)| (name.clone(), schema_to_proto(&e.schema)))
                 .collect(),
+            functions: self.function_declarations(),
             server_capabilities: Some(capabilities()),
             ..Default::default()
         }
+    }
+
+    /// Every function's declaration, by name, as `GetFunctions` and `GetProviderSchema` serve it.
+    fn function_declarations(&self) -> std::collections::HashMap<String, pb::Function> {
+        self.inner
+            .functions
+            .iter()
+            .map(|(name, e)| (name.clone(), function_to_proto(&e.signature)))
+            .collect()
+    }
+
+    /// Runs one `CallFunction`: the argument count, decoding with each parameter's type, the
+    /// call (a panic becomes an error), and the result checked against the return type.
+    fn call_function(
+        &self,
+        name: &str,
+        arguments: &[pb::DynamicValue],
+    ) -> Result<pb::DynamicValue, FunctionError> {
+        let entry = self.inner.functions.get(name).ok_or_else(|| {
+            FunctionError::general(format!(
+                "call function {name}: this provider has no function {name:?}"
+            ))
+        })?;
+        let signature = &entry.signature;
+        let fixed = signature.parameters.len();
+        if arguments.len() < fixed || (signature.variadic.is_none() && arguments.len() > fixed) {
+            return Err(FunctionError::general(format!(
+                "call function {name}: it takes {fixed} argument(s), got {}",
+                arguments.len()
+            )));
+        }
+        let mut values = Vec::with_capacity(arguments.len());
+        for (index, argument) in arguments.iter().enumerate() {
+            let Some(parameter) = signature.parameter(index) else {
+                return Err(FunctionError::general(format!(
+                    "call function {name}: too many arguments"
+                )));
+            };
+            let decoded = decode(
+                Some(argument),
+                &parameter.ty,
+                &format!("argument {:?}", parameter.name),
+            )
+            .map_err(|d| FunctionError::argument(index, first_text(d)))?;
+            // A dynamic parameter's value arrives with its type; the function wants the value.
+            values.push(match decoded {
+                Value::Dynamic(_, inner) => *inner,
+                other => other,
+            });
+        }
+        let called = std::panic::catch_unwind(AssertUnwindSafe(|| entry.function.call(&values)));
+        let result = match called {
+            Ok(result) => result?,
+            Err(panic) => {
+                let message = panic_message(panic.as_ref());
+                tracing::error!(function = name, panic = %message, "function panicked");
+                return Err(FunctionError::general(format!(
+                    "call function {name}: internal error in the provider (a panic: {message}); please report it"
+                )));
+            }
+        };
+        encode(&result, &signature.returns, "function result")
+            .map_err(|d| FunctionError::general(format!("call function {name}: {}", first_text(d))))
     }
 
     /// Every schema this provider serves, by kind and name, for validation and documentation.
@@ -189,6 +272,12 @@ impl<P: Provider> ProviderService<P> {
                 .data_sources
                 .iter()
                 .map(|(n, e)| (n.clone(), e.schema.clone()))
+                .collect(),
+            functions: self
+                .inner
+                .functions
+                .iter()
+                .map(|(n, e)| (n.clone(), e.signature.clone()))
                 .collect(),
         }
     }
@@ -234,6 +323,7 @@ pub struct ServedSchemas {
     pub provider: Schema,
     pub resources: BTreeMap<String, Schema>,
     pub data_sources: BTreeMap<String, Schema>,
+    pub functions: BTreeMap<String, Signature>,
 }
 
 fn capabilities() -> pb::ServerCapabilities {
@@ -273,14 +363,34 @@ where
         }
     };
     outcome.unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_owned());
+        let message = panic_message(panic.as_ref());
         tracing::error!(operation, panic = %message, "handler panicked");
         Err(Diagnostic::internal(format!("{operation} panicked: {message}")).into())
     })
+}
+
+/// The text a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// The first diagnostic's words, for a function error, which carries text alone.
+fn first_text(diags: Diagnostics) -> String {
+    diags
+        .into_iter()
+        .next()
+        .map(|d| {
+            if d.detail.is_empty() {
+                d.summary
+            } else {
+                d.detail
+            }
+        })
+        .unwrap_or_default()
 }
 
 /// How long a stopped operation may take to return its partial result.
@@ -382,6 +492,28 @@ fn path_to_proto(path: &AttributePath) -> pb::AttributePath {
                 }),
             })
             .collect(),
+    }
+}
+
+fn function_to_proto(signature: &Signature) -> pb::Function {
+    let parameter = |p: &crate::function::Parameter| pb::function::Parameter {
+        name: p.name.clone(),
+        r#type: p.ty.to_json_bytes(),
+        allow_null_value: p.allow_null,
+        allow_unknown_values: p.allow_unknown,
+        description: p.description.clone(),
+        description_kind: pb::StringKind::Markdown as i32,
+    };
+    pb::Function {
+        parameters: signature.parameters.iter().map(parameter).collect(),
+        variadic_parameter: signature.variadic.as_ref().map(parameter),
+        r#return: Some(pb::function::Return {
+            r#type: signature.returns.to_json_bytes(),
+        }),
+        summary: signature.summary.clone(),
+        description: signature.description.clone(),
+        description_kind: pb::StringKind::Markdown as i32,
+        deprecation_message: signature.deprecation_message.clone().unwrap_or_default(),
     }
 }
 
@@ -527,7 +659,6 @@ const NO_GENERATE: &str =
     "this provider does not generate resource configuration (Terraform derives it from state)";
 const NO_EPHEMERAL: &str = "this provider has no ephemeral resources yet";
 const NO_LIST: &str = "this provider has no list resources yet";
-const NO_FUNCTIONS: &str = "this provider has no functions yet";
 const NO_STATE_STORE: &str = "this provider offers no state store";
 const NO_ACTIONS: &str = "this provider has no actions yet";
 
@@ -556,6 +687,12 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                     type_name: n.clone(),
                 })
                 .collect(),
+            functions: self
+                .inner
+                .functions
+                .keys()
+                .map(|n| pb::get_metadata::FunctionMetadata { name: n.clone() })
+                .collect(),
             ..Default::default()
         }))
     }
@@ -571,7 +708,10 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         &self,
         _request: Request<pb::get_functions::Request>,
     ) -> RpcResult<pb::get_functions::Response> {
-        Ok(Response::new(pb::get_functions::Response::default()))
+        Ok(Response::new(pb::get_functions::Response {
+            functions: self.function_declarations(),
+            diagnostics: Vec::new(),
+        }))
     }
 
     async fn validate_provider_config(
@@ -1090,9 +1230,23 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
 
     async fn call_function(
         &self,
-        _request: Request<pb::call_function::Request>,
+        request: Request<pb::call_function::Request>,
     ) -> RpcResult<pb::call_function::Response> {
-        not_served("CallFunction", NO_FUNCTIONS)
+        let req = request.into_inner();
+        let response = match self.call_function(&req.name, &req.arguments) {
+            Ok(result) => pb::call_function::Response {
+                result: Some(result),
+                error: None,
+            },
+            Err(e) => pb::call_function::Response {
+                result: None,
+                error: Some(pb::FunctionError {
+                    text: e.text,
+                    function_argument: e.argument.and_then(|i| i64::try_from(i).ok()),
+                }),
+            },
+        };
+        Ok(Response::new(response))
     }
 
     async fn validate_state_store_config(

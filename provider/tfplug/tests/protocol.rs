@@ -12,8 +12,9 @@ use tfplug::testing::{GrpcControllerClient, HealthClient, ProviderClient};
 use tfplug::value::{Type, Value, msgpack};
 use tfplug::{
     ApplyRequest, ApplyResult, Attribute, Block, BoxFuture, ClientCapabilities, ConfigureRequest,
-    Context, Diagnostic, Diagnostics, DynDataSource, DynResource, NestedBlock, ObjectNesting, Plan,
-    PlanRequest, Provider, ReadResult, Schema,
+    Context, Diagnostic, Diagnostics, DynDataSource, DynResource, Function, FunctionError,
+    NestedBlock, ObjectNesting, Parameter, Plan, PlanRequest, Provider, ReadResult, Schema,
+    Signature,
 };
 use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::wrappers::UnixListenerStream;
@@ -301,6 +302,47 @@ impl Provider for TestProvider {
     fn data_sources(&self) -> Vec<Box<dyn DynDataSource<()>>> {
         vec![Box::new(Echo)]
     }
+
+    fn functions(&self) -> Vec<Box<dyn Function>> {
+        vec![Box::new(Repeat)]
+    }
+}
+
+/// `repeat(text, count)`: `text` `count` times. A negative count is argument 1's error, the
+/// text `panic` panics and the text `wrong` returns a number where a string is declared.
+struct Repeat;
+
+impl Function for Repeat {
+    fn name(&self) -> &'static str {
+        "repeat"
+    }
+
+    fn signature(&self) -> Signature {
+        Signature::new(
+            "Repeats a text.",
+            vec![
+                Parameter::new("text", Type::String, "What to repeat."),
+                Parameter::new("count", Type::Number, "How often."),
+            ],
+            Type::String,
+        )
+    }
+
+    fn call(&self, arguments: &[Value]) -> Result<Value, FunctionError> {
+        let text = arguments[0].as_str().unwrap_or_default();
+        let count = arguments[1]
+            .as_number()
+            .and_then(|n| n.as_i64())
+            .unwrap_or(-1);
+        match text {
+            "panic" => panic!("asked to panic"),
+            "wrong" => return Ok(Value::number(1)),
+            _ => {}
+        }
+        let count = usize::try_from(count)
+            .map_err(|_| FunctionError::argument(1, format!("count {count} is negative")))?;
+        Ok(Value::string(text.repeat(count)))
+    }
 }
 
 struct Harness {
@@ -480,7 +522,91 @@ async fn schema_uses_nested_type_without_type_and_sets_capabilities() {
         .await
         .unwrap()
         .into_inner();
-    assert!(functions.functions.is_empty() && functions.diagnostics.is_empty());
+    assert!(functions.diagnostics.is_empty());
+    let repeat = &functions.functions["repeat"];
+    assert_eq!(repeat.parameters.len(), 2);
+    assert_eq!(repeat.parameters[1].name, "count");
+    assert_eq!(repeat.parameters[1].r#type, b"\"number\"");
+    assert_eq!(repeat.r#return.as_ref().unwrap().r#type, b"\"string\"");
+    assert_eq!(repeat.summary, "Repeats a text.");
+    assert!(schema.functions.contains_key("repeat"));
+    let metadata = h
+        .client
+        .get_metadata(pb::get_metadata::Request {})
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<&str> = metadata.functions.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["repeat"]);
+}
+
+/// `CallFunction` before any `ConfigureProvider`: results, argument-indexed errors, panics and
+/// results of the wrong type, and the server keeps serving after each.
+#[tokio::test]
+async fn functions_are_called_without_configuration() {
+    let mut h = start().await;
+    let mut call = async |name: &str, args: Vec<Value>| {
+        let types = [Type::String, Type::Number, Type::String];
+        let arguments = args
+            .iter()
+            .zip(types.iter())
+            .map(|(v, t)| dv(v, t))
+            .collect();
+        h.client
+            .call_function(pb::call_function::Request {
+                name: name.to_owned(),
+                arguments,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let ok = call("repeat", vec![Value::string("ab"), Value::number(3)]).await;
+    assert!(ok.error.is_none(), "{:?}", ok.error);
+    assert_eq!(undv(ok.result, &Type::String), Value::string("ababab"));
+
+    let negative = call("repeat", vec![Value::string("ab"), Value::number(-2)]).await;
+    let error = negative.error.unwrap();
+    assert_eq!(error.function_argument, Some(1));
+    assert_eq!(error.text, "count -2 is negative");
+    assert!(negative.result.is_none());
+
+    let panicked = call("repeat", vec![Value::string("panic"), Value::number(1)]).await;
+    let error = panicked.error.unwrap();
+    assert_eq!(error.function_argument, None);
+    assert!(error.text.contains("asked to panic"), "{}", error.text);
+
+    let wrong = call("repeat", vec![Value::string("wrong"), Value::number(1)]).await;
+    assert!(wrong.error.unwrap().text.contains("does not match"));
+
+    let count = call("repeat", vec![Value::string("ab")]).await;
+    assert!(
+        count
+            .error
+            .unwrap()
+            .text
+            .contains("takes 2 argument(s), got 1")
+    );
+
+    let unknown = call("nope", vec![]).await;
+    assert!(unknown.error.unwrap().text.contains("no function \"nope\""));
+
+    let bytes = h
+        .client
+        .call_function(pb::call_function::Request {
+            name: "repeat".to_owned(),
+            arguments: vec![
+                pb::DynamicValue {
+                    msgpack: vec![0xc1],
+                    json: Vec::new(),
+                },
+                dv(&Value::number(1), &Type::Number),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(bytes.error.unwrap().function_argument, Some(0));
 }
 
 /// Every call of protocol 6.10 is declared; those this crate does not serve yet answer gRPC
