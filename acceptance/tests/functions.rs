@@ -176,6 +176,29 @@ fn functions_return_values_and_our_errors_or_the_clis_own_error() {
                 "{call}: want {want:?} in:\n{stderr}"
             );
         }
+
+        // OpenTofu also names a function through a provider configuration's alias, and calls
+        // it on that configured instance; Terraform knows `provider::<name>::<function>` only.
+        ws.write_config(&format!(
+            "provider \"batchai\" {{\n  alias = \"other\"\n  local {{\n    root = \"{}\"\n  }}\n}}\n\n\
+             output \"aliased\" {{\n  value = provider::batchai::other::parse_id(\"local/clusters/gpu\").cluster_name\n}}\n",
+            ws.path().join("other").display()
+        ))?;
+        let out = ws.run(&["apply", "-auto-approve", "-input=false", "-no-color"])?;
+        let stderr = flat(&String::from_utf8_lossy(&out.stderr));
+        if cli.tofu {
+            ensure!(out.status.success(), "aliased call failed:\n{stderr}");
+            let aliased = ws.ok(&["output", "-raw", "aliased"])?;
+            ensure!(aliased == "gpu", "{aliased}");
+        } else {
+            ensure!(
+                !out.status.success()
+                    && stderr.contains(
+                        "There is no function named \"provider::batchai::other::parse_id\""
+                    ),
+                "{cli} took the aliased form:\n{stderr}"
+            );
+        }
         Ok(())
     });
 }

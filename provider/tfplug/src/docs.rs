@@ -93,7 +93,9 @@ pub fn render(page: &Page<'_>) -> String {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "Called as `provider::{}::<name>(...)` on Terraform 1.8 and later and OpenTofu 1.7 and later.",
+            "Called as `provider::{0}::<name>(...)` on Terraform 1.8 and later and OpenTofu 1.7 \
+             and later; OpenTofu also accepts `provider::{0}::<alias>::<name>(...)`. Functions \
+             are pure: they read no configuration and no platform.",
             page.provider
         );
         let _ = writeln!(out);

@@ -237,10 +237,23 @@ impl<P: Provider> ProviderService<P> {
             )
             .map_err(|d| FunctionError::argument(index, first_text(d)))?;
             // A dynamic parameter's value arrives with its type; the function wants the value.
-            values.push(match decoded {
+            let value = match decoded {
                 Value::Dynamic(_, inner) => *inner,
                 other => other,
-            });
+            };
+            // Terraform keeps these promises itself; a client that does not gets the answer
+            // Terraform would give, never a function run on values it did not ask for.
+            if !parameter.allow_unknown && !value.is_wholly_known() {
+                return encode(&Value::unknown(), &signature.returns, "function result")
+                    .map_err(|d| FunctionError::general(first_text(d)));
+            }
+            if !parameter.allow_null && value.is_null() {
+                return Err(FunctionError::argument(
+                    index,
+                    format!("argument {:?} must not be null", parameter.name),
+                ));
+            }
+            values.push(value);
         }
         let called = std::panic::catch_unwind(AssertUnwindSafe(|| entry.function.call(&values)));
         let result = match called {

@@ -588,6 +588,16 @@ async fn functions_are_called_without_configuration() {
             .contains("takes 2 argument(s), got 1")
     );
 
+    // What Terraform never sends, answered as Terraform would: unknown in, unknown out, and a
+    // null argument refused.
+    let unknown = call("repeat", vec![Value::string("ab"), Value::unknown()]).await;
+    assert!(unknown.error.is_none());
+    assert!(undv(unknown.result, &Type::String).is_unknown());
+    let null = call("repeat", vec![Value::Null, Value::number(1)]).await;
+    let error = null.error.unwrap();
+    assert_eq!(error.function_argument, Some(0));
+    assert!(error.text.contains("must not be null"), "{}", error.text);
+
     let unknown = call("nope", vec![]).await;
     assert!(unknown.error.unwrap().text.contains("no function \"nope\""));
 
