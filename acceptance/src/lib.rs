@@ -174,11 +174,13 @@ pub struct Workspace {
     pub dir: tempfile::TempDir,
     /// The local platform root the configurations use.
     pub root: PathBuf,
-    /// The CLI configuration with `dev_overrides`; `None` for a workspace whose CLIs run with
-    /// no CLI configuration at all and find the provider installed under [`Workspace::home`].
+    /// The CLI configuration: `dev_overrides`, or another that [`Workspace::with_cli_config`]
+    /// names; `None` for a workspace whose CLIs run with no CLI configuration at all and find the
+    /// provider installed under [`Workspace::home`].
     cli_config: Option<PathBuf>,
-    /// The home directory the CLIs run with when the provider is installed (see
-    /// [`Workspace::installed`]).
+    /// The home directory the CLIs run with, in a clean environment (no plugin cache, no XDG
+    /// directories, no CLI configuration but `cli_config`), when the provider is installed
+    /// (see [`Workspace::installed`]) or comes from a mirror.
     pub home: Option<PathBuf>,
     extra_env: Vec<(String, String)>,
     /// Whether this workspace created `root` (a sibling shares it and must not clean it up).
@@ -263,6 +265,19 @@ impl Workspace {
         let home = ws.dir.path().join("home");
         ws.install_into(&home, &provider_binary())?;
         ws.cli_config = None;
+        ws.home = Some(home);
+        Ok(ws)
+    }
+
+    /// A workspace whose CLIs run with a home of their own (nothing installed in it) and the
+    /// CLI configuration `config`, e.g. a `network_mirror`, instead of `dev_overrides`.
+    pub fn with_cli_config(cli: &Cli, config: &str) -> anyhow::Result<Self> {
+        let mut ws = Self::new(cli)?;
+        let path = ws.dir.path().join("cli.tfrc");
+        std::fs::write(&path, config)?;
+        let home = ws.dir.path().join("home");
+        std::fs::create_dir_all(&home)?;
+        ws.cli_config = Some(path);
         ws.home = Some(home);
         Ok(ws)
     }
@@ -389,30 +404,26 @@ impl Workspace {
             .env("CHECKPOINT_DISABLE", "1")
             .env_remove("TF_LOG")
             .env_remove("TF_REATTACH_PROVIDERS");
-        match (&self.cli_config, &self.home) {
-            (Some(config), _) => {
-                cmd.env("TF_CLI_CONFIG_FILE", config);
+        if let Some(home) = &self.home {
+            // A clean CLI setup: only what a fresh user account has.
+            for var in [
+                "TF_CLI_CONFIG_FILE",
+                "TOFU_CLI_CONFIG_FILE",
+                "TF_PLUGIN_CACHE_DIR",
+                "TF_DATA_DIR",
+                "TF_CLI_ARGS",
+                "TF_CLI_ARGS_init",
+                "TF_CLI_ARGS_apply",
+                "XDG_CONFIG_HOME",
+                "XDG_DATA_HOME",
+                "XDG_CACHE_HOME",
+            ] {
+                cmd.env_remove(var);
             }
-            (None, home) => {
-                // A clean CLI setup: only what a fresh user account has.
-                for var in [
-                    "TF_CLI_CONFIG_FILE",
-                    "TOFU_CLI_CONFIG_FILE",
-                    "TF_PLUGIN_CACHE_DIR",
-                    "TF_DATA_DIR",
-                    "TF_CLI_ARGS",
-                    "TF_CLI_ARGS_init",
-                    "TF_CLI_ARGS_apply",
-                    "XDG_CONFIG_HOME",
-                    "XDG_DATA_HOME",
-                    "XDG_CACHE_HOME",
-                ] {
-                    cmd.env_remove(var);
-                }
-                if let Some(home) = home {
-                    cmd.env("HOME", home);
-                }
-            }
+            cmd.env("HOME", home);
+        }
+        if let Some(config) = &self.cli_config {
+            cmd.env("TF_CLI_CONFIG_FILE", config);
         }
         for (k, v) in &self.extra_env {
             cmd.env(k, v);

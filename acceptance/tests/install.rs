@@ -2,7 +2,7 @@
 //! a temporary home's `~/.terraform.d/plugins`), then a plain `init`, `apply` and `destroy` on
 //! every CLI with a clean CLI setup: no CLI configuration file, no plugin cache, no
 //! `dev_overrides`. Also what a user meets after installing a new build of the same version,
-//! and the way out the README documents.
+//! and the way out the README documents, and the release folder served as a network mirror.
 use anyhow::{Context as _, ensure};
 use batchai_acceptance::{Workspace, for_every_cli, provider_binary, resource_values, walk};
 
@@ -174,4 +174,130 @@ fn a_new_build_of_the_same_version_needs_its_old_lock_entry_removed() {
         );
         Ok(())
     });
+}
+
+/// A static HTTPS file server for `dir` (Python's, with a certificate of our own), stopped when
+/// dropped.
+struct Mirror {
+    child: std::process::Child,
+    url: String,
+    ca: std::path::PathBuf,
+}
+
+impl Mirror {
+    fn serve(dir: &std::path::Path, scratch: &std::path::Path) -> anyhow::Result<Self> {
+        use std::io::BufRead as _;
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+        let (cert, key) = (scratch.join("mirror.pem"), scratch.join("mirror.key"));
+        std::fs::write(&cert, certified.cert.pem())?;
+        std::fs::write(&key, certified.signing_key.serialize_pem())?;
+        let script = r#"
+import functools, http.server, ssl, sys
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+tls.load_cert_chain(sys.argv[2], sys.argv[3])
+server.socket = tls.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(dir)
+            .arg(&cert)
+            .arg(&key)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(scratch.join("mirror.log"))?)
+            .spawn()
+            .context("start python3 as the network mirror")?;
+        let mut port = String::new();
+        if let Some(out) = child.stdout.take() {
+            std::io::BufReader::new(out).read_line(&mut port)?;
+        }
+        let port = port.trim().to_owned();
+        if port.is_empty() {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!(
+                "the mirror did not start: {}",
+                std::fs::read_to_string(scratch.join("mirror.log")).unwrap_or_default()
+            );
+        }
+        Ok(Self {
+            child,
+            url: format!("https://localhost:{port}/"),
+            ca: cert,
+        })
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The release folder, made by the release task's own packaging (here of the debug build, as
+/// the static release build takes many minutes), served over HTTPS as a `network_mirror`:
+/// every CLI installs the provider from it, checks the archive against the `h1:`/`zh:` hashes
+/// its `<version>.json` lists ("verified checksum"), and applies with it.
+#[test]
+fn the_release_folder_serves_as_a_network_mirror() -> anyhow::Result<()> {
+    use xtask::release;
+    let scratch = tempfile::Builder::new().prefix("mirror").tempdir()?;
+    let dist = scratch.path().join("dist");
+    let version = release::version(&batchai_acceptance::repo())?;
+    let target = *release::TARGETS
+        .iter()
+        .find(|t| t.platform == release::current_platform())
+        .context("no release target for this platform")?;
+    let packages = release::package(&dist, &version, &[(target, provider_binary())])?;
+    let package = packages.first().context("no package")?;
+    let sums = std::fs::read_to_string(
+        dist.join(format!("terraform-provider-batchai_{version}_SHA256SUMS")),
+    )?;
+    ensure!(
+        sums.contains(&format!(
+            "{}  terraform-provider-batchai_{version}_{}.zip\n",
+            package.zh.trim_start_matches("zh:"),
+            target.platform
+        )) && sums.contains(&format!(
+            "  terraform-provider-batchai_{version}_manifest.json\n"
+        )),
+        "{sums}"
+    );
+    let mirror = Mirror::serve(&dist, scratch.path())?;
+    for_every_cli(|cli| {
+        let mut ws = Workspace::with_cli_config(
+            cli,
+            &format!(
+                "provider_installation {{\n  network_mirror {{\n    url = \"{}\"\n  }}\n}}\n",
+                mirror.url
+            ),
+        )?;
+        ws.env("SSL_CERT_FILE", &mirror.ca.display().to_string());
+        ws.write_config(CONFIG)?;
+        let init = succeeds(&ws, &["init", "-input=false", "-no-color"])?;
+        ensure!(
+            init.contains(&format!(
+                "Installed batchai/batchai v{version} (verified checksum)"
+            )),
+            "{init}"
+        );
+        let lock = lock_file(&ws)?;
+        ensure!(lock.contains(&format!("\"{}\"", package.h1)), "{lock}");
+        succeeds(
+            &ws,
+            &["apply", "-auto-approve", "-input=false", "-no-color"],
+        )?;
+        ensure!(ws.root.join("fileservers/fs/export").is_dir());
+        succeeds(
+            &ws,
+            &["destroy", "-auto-approve", "-input=false", "-no-color"],
+        )?;
+        Ok(())
+    });
+    Ok(())
 }

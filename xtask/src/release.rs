@@ -323,41 +323,54 @@ pub fn release(
             .collect();
         bail!("release: no platform could be built:\n{}", why.join("\n"));
     }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("empty {}", dir.display()))?;
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let mut packages = Vec::new();
+    let mut checked = Vec::new();
     for (target, binary) in built {
         let data = std::fs::read(&binary).with_context(|| format!("read {}", binary.display()))?;
-        if target.platform.starts_with("linux_")
-            && let Err(why) = check_static(&binary, &data)
-        {
-            skipped.push((target, why));
-            continue;
+        match check_static(&binary, &data) {
+            Err(why) if target.platform.starts_with("linux_") => skipped.push((target, why)),
+            _ => checked.push((target, binary)),
         }
-        let zip = zip_binary(&binary_name(&version), &data)?;
-        let path = dir.join(zip_name(&version, target.platform));
-        std::fs::write(&path, &zip).with_context(|| format!("write {}", path.display()))?;
-        packages.push(Package {
-            target,
-            zip: path,
-            binary,
-            h1: h1(&zip_entries(&zip)?)?,
-            zh: zh(&zip),
-        });
     }
-    if packages.is_empty() {
+    if checked.is_empty() {
         bail!("release: no platform's binary could be packaged: {skipped:?}");
     }
-    write_registry_files(dir, &version, &packages)?;
-    write_mirror(dir, &version, &packages)?;
+    let packages = package(dir, &version, &checked)?;
     Ok(Release {
         version,
         dir: dir.to_path_buf(),
         packages,
         skipped,
     })
+}
+
+/// Writes the release folder `dir` (emptied first) for `binaries`, one per platform: the zips,
+/// `SHA256SUMS`, the manifest and the network mirror's documents.
+pub fn package(
+    dir: &Path,
+    version: &str,
+    binaries: &[(Target, PathBuf)],
+) -> anyhow::Result<Vec<Package>> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("empty {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let mut packages = Vec::new();
+    for (target, binary) in binaries {
+        let data = std::fs::read(binary).with_context(|| format!("read {}", binary.display()))?;
+        let zip = zip_binary(&binary_name(version), &data)?;
+        let path = dir.join(zip_name(version, target.platform));
+        std::fs::write(&path, &zip).with_context(|| format!("write {}", path.display()))?;
+        packages.push(Package {
+            target: *target,
+            zip: path,
+            binary: binary.clone(),
+            h1: h1(&zip_entries(&zip)?)?,
+            zh: zh(&zip),
+        });
+    }
+    write_registry_files(dir, version, &packages)?;
+    write_mirror(dir, version, &packages)?;
+    Ok(packages)
 }
 
 /// The registry manifest: the protocol versions the provider speaks.
