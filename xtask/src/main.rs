@@ -242,7 +242,8 @@ fn generate() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes a Terraform CLI configuration that takes the provider from `bin_dir` (no registry).
+/// Writes a Terraform CLI configuration that takes the provider from `bin_dir` (no registry):
+/// only the job benchmark uses it, which must start a fresh build without an install step.
 fn write_dev_overrides(rc: &Path, bin_dir: &Path) -> anyhow::Result<()> {
     std::fs::write(
         rc,
