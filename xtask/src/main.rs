@@ -243,7 +243,8 @@ fn generate() -> anyhow::Result<()> {
 }
 
 /// Writes a Terraform CLI configuration that takes the provider from `bin_dir` (no registry):
-/// only the job benchmark uses it, which must start a fresh build without an install step.
+/// only the job benchmark uses it, which times Terraform commands on the fresh build and runs
+/// no init.
 fn write_dev_overrides(rc: &Path, bin_dir: &Path) -> anyhow::Result<()> {
     std::fs::write(
         rc,
