@@ -1,5 +1,6 @@
 //! Shared helpers for the end-to-end suite: locating real Terraform CLIs, building the provider,
-//! and running Terraform commands in throwaway working directories with `dev_overrides`.
+//! and running Terraform commands in throwaway working directories, with `dev_overrides` or
+//! with the provider installed as `cargo xtask install` does under a home of their own.
 pub mod sim;
 
 use std::path::{Path, PathBuf};
@@ -173,7 +174,14 @@ pub struct Workspace {
     pub dir: tempfile::TempDir,
     /// The local platform root the configurations use.
     pub root: PathBuf,
-    cli_config: PathBuf,
+    /// The CLI configuration: `dev_overrides`, or another that [`Workspace::with_cli_config`]
+    /// names; `None` for a workspace whose CLIs run with no CLI configuration at all and find the
+    /// provider installed under [`Workspace::home`].
+    cli_config: Option<PathBuf>,
+    /// The home directory the CLIs run with, in a clean environment (no plugin cache, no XDG
+    /// directories, no CLI configuration but `cli_config`), when the provider is installed
+    /// (see [`Workspace::installed`]) or comes from a mirror.
+    pub home: Option<PathBuf>,
     extra_env: Vec<(String, String)>,
     /// Whether this workspace created `root` (a sibling shares it and must not clean it up).
     owns_root: bool,
@@ -239,12 +247,53 @@ impl Workspace {
             cli: cli.clone(),
             dir,
             root,
-            cli_config,
+            cli_config: Some(cli_config),
+            home: None,
             extra_env: Vec::new(),
             owns_root: true,
             control_store,
             azure_container: None,
         })
+    }
+
+    /// A workspace whose CLI finds the provider as a user's does after `cargo xtask install`:
+    /// installed (by the same code) into `.terraform.d/plugins` of a home directory of its own,
+    /// and run with that home, no CLI configuration file, no plugin cache and no `dev_overrides`,
+    /// so `init` installs it from that implicit local mirror.
+    pub fn installed(cli: &Cli) -> anyhow::Result<Self> {
+        let mut ws = Self::new(cli)?;
+        let home = ws.dir.path().join("home");
+        ws.install_into(&home, &provider_binary())?;
+        ws.cli_config = None;
+        ws.home = Some(home);
+        Ok(ws)
+    }
+
+    /// A workspace whose CLIs run with a home of their own (nothing installed in it) and the
+    /// CLI configuration `config`, e.g. a `network_mirror`, instead of `dev_overrides`.
+    pub fn with_cli_config(cli: &Cli, config: &str) -> anyhow::Result<Self> {
+        let mut ws = Self::new(cli)?;
+        let path = ws.dir.path().join("cli.tfrc");
+        std::fs::write(&path, config)?;
+        let home = ws.dir.path().join("home");
+        std::fs::create_dir_all(&home)?;
+        ws.cli_config = Some(path);
+        ws.home = Some(home);
+        Ok(ws)
+    }
+
+    /// Installs `binary` as the provider's current version into `home`'s local mirror.
+    pub fn install_into(
+        &self,
+        home: &Path,
+        binary: &Path,
+    ) -> anyhow::Result<xtask::release::Installed> {
+        xtask::release::install(
+            binary,
+            &xtask::release::plugins_dir(home),
+            &xtask::release::version(&repo())?,
+            &xtask::release::current_platform(),
+        )
     }
 
     /// A workspace whose provider uses the azure platform of this process's ARM simulator,
@@ -303,6 +352,10 @@ impl Workspace {
         let mut other = Self::new(&self.cli)?;
         other.root = self.root.clone();
         other.owns_root = false;
+        if self.home.is_some() {
+            other.cli_config = None;
+            other.home = self.home.clone();
+        }
         other.control_store = self.control_store.clone();
         other.azure_container = self.azure_container.clone();
         if other.azure_container.is_some() {
@@ -342,20 +395,46 @@ impl Workspace {
         Ok(())
     }
 
-    /// Runs the CLI with `args` and returns its output, whatever the exit status.
-    pub fn run(&self, args: &[&str]) -> anyhow::Result<Output> {
+    /// The CLI with `args` in this workspace's directory and environment.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.cli.path);
         cmd.args(args)
             .current_dir(self.dir.path())
-            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
             .env("TF_IN_AUTOMATION", "1")
             .env("CHECKPOINT_DISABLE", "1")
             .env_remove("TF_LOG")
             .env_remove("TF_REATTACH_PROVIDERS");
+        if let Some(home) = &self.home {
+            // A clean CLI setup: only what a fresh user account has.
+            for var in [
+                "TF_CLI_CONFIG_FILE",
+                "TOFU_CLI_CONFIG_FILE",
+                "TF_PLUGIN_CACHE_DIR",
+                "TF_DATA_DIR",
+                "TF_CLI_ARGS",
+                "TF_CLI_ARGS_init",
+                "TF_CLI_ARGS_apply",
+                "XDG_CONFIG_HOME",
+                "XDG_DATA_HOME",
+                "XDG_CACHE_HOME",
+            ] {
+                cmd.env_remove(var);
+            }
+            cmd.env("HOME", home);
+        }
+        if let Some(config) = &self.cli_config {
+            cmd.env("TF_CLI_CONFIG_FILE", config);
+        }
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
-        let out = cmd
+        cmd
+    }
+
+    /// Runs the CLI with `args` and returns its output, whatever the exit status.
+    pub fn run(&self, args: &[&str]) -> anyhow::Result<Output> {
+        let out = self
+            .command(args)
             .output()
             .with_context(|| format!("run {} {args:?}", self.cli))?;
         Ok(out)
@@ -365,21 +444,11 @@ impl Workspace {
     /// there), and returns its output, whatever the exit status.
     pub fn run_with_input(&self, args: &[&str], input: &str) -> anyhow::Result<Output> {
         use std::io::Write as _;
-        let mut cmd = Command::new(&self.cli.path);
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
-            .env("TF_IN_AUTOMATION", "1")
-            .env("CHECKPOINT_DISABLE", "1")
-            .env_remove("TF_LOG")
-            .env_remove("TF_REATTACH_PROVIDERS")
+        let mut child = self
+            .command(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        for (k, v) in &self.extra_env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .with_context(|| format!("start {} {args:?}", self.cli))?;
         if let Some(mut stdin) = child.stdin.take() {
@@ -392,21 +461,11 @@ impl Workspace {
 
     /// Starts the CLI with `args` without waiting, output discarded (for interrupting it).
     pub fn spawn(&self, args: &[&str]) -> anyhow::Result<std::process::Child> {
-        let mut cmd = Command::new(&self.cli.path);
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
-            .env("TF_IN_AUTOMATION", "1")
-            .env("CHECKPOINT_DISABLE", "1")
-            .env_remove("TF_LOG")
-            .env_remove("TF_REATTACH_PROVIDERS")
+        self.command(args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        for (k, v) in &self.extra_env {
-            cmd.env(k, v);
-        }
-        cmd.spawn()
+            .stderr(std::process::Stdio::null())
+            .spawn()
             .with_context(|| format!("start {} {args:?}", self.cli))
     }
 
@@ -427,8 +486,9 @@ impl Workspace {
 
     /// `init` where the CLI supports it alongside `dev_overrides`; older CLIs try to reach the
     /// registry for the overridden provider, and with overrides in effect init is not needed.
+    /// With the provider installed (no overrides) init is what installs it, on every CLI.
     pub fn init(&self) -> anyhow::Result<()> {
-        if self.cli.at_least(1, 15) && !self.cli.tofu {
+        if self.home.is_some() || (self.cli.at_least(1, 15) && !self.cli.tofu) {
             self.ok(&["init", "-input=false", "-no-color"])?;
         }
         Ok(())

@@ -1,4 +1,6 @@
-//! End to end: the README's examples, applied exactly as printed with the newest Terraform CLI:
+//! End to end: the README's examples, applied exactly as printed with the newest Terraform CLI,
+//! which finds the provider as the README says: installed by `cargo xtask install`'s code into
+//! the local mirror of a home of its own, then `terraform init` with no CLI configuration:
 //! "Using the provider" (its HCL blocks as `main.tf`, its Python block as `train.py`), on a
 //! machine with or without GPUs, and "One cluster across machines" (its HCL against a container
 //! of an Azurite, then its shell lines, which join a node to the cluster), and "On Azure" (its
@@ -34,8 +36,14 @@ fn the_readme_example_runs_as_written() -> anyhow::Result<()> {
         hcl.len() == 2 && python.len() == 1,
         "README blocks: {hcl:?} {python:?}"
     );
+    // And it says to install the provider and init, which is what this test does.
+    let sh = blocks(&readme, "Using the provider", "sh");
+    ensure!(
+        sh.len() == 1 && sh[0].contains("cargo xtask install") && sh[0].contains("terraform init"),
+        "README shell lines: {sh:?}"
+    );
 
-    let mut ws = Workspace::new(&newest_cli())?;
+    let mut ws = Workspace::installed(&newest_cli())?;
     // The README relies on the provider's default root; keep it in the workspace.
     let home = ws.path().join("batchai-home");
     ws.env("BATCHAI_HOME", &home.display().to_string());
@@ -91,7 +99,7 @@ fn the_shared_store_example_joins_a_node_as_written() -> anyhow::Result<()> {
     let azurite = Azurite::shared()
         .map_err(|e| anyhow::anyhow!("{e}; run `cargo xtask test`, which installs Azurite"))?;
     let url = azurite.container_url(&Azurite::unique_container("readme"));
-    let mut ws = Workspace::new(&newest_cli())?;
+    let mut ws = Workspace::installed(&newest_cli())?;
     let home = ws.path().join("batchai-home");
     ws.env("BATCHAI_HOME", &home.display().to_string());
     ws.root = home;
@@ -178,7 +186,7 @@ fn the_azure_example_runs_as_written_against_the_simulator() -> anyhow::Result<(
     // in for it, with the same variables exported.
     ensure!(sh[0].contains("cargo xtask sim up") && sh[0].contains("source target/sim/env"));
     let sim = Sim::shared();
-    let mut ws = Workspace::new(&newest_cli())?;
+    let mut ws = Workspace::installed(&newest_cli())?;
     for (k, v) in sim.env() {
         ws.env(&k, &v);
     }

@@ -49,9 +49,13 @@ pub fn missing() -> Option<String> {
     ))
 }
 
-/// Applies the README's azure example with `terraform` (the provider from `rc`'s overrides),
-/// then destroys it, whatever the apply did.
-pub fn run(repo: &Path, terraform: &Path, rc: &Path) -> anyhow::Result<()> {
+/// Applies the README's azure example with `terraform` (after `init`, which takes the provider
+/// `installed` put in the local mirror), then destroys it, whatever the apply did.
+pub fn run(
+    repo: &Path,
+    terraform: &Path,
+    installed: &xtask::release::Installed,
+) -> anyhow::Result<()> {
     let readme = std::fs::read_to_string(repo.join("README.md")).context("read README.md")?;
     let section = readme
         .split("\n## On Azure\n")
@@ -66,11 +70,12 @@ pub fn run(repo: &Path, terraform: &Path, rc: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
     std::fs::write(work.join("main.tf"), hcl)?;
     let tf = |args: &[&str]| -> anyhow::Result<()> {
-        let status = Command::new(terraform)
-            .args(args)
+        let mut cmd = Command::new(terraform);
+        cmd.args(args)
             .current_dir(&work)
-            .env("TF_CLI_CONFIG_FILE", rc)
-            .env("TF_IN_AUTOMATION", "1")
+            .env("TF_IN_AUTOMATION", "1");
+        crate::tf_env(&mut cmd);
+        let status = cmd
             .status()
             .with_context(|| format!("run terraform {args:?}"))?;
         if !status.success() {
@@ -85,6 +90,8 @@ pub fn run(repo: &Path, terraform: &Path, rc: &Path) -> anyhow::Result<()> {
         "xtask azure-smoke: creating the README's azure example in {}",
         work.display()
     );
+    xtask::release::forget_other_builds(&work, installed)?;
+    tf(&["init", "-input=false"])?;
     let applied = tf(&["apply", "-auto-approve", "-input=false"]);
     // Whatever the apply did, nothing is left running (and billing) afterwards.
     let destroyed = tf(&["destroy", "-auto-approve", "-input=false"]);

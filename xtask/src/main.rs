@@ -1,6 +1,6 @@
 //! Developer tasks for the workspace, run as `cargo xtask <task>` (`cargo xtask help` lists
-//! them): run an example, the tests CI runs, code and docs generation, benchmarks and the GPU
-//! check. [`USAGE`] is the list users see.
+//! them): install the provider, package a release, run an example, the tests CI runs, code and
+//! docs generation, benchmarks and the GPU check. [`USAGE`] is the list users see.
 // A developer tool: printing results to stdout is its job.
 #![allow(clippy::print_stdout)]
 
@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
+use xtask::release;
 
 mod azure_smoke;
 mod azurite;
@@ -23,8 +24,15 @@ mod unused_deps;
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  example <name> [destroy]  build the provider and apply an example with a real Terraform CLI
-                            (or destroy it); <name> is one of: quickstart, mpi, pytorch
+  install [--release]       build the provider (debug, or the release build with --release) and
+                            install it into ~/.terraform.d/plugins, where `terraform init` and
+                            `tofu init` find it
+  release [<os>_<arch>...]  build the release (static Linux binaries) and write the zips,
+                            SHA256SUMS, manifest and network mirror JSON to target/dist;
+                            every known platform unless named
+  example <name> [destroy]  install the provider, then init and apply an example with a real
+                            Terraform CLI (or destroy it); <name> is one of: quickstart, mpi,
+                            pytorch
   quickstart [destroy]      the same as `example quickstart [destroy]`
   test                      every check CI runs: unused dependencies, fmt, clippy, unit, protocol
                             and end-to-end tests
@@ -55,6 +63,8 @@ fn main() -> anyhow::Result<()> {
             println!("{USAGE}");
             Ok(())
         }
+        Some("install") => install_task(&args[1..]),
+        Some("release") => release_task(&args[1..]),
         Some("example") => example(&args[1..]),
         Some("quickstart") => quickstart(&args[1..]),
         Some("test") => test(),
@@ -232,7 +242,9 @@ fn generate() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes a Terraform CLI configuration that takes the provider from `bin_dir` (no registry).
+/// Writes a Terraform CLI configuration that takes the provider from `bin_dir` (no registry):
+/// only the job benchmark uses it, which times Terraform commands on the fresh build and runs
+/// no init.
 fn write_dev_overrides(rc: &Path, bin_dir: &Path) -> anyhow::Result<()> {
     std::fs::write(
         rc,
@@ -308,28 +320,28 @@ fn example(args: &[String]) -> anyhow::Result<()> {
     run_example(name, destroy)
 }
 
-/// Builds the provider and applies (or destroys) an example in its own directory, with a CLI
-/// configuration whose `dev_overrides` take the provider from the build.
-/// `azure-smoke`: the README's azure example on real Azure (see `azure_smoke`).
+/// `azure-smoke`: the README's azure example on real Azure (see `azure_smoke`), with the
+/// provider installed as `cargo xtask install` does.
 fn azure_smoke() -> anyhow::Result<()> {
     if let Some(why) = azure_smoke::missing() {
         eprintln!("xtask azure-smoke: did nothing: {why}");
         return Ok(());
     }
     let repo = repo();
-    let bin_dir = build_provider(&repo)?;
-    let rc = repo.join("target/azure-smoke.terraformrc");
-    std::fs::create_dir_all(repo.join("target"))?;
-    write_dev_overrides(&rc, &bin_dir)?;
-    azure_smoke::run(&repo, &find_terraform()?, &rc)
+    let installed = install_build(&repo, false)?;
+    azure_smoke::run(&repo, &find_terraform()?, &installed)
 }
 
-/// Builds the provider binary (debug) and returns the directory it is in, for `dev_overrides`.
-fn build_provider(repo: &Path) -> anyhow::Result<PathBuf> {
-    let bin_dir = std::env::var_os("CARGO_TARGET_DIR")
+/// The cargo target directory (`CARGO_TARGET_DIR`, else `target/` of the clone).
+fn target_dir(repo: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo.join("target"))
-        .join("debug");
+}
+
+/// Builds the provider binary (debug) and returns the directory it is in.
+fn build_provider(repo: &Path) -> anyhow::Result<PathBuf> {
+    let bin_dir = target_dir(repo).join("debug");
     if !bin_dir.join("terraform-provider-batchai").exists() {
         eprintln!(
             "xtask: building the provider for the first time; this compiles the whole workspace and takes a few minutes (later runs take seconds)"
@@ -345,6 +357,153 @@ fn build_provider(repo: &Path) -> anyhow::Result<PathBuf> {
     Ok(bin_dir)
 }
 
+/// The home directory whose `.terraform.d/plugins` both CLIs search.
+fn home() -> anyhow::Result<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .context("install the provider: HOME is not set, so there is no ~/.terraform.d/plugins")
+}
+
+/// Builds the provider (the debug build, or the release build for this platform) and installs
+/// it into `~/.terraform.d/plugins` for both CLIs' default registries.
+fn install_build(repo: &Path, release_build: bool) -> anyhow::Result<release::Installed> {
+    let platform = release::current_platform();
+    let binary = if release_build {
+        let target = release::TARGETS
+            .iter()
+            .find(|t| t.platform == platform)
+            .with_context(|| format!("install --release: no release target for {platform}"))?;
+        let built = release::release(repo, &target_dir(repo), &dist_dir(repo), &[*target])?;
+        let package = built.packages.first().with_context(|| {
+            format!(
+                "install --release: {platform} could not be built: {:?}",
+                built.skipped
+            )
+        })?;
+        package.binary.clone()
+    } else {
+        build_provider(repo)?.join(release::PROVIDER)
+    };
+    let version = release::version(repo)?;
+    let installed = release::install(
+        &binary,
+        &release::plugins_dir(&home()?),
+        &version,
+        &platform,
+    )?;
+    for dir in &installed.dirs {
+        eprintln!(
+            "xtask: installed {} into {}",
+            binary.display(),
+            dir.display()
+        );
+    }
+    Ok(installed)
+}
+
+/// `install [--release]`.
+fn install_task(args: &[String]) -> anyhow::Result<()> {
+    let release_build = match args {
+        [] => false,
+        [flag] if flag == "--release" => true,
+        _ => bail!(
+            "usage: cargo xtask install [--release], not {:?}",
+            args.join(" ")
+        ),
+    };
+    let installed = install_build(&repo(), release_build)?;
+    println!(
+        "installed batchai/batchai {} for {} ({}).
+         In a configuration with `source = \"batchai/batchai\"`, run `terraform init` (or `tofu init`), then `terraform apply`.
+         A directory initialised with an earlier build of {} has that build's hash in its {}, and init fails with
+         \"the local package for registry.terraform.io/batchai/batchai {} doesn't match any of the checksums previously
+         recorded in the dependency lock file\" (`init -upgrade` does not help: the version is the same). Delete the
+         `provider \"registry.terraform.io/batchai/batchai\"` block (`registry.opentofu.org/...` for OpenTofu) from that
+         file, or the file, and run init again.",
+        installed.version,
+        installed.platform,
+        installed.h1,
+        installed.version,
+        release::LOCK_FILE,
+        installed.version,
+    );
+    Ok(())
+}
+
+/// The folder `cargo xtask release` writes: `dist/` in the cargo target directory.
+fn dist_dir(repo: &Path) -> PathBuf {
+    target_dir(repo).join("dist")
+}
+
+/// `release [<os>_<arch>...]`: every known platform unless some are named.
+fn release_task(args: &[String]) -> anyhow::Result<()> {
+    let targets: Vec<release::Target> = if args.is_empty() {
+        release::TARGETS.to_vec()
+    } else {
+        args.iter()
+            .map(|name| {
+                release::TARGETS
+                    .iter()
+                    .find(|t| t.platform == name.as_str())
+                    .copied()
+                    .with_context(|| {
+                        let known: Vec<&str> =
+                            release::TARGETS.iter().map(|t| t.platform).collect();
+                        format!(
+                            "release: no platform {name:?}; the known ones are {}",
+                            known.join(", ")
+                        )
+                    })
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let repo = repo();
+    let built = release::release(&repo, &target_dir(&repo), &dist_dir(&repo), &targets)?;
+    println!("release {} in {}:", built.version, built.dir.display());
+    for package in &built.packages {
+        println!(
+            "  built {} ({}): {} {} {}",
+            package.target.platform,
+            package.target.triple,
+            package.zip.display(),
+            package.h1,
+            package.zh
+        );
+        if package.target.platform.starts_with("linux_") {
+            println!(
+                "    statically linked: it is also the agent the azure platform uploads to nodes ({})",
+                package.binary.display()
+            );
+        }
+    }
+    for (target, why) in &built.skipped {
+        println!("  not built {} ({}): {why}", target.platform, target.triple);
+    }
+    println!(
+        "  and {0}_{1}_SHA256SUMS, {0}_{1}_manifest.json, and a network mirror for both registries ({2}/...)",
+        release::PROVIDER,
+        built.version,
+        release::REGISTRIES.join("/..., ")
+    );
+    Ok(())
+}
+
+/// Makes sure the CLI reads the user's own configuration the way a plain run would, minus one
+/// needless warning: a `TF_CLI_CONFIG_FILE` naming a file that does not exist (as some machine
+/// images set) makes every command warn that it cannot open it.
+fn tf_env(cmd: &mut Command) {
+    if let Some(rc) = std::env::var_os("TF_CLI_CONFIG_FILE")
+        && !Path::new(&rc).exists()
+    {
+        cmd.env_remove("TF_CLI_CONFIG_FILE");
+    }
+}
+
+/// Installs the provider (`cargo xtask install`), then runs `init` and `apply` (or `destroy`)
+/// on an example in its own directory, as a user would by hand. The lock file there is the
+/// runner's: an entry for an earlier build of the same version is dropped first, since init
+/// refuses a package whose hash the lock file does not list.
 fn run_example(name: &str, destroy: bool) -> anyhow::Result<()> {
     let repo = repo();
     let dir = EXAMPLES
@@ -352,24 +511,27 @@ fn run_example(name: &str, destroy: bool) -> anyhow::Result<()> {
         .find(|(n, _)| *n == name)
         .map(|(_, d)| repo.join(d))
         .context("unknown example")?;
-    let bin_dir = build_provider(&repo)?;
-    let work = repo.join("target/examples");
-    std::fs::create_dir_all(&work)?;
-    let rc = work.join("terraformrc");
-    write_dev_overrides(&rc, &bin_dir)?;
+    let installed = install_build(&repo, false)?;
+    if release::forget_other_builds(&dir, &installed)? {
+        eprintln!(
+            "xtask: {} recorded another build of batchai/batchai {}; removed that entry so init records this one",
+            dir.join(release::LOCK_FILE).display(),
+            installed.version
+        );
+    }
     let terraform = find_terraform()?;
     let tf = |tf_args: &[&str]| {
         let mut cmd = Command::new(&terraform);
         cmd.args(tf_args)
             .current_dir(&dir)
-            .env("TF_CLI_CONFIG_FILE", &rc)
             .env("TF_IN_AUTOMATION", "1");
+        tf_env(&mut cmd);
         run(&mut cmd)
     };
+    tf(&["init", "-input=false"])?;
     if destroy {
         return tf(&["destroy", "-auto-approve"]);
     }
-    // With dev_overrides in effect there is nothing to install, so `init` is not needed.
     tf(&["apply", "-auto-approve"])?;
     tf(&["output"])?;
     eprintln!("xtask: tear it down with `cargo xtask example {name} destroy`");

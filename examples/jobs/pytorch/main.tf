@@ -3,13 +3,10 @@
 # meets its peers over TCP, as torch.distributed's env:// rendezvous would.
 #
 # Run it with `cargo xtask example pytorch`; tear it down with `cargo xtask example pytorch destroy`.
-# By hand: build the provider (`cargo build -p batchai`), write a Terraform CLI configuration
-# that takes it from the build (xtask writes this one to target/examples/terraformrc):
-#   provider_installation {
-#     dev_overrides { "registry.terraform.io/batchai/batchai" = "<repository>/target/debug" }
-#     direct {}
-#   }
-# then run `TF_CLI_CONFIG_FILE=<that file> terraform apply` in this directory.
+# By hand: `cargo xtask install` (builds the provider and copies it into
+# ~/.terraform.d/plugins, where init finds it), then `terraform init` and `terraform apply` in
+# this directory (or `tofu init`, `tofu apply`). After installing a new build of the same
+# version, delete .terraform.lock.hcl here before init (it records the old build's hash).
 terraform {
   required_providers {
     batchai = {

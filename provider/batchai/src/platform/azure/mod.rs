@@ -527,7 +527,7 @@ struct Account {
 
 /// The newest glibc minor version the nodes' images have: Ubuntu 22.04's 2.35 (the HPC images
 /// are 22.04 or 24.04).
-const NODE_GLIBC: u32 = 35;
+pub const NODE_GLIBC: u32 = 35;
 
 /// The dynamic string table (`.dynstr`) of a 64-bit little-endian ELF binary, where the symbol
 /// versions it needs are named; `None` for a binary without one (statically linked) or one
@@ -557,7 +557,7 @@ fn dynamic_strings(elf: &[u8]) -> Option<&[u8]> {
 
 /// The newest `GLIBC_2.N` symbol version an ELF binary asks for (the minor `N`); `None` for a
 /// binary that names none (statically linked).
-fn newest_glibc(elf: &[u8]) -> Option<u32> {
+pub fn newest_glibc(elf: &[u8]) -> Option<u32> {
     let binary = dynamic_strings(elf)?;
     const TAG: &[u8] = b"GLIBC_2.";
     let mut newest = None;
@@ -658,7 +658,7 @@ impl Azure {
             && needed > NODE_GLIBC
         {
             return Err(format!(
-                "the agent binary {} needs glibc 2.{}, newer than the node images' (Ubuntu 22.04 has 2.{}): build a statically linked one (RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --target x86_64-unknown-linux-gnu) and set BATCHAI_AGENT_BINARY to it",
+                "the agent binary {} needs glibc 2.{}, newer than the node images' (Ubuntu 22.04 has 2.{}): use the statically linked release build (`cargo xtask release` or `cargo xtask install --release`), or set BATCHAI_AGENT_BINARY to a statically linked one",
                 path.display(),
                 needed,
                 NODE_GLIBC
